@@ -1,0 +1,122 @@
+"""Throughput of the sampling path and latency of one inference on the ONNX Runtime backend.
+
+Prints one JSON object. Every figure comes with a baseline measured in the same
+run on the same data, and the ratio, so a reader can judge it on any machine:
+
+* ``push_one``: samples/s through Windower.push + LatestBatchQueue.put fed one
+  sample at a time, as a ROS callback would (target >= 200k/s on one core);
+  baseline: appending the same samples to a Python list (the cheapest possible
+  callback body).
+* ``push_many``: the same path fed in arrays (target >= 5M samples/s);
+  baseline: one numpy copy of the same arrays.
+* ``infer``: per-window latency of the shipped model on the ONNX Runtime
+  backend (frontend + normalisation + engine) for a 5 s, 3-axis, 1 kHz window;
+  baseline: the engine call alone.
+
+Run: ``.venv/bin/python bench/bench_pipeline.py [--seconds 2]`` (pin to one core
+with ``taskset -c 0`` for the one-core figure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+
+from vibration_anomaly.core.queue import LatestBatchQueue
+from vibration_anomaly.core.window import Windower
+
+
+def _data(n: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    t = 1.0 + np.arange(n) / 1000.0
+    x = rng.normal(size=(n, 3)).astype(np.float32)
+    return t, x
+
+
+def bench_push_one(n: int) -> dict[str, float]:
+    t, x = _data(n)
+    tl, xl = t.tolist(), x.tolist()
+    sink: list[tuple[float, list[float]]] = []
+    start = time.perf_counter()
+    for ti, xi in zip(tl, xl, strict=True):
+        sink.append((ti, xi))
+    base = n / (time.perf_counter() - start)
+    w, q = Windower(5000), LatestBatchQueue(3)
+    push, put = w.push, q.put
+    start = time.perf_counter()
+    for ti, xi in zip(tl, xl, strict=True):
+        b = push(ti, xi)
+        if b is not None:
+            put(b)
+    ours = n / (time.perf_counter() - start)
+    assert w.accepted == n
+    return {"samples_per_s": round(ours), "baseline_list_append_per_s": round(base), "ratio_to_baseline": round(ours / base, 3),
+            "target_per_s": 200_000, "meets_target": ours >= 200_000}
+
+
+def bench_push_many(n: int, chunk: int = 5000) -> dict[str, float]:
+    t, x = _data(n)
+    start = time.perf_counter()
+    for i in range(0, n, chunk):
+        np.array(x[i : i + chunk], copy=True)
+    base = n / (time.perf_counter() - start)
+    w, q = Windower(5000), LatestBatchQueue(3)
+    start = time.perf_counter()
+    for i in range(0, n, chunk):
+        for b in w.push_many(t[i : i + chunk], x[i : i + chunk]):
+            q.put(b)
+    ours = n / (time.perf_counter() - start)
+    assert w.accepted == n
+    return {"samples_per_s": round(ours), "baseline_numpy_copy_per_s": round(base), "ratio_to_baseline": round(ours / base, 3),
+            "target_per_s": 5_000_000, "meets_target": ours >= 5_000_000}
+
+
+def bench_infer(repeats: int) -> dict[str, float]:
+    from vibration_anomaly.core.scoring import Scorer, calibrate
+    from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
+    from vibration_anomaly.model import load_default_model
+    from vibration_anomaly.sim.robot import RobotConfig, SimulatedRobot
+
+    model = load_default_model()
+    robot = SimulatedRobot(RobotConfig(seed=1))
+    windows = [robot.frames(10 + 60 * k, 15 + 60 * k)[1] for k in range(12)]
+    engine = OnnxRuntimeEngine(intra_op_threads=1)
+    engine.load(model.onnx_path)
+    engine.wake()
+    cal = calibrate(engine, model.frontend, windows[:10], 1000.0)
+    scorer = Scorer(engine, model.frontend, cal)
+    w = windows[-1]
+    feats = cal.normalise(model.frontend(w, 1000.0))
+    full, eng = [], []
+    for _ in range(repeats):
+        s = time.perf_counter()
+        scorer.score(w, 1000.0)
+        full.append(time.perf_counter() - s)
+        s = time.perf_counter()
+        engine.infer(feats)
+        eng.append(time.perf_counter() - s)
+    engine.unload()
+    f, e = statistics.median(full) * 1000, statistics.median(eng) * 1000
+    return {"window": "5 s x 3 axes @ 1 kHz", "median_ms": round(f, 3), "p90_ms": round(float(np.percentile(full, 90)) * 1000, 3),
+            "baseline_engine_only_median_ms": round(e, 3), "ratio_to_baseline": round(f / e, 2), "model": model.model_id}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--samples", type=int, default=1_000_000, help="samples per throughput run (default 1e6)")
+    ap.add_argument("--repeats", type=int, default=50, help="inference repeats (default 50)")
+    args = ap.parse_args()
+    out = {
+        "push_one": bench_push_one(args.samples // 2),
+        "push_many": bench_push_many(args.samples * 5),
+        "infer": bench_infer(args.repeats),
+    }
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""The detector as a plain object: load / wake / infer the newest batch / sleep / unload.
+
+The demo drives it directly on simulated time; the ROS lifecycle node maps its
+transitions onto these calls (configure = load, activate = wake, deactivate =
+sleep, cleanup = unload). Keeping the sequence here means the power contract
+(nothing held while asleep, never a stale batch) is tested once, without ROS.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from vibration_anomaly.core.events import EventBus
+from vibration_anomaly.core.queue import LatestBatchQueue
+from vibration_anomaly.engine.base import Engine, EngineState, Residency
+
+
+class ScoredLike(Protocol):
+    score: float
+    threshold: float
+
+
+class ScorerLike(Protocol):
+    """``core.scoring.Scorer``: window -> features -> engine -> score against the machine's threshold."""
+
+    def verdict(self, window: np.ndarray, fs_hz: float, source: str = ...) -> ScoredLike: ...
+
+
+class VoterLike(Protocol):
+    """``core.scoring.AlarmVoter``: k-of-n vote, latched."""
+
+    @property
+    def latched(self) -> bool: ...
+
+    def update(self, score_above_threshold: bool) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Verdict:
+    t: float
+    batch_t0: float
+    batch_t1: float
+    score: float
+    threshold: float
+    above: bool
+    alarm: bool  # latched alarm state after this vote
+    raised: bool  # True only on the inference that raised the alarm
+    infer_s: float  # wall seconds spent in frontend + engine
+
+
+class Detector:
+    """Owns one engine; infers only while awake, only on the newest fresh batch."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        scorer: ScorerLike,
+        voter: VoterLike,
+        queue: LatestBatchQueue,
+        bus: EventBus,
+        clock: Callable[[], float],
+        threshold_override: float | None = None,
+    ) -> None:
+        self.engine = engine
+        self.threshold_override = threshold_override
+        self.scorer = scorer
+        self.voter = voter
+        self.queue = queue
+        self.bus = bus
+        self.clock = clock
+        self.inferences = 0
+        self.errors = 0
+
+    @property
+    def awake(self) -> bool:
+        return self.engine.state is EngineState.AWAKE
+
+    def residency(self) -> Residency:
+        return self.engine.residency()
+
+    def configure(self, model_path: Path) -> None:
+        self.engine.load(model_path)
+
+    def activate(self) -> float:
+        """Wake the engine (session / GPU context, buffers, stream); returns the seconds it took.
+
+        The duty-cycle driver, not this object, emits the ``wake`` / ``sleep``
+        events, because a duty period's awake time starts when sampling starts.
+        """
+        start = time.perf_counter()
+        self.engine.wake()
+        return time.perf_counter() - start
+
+    def deactivate(self) -> float:
+        """Synchronize and free everything the engine woke with; returns the seconds it took."""
+        start = time.perf_counter()
+        self.engine.sleep()
+        return time.perf_counter() - start
+
+    def cleanup(self) -> None:
+        self.queue.clear()
+        self.engine.unload()
+
+    def infer_latest(self, fresh_after: float) -> Verdict | None:
+        """Score the newest batch that ends at or after ``fresh_after``; None when there is none.
+
+        Bad data (a wrong-length window, NaN that slipped through) is reported
+        as an ``error`` event and returns None: the detector keeps running.
+        """
+        batch = self.queue.take_latest(fresh_after)
+        t = self.clock()
+        if batch is None:
+            self.bus.emit(t, "skip", reason="no fresh batch")
+            return None
+        start = time.perf_counter()
+        try:
+            scored = self.scorer.verdict(batch.data, batch.fs_hz, f"batch {batch.t0:.3f}-{batch.t1:.3f}")
+        except Exception as exc:  # noqa: BLE001 - any failure of one batch must not stop the robot
+            self.errors += 1
+            self.bus.emit(t, "error", message=f"{type(exc).__name__}: {exc}", batch_t0=batch.t0, batch_t1=batch.t1)
+            return None
+        infer_s = time.perf_counter() - start
+        self.inferences += 1
+        score = float(scored.score)
+        threshold = float(self.threshold_override if self.threshold_override is not None else scored.threshold)
+        above = score > threshold
+        was = self.voter.latched
+        alarm = self.voter.update(above)
+        v = Verdict(t, batch.t0, batch.t1, score, threshold, above, alarm, alarm and not was, infer_s)
+        self.bus.emit(
+            t,
+            "infer",
+            batch_t0=round(batch.t0, 6),
+            batch_t1=round(batch.t1, 6),
+            score=round(score, 6),
+            threshold=round(threshold, 6),
+            above=above,
+            alarm=alarm,
+            infer_ms=round(infer_s * 1000, 3),
+        )
+        if v.raised:
+            self.bus.emit(t, "alarm", score=round(score, 6), threshold=round(threshold, 6))
+        return v

@@ -1,0 +1,313 @@
+"""The whole pipeline on a simulated robot, on an accelerated clock.
+
+Per duty period: the subscription opens at the window start (``wake``), the
+robot's frames (and any firmware burst) go through the keep-last queue and the
+windower into the latest-batch queue; at the window's end the detector wakes
+the engine, scores the newest fresh batch, votes, and sleeps (``sleep``),
+holding nothing until the next period. The numbers (sample_s, period_s,
+backlog bound, alarm vote) come from the verified example bundle.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from vibration_anomaly.core.detector import Detector
+from vibration_anomaly.core.events import Event, EventBus, JsonlEventLog
+from vibration_anomaly.core.queue import LatestBatchQueue
+from vibration_anomaly.core.scheduler import DutyCycleScheduler
+from vibration_anomaly.core.window import Windower
+from vibration_anomaly.sim.robot import FaultSpec, RobotConfig, SimulatedRobot
+
+
+@dataclass
+class DemoOptions:
+    hours: float = 2.0
+    fault_after_h: float | None = 1.0
+    seed: int = 0
+    hiccups: int = 3
+    rate_hz: float = 1000.0
+    commissioning_windows: int = 30
+    trace: Path | None = None
+
+
+@dataclass
+class SimClock:
+    now: float = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class DemoResult:
+    summary: dict[str, Any]
+    cycles: list[dict[str, Any]] = field(default_factory=list)
+
+
+def keep_last_depth(rate_hz: float, sample_s: float) -> int:
+    """QoS depth: one sample window of frames.
+
+    Deep enough that a subscriber which falls behind for a moment loses
+    nothing of the live window, and no deeper, so a firmware burst after a
+    hiccup can hand us at most one window's worth of old frames.
+    """
+    return max(1, int(round(rate_hz * sample_s)))
+
+
+def plan_hiccups(n: int, n_periods: int, period_s: float, sample_s: float) -> tuple[tuple[float, float], ...]:
+    """Spread ``n`` connectivity hiccups over the run.
+
+    Each starts mid-sleep and ends shortly after the next window opens, so its
+    firmware burst (up to ~40 s of buffered frames) lands inside a sample
+    window: the worst case for replaying stale data.
+    """
+    out = []
+    for i in range(n):
+        k = max(1, round((i + 1) * n_periods / (n + 1)))
+        start = (k - 1) * period_s + sample_s + 15.0
+        end = k * period_s + min(1.5, sample_s / 3)
+        out.append((start, end))
+    return tuple(out)
+
+
+def _commissioning_windows(robot: SimulatedRobot, n: int, sample_s: float, period_s: float) -> list[np.ndarray]:
+    """Healthy windows recorded at installation: mid-sleep stretches the run never samples again."""
+    healthy = SimulatedRobot(replace(robot.cfg, fault=None, hiccups=()))
+    out = []
+    for k in range(n):
+        t0 = k * period_s + sample_s + 20.0
+        _, x = healthy.frames(t0, t0 + sample_s)
+        out.append(x)
+    return out
+
+
+def run_demo(opts: DemoOptions, out: TextIO | None = None, progress: TextIO | None = None) -> DemoResult:
+    from vibration_anomaly.config.bundle import load_example_bundle
+    from vibration_anomaly.core.scoring import AlarmVoter, Scorer, calibrate
+    from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
+    from vibration_anomaly.model import load_default_model
+
+    bundle = load_example_bundle()
+    dc = bundle.duty_cycle
+    model = load_default_model()
+    clock = SimClock()
+    sched = DutyCycleScheduler(dc.sample_s, dc.period_s, clock=clock, epoch=0.0)
+    n_periods = int(round(opts.hours * 3600 / dc.period_s))
+    fault = None
+    if opts.fault_after_h is not None:
+        fault = FaultSpec(start_s=opts.fault_after_h * 3600.0)
+    robot = SimulatedRobot(
+        RobotConfig(
+            rate_hz=opts.rate_hz,
+            seed=opts.seed,
+            fault=fault,
+            hiccups=plan_hiccups(opts.hiccups, n_periods, dc.period_s, dc.sample_s),
+        )
+    )
+    depth = keep_last_depth(opts.rate_hz, dc.sample_s)
+    batch_len = int(round(opts.rate_hz * dc.sample_s))
+
+    trace = JsonlEventLog(opts.trace, fsync_every=10_000) if opts.trace else None
+    if opts.trace and trace is not None:
+        opts.trace.write_text("")  # a fresh trace per run
+    events: list[Event] = []
+    bus = EventBus(events.append, *([trace] if trace else []))
+    queue = LatestBatchQueue(
+        bundle.max_queued_batches,
+        on_drop=lambda reason, b: bus.emit(clock(), "drop", frames=b.n_samples, reason=f"queue_{reason}"),
+    )
+    windower = Windower(batch_len, channels=3, fs_hz=opts.rate_hz, source="imu")
+
+    engine = OnnxRuntimeEngine(intra_op_threads=1)
+    engine.load(model.onnx_path)
+    engine.wake()
+    calibration = calibrate(
+        engine,
+        model.frontend,
+        _commissioning_windows(robot, opts.commissioning_windows, dc.sample_s, dc.period_s),
+        opts.rate_hz,
+        machine=f"sim-robot-{opts.seed}",
+        model_id=model.model_id,
+    )
+    engine.sleep()
+    scorer = Scorer(engine, model.frontend, calibration)
+    voter = AlarmVoter(bundle.alarm.votes_required, bundle.alarm.votes_window)
+    detector = Detector(engine, scorer, voter, queue, bus, clock, bundle.alarm.score_threshold)
+
+    cycles: list[dict[str, Any]] = []
+    wall0 = time.perf_counter()
+    held_after_sleep: list[str] = []
+    timings: dict[str, list[float]] = {"wake_ms": [], "infer_ms": [], "sleep_ms": []}
+    last_progress = 0.0
+    for k in range(n_periods):
+        w = sched.window(k)
+        clock.now = w.start
+        bus.emit(clock.now, "wake", period=k, what="sample window opens")
+        windower.open_window(w.start)
+        rej0, disc0 = sum(windower.rejected.values()), sum(windower.discarded.values())
+        delivery = robot.deliver(w.start, w.end, depth)
+        if delivery.lost_keep_last:
+            bus.emit(clock.now, "drop", frames=delivery.lost_keep_last, reason="keep_last")
+        for t, x in delivery.chunks:
+            if t.size:
+                clock.now = float(t[-1])
+            for b in windower.push_many(t, x):
+                queue.put(b)
+        clock.now = w.end
+        windower.close_window()
+        stale = sum(windower.rejected.values()) - rej0
+        if stale:
+            bus.emit(clock.now, "drop", frames=stale, reason="before_window")
+        partial = sum(windower.discarded.values()) - disc0
+        if partial:
+            bus.emit(clock.now, "drop", frames=partial, reason="partial_window")
+        wake_s = detector.activate()
+        verdict = detector.infer_latest(fresh_after=w.start)
+        sleep_s = detector.deactivate()
+        held = list(detector.residency().awake_resources())
+        held_after_sleep.extend(held)
+        clock.now = w.end + wake_s + (verdict.infer_s if verdict else 0.0) + sleep_s
+        bus.emit(clock.now, "sleep", period=k, awake_s=round(clock.now - w.start, 6), held=held)
+        timings["wake_ms"].append(wake_s * 1000)
+        timings["sleep_ms"].append(sleep_s * 1000)
+        if verdict:
+            timings["infer_ms"].append(verdict.infer_s * 1000)
+        cycles.append(
+            {
+                "cycle": k,
+                "t": w.start,
+                "frames": sum(int(t.size) for t, _ in delivery.chunks),
+                "burst": delivery.burst_frames,
+                "dropped": delivery.lost_keep_last + stale + partial,
+                "score": None if verdict is None else verdict.score,
+                "threshold": None if verdict is None else verdict.threshold,
+                "above": None if verdict is None else verdict.above,
+                "alarm": voter.latched,
+                "raised": bool(verdict and verdict.raised),
+                "fault_peak": robot.fault_peak(w.end),
+            }
+        )
+        if out is not None:
+            out.write(_timeline_line(cycles[-1]) + "\n")
+        if progress is not None and (time.perf_counter() - last_progress > 1.0 or k == n_periods - 1):
+            last_progress = time.perf_counter()
+            progress.write(f"\rsimulated {(k + 1) * dc.period_s / 3600:5.2f} h of {opts.hours:g} h "
+                           f"({(k + 1) / n_periods:4.0%})")
+            progress.flush()
+    if progress is not None:
+        progress.write("\n")
+    engine.unload()
+    if trace:
+        trace.close()
+
+    infers = [e for e in events if e["event"] == "infer"]
+    alarms = [e for e in events if e["event"] == "alarm"]
+    drops: dict[str, int] = {}
+    for e in events:
+        if e["event"] == "drop":
+            drops[e["reason"]] = drops.get(e["reason"], 0) + int(e["frames"])
+    fault_s = fault.start_s if fault else None
+    first_alarm = alarms[0]["t"] if alarms else None
+    sleeps = [e for e in events if e["event"] == "sleep"]
+    summary = {
+        "simulated_hours": opts.hours,
+        "seed": opts.seed,
+        "duty_cycle": {"sample_s": dc.sample_s, "period_s": dc.period_s, "from_bundle_version": bundle.version},
+        "backend": engine.name,
+        "model": model.model_id,
+        "threshold": calibration.threshold,
+        "periods": n_periods,
+        "inferences": len(infers),
+        "skipped": sum(1 for e in events if e["event"] == "skip"),
+        "errors": sum(1 for e in events if e["event"] == "error"),
+        "fault_start_s": fault_s,
+        "first_alarm_s": first_alarm,
+        "alarm_delay_s": None if (first_alarm is None or fault_s is None) else first_alarm - fault_s,
+        "false_alarm": bool(first_alarm is not None and (fault_s is None or first_alarm < fault_s)),
+        "healthy_scores_above_threshold": sum(
+            1 for e in infers if e["above"] and (fault_s is None or e["batch_t1"] < fault_s)
+        ),
+        "hiccups": [list(h) for h in robot.cfg.hiccups],
+        "dropped_frames": drops,
+        "queue": queue.stats.__dict__.copy(),
+        "windower_rejected": dict(windower.rejected),
+        "awake_fraction": sum(e["awake_s"] for e in sleeps) / (n_periods * dc.period_s),
+        "contract_awake_fraction": dc.awake_fraction,
+        "held_after_sleep": sorted(set(held_after_sleep)),
+        "engine_ms_median": {k2: round(statistics.median(v), 3) for k2, v in timings.items() if v},
+        "wall_s": round(time.perf_counter() - wall0, 2),
+    }
+    return DemoResult(summary, cycles)
+
+
+def _fmt_t(t: float) -> str:
+    h, rem = divmod(int(t), 3600)
+    m, s = divmod(rem, 60)
+    return f"{h:02d}:{m:02d}:{s:02d}"
+
+
+def _timeline_line(c: dict[str, Any]) -> str:
+    if c["score"] is None:
+        verdict, score = "no fresh batch", "     -"
+    else:
+        verdict = "ALARM" if c["raised"] else ("alarm (latched)" if c["alarm"] else ("above" if c["above"] else "ok"))
+        score = f"{c['score'] / c['threshold']:6.2f}"
+    extra = f"  burst {c['burst']} frames" if c["burst"] else ""
+    return (f"cycle {c['cycle']:4d}  {_fmt_t(c['t'])}  sample->infer->sleep  score/thr {score}  "
+            f"{verdict:<15s} dropped {c['dropped']:6d}{extra}")
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    lines = [
+        "",
+        f"Simulated {s['simulated_hours']:g} h ({s['periods']} duty periods of {s['duty_cycle']['period_s']:g} s, "
+        f"sampling {s['duty_cycle']['sample_s']:g} s; numbers from signed bundle v{s['duty_cycle']['from_bundle_version']})"
+        f" in {s['wall_s']:.1f} s wall on backend {s['backend']}.",
+        f"Inferences: {s['inferences']}  skipped: {s['skipped']}  errors: {s['errors']}",
+    ]
+    if s["fault_start_s"] is None:
+        lines.append("Healthy robot (no fault). " + ("FALSE ALARM raised!" if s["first_alarm_s"] else "No alarm."))
+    elif s["first_alarm_s"] is None:
+        lines.append(f"Fault started at {_fmt_t(s['fault_start_s'])}: NOT detected.")
+    else:
+        lines.append(
+            f"Fault started at {_fmt_t(s['fault_start_s'])}; alarm raised at {_fmt_t(s['first_alarm_s'])}"
+            f" ({s['alarm_delay_s'] / 60:.1f} min later)." + ("  (FALSE: before the fault!)" if s["false_alarm"] else "")
+        )
+    drops = ", ".join(f"{k} {v}" for k, v in sorted(s["dropped_frames"].items())) or "none"
+    lines += [
+        f"Dropped frames: {drops}; stale batches refused: {s['queue']['refused_stale']}.",
+        f"Awake fraction {s['awake_fraction']:.4f} (contract {s['contract_awake_fraction']:.4f}); "
+        f"held after sleep: {s['held_after_sleep'] or 'nothing'}.",
+        "Engine median ms: " + ", ".join(f"{k} {v}" for k, v in s["engine_ms_median"].items()),
+    ]
+    return "\n".join(lines)
+
+
+def parse_fault_after(text: str) -> float | None:
+    if text.strip().lower() in ("none", "never", "off"):
+        return None
+    v = float(text)
+    if not v >= 0:
+        raise ValueError(f"--fault-after: expected simulated hours >= 0 or 'none', got {text!r}")
+    return v
+
+
+def main(opts: DemoOptions, as_json: bool = False) -> int:
+    out = None if as_json else sys.stdout
+    progress = sys.stderr if (as_json or not sys.stdout.isatty()) and opts.hours >= 1 else None
+    result = run_demo(opts, out=out, progress=progress)
+    if as_json:
+        print(json.dumps(result.summary, indent=2))
+    else:
+        print(format_summary(result.summary))
+    return 0
