@@ -1,9 +1,13 @@
 """The documented defaults of the duty-cycle contract.
 
 This is the only place in the package where these numbers are written down.
-They are what ``bundle sign`` fills in when a payload leaves a field out and
-what the simulator uses when no bundle is given; at run time every component
-takes its numbers from a verified bundle (``vibration_anomaly.config.bundle``).
+The bundle loader (``vibration_anomaly.config.bundle``) fills them in for the
+optional payload fields a bundle leaves out; the duty cycle itself
+(``SAMPLE_S``/``PERIOD_S``) is never defaulted by the loader: a bundle must state
+it, because it is the number that firmware and container have to agree on.
+``SAMPLE_S``/``PERIOD_S`` are here for tools that run with no bundle at all
+(the simulator's what-if mode, payload templates). At run time every component
+takes its numbers from a verified bundle.
 """
 
 from __future__ import annotations
@@ -16,3 +20,21 @@ PERIOD_S: float = 60.0
 
 MAX_QUEUED_BATCHES: int = 3
 """Backlog bound: more batches than this queued and the older ones are dropped."""
+
+VOTES_REQUIRED: int = 3
+"""Alarm when at least this many of the last ``VOTES_WINDOW`` scores are over the threshold (k of n)."""
+
+VOTES_WINDOW: int = 5
+"""The n of the k-of-n alarm vote."""
+
+TELEMETRY_JOB: str = "vibration_anomaly"
+"""Pushgateway ``job`` label; the robot id grouping key comes from the node, not the bundle."""
+
+PUSH_INTERVAL_S: float = 60.0
+"""Seconds between Pushgateway pushes (one per duty period by default)."""
+
+PERIOD_TOLERANCE_S: float = 1.0
+"""Diagnostics WARN when a measured period deviates from ``period_s`` by more than this."""
+
+AWAKE_FRACTION_MARGIN: float = 1.5
+"""Default ``awake_fraction_max`` is ``sample_s / period_s * AWAKE_FRACTION_MARGIN`` (capped at 1)."""
