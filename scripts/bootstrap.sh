@@ -42,6 +42,9 @@ elif [ "$what" = "test" ]; then
   $PIP install -e '.[train,eval,test]' 2>&1 | grep -v "^WARNING: Location" >&2 || true
   # tensorrt-stubs depends on the tensorrt meta package, which downloads from a host we cannot reach.
   $PIP install --no-deps tensorrt-stubs 2>&1 | grep -v "^WARNING: Location" >&2 || true
+  # The lean TensorRT runtime (installs and fails cleanly without a GPU) and NVML bindings: their
+  # "no GPU" / "no driver" paths are tested for real.
+  $PIP install tensorrt-lean-cu13 nvidia-ml-py 2>&1 | grep -v "^WARNING: Location" >&2 || true
   $PIP install -r requirements-ros.txt 2>&1 | grep -v "^WARNING: Location" >&2 || true
   "$VENV/bin/python" -c "import vibration_anomaly, onnxruntime, torch, rclpy, pytest" \
     || { echo "bootstrap: test environment incomplete" >&2; exit 1; }

@@ -19,6 +19,8 @@ from vibration_anomaly import __version__
 COMMAND_MODULES: tuple[str, ...] = (
     "vibration_anomaly.sim.cli",
     "vibration_anomaly.config.cli",
+    "vibration_anomaly.engine.cli",
+    "vibration_anomaly.power.cli",
 )
 
 

@@ -1,0 +1,116 @@
+"""Backend choice: `auto` falls back to ONNX Runtime with a reason; explicit choices fail loudly."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from vibration_anomaly.core.errors import EngineError, InputError
+from vibration_anomaly.engine.base import EngineState
+from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
+from vibration_anomaly.engine.select import select_engine
+from vibration_anomaly.engine.tensorrt_backend import probe_cuda_driver
+
+
+class _HideTensorRT:
+    """An import hook at the edge: this process behaves as if TensorRT were not installed."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name.split(".")[0] in ("tensorrt", "tensorrt_lean"):
+            raise ImportError(f"No module named {name!r}")
+
+
+def hide_tensorrt(monkeypatch: pytest.MonkeyPatch) -> None:
+    for mod in [m for m in sys.modules if m.split(".")[0] in ("tensorrt", "tensorrt_lean")]:
+        monkeypatch.delitem(sys.modules, mod)
+    monkeypatch.setattr(sys, "meta_path", [_HideTensorRT(), *sys.meta_path])
+
+
+NO_GPU = not probe_cuda_driver().ok
+
+
+def check_runs_on_onnx(engine: Any) -> None:
+    assert isinstance(engine, OnnxRuntimeEngine) and engine.state is EngineState.LOADED
+    engine.wake()
+    x = np.arange(12, dtype=np.float32).reshape(1, 4, 3)
+    assert engine.infer(x)[0] == pytest.approx(x.mean())
+    engine.unload()
+
+
+def test_onnx_as_configured(tiny_onnx_model: Path) -> None:
+    engine, reason = select_engine("onnx", tiny_onnx_model)
+    assert reason.startswith("onnx as configured")
+    check_runs_on_onnx(engine)
+
+
+def test_auto_without_engine_file(tiny_onnx_model: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="vibration_anomaly.engine.select"):
+        engine, reason = select_engine("auto", tiny_onnx_model)
+    assert reason == "auto: no TensorRT engine file configured, using ONNX Runtime CPU"
+    assert reason in caplog.text
+    check_runs_on_onnx(engine)
+
+
+def test_auto_with_missing_engine_file(tiny_onnx_model: Path, tmp_path: Path) -> None:
+    engine, reason = select_engine("auto", tiny_onnx_model, tmp_path / "nope.engine")
+    assert "not found" in reason and reason.endswith("using ONNX Runtime CPU")
+    check_runs_on_onnx(engine)
+
+
+def test_auto_when_tensorrt_is_missing(tiny_onnx_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    plan = tmp_path / "m.engine"
+    plan.write_bytes(bytes(range(256)) * 8)
+    hide_tensorrt(monkeypatch)
+    engine, reason = select_engine("auto", tiny_onnx_model, plan)
+    assert reason == "auto: TensorRT is not installed (runtime auto), using ONNX Runtime CPU"
+    check_runs_on_onnx(engine)
+
+
+@pytest.mark.skipif(not NO_GPU, reason="this machine has a CUDA GPU")
+def test_auto_without_gpu_uses_onnx_and_says_why(tiny_onnx_model: Path, tmp_path: Path) -> None:
+    pytest.importorskip("tensorrt_lean")
+    plan = tmp_path / "m.engine"
+    plan.write_bytes(bytes(range(256)) * 8)
+    engine, reason = select_engine("auto", tiny_onnx_model, plan, trt_runtime="lean")
+    assert reason.startswith("auto: no CUDA GPU (") and reason.endswith("using ONNX Runtime CPU")
+    check_runs_on_onnx(engine)
+
+
+@pytest.mark.skipif(not NO_GPU, reason="this machine has a CUDA GPU")
+def test_tensorrt_as_configured_fails_loudly_without_gpu(tiny_onnx_model: Path, tmp_path: Path) -> None:
+    plan = tmp_path / "m.engine"
+    plan.write_bytes(bytes(range(256)) * 8)
+    with pytest.raises(EngineError, match="no CUDA GPU|TensorRT is not installed"):
+        select_engine("tensorrt", tiny_onnx_model, plan, trt_runtime="lean")
+
+
+def test_bad_choices_are_input_errors(tiny_onnx_model: Path) -> None:
+    with pytest.raises(InputError, match="auto, tensorrt, onnx"):
+        select_engine("cuda", tiny_onnx_model)
+    with pytest.raises(InputError, match="engine_path"):
+        select_engine("tensorrt", tiny_onnx_model)
+
+
+def test_engine_cli_help_and_errors(tiny_onnx_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from vibration_anomaly.engine import cli
+
+    parser = argparse.ArgumentParser(prog="vibration-anomaly")
+    cli.register(parser.add_subparsers())
+    with pytest.raises(SystemExit):
+        parser.parse_args(["engine", "build", "--help"])
+    assert "--version-compatible" in capsys.readouterr().out
+    args = parser.parse_args(["engine", "build", str(tiny_onnx_model), "--out", str(tmp_path / "x.engine")])
+    if args.func(args) == 1:  # no full TensorRT / GPU here
+        err = capsys.readouterr().err
+        assert "TensorRT" in err or "no CUDA GPU" in err
+    args = parser.parse_args(["engine", "info", str(tiny_onnx_model), "--model", str(tiny_onnx_model)])
+    assert args.func(args) == 1
+    out = capsys.readouterr().out
+    assert "ONNX model, not a TensorRT engine" in out and "auto_choice: auto:" in out

@@ -1,0 +1,87 @@
+"""Backend choice: ``auto`` takes TensorRT only when it can really run, else ONNX Runtime.
+
+The reason for the choice is returned (and logged) so it can be shown in
+diagnostics and metrics: a robot silently running on the CPU because its
+engine did not match is a power bug nobody would otherwise see.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from vibration_anomaly.core.errors import EngineError, InputError
+from vibration_anomaly.engine.base import Engine
+
+log = logging.getLogger(__name__)
+
+BACKENDS: tuple[str, ...] = ("auto", "tensorrt", "onnx")
+
+
+def select_engine(
+    backend: str,
+    model_path: Path,
+    engine_path: Path | None = None,
+    *,
+    intra_op_threads: int = 1,
+    trt_runtime: str = "auto",
+) -> tuple[Engine, str]:
+    """Return a LOADED engine and the reason it was chosen.
+
+    The ONNX model is always loaded first: it is the contract (I/O names and
+    shapes) a TensorRT engine is checked against, and the fallback. ``tensorrt``
+    raises when TensorRT cannot be used; ``auto`` falls back and says why.
+    """
+    from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
+    from vibration_anomaly.engine.tensorrt_backend import TensorRTEngine, import_tensorrt, probe_cuda_driver
+
+    if backend not in BACKENDS:
+        raise InputError("backend", "name", f"expected one of {', '.join(BACKENDS)}, got {backend!r}")
+    onnx_engine = OnnxRuntimeEngine(intra_op_threads=intra_op_threads)
+    onnx_engine.load(Path(model_path))
+    if backend == "onnx":
+        return onnx_engine, _done("onnx as configured: ONNX Runtime CPU")
+
+    def use_trt() -> tuple[Engine, str]:
+        if engine_path is None:
+            raise InputError("backend tensorrt", "engine_path", "no engine file given (build one with `engine build`)")
+        trt_engine = TensorRTEngine(onnx_engine.inputs, onnx_engine.outputs, runtime=trt_runtime)
+        trt_engine.load(Path(engine_path))
+        res = trt_engine.residency()
+        return trt_engine, f"TensorRT {res.details.get('runtime', '')} on {res.details.get('device', 'GPU')}"
+
+    if backend == "tensorrt":
+        engine, why = use_trt()
+        onnx_engine.unload()
+        return engine, _done(f"tensorrt as configured: {why}")
+
+    # auto: cheapest checks first, each one a reason to stay on the CPU.
+    cause = ""
+    if engine_path is None:
+        cause = "no TensorRT engine file configured"
+    elif not Path(engine_path).is_file():
+        cause = f"engine file {engine_path} not found"
+    if not cause:
+        try:
+            import_tensorrt(trt_runtime)
+        except EngineError:
+            cause = f"TensorRT is not installed (runtime {trt_runtime})"
+    if not cause:
+        probe = probe_cuda_driver()
+        if not probe.ok:
+            cause = f"no CUDA GPU ({probe.reason})"
+    if not cause:
+        try:
+            engine, why = use_trt()
+        except EngineError as exc:
+            reason = f"auto: TensorRT refused ({exc}), using ONNX Runtime CPU"
+            log.warning("engine backend %s", reason)
+            return onnx_engine, reason
+        onnx_engine.unload()
+        return engine, _done(f"auto: {why}")
+    return onnx_engine, _done(f"auto: {cause}, using ONNX Runtime CPU")
+
+
+def _done(reason: str) -> str:
+    log.info("engine backend %s", reason)
+    return reason
