@@ -85,12 +85,13 @@ def bench_infer(repeats: int) -> dict[str, float]:
     robot = SimulatedRobot(RobotConfig(seed=1))
     windows = [robot.frames(10 + 60 * k, 15 + 60 * k)[1] for k in range(12)]
     engine = OnnxRuntimeEngine(intra_op_threads=1)
-    engine.load(model.onnx_path)
+    engine.load(model.onnx)
     engine.wake()
-    cal = calibrate(engine, model.frontend, windows[:10], 1000.0)
-    scorer = Scorer(engine, model.frontend, cal)
+    frontend = model.frontend()
+    cal = calibrate(engine, frontend, windows[:10], 1000.0, prior_std=model.prior_std, prior_weight=model.prior_weight)
+    scorer = Scorer(engine, frontend, cal)
     w = windows[-1]
-    feats = cal.normalise(model.frontend(w, 1000.0))
+    feats = cal.normalise(frontend(w, 1000.0))
     full, eng = [], []
     for _ in range(repeats):
         s = time.perf_counter()

@@ -220,3 +220,22 @@ class Windower:
         if idx.size:
             self.rejected[reason] += int(idx.size)
             self.last_rejection = str(InputError(self.source, field, f"{problem} ({idx.size} samples)"))
+
+
+BATCH_SLACK = 0.02
+"""Share of a sample window's nominal frame count a batch may miss.
+
+A real IMU's clock drifts (999.8 Hz is "1 kHz"), the first frame falls
+anywhere after the window opens, and a zero stamp at boot is refused, so a
+window rarely holds exactly rate x sample_s frames. A batch therefore takes
+the first 98 % of them; the tail of the window is left unused (counted as
+``partial`` in ``Windower.discarded``).
+"""
+
+
+def batch_samples(rate_hz: float, sample_s: float) -> int:
+    """Samples per batch for a sample window of ``sample_s`` at ``rate_hz`` (see ``BATCH_SLACK``)."""
+    n = int(rate_hz * sample_s * (1.0 - BATCH_SLACK))
+    if n < 2:
+        raise ValueError(f"batch: rate_hz {rate_hz} x sample_s {sample_s} gives fewer than 2 samples")
+    return n

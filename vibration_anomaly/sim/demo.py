@@ -24,7 +24,7 @@ from vibration_anomaly.core.detector import Detector
 from vibration_anomaly.core.events import Event, EventBus, JsonlEventLog
 from vibration_anomaly.core.queue import LatestBatchQueue
 from vibration_anomaly.core.scheduler import DutyCycleScheduler
-from vibration_anomaly.core.window import Windower
+from vibration_anomaly.core.window import Windower, batch_samples
 from vibration_anomaly.sim.robot import FaultSpec, RobotConfig, SimulatedRobot
 
 
@@ -114,7 +114,7 @@ def run_demo(opts: DemoOptions, out: TextIO | None = None, progress: TextIO | No
         )
     )
     depth = keep_last_depth(opts.rate_hz, dc.sample_s)
-    batch_len = int(round(opts.rate_hz * dc.sample_s))
+    batch_len = batch_samples(opts.rate_hz, dc.sample_s)
 
     trace = JsonlEventLog(opts.trace, fsync_every=10_000) if opts.trace else None
     if opts.trace and trace is not None:
@@ -128,18 +128,21 @@ def run_demo(opts: DemoOptions, out: TextIO | None = None, progress: TextIO | No
     windower = Windower(batch_len, channels=3, fs_hz=opts.rate_hz, source="imu")
 
     engine = OnnxRuntimeEngine(intra_op_threads=1)
-    engine.load(model.onnx_path)
+    engine.load(model.onnx)
     engine.wake()
+    frontend = model.frontend()
     calibration = calibrate(
         engine,
-        model.frontend,
+        frontend,
         _commissioning_windows(robot, opts.commissioning_windows, dc.sample_s, dc.period_s),
         opts.rate_hz,
+        prior_std=model.prior_std,
+        prior_weight=model.prior_weight,
         machine=f"sim-robot-{opts.seed}",
         model_id=model.model_id,
     )
     engine.sleep()
-    scorer = Scorer(engine, model.frontend, calibration)
+    scorer = Scorer(engine, frontend, calibration)
     voter = AlarmVoter(bundle.alarm.votes_required, bundle.alarm.votes_window)
     detector = Detector(engine, scorer, voter, queue, bus, clock, bundle.alarm.score_threshold)
 
@@ -168,10 +171,13 @@ def run_demo(opts: DemoOptions, out: TextIO | None = None, progress: TextIO | No
         if stale:
             bus.emit(clock.now, "drop", frames=stale, reason="before_window")
         partial = sum(windower.discarded.values()) - disc0
-        if partial:
-            bus.emit(clock.now, "drop", frames=partial, reason="partial_window")
         wake_s = detector.activate()
         verdict = detector.infer_latest(fresh_after=w.start)
+        if verdict is None and partial:
+            # The window never filled a batch: its frames are lost to inference.
+            bus.emit(clock.now, "drop", frames=partial, reason="incomplete_window")
+        else:
+            partial = 0
         sleep_s = detector.deactivate()
         held = list(detector.residency().awake_resources())
         held_after_sleep.extend(held)
