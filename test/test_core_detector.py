@@ -1,0 +1,84 @@
+"""The detector sequence with the shipped model on ONNX Runtime: bad batches are reported, never fatal."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vibration_anomaly.core.detector import Detector
+from vibration_anomaly.core.events import EventBus
+from vibration_anomaly.core.queue import LatestBatchQueue
+from vibration_anomaly.core.scoring import AlarmVoter, Scorer, calibrate
+from vibration_anomaly.core.window import Batch, batch_samples
+from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
+from vibration_anomaly.model import load_default_model
+from vibration_anomaly.sim.robot import RobotConfig, SimulatedRobot
+
+N = batch_samples(1000.0, 5.0)
+
+
+@pytest.fixture(scope="module")
+def parts() -> tuple[OnnxRuntimeEngine, Scorer, SimulatedRobot]:
+    model = load_default_model()
+    robot = SimulatedRobot(RobotConfig(seed=3))
+    engine = OnnxRuntimeEngine()
+    engine.load(model.onnx)
+    engine.wake()
+    frontend = model.frontend()
+    windows = [robot.frames(30 + 60 * k, 30 + 60 * k + N / 1000)[1] for k in range(12)]
+    cal = calibrate(engine, frontend, windows, 1000.0, prior_std=model.prior_std, prior_weight=model.prior_weight)
+    engine.sleep()
+    return engine, Scorer(engine, frontend, cal), robot
+
+
+def make(parts: tuple, events: list) -> Detector:
+    engine, scorer, _ = parts
+    now = [0.0]
+    return Detector(engine, scorer, AlarmVoter(2, 3), LatestBatchQueue(3), EventBus(events.append), lambda: now[0])
+
+
+def good_batch(robot: SimulatedRobot, t0: float) -> Batch:
+    t, x = robot.frames(t0, t0 + N / 1000)
+    return Batch(float(t[0]), float(t[-1]), x, 1000.0)
+
+
+def test_wrong_length_and_nan_batches_are_error_events_and_the_detector_keeps_going(parts: tuple) -> None:
+    events: list[dict] = []
+    det = make(parts, events)
+    det.activate()
+    det.queue.put(Batch(1.0, 1.5, np.zeros((500, 3), np.float32), 1000.0))
+    assert det.infer_latest(fresh_after=0.0) is None
+    bad = good_batch(parts[2], 100.0)
+    bad.data[10, 1] = np.nan
+    det.queue.put(bad)
+    assert det.infer_latest(fresh_after=0.0) is None
+    errors = [e for e in events if e["event"] == "error"]
+    assert len(errors) == 2 and det.errors == 2
+    assert "InputError" in errors[0]["message"] and "500" in errors[0]["message"]
+    assert "NaN" in errors[1]["message"] or "finite" in errors[1]["message"]
+    det.queue.put(good_batch(parts[2], 200.0))
+    v = det.infer_latest(fresh_after=0.0)
+    assert v is not None and np.isfinite(v.score) and not v.above
+    det.deactivate()
+    assert det.residency().awake_resources() == ()
+
+
+def test_only_the_newest_fresh_batch_is_inferred(parts: tuple) -> None:
+    events: list[dict] = []
+    det = make(parts, events)
+    for t0 in (60.0, 120.0, 180.0, 240.0, 300.0):
+        det.queue.put(good_batch(parts[2], t0))
+    det.activate()
+    v = det.infer_latest(fresh_after=300.0)
+    det.deactivate()
+    assert v is not None and v.batch_t0 == pytest.approx(300.0)
+    assert det.queue.stats.dropped_overflow == 2 and det.queue.stats.refused_stale == 2
+    assert det.inferences == 1
+
+
+def test_infer_while_asleep_is_an_error_event_not_a_crash(parts: tuple) -> None:
+    events: list[dict] = []
+    det = make(parts, events)
+    det.queue.put(good_batch(parts[2], 60.0))
+    assert det.infer_latest(fresh_after=0.0) is None
+    assert events[-1]["event"] == "error" and "wake" in events[-1]["message"]
