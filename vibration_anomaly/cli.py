@@ -18,6 +18,7 @@ from vibration_anomaly import __version__
 # Modules that contribute subcommands, in the order shown by --help.
 COMMAND_MODULES: tuple[str, ...] = (
     "vibration_anomaly.sim.cli",
+    "vibration_anomaly.model.cli",
     "vibration_anomaly.config.cli",
     "vibration_anomaly.engine.cli",
     "vibration_anomaly.power.cli",

@@ -21,10 +21,10 @@ PERIOD_S: float = 60.0
 MAX_QUEUED_BATCHES: int = 3
 """Backlog bound: more batches than this queued and the older ones are dropped."""
 
-VOTES_REQUIRED: int = 3
+VOTES_REQUIRED: int = 4
 """Alarm when at least this many of the last ``VOTES_WINDOW`` scores are over the threshold (k of n)."""
 
-VOTES_WINDOW: int = 5
+VOTES_WINDOW: int = 6
 """The n of the k-of-n alarm vote."""
 
 TELEMETRY_JOB: str = "vibration_anomaly"

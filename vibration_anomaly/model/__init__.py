@@ -1,1 +1,81 @@
-"""model subpackage."""
+"""The detector's model: frontend (numpy), shipped ONNX files, and (with the [train] extra) training.
+
+Run time needs only numpy and onnxruntime: ``load_default_model()`` gives the
+paths of the shipped model files and their parsed ``model.json``; the
+frontend is built from the parameters stored there. Training, export and
+quantization live in submodules that import torch / onnx lazily.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vibration_anomaly.core.errors import InputError
+from vibration_anomaly.model.frontend import Frontend, FrontendConfig
+
+DEFAULT_DIR = Path(__file__).resolve().parent / "default"
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """A model directory: INT8 QDQ ONNX (what robots run), optional FP32 ONNX, and model.json."""
+
+    directory: Path
+    onnx_int8: Path
+    onnx_fp32: Path | None
+    meta: dict[str, Any]
+
+    @property
+    def onnx(self) -> Path:
+        """The file to deploy (INT8 QDQ: ONNX Runtime runs it, TensorRT builds an INT8 engine from it)."""
+        return self.onnx_int8
+
+    def frontend(self) -> Frontend:
+        return Frontend(FrontendConfig.from_dict(self.meta.get("frontend", {})))
+
+    @property
+    def prior_std(self) -> np.ndarray | None:
+        p = self.meta.get("feature_prior_std")
+        return None if p is None else np.asarray(p, dtype=np.float64)
+
+    @property
+    def prior_weight(self) -> float:
+        return float(self.meta.get("prior_weight", 8.0))
+
+    @property
+    def voting(self) -> tuple[int, int]:
+        v = self.meta.get("voting", {"k": 4, "n": 6})
+        return int(v["k"]), int(v["n"])
+
+    @property
+    def model_id(self) -> str:
+        return str(self.meta.get("files", {}).get(self.onnx_int8.name, ""))[:16]
+
+
+def load_model_dir(directory: str | Path) -> ModelFiles:
+    d = Path(directory)
+    meta_path = d / "model.json"
+    if not meta_path.is_file():
+        raise InputError(str(d), "model.json", "not found; expected model.json beside model.onnx")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as e:
+        raise InputError(str(meta_path), "json", f"not valid JSON: {e}") from None
+    onnx = d / "model.onnx"
+    if not onnx.is_file():
+        raise InputError(str(d), "model.onnx", "not found")
+    fp32 = d / "model_fp32.onnx"
+    return ModelFiles(d, onnx, fp32 if fp32.is_file() else None, meta)
+
+
+def load_default_model() -> ModelFiles:
+    """The model shipped in the package (vibration_anomaly/model/default/)."""
+    return load_model_dir(DEFAULT_DIR)
+
+
+__all__ = ["DEFAULT_DIR", "ModelFiles", "load_default_model", "load_model_dir"]

@@ -1,0 +1,94 @@
+"""Calibration fit / save / load and the Scorer over the real ONNX Runtime engine and shipped model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vibration_anomaly.core.errors import InputError
+from vibration_anomaly.core.scoring import Calibration, Scorer, calibrate, threshold_from_scores
+from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
+from vibration_anomaly.model import load_default_model
+from vibration_anomaly.model.synth import defect_impacts, healthy_signal, knock, random_machine
+
+FS = 1000.0
+N = 5000
+
+
+@pytest.fixture(scope="module")
+def robot() -> tuple[object, object, object, np.random.Generator]:
+    files = load_default_model()
+    eng = OnnxRuntimeEngine(intra_op_threads=1)
+    eng.load(files.onnx)
+    eng.wake()
+    rng = np.random.default_rng(7)
+    spec = random_machine(rng, FS, 3)
+    yield files, eng, spec, rng
+    eng.unload()
+
+
+def test_robot_imu_calibrate_and_score(robot: tuple, tmp_path: Path) -> None:
+    files, eng, spec, rng = robot
+    fr = files.frontend()
+    cal = calibrate(eng, fr, [healthy_signal(rng, spec, N) for _ in range(24)], FS, prior_std=files.prior_std)
+    assert cal.n_channels == 3 and cal.threshold > 0 and cal.window_samples == N
+    sc = Scorer(eng, fr, cal)
+    healthy = np.array([sc.score(healthy_signal(rng, spec, N), FS) for _ in range(12)])
+    faulty = []
+    for _ in range(6):
+        w = healthy_signal(rng, spec, N)
+        w[:, 0] += defect_impacts(rng, FS, N, 41.0, 260.0, 3.0 * w[:, 0].std())
+        faulty.append(sc.score(w, FS))
+    assert np.median(healthy) < cal.threshold
+    assert min(faulty) > cal.threshold
+    # A knock in an otherwise healthy window stays below a defect.
+    w = healthy_signal(rng, spec, N)
+    w[:, 1] += knock(rng, FS, N, 8.0 * w[:, 1].std())
+    assert sc.score(w, FS) < min(faulty)
+    v = sc.verdict(healthy_signal(rng, spec, N), FS)
+    assert len(v.channel_scores) == 3 and v.score == max(v.channel_scores)
+    batch = sc.score_batch([healthy_signal(rng, spec, N) for _ in range(3)], FS)
+    assert batch.shape == (3,)
+
+    p = tmp_path / "cal.json"
+    cal.save(p)
+    back = Calibration.load(p)
+    assert back.threshold == pytest.approx(cal.threshold)
+    np.testing.assert_allclose(back.std, cal.std, rtol=1e-5)
+    w = healthy_signal(rng, spec, N)
+    assert Scorer(eng, fr, back).score(w, FS) == pytest.approx(sc.score(w, FS), rel=1e-4)
+
+    with pytest.raises(InputError) as ei:
+        sc.score(np.zeros((N, 1)) + rng.standard_normal((N, 1)), FS)
+    assert ei.value.field == "features.shape"
+    with pytest.raises(InputError) as ei:
+        sc.score(healthy_signal(rng, spec, N), 2000.0)
+    assert ei.value.field == "fs_hz"
+
+
+def test_load_rejects_bad_files(tmp_path: Path) -> None:
+    p = tmp_path / "c.json"
+    p.write_text("{not json")
+    with pytest.raises(InputError):
+        Calibration.load(p)
+    p.write_text(json.dumps({"version": 1, "mean": [[[0.0]]], "std": [[[0.0]]], "threshold": 1, "fs_hz": 1,
+                             "window_samples": 1}))
+    with pytest.raises(InputError) as ei:
+        Calibration.load(p)
+    assert ei.value.field == "mean/std"
+    with pytest.raises(InputError):
+        Calibration.load(tmp_path / "missing.json")
+
+
+def test_threshold_quantiles() -> None:
+    rng = np.random.default_rng(0)
+    s = np.exp(rng.standard_normal(20000))
+    thr, how = threshold_from_scores(s, 0.01)
+    assert how == "empirical quantile"
+    fresh = np.exp(rng.standard_normal(20000))
+    assert (fresh > thr).mean() == pytest.approx(0.01, abs=0.004)
+    thr_small, how_small = threshold_from_scores(s[:12], 0.01)
+    assert how_small == "lognormal extrapolation" and thr_small >= s[:12].max()
