@@ -1,0 +1,217 @@
+"""Run a real Pushgateway and Prometheus on loopback, for tests, benchmarks and local trials.
+
+The fleet test and the push benchmark must exercise the real servers (the
+Debian packages ``prometheus`` and ``prometheus-pushgateway``), not a fake:
+this module starts them on free 127.0.0.1 ports with throw-away storage, waits
+until they answer, and stops them. Nothing here is used on a robot.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import IO, Any
+
+import yaml
+
+PUSHGATEWAY_BINARIES = ("prometheus-pushgateway", "pushgateway")
+PROMETHEUS_BINARIES = ("prometheus",)
+
+
+def find_binary(names: tuple[str, ...]) -> str | None:
+    for name in names:
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def free_port() -> int:
+    """A port that was free a moment ago (bind to port 0, read it, release it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_get(url: str, timeout: float = 5.0) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback URLs we built
+        return resp.read()
+
+
+class _Server:
+    name = "server"
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"va-{self.name}-"))
+        self._log: IO[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _spawn(self, argv: list[str], ready_path: str | None, timeout_s: float) -> None:
+        """Start ``argv`` and wait until ``ready_path`` answers (or, when None, the port accepts)."""
+        self._log = open(self.workdir / "server.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, cwd=self.workdir)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}: {self.log_tail()}")
+            try:
+                if ready_path is None:
+                    socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                else:
+                    http_get(self.url + ready_path, timeout=1.0)
+                return
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{self.name} did not become ready on {self.url} within {timeout_s}s")
+
+    def log_tail(self, n: int = 2000) -> str:
+        path = self.workdir / "server.log"
+        return path.read_bytes()[-n:].decode(errors="replace") if path.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> _Server:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class Pushgateway(_Server):
+    """A real Pushgateway on 127.0.0.1, in-memory only (no persistence file)."""
+
+    name = "pushgateway"
+
+    def __init__(
+        self,
+        binary: str | None = None,
+        web_config: str | Path | None = None,
+        scheme: str = "http",
+        port: int | None = None,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(port)
+        self.extra_args = tuple(extra_args)
+        self.binary = binary or find_binary(PUSHGATEWAY_BINARIES)
+        self.web_config = web_config
+        self.scheme = scheme
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 20.0) -> Pushgateway:
+        if not self.binary:
+            raise FileNotFoundError("prometheus-pushgateway not found (apt-get install prometheus-pushgateway)")
+        argv = [
+            self.binary, f"--web.listen-address=127.0.0.1:{self.port}", "--persistence.file=",
+            "--log.level=warn", "--web.enable-admin-api", *self.extra_args,
+        ]
+        if self.web_config:
+            argv.append(f"--web.config.file={self.web_config}")
+        # With TLS or auth the HTTP probe would need credentials: wait for the port instead.
+        self._spawn(argv, None if self.web_config else "/-/ready", timeout_s)
+        return self
+
+    def metrics_text(self) -> str:
+        return http_get(self.url + "/metrics", timeout=30).decode()
+
+    def groups(self) -> list[dict[str, Any]]:
+        return json.loads(http_get(self.url + "/api/v1/metrics", timeout=30))["data"]
+
+    def wipe(self) -> None:
+        req = urllib.request.Request(self.url + "/api/v1/admin/wipe", method="PUT")
+        urllib.request.urlopen(req, timeout=30).close()  # noqa: S310 - loopback
+
+
+class Prometheus(_Server):
+    """A real Prometheus on 127.0.0.1 scraping one Pushgateway (honor_labels) and evaluating ``rule_files``."""
+
+    name = "prometheus"
+
+    def __init__(
+        self,
+        pushgateway_url: str,
+        rule_files: list[str | Path],
+        *,
+        scrape_interval: str = "1s",
+        evaluation_interval: str = "1s",
+        binary: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.binary = binary or find_binary(PROMETHEUS_BINARIES)
+        target = urllib.parse.urlparse(pushgateway_url).netloc
+        config = {
+            "global": {"scrape_interval": scrape_interval, "evaluation_interval": evaluation_interval},
+            "rule_files": [str(Path(f).resolve()) for f in rule_files],
+            "scrape_configs": [
+                {"job_name": "pushgateway", "honor_labels": True, "scrape_timeout": scrape_interval,
+                 "static_configs": [{"targets": [target]}]},
+            ],
+        }
+        self.config_path = self.workdir / "prometheus.yml"
+        self.config_path.write_text(yaml.safe_dump(config))
+
+    def start(self, timeout_s: float = 30.0) -> Prometheus:
+        if not self.binary:
+            raise FileNotFoundError("prometheus not found (apt-get install prometheus)")
+        argv = [
+            self.binary, f"--config.file={self.config_path}", f"--storage.tsdb.path={self.workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn",
+        ]
+        self._spawn(argv, "/-/ready", timeout_s)
+        return self
+
+    def api(self, path: str, **params: str) -> Any:
+        query = ("?" + urllib.parse.urlencode(params)) if params else ""
+        body = json.loads(http_get(f"{self.url}/api/v1/{path}{query}", timeout=30))
+        if body.get("status") != "success":
+            raise RuntimeError(f"prometheus API {path}: {body}")
+        return body["data"]
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        return self.api("query", query=promql)["result"]
+
+    def alerts(self) -> list[dict[str, Any]]:
+        return self.api("alerts")["alerts"]
+
+
+def compress_for_durations(rules_path: str | Path, out_path: str | Path, for_duration: str = "1s") -> Path:
+    """Copy a rules file with every alert's ``for:`` shortened: the fleet test's only change to the real rules.
+
+    Expressions and thresholds stay exactly as shipped; only the wait before
+    an alert fires shrinks, so a test can see firing alerts in seconds.
+    """
+    doc = yaml.safe_load(Path(rules_path).read_text())
+    for group in doc.get("groups", []):
+        for rule in group.get("rules", []):
+            if "alert" in rule and "for" in rule:
+                rule["for"] = for_duration
+    out = Path(out_path)
+    out.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return out
