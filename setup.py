@@ -44,6 +44,11 @@ setup(
     entry_points={
         "console_scripts": [
             "vibration-anomaly = vibration_anomaly.cli:main",
+            # ros2 run vibration_anomaly <node>
+            "vibration_anomaly_node = vibration_anomaly.nodes.main:main",
+            "detector = vibration_anomaly.nodes.detector:main",
+            "imu_subscriber = vibration_anomaly.nodes.imu_subscriber:main",
+            "diagnostics = vibration_anomaly.nodes.diagnostics:main",
         ],
     },
 )

@@ -1,0 +1,536 @@
+"""The nodes on the real rclpy (ros-jazzy wheels, Fast DDS): real messages, real lifecycle services.
+
+The supervisor is a node calling ``/detector/change_state`` like a robot
+supervisor would. The model is a small real ONNX model over the package's real
+frontend, calibrated on the simulated robot's healthy frames (the shipped
+model's window length does not fit the short test windows).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy", reason="needs the real rclpy (ros-jazzy-* wheels or a ROS 2 install)")
+
+from lifecycle_msgs.msg import Transition  # noqa: E402
+from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
+from rclpy.context import Context  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+from rosgraph_msgs.msg import Clock  # noqa: E402
+from sensor_msgs.msg import Imu  # noqa: E402
+from std_msgs.msg import Bool  # noqa: E402
+
+from vibration_anomaly.config.bundle import write_test_bundle  # noqa: E402
+from vibration_anomaly.core.health import ERROR, OK, StatusRecord  # noqa: E402
+from vibration_anomaly.nodes.detector import DetectorNode, Pipeline  # noqa: E402
+from vibration_anomaly.nodes.diagnostics import DiagnosticsNode  # noqa: E402
+from vibration_anomaly.nodes.imu_subscriber import ImuSubscriberNode  # noqa: E402
+from vibration_anomaly.sim.robot import FaultSpec, RobotConfig, SimulatedRobot  # noqa: E402
+
+pytestmark = pytest.mark.ros
+RATE = 1000.0
+
+
+# ---------------------------------------------------------------------------------- pipeline
+
+
+def _score_model(path: Path) -> Path:
+    """features (batch, T, F) -> mean of z^2: large when any band's features leave the healthy range."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", "T", "F"])
+    y = helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch"])
+    nodes = [helper.make_node("Mul", ["features", "features"], ["sq"]),
+             helper.make_node("ReduceMean", ["sq"], ["score"], axes=[1, 2], keepdims=0)]
+    model = helper.make_model(helper.make_graph(nodes, "zsq", [x], [y]), opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def make_factory(model_path: Path, window_s: float, seed: int = 3) -> Callable[[Any, dict[str, Any]], Pipeline]:
+    def factory(bundle: Any, params: dict[str, Any]) -> Pipeline:
+        from vibration_anomaly.config.bundle import verify_model_file
+        from vibration_anomaly.core.scoring import AlarmVoter, Scorer, calibrate
+        from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
+        from vibration_anomaly.model.frontend import Frontend
+
+        verify_model_file(bundle, model_path)
+        engine = OnnxRuntimeEngine()
+        engine.load(model_path)
+        frontend = Frontend()
+        healthy = SimulatedRobot(RobotConfig(rate_hz=RATE, seed=seed))
+        n = int(round(window_s * RATE))
+        windows = [healthy.frames(100.0 + 3 * k, 100.0 + 3 * k + n / RATE)[1] for k in range(12)]
+        engine.wake()
+        cal = calibrate(engine, frontend, windows, RATE, target_far=0.001)
+        engine.sleep()
+        voter = AlarmVoter(bundle.alarm.votes_required, bundle.alarm.votes_window)
+        return Pipeline(engine, Scorer(engine, frontend, cal), voter, str(model_path), "onnx (test)")
+
+    return factory
+
+
+# ------------------------------------------------------------------------------------ harness
+
+
+class Ros:
+    """A fresh context, one SingleThreadedExecutor spinning in a thread, and a supervisor node."""
+
+    def __init__(self) -> None:
+        self.context = Context()
+        rclpy.init(context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.nodes: list[Node] = []
+        self.cleanups: list[Callable[[], None]] = []
+        self.sup = self.add(Node("supervisor", context=self.context))
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        while self.context.ok():
+            try:
+                self.executor.spin_once(timeout_sec=0.05)
+            except Exception:  # noqa: BLE001 - shutting down
+                if not self.context.ok():
+                    return
+                raise
+
+    def add(self, node: Node) -> Any:
+        self.nodes.append(node)
+        self.executor.add_node(node)
+        return node
+
+    def call(self, client: Any, request: Any, timeout: float = 20.0) -> Any:
+        assert client.wait_for_service(timeout_sec=timeout)
+        fut = client.call_async(request)
+        deadline = time.monotonic() + timeout
+        while not fut.done():
+            assert time.monotonic() < deadline, "service call timed out"
+            time.sleep(0.005)
+        return fut.result()
+
+    def change(self, node: str, transition: int) -> bool:
+        cli = self._client(ChangeState, f"/{node}/change_state")
+        return bool(self.call(cli, ChangeState.Request(transition=Transition(id=transition))).success)
+
+    def state(self, node: str) -> str:
+        return str(self.call(self._client(GetState, f"/{node}/get_state"), GetState.Request()).current_state.label)
+
+    def _client(self, srv: Any, name: str) -> Any:
+        key = f"_cli{name}"
+        if not hasattr(self, key):
+            setattr(self, key, self.sup.create_client(srv, name))
+        return getattr(self, key)
+
+    def close(self) -> None:
+        for c in self.cleanups:
+            c()
+        self.executor.shutdown(timeout_sec=5.0)
+        rclpy.shutdown(context=self.context)
+        self._thread.join(5.0)
+        for n in reversed(self.nodes):
+            n.destroy_node()
+
+
+@pytest.fixture
+def ros() -> Iterator[Ros]:
+    r = Ros()
+    try:
+        yield r
+    finally:
+        r.close()
+
+
+@pytest.fixture(scope="module")
+def score_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _score_model(tmp_path_factory.mktemp("model") / "zsq.onnx")
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def stack(ros: Ros, tmp: Path, model: Path, *, sample_s: float = 0.5, period_s: float = 6.0, driver: bool = False,
+          scale: float = 1.0, extra: dict[str, Any] | None = None, bundle_changes: dict[str, Any] | None = None,
+          sim_time: bool = False) -> tuple[ImuSubscriberNode, DetectorNode, Any]:
+    files = write_test_bundle(tmp, duty_cycle={"sample_s": sample_s, "period_s": period_s}, model_sha256=sha(model),
+                              alarm={"votes_required": 2, "votes_window": 3}, **(bundle_changes or {}))
+    params = [
+        rclpy.parameter.Parameter("bundle", value=str(files.bundle)),
+        rclpy.parameter.Parameter("trust_dir", value=str(files.trust_dir)),
+        rclpy.parameter.Parameter("firmware", value=str(files.firmware)),
+        rclpy.parameter.Parameter("use_duty_cycle_driver", value=driver),
+        rclpy.parameter.Parameter("duty_cycle_time_scale", value=scale),
+        rclpy.parameter.Parameter("frame_id", value="imu_link"),
+        rclpy.parameter.Parameter("use_sim_time", value=sim_time),
+        *[rclpy.parameter.Parameter(k, value=v) for k, v in (extra or {}).items()],
+    ]
+    imu = ros.add(ImuSubscriberNode(context=ros.context, parameter_overrides=params))
+    det = ros.add(DetectorNode(imu, pipeline_factory=make_factory(model, sample_s * scale),
+                               context=ros.context, parameter_overrides=params))
+    return imu, det, files
+
+
+class ImuPublisher:
+    """Publishes Imu frames from a thread: live at ``rate`` (stamp = wall time) or as a burst."""
+
+    def __init__(self, ros: Ros, robot: SimulatedRobot | None = None, frame_id: str = "imu_link") -> None:
+        self.node = Node("imu_driver", context=ros.context)
+        ros.nodes.append(self.node)
+        ros.cleanups.append(self.stop)
+        self.pub = self.node.create_publisher(Imu, "imu/data", 1000)
+        self.robot = robot or SimulatedRobot(RobotConfig(rate_hz=RATE, seed=3))
+        self.frame_id = frame_id
+        self.t0 = time.time()
+        self.sent = 0
+        self.sent_stamps: list[float] = []
+        self._stop = threading.Event()
+        self._paused = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.on_tick: Callable[[], None] | None = None
+
+    def msg(self, stamp: float, acc: np.ndarray | tuple[float, float, float], frame_id: str | None = None) -> Imu:
+        m = Imu()
+        m.header.frame_id = self.frame_id if frame_id is None else frame_id
+        sec = math.floor(stamp)
+        m.header.stamp.sec, m.header.stamp.nanosec = int(sec), min(999_999_999, int(round((stamp - sec) * 1e9)))
+        m.linear_acceleration.x, m.linear_acceleration.y, m.linear_acceleration.z = (float(v) for v in acc)
+        return m
+
+    def send(self, stamps: np.ndarray, acc: np.ndarray) -> None:
+        for s, a in zip(stamps, acc, strict=True):
+            self.pub.publish(self.msg(float(s), a))
+        self.sent += len(stamps)
+
+    def sim_frames(self, t_wall0: float, t_wall1: float) -> tuple[np.ndarray, np.ndarray]:
+        t, x = self.robot.frames(t_wall0 - self.t0, t_wall1 - self.t0)
+        return t + self.t0, x
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._live, daemon=True)
+        self._thread.start()
+
+    def _live(self) -> None:
+        last = time.time()
+        while not self._stop.is_set():
+            time.sleep(0.002)
+            now = time.time()
+            if self._paused.is_set():
+                last = now
+                continue
+            t, x = self.sim_frames(last, now)
+            if t.size:
+                self.send(t, x)
+                last = float(t[-1]) + 0.5 / RATE
+            if self.on_tick is not None:
+                self.on_tick()
+
+    def pause(self) -> float:
+        self._paused.set()
+        time.sleep(0.01)
+        return time.time()
+
+    def resume(self) -> None:
+        self._paused.clear()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5.0)
+
+
+def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def events_of(det: DetectorNode) -> list[dict[str, Any]]:
+    evs: list[dict[str, Any]] = []
+    det.sinks.append(evs.append)
+    return evs
+
+
+def run_task(det: DetectorNode, name: str) -> StatusRecord:
+    task = next(t for t in det.health_tasks() if t.name == name)
+    rec = task.run(StatusRecord())
+    assert isinstance(rec, StatusRecord)
+    return rec
+
+
+# -------------------------------------------------------------------------------------- tests
+
+
+def test_configure_refuses_a_tampered_bundle(ros: Ros, tmp_path: Path, score_model: Path) -> None:
+    _, det, files = stack(ros, tmp_path, score_model)
+    data = bytearray(files.bundle.read_bytes())
+    i = data.index(b"period_s: 6")
+    data[i + len("period_s: ")] = ord("9")  # the signed payload says 6; the file now says 9
+    files.bundle.write_bytes(bytes(data))
+    assert ros.change("detector", Transition.TRANSITION_CONFIGURE) is False
+    assert ros.state("detector") == "unconfigured"
+    assert det.refused is not None and det.refused.reason == "bad_signature"
+    rec = run_task(det, "bundle")
+    assert rec.level == ERROR and "bad_signature" in rec.message
+    assert run_task(det, "model").level == ERROR
+
+
+def test_configure_refuses_a_firmware_disagreement(ros: Ros, tmp_path: Path, score_model: Path) -> None:
+    _, det, files = stack(ros, tmp_path, score_model)
+    files.firmware.write_text(json.dumps({"duty_cycle": {"sample_s": 0.5, "period_s": 46.0}}))
+    assert ros.change("detector", Transition.TRANSITION_CONFIGURE) is False
+    assert ros.state("detector") == "unconfigured"
+    assert det.refused is not None and "period_s" in str(det.refused)
+    assert run_task(det, "bundle").level == ERROR
+    # Fixing the firmware file lets the same node configure: the refusal left nothing behind.
+    files.firmware.write_text(json.dumps({"duty_cycle": {"sample_s": 0.5, "period_s": 6.0}}))
+    assert ros.change("detector", Transition.TRANSITION_CONFIGURE) is True
+    assert ros.state("detector") == "inactive"
+    assert run_task(det, "bundle").level != ERROR
+
+
+def test_activate_deactivate_cleanup_leave_nothing_held(ros: Ros, tmp_path: Path, score_model: Path) -> None:
+    _, det, _ = stack(ros, tmp_path, score_model)
+    assert ros.change("detector", Transition.TRANSITION_CONFIGURE)
+    assert det.detector is not None
+    assert det.detector.residency().awake_resources() == ()
+    for _ in range(2):
+        assert ros.change("detector", Transition.TRANSITION_ACTIVATE)
+        assert ros.state("detector") == "active"
+        assert "session" in det.detector.residency().held
+        assert ros.change("detector", Transition.TRANSITION_DEACTIVATE)
+        assert ros.state("detector") == "inactive"
+        res = det.detector.residency()
+        assert res.awake_resources() == () and res.asleep
+    engine = det.pipeline.engine if det.pipeline else None
+    assert ros.change("detector", Transition.TRANSITION_CLEANUP)
+    assert ros.state("detector") == "unconfigured"
+    assert engine is not None and engine.residency().held == () and engine.state.value == "unloaded"
+    assert ros.change("detector", Transition.TRANSITION_UNCONFIGURED_SHUTDOWN)
+    assert ros.state("detector") == "finalized"
+
+
+@pytest.mark.parametrize("depth", [0, 4000], ids=["keep_last_one_window", "deep_history"])
+def test_1khz_then_burst_infers_only_the_newest_and_the_queue_stays_bounded(
+    ros: Ros, tmp_path: Path, score_model: Path, depth: int
+) -> None:
+    imu, det, _ = stack(ros, tmp_path, score_model, extra={"qos_depth": depth})
+    evs = events_of(det)
+    assert ros.change("detector", Transition.TRANSITION_CONFIGURE)
+    assert det.queue is not None
+    put_batches: list[tuple[float, float]] = []
+    real_put = det.queue.put
+    det.queue.put = lambda b: (put_batches.append((b.t0, b.t1)), real_put(b))[1]  # type: ignore[method-assign]
+    assert ros.change("detector", Transition.TRANSITION_ACTIVATE)
+    pub = ImuPublisher(ros)
+    wait_for(lambda: pub.pub.get_subscription_count() == 1, 5.0, "the subscription to match")
+    pub.start()
+    wait_for(lambda: det.detector is not None and det.detector.inferences >= 2, 10.0, "live inferences")
+    # The link drops for 3 s; the firmware then releases what it buffered in one burst.
+    t_down = pub.pause()
+    time.sleep(3.0)
+    infers_before = det.detector.inferences
+    stamps, acc = pub.sim_frames(t_down, t_down + 3.0)
+    pub.send(stamps, acc)  # 3000 frames as fast as we can publish them
+    pub.resume()
+    wait_for(lambda: det.detector.inferences >= infers_before + 2, 10.0, "inferences after the burst")
+    pub.stop()
+    time.sleep(0.5)
+    assert ros.change("detector", Transition.TRANSITION_DEACTIVATE)
+    q = det.queue
+    s = imu.sampler
+    assert s is not None
+    assert q.stats.max_depth <= q.bound == 3
+    if depth == 0:
+        # Keep-last depth = one window (500): the middleware dropped most of the burst, not our memory.
+        assert imu.depth == 500
+        assert s.stats.received < pub.sent - 1000
+    else:
+        # A history deep enough for the whole burst: six batches at once, the queue bound dropped the older.
+        assert s.stats.received >= pub.sent - 50
+        assert q.stats.dropped_overflow + q.stats.dropped_superseded >= 2
+    assert s.stats.full_flushes == 0
+    infers = [e for e in evs if e["event"] == "infer"]
+    inferred = [round(e["batch_t1"], 6) for e in infers]
+    assert len(inferred) == len(set(inferred)), "a batch was inferred twice"
+    if depth:
+        assert len(inferred) < len(put_batches), "every batch was inferred: no backpressure"
+    # Each inference took the newest batch queued when it was taken: any batch ending later was put afterwards.
+    assert round(max(t1 for _, t1 in put_batches), 6) == inferred[-1]
+
+
+def test_bad_frames_are_counted_and_the_node_keeps_running(ros: Ros, tmp_path: Path, score_model: Path) -> None:
+    imu, det, _ = stack(ros, tmp_path, score_model)
+    assert ros.change("detector", Transition.TRANSITION_CONFIGURE)
+    assert ros.change("detector", Transition.TRANSITION_ACTIVATE)
+    pub = ImuPublisher(ros)
+    wait_for(lambda: pub.pub.get_subscription_count() == 1, 5.0, "the subscription to match")
+    now = time.time()
+    good = (0.1, 0.2, 9.8)
+    bad = [pub.msg(now + 0.001, (math.nan, 0.0, 9.8)), pub.msg(now + 0.002, (0.0, math.inf, 9.8)),
+           pub.msg(0.0, good), pub.msg(now + 0.003, good), pub.msg(now + 0.0025, good),  # zero, ok, out of order
+           pub.msg(now + 0.004, good, frame_id="base_link"), pub.msg(now + 0.005, good, frame_id="")]
+    for m in bad:
+        pub.pub.publish(m)
+        time.sleep(0.001)
+    time.sleep(0.3)
+    s = imu.sampler
+    assert s is not None
+    wait_for(lambda: s.stats.received >= len(bad), 5.0, "the bad frames to arrive")
+    time.sleep(0.2)
+    rej = {**dict(s.windower.rejected), **dict(s.rejected)}
+    assert rej.get("nonfinite") == 2 and rej.get("bad_stamp") == 1 and rej.get("out_of_order") == 1
+    assert rej.get("frame_id") == 2
+    assert "base_link" in (s.last_rejection or "") or "frame_id" in str(s.rejected)
+    assert run_task(det, "backlog").level == 1  # WARN: frames refused since the last report
+    # Still alive: good data after the bad is windowed and inferred.
+    pub.start()
+    wait_for(lambda: det.detector is not None and det.detector.inferences >= 1, 10.0, "an inference after bad data")
+    pub.stop()
+    assert ros.state("detector") == "active"
+    assert ros.change("detector", Transition.TRANSITION_DEACTIVATE)
+
+
+def test_alarm_is_published_after_the_fault_starts(ros: Ros, tmp_path: Path, score_model: Path) -> None:
+    imu, det, _ = stack(ros, tmp_path, score_model)
+    assert ros.change("detector", Transition.TRANSITION_CONFIGURE)
+    assert ros.change("detector", Transition.TRANSITION_ACTIVATE)
+    fault_at = 3.0  # seconds after the publisher starts
+    robot = SimulatedRobot(RobotConfig(rate_hz=RATE, seed=3, fault=FaultSpec(start_s=fault_at, initial_peak=4.0,
+                                                                             final_peak=6.0, growth_s=5.0)))
+    pub = ImuPublisher(ros, robot)
+    alarms: list[tuple[float, bool]] = []
+    sub_node = Node("operator", context=ros.context)
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    ros.add(sub_node)
+    sub_node.create_subscription(Bool, "alarm", lambda m: alarms.append((time.time(), m.data)), latched)
+    wait_for(lambda: pub.pub.get_subscription_count() == 1, 5.0, "the subscription to match")
+    pub.t0 = time.time()
+    pub.start()
+    wait_for(lambda: any(a for _, a in alarms), 15.0, "an alarm")
+    pub.stop()
+    first = min(t for t, a in alarms if a)
+    assert all(not a for t, a in alarms if t < pub.t0 + fault_at), "alarm before the fault"
+    assert first > pub.t0 + fault_at
+    assert any(not a for _, a in alarms), "healthy batches before the fault should have been scored as no alarm"
+    # Latched: an operator who connects later still gets the alarm.
+    late: list[bool] = []
+    late_node = ros.add(Node("late_operator", context=ros.context))
+    late_node.create_subscription(Bool, "alarm", lambda m: late.append(m.data), latched)
+    wait_for(lambda: bool(late), 5.0, "the latched alarm")
+    assert late[-1] is True
+    assert ros.change("detector", Transition.TRANSITION_DEACTIVATE)
+
+
+def test_duty_cycle_unsubscribes_between_windows_and_never_infers_a_sleep_burst(
+    ros: Ros, tmp_path: Path, score_model: Path
+) -> None:
+    # The bundle's 5 s / 60 s cycle at a 0.06 time scale (0.3 s / 3.6 s): the same 5/60 ratio.
+    imu, det, _ = stack(ros, tmp_path, score_model, sample_s=5.0, period_s=60.0, driver=True, scale=0.06,
+                        extra={"sample_lead_s": 0.05})
+    evs = events_of(det)
+    pub = ImuPublisher(ros)
+    matched: list[tuple[float, int]] = []
+    received: list[tuple[float, int]] = []
+    pub.on_tick = lambda: (matched.append((time.time(), pub.pub.get_subscription_count())),
+                           received.append((time.time(), imu.sampler.stats.received if imu.sampler else 0)))
+    pub.start()
+    assert ros.change("detector", Transition.TRANSITION_CONFIGURE)
+    bursts: list[tuple[float, float]] = []
+    deadline = time.monotonic() + 16.0
+    while time.monotonic() < deadline and len([e for e in evs if e["event"] == "sleep"]) < 3:
+        # Mid-sleep: a firmware burst of 400 frames stamped during the sleep.
+        sleeps = [e for e in evs if e["event"] == "sleep"]
+        if (sleeps and (not bursts or bursts[-1][0] < sleeps[-1]["t"]) and imu.sampling is False
+                and time.time() > sleeps[-1]["t"] + 0.6):
+            t = time.time()
+            stamps, acc = pub.sim_frames(t - 0.4, t)
+            pub.send(stamps, acc)
+            bursts.append((t, float(stamps[0])))
+        time.sleep(0.05)
+    pub.stop()
+    assert ros.change("detector", Transition.TRANSITION_CLEANUP)
+    wakes = [e for e in evs if e["event"] == "wake"]
+    sleeps = [e for e in evs if e["event"] == "sleep"]
+    assert len(sleeps) >= 3 and bursts
+    intervals = [(w["t"], s["t"]) for w, s in zip(wakes, sleeps, strict=False)]
+
+    def awake(t: float) -> bool:
+        return any(a - 0.02 <= t <= b + 0.02 for a, b in intervals)
+
+    asleep_counts = [c for t, c in matched if not awake(t) and t > intervals[0][0]]
+    assert asleep_counts and all(c == 0 for c in asleep_counts), "a subscription existed between windows"
+    assert any(c == 1 for t, c in matched if awake(t)), "never subscribed during a window"
+    # No frame was delivered to the node between windows.
+    for (t_a, c_a), (t_b, c_b) in zip(received, received[1:], strict=False):
+        if not awake(t_a) and not awake(t_b) and t_a > intervals[0][1]:
+            assert c_b == c_a, f"frames delivered while asleep at {t_b}"
+    # Every inferred batch lies inside its own window: no burst frame stamped during the sleep was used.
+    infers = [e for e in evs if e["event"] == "infer"]
+    assert infers
+    starts = [w["window_start"] for w in wakes]
+    for e in infers:
+        start = max(s for s in starts if s <= e["t"])
+        assert e["batch_t0"] >= start - 1e-6
+    assert not [e for _, b0 in bursts for e in infers if e["batch_t0"] <= b0 + 0.4 and e["batch_t1"] >= b0]
+
+
+def test_duty_cycle_driver_holds_60s_periods_on_an_accelerated_sim_clock(
+    ros: Ros, tmp_path: Path, score_model: Path
+) -> None:
+    imu, det, _ = stack(ros, tmp_path, score_model, sample_s=5.0, period_s=60.0, driver=True, sim_time=True)
+    diag = ros.add(DiagnosticsNode(det.health_tasks(), context=ros.context, use_updater=False))
+    evs = events_of(det)
+    clock_node = ros.add(Node("sim_clock", context=ros.context))
+    clock_pub = clock_node.create_publisher(Clock, "/clock", 10)
+    stop = threading.Event()
+    sim = {"t": 10_000.0}
+
+    def tick() -> None:  # 25x real time, 0.25 s steps: a 1 s tolerance is then 40 ms of executor lag
+        while not stop.is_set():
+            sim["t"] += 0.25
+            msg = Clock()
+            msg.clock.sec, msg.clock.nanosec = int(sim["t"]), int((sim["t"] % 1) * 1e9)
+            clock_pub.publish(msg)
+            time.sleep(0.01)
+
+    th = threading.Thread(target=tick, daemon=True)
+    th.start()
+    try:
+        wait_for(lambda: det.now_s() > 10_000.0, 5.0, "sim time")
+        assert ros.change("detector", Transition.TRANSITION_CONFIGURE)
+        wait_for(lambda: len([e for e in evs if e["event"] == "sleep"]) >= 4, 60.0, "four duty periods")
+    finally:
+        stop.set()
+        th.join(5.0)
+    wakes = [e["t"] for e in evs if e["event"] == "wake"]
+    periods = np.diff(wakes)
+    assert len(periods) >= 3
+    assert np.all(np.abs(periods - 60.0) <= 1.0), periods
+    phase = [(w + 0.1) % 60.0 for w in wakes]  # wakes are 0.1 s (the lead-in) before each 60 s grid line
+    assert all(min(p, 60.0 - p) <= 1.0 for p in phase), phase
+    sleeps = [e for e in evs if e["event"] == "sleep"]
+    assert all(s["held"] == [] for s in sleeps)
+    rec = run_task(det, "duty cycle")
+    assert rec.level == OK, rec.message
+    values = dict(rec.values)
+    assert abs(float(values["observed period_s (mean)"]) - 60.0) <= 1.0
+    assert float(values["observed awake fraction"]) < 0.125
+    statuses = {s.name: s for s in diag.statuses()}
+    assert statuses["diagnostics: duty cycle"].level == bytes([OK])
+    assert ros.change("detector", Transition.TRANSITION_CLEANUP)

@@ -1,0 +1,147 @@
+"""The duty-cycle driver: the demo's per-period sequence as a clock-driven state machine.
+
+Per duty period (windows from :class:`DutyCycleScheduler`, so the demo, the
+soak and the node share one grid)::
+
+    start - lead_s   open_sampling(window)   subscribe; frames before start are refused    -> "wake" event
+    end + tail_s     close_sampling(window)  unsubscribe, flush, queue the batch
+                     infer_once(window)      activate -> infer_latest(fresh_after=start) -> deactivate
+                                                                                           -> "sleep" event
+
+``lead_s`` opens the subscription a moment early because the middleware needs
+a few milliseconds to match a new reader to the publisher (measured: 2-5 ms
+with Fast DDS on one machine); without it the first frames of every window
+would be lost. ``tail_s`` keeps it open a moment after the end for the frames
+still in flight (stamped inside the window, delivered after it): a batch is
+exactly one window of frames, so one late frame would cost the whole batch.
+The driver never sleeps itself: ``step(now)`` does what is due
+and returns when it wants to be called next, so a ROS timer (on ROS time,
+``use_sim_time`` friendly) or a simulation loop can drive it.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import traceback
+from collections.abc import Callable
+from typing import Protocol
+
+from vibration_anomaly.core.events import EventBus
+from vibration_anomaly.core.scheduler import DutyCycleScheduler, Window
+
+
+class DriverHooks(Protocol):
+    def open_sampling(self, window: Window) -> None: ...
+
+    def close_sampling(self, window: Window) -> None: ...
+
+    def infer_once(self, window: Window) -> None: ...
+
+    def held_resources(self) -> tuple[str, ...]: ...
+
+
+class DriverState(enum.Enum):
+    STOPPED = "stopped"
+    WAITING = "waiting"  # asleep until the next window's lead-in
+    SAMPLING = "sampling"
+
+
+class DutyCycleDriver:
+    """Runs sample -> infer once -> sleep on the scheduler's grid; every step reports through the bus."""
+
+    def __init__(
+        self,
+        scheduler: DutyCycleScheduler,
+        hooks: DriverHooks,
+        bus: EventBus,
+        lead_s: float = 0.0,
+        tail_s: float = 0.0,
+    ) -> None:
+        sleep_s = scheduler.period_s - scheduler.sample_s
+        if not (math.isfinite(lead_s) and math.isfinite(tail_s) and lead_s >= 0 and tail_s >= 0
+                and lead_s + tail_s < sleep_s):
+            raise ValueError(
+                f"duty-cycle driver: lead_s and tail_s must be >= 0 and together shorter than the sleep "
+                f"({sleep_s:g} s), got lead_s={lead_s!r} tail_s={tail_s!r}"
+            )
+        self.scheduler = scheduler
+        self.hooks = hooks
+        self.bus = bus
+        self.lead_s = float(lead_s)
+        self.tail_s = float(tail_s)
+        self.state = DriverState.STOPPED
+        self.target: Window | None = None
+        self.opened_at: float | None = None
+        self.periods = 0
+        self.missed = 0
+        self.errors = 0
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        return self.scheduler.clock
+
+    def _first_window(self, now: float) -> Window:
+        # A window whose lead-in has passed cannot be sampled whole: take the next one.
+        return self.scheduler.next_window(now + self.lead_s)
+
+    def start(self, now: float | None = None) -> float:
+        """Arm the driver; returns the time of the first step."""
+        now = self.clock() if now is None else now
+        self.target = self._first_window(now)
+        self.state = DriverState.WAITING
+        return self.target.start - self.lead_s
+
+    def stop(self) -> None:
+        """Stop driving; a window in progress is closed (its partial data is dropped)."""
+        if self.state is DriverState.SAMPLING and self.target is not None:
+            self._guard("close_sampling", self.hooks.close_sampling, self.target)
+        self.state = DriverState.STOPPED
+        self.target = None
+
+    def step(self, now: float | None = None) -> float | None:
+        """Do what is due at ``now``; returns when to call again (None once stopped)."""
+        now = self.clock() if now is None else now
+        w = self.target
+        if self.state is DriverState.STOPPED or w is None:
+            return None
+        if self.state is DriverState.WAITING:
+            if now < w.start - self.lead_s:
+                return w.start - self.lead_s
+            if now >= w.end:
+                # Too late to sample any of it (a stalled process, a clock jump): skip to the next one.
+                self.missed += 1
+                self.bus.emit(now, "error", message=f"duty cycle: missed the window of period {w.period}")
+                self.target = self._first_window(now)
+                return self.target.start - self.lead_s
+            self._guard("open_sampling", self.hooks.open_sampling, w)
+            self.opened_at = now
+            self.state = DriverState.SAMPLING
+            late = max(0.0, now - w.start)  # a coarse clock (sim time steps) can open a little late
+            self.bus.emit(now, "wake", period=w.period, what="sample window opens", window_start=w.start,
+                          late_s=round(late, 6))
+            return w.end + self.tail_s
+        # SAMPLING
+        if now < w.end + self.tail_s:
+            return w.end + self.tail_s
+        self._guard("close_sampling", self.hooks.close_sampling, w)
+        self._guard("infer_once", self.hooks.infer_once, w)
+        done = self.clock()
+        held = list(self.hooks.held_resources())
+        opened = self.opened_at if self.opened_at is not None else w.start
+        self.bus.emit(done, "sleep", period=w.period, awake_s=round(max(0.0, done - opened), 6), held=held)
+        self.periods += 1
+        self.state = DriverState.WAITING
+        self.target = self._first_window(max(done, w.end))
+        return self.target.start - self.lead_s
+
+    def _guard(self, what: str, fn: Callable[[Window], None], w: Window) -> None:
+        """A failing step is an error event with its traceback; the cycle goes on (and sleeps)."""
+        try:
+            fn(w)
+        except Exception as exc:  # noqa: BLE001 - the duty cycle must keep sleeping whatever failed
+            self.errors += 1
+            self.bus.emit(
+                self.clock(), "error", message=f"duty cycle {what}: {type(exc).__name__}: {exc}",
+                traceback=traceback.format_exc(),
+            )
