@@ -22,6 +22,7 @@ import numpy as np
 
 from vibration_anomaly.core.detector import Detector
 from vibration_anomaly.core.events import Event, EventBus, JsonlEventLog
+from vibration_anomaly.core.imu_buffer import qos_depth
 from vibration_anomaly.core.queue import LatestBatchQueue
 from vibration_anomaly.core.scheduler import DutyCycleScheduler
 from vibration_anomaly.core.window import Windower, batch_samples
@@ -51,16 +52,6 @@ class SimClock:
 class DemoResult:
     summary: dict[str, Any]
     cycles: list[dict[str, Any]] = field(default_factory=list)
-
-
-def keep_last_depth(rate_hz: float, sample_s: float) -> int:
-    """QoS depth: one sample window of frames.
-
-    Deep enough that a subscriber which falls behind for a moment loses
-    nothing of the live window, and no deeper, so a firmware burst after a
-    hiccup can hand us at most one window's worth of old frames.
-    """
-    return max(1, int(round(rate_hz * sample_s)))
 
 
 def plan_hiccups(n: int, n_periods: int, period_s: float, sample_s: float) -> tuple[tuple[float, float], ...]:
@@ -113,7 +104,7 @@ def run_demo(opts: DemoOptions, out: TextIO | None = None, progress: TextIO | No
             hiccups=plan_hiccups(opts.hiccups, n_periods, dc.period_s, dc.sample_s),
         )
     )
-    depth = keep_last_depth(opts.rate_hz, dc.sample_s)
+    depth = qos_depth(opts.rate_hz, dc.sample_s)  # the same keep-last depth the ROS subscriber uses
     batch_len = batch_samples(opts.rate_hz, dc.sample_s)
 
     trace = JsonlEventLog(opts.trace, fsync_every=10_000) if opts.trace else None
