@@ -152,7 +152,7 @@ class RecordedNvml:
     """pynvml stand-in answering from nvml_answers.json, raising the real pynvml error types."""
 
     def __init__(self, case: str) -> None:
-        import pynvml
+        pynvml = pytest.importorskip("pynvml", reason="nvidia-ml-py is not installed (its error types are used)")
 
         self.NVMLError = pynvml.NVMLError
         self._err = pynvml.NVMLError
