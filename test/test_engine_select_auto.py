@@ -114,3 +114,21 @@ def test_engine_cli_help_and_errors(tiny_onnx_model: Path, tmp_path: Path, capsy
     assert args.func(args) == 1
     out = capsys.readouterr().out
     assert "ONNX model, not a TensorRT engine" in out and "auto_choice: auto:" in out
+
+
+def test_reason_codes_fold_every_auto_reason_to_a_small_label_set() -> None:
+    from vibration_anomaly.engine.select import REASON_CODES, reason_code
+
+    cases = {
+        "onnx as configured: ONNX Runtime CPU": "configured",
+        "tensorrt as configured: TensorRT 10 on Orin": "configured",
+        "auto: no TensorRT engine file configured, using ONNX Runtime CPU": "no_engine",
+        "auto: engine file /x.engine not found, using ONNX Runtime CPU": "no_engine",
+        "auto: TensorRT is not installed (runtime auto), using ONNX Runtime CPU": "no_tensorrt",
+        "auto: no CUDA GPU (cuInit failed: 100), using ONNX Runtime CPU": "no_gpu",
+        "auto: TensorRT refused (engine I/O mismatch), using ONNX Runtime CPU": "refused",
+        "auto: TensorRT 10 on Orin": "gpu",
+    }
+    for reason, code in cases.items():
+        assert reason_code(reason) == code, reason
+        assert code in REASON_CODES

@@ -135,10 +135,11 @@ def test_bundle_backend_and_power_setters(reg: CollectorRegistry) -> None:
     m.set_bundle("v3")
     assert reg.get_sample_value("vibration_anomaly_bundle_refused", {"reason": "other"}) is None
 
-    m.set_backend("onnxruntime")
-    m.set_backend("TensorRT")
-    assert reg.get_sample_value("vibration_anomaly_backend_info", {"backend": "onnxruntime"}) is None
-    assert value(reg, "vibration_anomaly_backend_info", backend="tensorrt") == 1
+    m.set_backend("onnxruntime", "no_gpu")
+    assert value(reg, "vibration_anomaly_backend_info", backend="onnxruntime", choice="no_gpu") == 1
+    m.set_backend("TensorRT", "gpu")
+    assert reg.get_sample_value("vibration_anomaly_backend_info", {"backend": "onnxruntime", "choice": "no_gpu"}) is None
+    assert value(reg, "vibration_anomaly_backend_info", backend="tensorrt", choice="gpu") == 1
 
     m.set_power(4.0, state="asleep", source="model", modelled=True, duration_s=55.0)
     m.set_power(11.0, state="asleep", source="ina3221", modelled=False, duration_s=10.0)
@@ -206,4 +207,4 @@ def test_exposition_follows_prometheus_naming() -> None:
     assert all(g.endswith(units) or g in unitless_flags for g in gauges), sorted(gauges - unitless_flags)
     # Labels stay low-cardinality: no robot identity and no free text.
     labels = {k for f in families for s in f.samples for k in s.labels}
-    assert labels <= {"state", "reason", "event", "version", "backend", "source", "modelled"}
+    assert labels <= {"state", "reason", "event", "version", "backend", "choice", "source", "modelled"}

@@ -309,11 +309,13 @@ def model_health(
     inferences: int = 0,
     errors: int = 0,
     last_error: str | None = None,
+    backend_reason: str | None = None,
 ) -> Health:
     """ERROR when the node is unconfigured or failed (no model loaded); WARN after inference errors."""
     values = {
         "lifecycle state": lifecycle_state,
         "backend": backend or "none",
+        "backend choice": backend_reason or "none",
         "model": model or "none",
         "engine state": engine_state or "none",
         "engine holds": ", ".join(held) or "nothing",

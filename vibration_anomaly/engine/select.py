@@ -82,6 +82,28 @@ def select_engine(
     return onnx_engine, _done(f"auto: {cause}, using ONNX Runtime CPU")
 
 
+REASON_CODES: tuple[str, ...] = ("configured", "gpu", "no_engine", "no_tensorrt", "no_gpu", "refused")
+
+
+def reason_code(reason: str) -> str:
+    """The reason ``select_engine`` gave, folded to a metric label: one of ``REASON_CODES``.
+
+    The full sentence goes to logs and diagnostics; a label must stay
+    low-cardinality, so fleet dashboards can count robots per cause.
+    """
+    if not reason.startswith("auto:"):
+        return "configured"
+    if "TensorRT refused" in reason:
+        return "refused"
+    if "no TensorRT engine file" in reason or "not found" in reason:
+        return "no_engine"
+    if "TensorRT is not installed" in reason:
+        return "no_tensorrt"
+    if "no CUDA GPU" in reason:
+        return "no_gpu"
+    return "gpu"
+
+
 def _done(reason: str) -> str:
     log.info("engine backend %s", reason)
     return reason

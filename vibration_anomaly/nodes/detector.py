@@ -162,6 +162,7 @@ class DetectorNode(LifecycleNode):
         self._active = False
         self._power: Any = None
         self._pusher: Any = None
+        self._metrics: Any = None
         self._watts: dict[str, float] = {}
         self._backlog = BacklogHealth()
         self.score_pub = self.create_lifecycle_publisher(Float32, "score", 10)
@@ -430,6 +431,11 @@ class DetectorNode(LifecycleNode):
             dc = bundle.duty_cycle
             metrics.set_contract(dc.period_s, dc.sample_s)
             metrics.set_bundle(str(bundle.version), expired=bundle.is_expired())
+            if self.pipeline is not None:
+                from vibration_anomaly.engine.select import reason_code
+
+                metrics.set_backend(self.pipeline.engine.name, reason_code(self.pipeline.backend_reason))
+            self._metrics = metrics
             self._pusher = pusher_from_settings(metrics, bundle.telemetry, str(self.p("robot_id")))
             self._pusher.start()
             self.sinks.append(metrics.observe_event)
@@ -440,7 +446,10 @@ class DetectorNode(LifecycleNode):
         if self._power is None:
             return
         try:
-            self._watts[state] = float(self._power.read().watts)
+            reading = self._power.read()
+            self._watts[state] = float(reading.watts)
+            if self._metrics is not None:
+                self._metrics.set_power(reading.watts, state=state, source=reading.source, modelled=reading.modelled)
         except Exception as exc:  # noqa: BLE001
             self.get_logger().warn(f"power read failed: {exc}", throttle_duration_sec=60.0)
 
@@ -506,7 +515,7 @@ class DetectorNode(LifecycleNode):
             lifecycle_state=self.lifecycle_label(), backend=pl.engine.name if pl else None,
             model=pl.model if pl else None, engine_state=res.state.value if res else None,
             held=res.held if res else (), inferences=d.inferences if d else 0, errors=d.errors if d else 0,
-            last_error=self.last_error,
+            last_error=self.last_error, backend_reason=pl.backend_reason if pl else None,
         )
 
     def _bundle_health(self) -> Health:

@@ -150,7 +150,9 @@ class RobotMetrics:
             "bundle_refused", "1, labelled by reason, while the latest bundle load was refused.", ("reason",)
         )
         self.bundle_refusals = counter("bundle_refusals", "Config bundles refused, by reason.", ("reason",))
-        self.backend_info = gauge("backend_info", "The inference backend in use (value 1).", ("backend",))
+        self.backend_info = gauge(
+            "backend_info", "The inference backend in use and why it was chosen (value 1).", ("backend", "choice")
+        )
         # Push bookkeeping (written by the pusher).
         self.push_interval = gauge("push_interval_seconds", "Seconds between pushes to the Pushgateway.", nan=True)
         self.last_push = gauge(
@@ -174,7 +176,7 @@ class RobotMetrics:
         self._max_batch_age_s: float = math.inf
         self._contract_period: float = math.nan
         self._bundle_version: str | None = None
-        self._backend: str | None = None
+        self._backend: tuple[str, str] | None = None
         self._power_source: tuple[str, str] | None = None
 
     # ------------------------------------------------------------------ events
@@ -363,16 +365,17 @@ class RobotMetrics:
                 self.bundle_info.remove(self._bundle_version)
                 self._bundle_version = None
 
-    def set_backend(self, name: str) -> None:
-        """Record the inference backend in use (onnxruntime, tensorrt ...)."""
+    def set_backend(self, name: str, choice: str = "configured") -> None:
+        """Record the inference backend in use (onnxruntime, tensorrt ...) and why (``engine.select.reason_code``)."""
         name = str(name).strip().lower()[:32]
         if not name:
             raise InputError("backend", "name", "expected a non-empty backend name")
+        key = (name, str(choice).strip().lower()[:32] or "configured")
         with self._lock:
-            if self._backend is not None and self._backend != name:
-                self.backend_info.remove(self._backend)
-            self.backend_info.labels(backend=name).set(1)
-            self._backend = name
+            if self._backend is not None and self._backend != key:
+                self.backend_info.remove(*self._backend)
+            self.backend_info.labels(backend=key[0], choice=key[1]).set(1)
+            self._backend = key
 
     def set_push_interval(self, interval_s: float) -> None:
         """The "robot silent" alert measures silence in missed pushes, so it needs the interval."""
