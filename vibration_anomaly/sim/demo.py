@@ -138,6 +138,8 @@ def run_demo(opts: DemoOptions, out: TextIO | None = None, progress: TextIO | No
     detector = Detector(engine, scorer, voter, queue, bus, clock, bundle.alarm.score_threshold)
 
     cycles: list[dict[str, Any]] = []
+    if out is not None:
+        out.write(f"{'cycle':>10s}  {'time':8s}  {'phases':22s}  {'score/threshold':>15s}  {'verdict':15s} dropped frames\n")
     wall0 = time.perf_counter()
     held_after_sleep: list[str] = []
     timings: dict[str, list[float]] = {"wake_ms": [], "infer_ms": [], "sleep_ms": []}
@@ -253,14 +255,15 @@ def _fmt_t(t: float) -> str:
 
 
 def _timeline_line(c: dict[str, Any]) -> str:
+    phases = "sample > infer > sleep" if c["score"] is not None else "sample > skip > sleep"
     if c["score"] is None:
         verdict, score = "no fresh batch", "     -"
     else:
         verdict = "ALARM" if c["raised"] else ("alarm (latched)" if c["alarm"] else ("above" if c["above"] else "ok"))
         score = f"{c['score'] / c['threshold']:6.2f}"
     extra = f"  burst {c['burst']} frames" if c["burst"] else ""
-    return (f"cycle {c['cycle']:4d}  {_fmt_t(c['t'])}  sample->infer->sleep  score/thr {score}  "
-            f"{verdict:<15s} dropped {c['dropped']:6d}{extra}")
+    return (f"cycle {c['cycle']:4d}  {_fmt_t(c['t'])}  {phases:22s}  {score:>15s}  "
+            f"{verdict:<15s} {c['dropped']:6d}{extra}")
 
 
 def format_summary(s: dict[str, Any]) -> str:
