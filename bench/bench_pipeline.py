@@ -88,7 +88,8 @@ def bench_infer(repeats: int) -> dict[str, float]:
     engine.load(model.onnx)
     engine.wake()
     frontend = model.frontend()
-    cal = calibrate(engine, frontend, windows[:10], 1000.0, prior_std=model.prior_std, prior_weight=model.prior_weight)
+    cal = calibrate(engine, frontend, windows[:10], 1000.0, prior_std=model.prior_std,
+                    prior_weight=model.prior_weight, drift_std=model.drift_std)
     scorer = Scorer(engine, frontend, cal)
     w = windows[-1]
     feats = cal.normalise(frontend(w, 1000.0))

@@ -26,7 +26,8 @@ def parts() -> tuple[OnnxRuntimeEngine, Scorer, SimulatedRobot]:
     engine.wake()
     frontend = model.frontend()
     windows = [robot.frames(30 + 60 * k, 30 + 60 * k + N / 1000)[1] for k in range(12)]
-    cal = calibrate(engine, frontend, windows, 1000.0, prior_std=model.prior_std, prior_weight=model.prior_weight)
+    cal = calibrate(engine, frontend, windows, 1000.0, prior_std=model.prior_std, prior_weight=model.prior_weight,
+                    drift_std=model.drift_std)
     engine.sleep()
     return engine, Scorer(engine, frontend, cal), robot
 

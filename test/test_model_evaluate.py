@@ -103,7 +103,8 @@ def test_calibrate_writes_json(dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "cal.json"
     assert _cli(["calibrate", "--input", str(dataset / "b_normal.csv"), "--out", str(out), "--window-s", "2"]) == 0
     cal = json.loads(out.read_text())
-    assert cal["fs_hz"] == pytest.approx(FS) and cal["window_samples"] == 2000 and cal["n_windows"] == 12
+    # Windows are the detector's batches: 98 % of the 2 s sample window (core.window.batch_samples).
+    assert cal["fs_hz"] == pytest.approx(FS) and cal["window_samples"] == 1960 and cal["n_windows"] == 12
     assert _cli(["calibrate", "--input", str(dataset / "missing.npz"), "--out", str(out)]) == 2
 
 

@@ -92,3 +92,24 @@ def test_threshold_quantiles() -> None:
     assert (fresh > thr).mean() == pytest.approx(0.01, abs=0.004)
     thr_small, how_small = threshold_from_scores(s[:12], 0.01)
     assert how_small == "lognormal extrapolation" and thr_small >= s[:12].max()
+
+
+def test_drift_prior_widens_the_std_in_quadrature() -> None:
+    from vibration_anomaly.core.scoring import fit_normalisation
+
+    rng = np.random.default_rng(1)
+    f = rng.standard_normal((40, 2, 3, 4)) * 0.1
+    prior = np.full((3, 4), 0.1)
+    drift = np.zeros((3, 4))
+    drift[:, 0] = 0.3  # only the energy feature drifts
+    _, sd0 = fit_normalisation(f, prior, 8.0)
+    mu, sd1 = fit_normalisation(f, prior, 8.0, drift_std=drift)
+    np.testing.assert_allclose(sd1[..., 0], np.sqrt(sd0[..., 0] ** 2 + 0.09))
+    np.testing.assert_allclose(sd1[..., 1:], sd0[..., 1:])
+    np.testing.assert_allclose(mu, f.mean(axis=0))
+
+
+def test_shipped_model_carries_its_drift_prior() -> None:
+    files = load_default_model()
+    d = files.drift_std
+    assert d is not None and d.shape == files.prior_std.shape and np.all(d >= 0)

@@ -192,7 +192,11 @@ def _norm_ppf(p: float) -> float:
 
 
 def fit_normalisation(
-    features: np.ndarray, prior_std: np.ndarray | None = None, prior_weight: float = 8.0, floor: float = 1e-3
+    features: np.ndarray,
+    prior_std: np.ndarray | None = None,
+    prior_weight: float = 8.0,
+    floor: float = 1e-3,
+    drift_std: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mean and shrunk std of healthy features (N, C, T, F).
 
@@ -201,6 +205,16 @@ def fit_normalisation(
     turn noise into alarms. The variance is therefore shrunk towards a prior
     (the typical healthy std seen in training, from model.json):
     ``var = (n s^2 + n0 prior^2) / (n + n0)`` with ``n0 = prior_weight``.
+
+    A calibration stretch lasts minutes; the machine then runs for months.
+    Healthy machines drift between the two (run-in, temperature, load): on
+    the training bearings the mean of a band's log energy moves by about as
+    much between the first and second half of the healthy record as it
+    spreads within it. ``drift_std`` (per token and feature, measured on
+    the training machines and stored in model.json) is added in quadrature,
+    ``var += drift^2``, so that drift of the size healthy machines showed in
+    training is not read as a fault, while impulsiveness and periodicity
+    (which barely drift) keep their full sensitivity.
     """
     f = np.asarray(features, dtype=np.float64)
     n = f.shape[0]
@@ -209,6 +223,8 @@ def fit_normalisation(
     if prior_std is not None:
         prior = np.broadcast_to(np.asarray(prior_std, dtype=np.float64), mean.shape)
         var = (n * var + prior_weight * prior**2) / (n + prior_weight)
+    if drift_std is not None:
+        var = var + np.broadcast_to(np.asarray(drift_std, dtype=np.float64), mean.shape) ** 2
     std = np.sqrt(np.maximum(var, floor**2))
     return mean, std
 
@@ -246,6 +262,7 @@ def calibrate_features(
     prior_weight: float = 8.0,
     machine: str = "",
     model_id: str = "",
+    drift_std: np.ndarray | None = None,
 ) -> Calibration:
     """Fit a Calibration from the raw features (N, C, T, F) of N healthy windows in time order.
 
@@ -267,10 +284,10 @@ def calibrate_features(
     held = np.empty(n)
     for blk in blocks:
         rest = np.setdiff1d(np.arange(n), blk)
-        mu, sd = fit_normalisation(f[rest], prior_std, prior_weight)
+        mu, sd = fit_normalisation(f[rest], prior_std, prior_weight, drift_std=drift_std)
         z = np.clip((f[blk] - mu) / sd, -Z_CLIP, Z_CLIP).astype(np.float32)
         held[blk] = _window_scores(score_fn, z)
-    mean, std = fit_normalisation(f, prior_std, prior_weight)
+    mean, std = fit_normalisation(f, prior_std, prior_weight, drift_std=drift_std)
     thr, how = threshold_from_scores(held, target_far)
     return Calibration(
         mean=mean,
@@ -280,7 +297,8 @@ def calibrate_features(
         fs_hz=float(fs_hz),
         window_samples=int(window_samples),
         n_windows=n,
-        method=f"{k}-fold held-out healthy scores, {how}; std shrunk to prior (n0={prior_weight:g})",
+        method=f"{k}-fold held-out healthy scores, {how}; std shrunk to prior (n0={prior_weight:g})"
+        + ("; drift prior added" if drift_std is not None else ""),
         machine=machine,
         model_id=model_id,
         healthy_score_median=float(np.median(held)),
@@ -308,8 +326,12 @@ def calibrate(
     prior_weight: float = 8.0,
     machine: str = "",
     model_id: str = "",
+    drift_std: np.ndarray | None = None,
 ) -> Calibration:
-    """Calibrate a machine from its healthy windows (each (n_samples, n_channels)), in time order."""
+    """Calibrate a machine from its healthy windows (each (n_samples, n_channels)), in time order.
+
+    Pass ``drift_std=model.drift_std`` (see ``fit_normalisation``) for robots.
+    """
     if len(windows) == 0:
         raise InputError("calibration", "windows", "no healthy windows given")
     feats = np.stack([frontend(w, fs_hz, f"calibration window {i}") for i, w in enumerate(windows)])
@@ -324,6 +346,7 @@ def calibrate(
         prior_weight=prior_weight,
         machine=machine,
         model_id=model_id,
+        drift_std=drift_std,
     )
 
 

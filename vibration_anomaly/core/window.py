@@ -235,7 +235,8 @@ the first 98 % of them; the tail of the window is left unused (counted as
 
 def batch_samples(rate_hz: float, sample_s: float) -> int:
     """Samples per batch for a sample window of ``sample_s`` at ``rate_hz`` (see ``BATCH_SLACK``)."""
-    n = int(rate_hz * sample_s * (1.0 - BATCH_SLACK))
+    # A rate measured from stamps (999.9999999 Hz) must give the same length as the nominal one.
+    n = int(rate_hz * sample_s * (1.0 - BATCH_SLACK) + 1e-6)
     if n < 2:
         raise ValueError(f"batch: rate_hz {rate_hz} x sample_s {sample_s} gives fewer than 2 samples")
     return n

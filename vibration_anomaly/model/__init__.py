@@ -44,6 +44,12 @@ class ModelFiles:
         return None if p is None else np.asarray(p, dtype=np.float64)
 
     @property
+    def drift_std(self) -> np.ndarray | None:
+        """Healthy drift prior (T, F) added to every calibration's std (``core.scoring.fit_normalisation``)."""
+        p = self.meta.get("feature_drift_std")
+        return None if p is None else np.asarray(p, dtype=np.float64)
+
+    @property
     def prior_weight(self) -> float:
         return float(self.meta.get("prior_weight", 8.0))
 

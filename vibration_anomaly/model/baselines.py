@@ -16,7 +16,15 @@ baseline is calibrated per machine exactly like the model.
   harmonics 1-3 of each known defect frequency (+-2 %) over the mean envelope
   power. Needs the defect orders and the shaft speed (or a defect frequency).
 * ``isoforest``: IsolationForest (scikit-learn) on the log energies of 32
-  equal spectral bands per channel, fitted on the calibration windows.
+  log-spaced spectral bands per channel over the analysis band, each
+  standardised per machine (calibration mean and std), fitted on the
+  calibration windows (200 trees, contamination ``auto``: the threshold is
+  set by the shared protocol, not by the forest). The score is the inverse
+  normalised isolation depth ``-1 / log2(s)`` of scikit-learn's anomaly
+  score ``s``: positive, larger = worse, and spread out enough that the
+  score / threshold ratio pools across machines (the first version used
+  ``1 - score_samples`` on unstandardised linear bands: 0.88 on FEMTO
+  held-out bearings against 0.98 now).
 """
 
 from __future__ import annotations
@@ -58,16 +66,14 @@ def _band_kurt(w: np.ndarray, fs: float) -> np.ndarray:
 
 
 def _band_energies(w: np.ndarray, fs: float, n_bands: int = 32) -> np.ndarray:
+    """(n_bands * C,) log energies of log-spaced bands over [0.02 top, top]."""
     top = min(fs / 2, FrontendConfig().max_analysis_hz)
     spec = np.abs(np.fft.rfft(w - w.mean(axis=0), axis=0)) ** 2
     f = np.fft.rfftfreq(w.shape[0], 1 / fs)
-    edges = np.linspace(0.02 * top, top, n_bands + 1)
-    idx = np.clip(np.searchsorted(edges, f) - 1, -1, n_bands)
-    feats = []
-    for c in range(w.shape[1]):
-        e = np.array([spec[idx == b, c].sum() for b in range(n_bands)])
-        feats.append(np.log(e + 1e-20))
-    return np.concatenate(feats)
+    edges = np.geomspace(0.02 * top, top, n_bands + 1)
+    idx = np.searchsorted(edges, f) - 1
+    e = np.stack([spec[idx == b].sum(axis=0) for b in range(n_bands)])  # (n_bands, C)
+    return np.log(e + 1e-20).T.reshape(-1)
 
 
 def envelope_defect_energy(w: np.ndarray, fs: float, defect_hz: list[float]) -> np.ndarray:
@@ -119,19 +125,24 @@ class IsoForestBaseline:
         self.seed = seed
         self.model: object | None = None
         self.mu: np.ndarray | None = None
+        self.sd: np.ndarray | None = None
 
     def fit(self, windows: np.ndarray, fs: float) -> IsoForestBaseline:
         from sklearn.ensemble import IsolationForest
 
         b = IsoForestBaseline(self.seed)
         x = np.stack([_band_energies(w, fs) for w in windows])
-        b.model = IsolationForest(n_estimators=200, random_state=self.seed).fit(x)
+        b.mu = x.mean(axis=0)
+        b.sd = x.std(axis=0) + 0.05  # floor: a few dozen windows under-estimate some bands' spread
+        b.model = IsolationForest(n_estimators=200, contamination="auto", random_state=self.seed).fit((x - b.mu) / b.sd)
         return b
 
     def score(self, windows: np.ndarray, fs: float) -> np.ndarray:
-        x = np.stack([_band_energies(w, fs) for w in windows])
-        # score_samples is higher for normal points; shift so scores are positive and larger = worse
-        return 1.0 - self.model.score_samples(x)  # type: ignore[attr-defined]
+        if self.model is None or self.mu is None or self.sd is None:
+            raise RuntimeError("baseline isoforest: score() before fit()")
+        x = (np.stack([_band_energies(w, fs) for w in windows]) - self.mu) / self.sd
+        s = -self.model.score_samples(x)  # type: ignore[attr-defined]  # in (0, 1], 2^(-depth / c(n))
+        return -1.0 / np.log2(np.clip(s, 1e-9, 1 - 1e-9))
 
 
 def make_baselines(defect_hz: list[float] | None, seed: int = 0) -> dict[str, object]:

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from vibration_anomaly.config import defaults
 from vibration_anomaly.core.errors import InputError
 
 
@@ -120,6 +121,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     import numpy as np
 
     from vibration_anomaly.core.scoring import calibrate
+    from vibration_anomaly.core.window import batch_samples
     from vibration_anomaly.model.data import cut_windows, load_signal
 
     files = _model_files(args.model)
@@ -127,13 +129,16 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     fs = args.fs_hz or fs_file
     if not fs:
         raise InputError(args.input, "fs_hz", "rate not in the file; give --fs-hz")
-    n = int(round(args.window_s * fs))
+    # The detector scores batches of batch_samples(fs, sample_s) (98 % of the window, see core.window);
+    # a calibration is bound to that length, so cut the healthy recording the same way.
+    n = batch_samples(fs, args.window_s)
     w = cut_windows(sig, n)
     if len(w) < 4:
         raise InputError(args.input, "length", f"{len(w)} windows of {args.window_s} s; need at least 4 healthy windows")
     eng = _engine(files.onnx_int8)
     cal = calibrate(eng, files.frontend(), list(np.asarray(w)), fs, target_far=args.target_far,
-                    prior_std=files.prior_std, prior_weight=files.prior_weight, machine=args.machine or "",
+                    prior_std=files.prior_std, prior_weight=files.prior_weight, drift_std=files.drift_std,
+                    machine=args.machine or "",
                     model_id=files.model_id)
     cal.save(args.out)
     print(json.dumps({"out": str(args.out), "threshold": cal.threshold, "windows": cal.n_windows,
@@ -192,7 +197,10 @@ def register(subparsers: Any) -> None:
     c.add_argument("--input", required=True, help="healthy recording of this machine (.npz, .csv, rosbag2)")
     c.add_argument("--out", required=True, help="calibration JSON to write")
     c.add_argument("--model", help="model directory (default: the shipped model)")
-    c.add_argument("--window-s", type=float, default=5.0, help="window length the detector uses (default 5 s)")
+    c.add_argument("--window-s", type=float, default=defaults.SAMPLE_S,
+                   help="the duty cycle's sample window, sample_s of the robot's bundle (default "
+                        f"{defaults.SAMPLE_S:g} s); windows are cut to the detector's batch length "
+                        "(core.window.batch_samples: 98 %% of it)")
     c.add_argument("--fs-hz", type=float, help="sampling rate if the file does not say")
     c.add_argument("--target-far", type=float, default=0.01, help="per-window false-alarm rate (default 0.01)")
     c.add_argument("--machine", help="machine name recorded in the calibration")

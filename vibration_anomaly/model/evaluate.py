@@ -125,7 +125,8 @@ class ModelMethod:
     def calibrate(self, md: MachineData, cal_feats: np.ndarray) -> Any:
         return calibrate_features(self._score_z, cal_feats, fs_hz=md.fs_hz, window_samples=md.window,
                                   target_far=self.target_far, prior_std=self.files.prior_std,
-                                  prior_weight=self.files.prior_weight, machine=md.name)
+                                  prior_weight=self.files.prior_weight, machine=md.name,
+                                  drift_std=self.files.drift_std)
 
     def ratio(self, cal: Any, feats: np.ndarray) -> np.ndarray:
         if len(feats) == 0:

@@ -11,11 +11,14 @@ Recipe (deterministic for a given seed and thread count):
    calibration would do it (fitted on its first half, std shrunk to the
    cross-machine prior), and training sees all its windows, so the drift
    between calibration and later windows is part of "healthy".
-3. Masked-band prediction: random tokens hidden, predicted from the others,
-   MSE on the hidden ones; half the batches use the fixed inference groups.
+3. Masked-band prediction in one pass (block mask, see ``transformer``):
+   every token predicted from the bands outside its group, MSE on all of
+   them; training optimises exactly what inference computes.
 4. ``res_std``: the residual std per band and feature on the training data,
    stored in the graph so the residual term is whitened.
-5. Export FP32 ONNX, quantize to INT8 QDQ on healthy features, write model.json.
+5. Export FP32 ONNX, quantize to INT8 QDQ on healthy features, write
+   model.json and ``weights.npz`` (the PyTorch state dict as numpy arrays,
+   ~80 KB, so the benchmark's PyTorch side runs the very same model).
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ class TrainConfig:
     n_heads: int = 4
     d_ff: int = 64
     prior_weight: float = 8.0
+    feature_weights: tuple[float, ...] = (0.5, 1.0, 1.0, 1.5)
 
 
 class _Progress:
@@ -130,13 +134,32 @@ def normalise_machines(feats: dict[str, np.ndarray], prior_weight: float) -> tup
     return prior, np.concatenate(zs).astype(np.float32)
 
 
+def drift_prior(feats: dict[str, np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+    """(T, F) RMS over real training machines (and channels) of mean(second half) - mean(first half).
+
+    Synthetic machines are stationary by construction and are left out: the
+    drift prior must come from machines that really aged (see
+    ``core.scoring.fit_normalisation``).
+    """
+    rows = []
+    for name, f in feats.items():
+        if name.startswith("synth") or len(f) < 8:
+            continue
+        half = len(f) // 2
+        rows.append((f[half:].mean(axis=0) - f[:half].mean(axis=0)).reshape(-1, *f.shape[2:]))
+    if not rows:  # synthetic-only training: no aged machine to learn drift from
+        return np.zeros(shape)
+    d = np.concatenate(rows)
+    return np.sqrt((d.astype(np.float64) ** 2).mean(axis=0))
+
+
 def train(cfg: TrainConfig, out_dir: str | Path, progress: bool = True) -> dict[str, Any]:
     """Train, export FP32 and INT8 QDQ ONNX, and write model.json into ``out_dir``."""
     import torch
 
     from vibration_anomaly.model.export import export_onnx
     from vibration_anomaly.model.quantize import quantize_qdq
-    from vibration_anomaly.model.transformer import BandTransformer, predict_with_mask
+    from vibration_anomaly.model.transformer import BandTransformer
 
     t_start = time.monotonic()
     torch.manual_seed(cfg.seed)
@@ -148,13 +171,15 @@ def train(cfg: TrainConfig, out_dir: str | Path, progress: bool = True) -> dict[
 
     feats = real_machines(cfg, frontend)
     n_real = len(feats)
+    real_names = set(feats)
     feats.update(synth_machines(cfg, frontend, rng))
     if not feats:
         raise ValueError("no healthy training data: give --data with healthy records or --synth-machines > 0")
     prior, x_all = normalise_machines(feats, cfg.prior_weight)
     sys.stderr.write(f"training windows: {len(x_all)} from {n_real} real and {len(feats) - n_real} synthetic machines\n")
 
-    model = BandTransformer(fcfg.n_tokens, fcfg.n_features, cfg.d_model, cfg.n_heads, cfg.n_layers, cfg.d_ff)
+    model = BandTransformer(fcfg.n_tokens, fcfg.n_features, cfg.d_model, cfg.n_heads, cfg.n_layers, cfg.d_ff,
+                            feature_weights=cfg.feature_weights)
     x_t = torch.from_numpy(x_all)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(cfg.steps, 1), pct_start=0.1)
@@ -165,14 +190,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, progress: bool = True) -> dict[
     for step in range(cfg.steps):
         idx = torch.randint(0, len(x_t), (cfg.batch,), generator=gen)
         xc = model.softclip(x_t[idx])
-        if step % 2 == 0:
-            g = int(torch.randint(0, model.n_masks, (1,), generator=gen))
-            m = model.masks[g].expand(cfg.batch, -1)
-        else:
-            m = (torch.rand(cfg.batch, model.n_tokens, generator=gen) < 1.0 / model.n_masks).float()
-        pred = predict_with_mask(model, xc, m)
-        err = ((pred - xc) ** 2).mean(dim=-1)
-        loss = (err * m).sum() / m.sum().clamp(min=1.0)
+        loss = ((model.predict(xc) - xc) ** 2).mean()
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -195,6 +213,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, progress: bool = True) -> dict[
     fp32 = export_onnx(model, out / "model_fp32.onnx")
     calib = x_all[rng.permutation(len(x_all))[:2048]]
     int8 = quantize_qdq(fp32, out / "model.onnx", calib)
+    np.savez(out / "weights.npz", **{k: v.detach().numpy() for k, v in model.state_dict().items()})
     meta = {
         "name": "band-transformer",
         "format": {"input": "features", "input_shape": ["B", fcfg.n_tokens, fcfg.n_features],
@@ -202,6 +221,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, progress: bool = True) -> dict[
         "frontend": fcfg.to_dict(),
         "feature_names": list(FEATURE_NAMES),
         "feature_prior_std": np.round(prior, 6).tolist(),
+        "feature_drift_std": np.round(drift_prior({k: v for k, v in feats.items() if k in real_names},
+                                                              (fcfg.n_tokens, fcfg.n_features)), 6).tolist(),
         "prior_weight": cfg.prior_weight,
         "model": model.hparams(),
         "params": int(sum(p.numel() for p in model.parameters())),

@@ -129,6 +129,7 @@ def run_demo(opts: DemoOptions, out: TextIO | None = None, progress: TextIO | No
         opts.rate_hz,
         prior_std=model.prior_std,
         prior_weight=model.prior_weight,
+        drift_std=model.drift_std,
         machine=f"sim-robot-{opts.seed}",
         model_id=model.model_id,
     )

@@ -1,0 +1,40 @@
+"""The shipped PyTorch weights are the ONNX model (what bench/bench_model.py times), and INT8 tracks FP32."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
+from vibration_anomaly.model import load_default_model
+
+
+def _ort(path: object, x: np.ndarray) -> np.ndarray:
+    eng = OnnxRuntimeEngine(intra_op_threads=1)
+    eng.load(path)
+    eng.wake()
+    try:
+        return eng.infer(x)
+    finally:
+        eng.unload()
+
+
+def test_weights_npz_reproduces_onnx_fp32() -> None:
+    torch = pytest.importorskip("torch")
+    from vibration_anomaly.model.transformer import BandTransformer
+
+    files = load_default_model()
+    hp = files.meta["model"]
+    m = BandTransformer(**{k: hp[k] for k in ("n_tokens", "n_features", "d_model", "n_heads", "n_layers", "d_ff",
+                                              "n_masks", "clip", "feature_weights")}).eval()
+    with np.load(files.directory / "weights.npz") as wz:
+        m.load_state_dict({k: torch.from_numpy(wz[k]) for k in wz.files})
+    assert (files.directory / "weights.npz").stat().st_size < 200_000
+    x = np.random.default_rng(0).standard_normal((6, hp["n_tokens"], hp["n_features"])).astype(np.float32)
+    x[0] += 5.0
+    with torch.inference_mode():
+        ref = m(torch.from_numpy(x)).numpy()
+    got = _ort(files.onnx_fp32, x)
+    np.testing.assert_allclose(got, ref, rtol=1e-3, atol=1e-4)
+    q = _ort(files.onnx, x)
+    assert np.argmax(q) == 0 and np.corrcoef(q, got)[0, 1] > 0.99
