@@ -83,3 +83,25 @@ def test_infer_while_asleep_is_an_error_event_not_a_crash(parts: tuple) -> None:
     det.queue.put(good_batch(parts[2], 60.0))
     assert det.infer_latest(fresh_after=0.0) is None
     assert events[-1]["event"] == "error" and "wake" in events[-1]["message"]
+
+
+def test_a_non_finite_score_is_an_error_not_a_healthy_verdict(parts: tuple) -> None:
+    """A broken engine output (fp16 overflow, say) must not read as 'below threshold'."""
+    from types import SimpleNamespace
+
+    engine, scorer, robot = parts
+
+    class NonFiniteScorer:  # wraps the real scorer and corrupts only its score
+        def verdict(self, window: np.ndarray, fs_hz: float, source: str = "") -> SimpleNamespace:
+            v = scorer.verdict(window, fs_hz, source)
+            return SimpleNamespace(score=float("nan"), threshold=v.threshold)
+
+    events: list[dict] = []
+    det = Detector(engine, NonFiniteScorer(), AlarmVoter(1, 1), LatestBatchQueue(3), EventBus(events.append),
+                   lambda: 0.0)
+    det.activate()
+    det.queue.put(good_batch(robot, 60.0))
+    assert det.infer_latest(fresh_after=0.0) is None
+    det.deactivate()
+    assert det.errors == 1 and det.inferences == 0
+    assert events[-1]["event"] == "error" and "non-finite" in events[-1]["message"]

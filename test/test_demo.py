@@ -96,3 +96,11 @@ def test_cli_rejects_a_bad_fault_time() -> None:
         capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 2 and "--fault-after" in proc.stderr
+
+
+def test_cli_refuses_a_run_shorter_than_one_period() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "vibration_anomaly", "demo", "--hours", "0.005"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2 and "shorter than one duty period" in proc.stderr

@@ -8,6 +8,7 @@ sleep, cleanup = unload). Keeping the sequence here means the power contract
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -126,8 +127,15 @@ class Detector:
             self.bus.emit(t, "error", message=f"{type(exc).__name__}: {exc}", batch_t0=batch.t0, batch_t1=batch.t1)
             return None
         infer_s = time.perf_counter() - start
-        self.inferences += 1
         score = float(scored.score)
+        if not math.isfinite(score):
+            # A NaN score compares False against any threshold: counted as healthy it would
+            # silently switch detection off (e.g. an fp16 overflow in an engine).
+            self.errors += 1
+            self.bus.emit(t, "error", message=f"engine returned a non-finite score ({score})",
+                          batch_t0=batch.t0, batch_t1=batch.t1)
+            return None
+        self.inferences += 1
         threshold = float(self.threshold_override if self.threshold_override is not None else scored.threshold)
         above = score > threshold
         was = self.voter.latched

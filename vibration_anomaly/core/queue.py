@@ -23,6 +23,7 @@ class QueueStats:
     taken: int = 0
     dropped_overflow: int = 0  # batches pushed out by the bound
     dropped_superseded: int = 0  # older batches dropped when a newer one was taken
+    dropped_cleared: int = 0  # batches dropped by clear() (cleanup / shutdown)
     refused_stale: int = 0  # batches refused because they ended before the freshness limit
     dropped_frames: int = 0  # samples inside all the batches above
     max_depth: int = 0
@@ -93,7 +94,7 @@ class LatestBatchQueue:
         with self._lock:
             items = list(self._q)
             self._q.clear()
-            self.stats.dropped_superseded += len(items)
+            self.stats.dropped_cleared += len(items)
             self.stats.dropped_frames += sum(b.n_samples for b in items)
         for b in items:
             self._notify("cleared", b)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -17,7 +18,11 @@ def _run(args: argparse.Namespace) -> int:
         rate_hz=args.rate,
         trace=args.trace,
     )
-    return main(opts, as_json=args.json)
+    try:
+        return main(opts, as_json=args.json)
+    except ValueError as exc:
+        print(f"vibration-anomaly demo: error: {exc}", file=sys.stderr)
+        return 2
 
 
 def _positive(text: str) -> float:

@@ -25,7 +25,7 @@ from vibration_anomaly.core.events import Event, EventBus, JsonlEventLog
 from vibration_anomaly.core.imu_buffer import qos_depth
 from vibration_anomaly.core.queue import LatestBatchQueue
 from vibration_anomaly.core.scheduler import DutyCycleScheduler
-from vibration_anomaly.core.window import Windower, batch_samples
+from vibration_anomaly.core.window import REJECT_BEFORE_WINDOW, Windower, batch_samples
 from vibration_anomaly.sim.robot import FaultSpec, RobotConfig, SimulatedRobot
 
 
@@ -93,6 +93,10 @@ def run_demo(opts: DemoOptions, out: TextIO | None = None, progress: TextIO | No
     clock = SimClock()
     sched = DutyCycleScheduler(dc.sample_s, dc.period_s, clock=clock, epoch=0.0)
     n_periods = int(round(opts.hours * 3600 / dc.period_s))
+    if n_periods < 1:
+        raise ValueError(
+            f"--hours {opts.hours:g}: shorter than one duty period ({dc.period_s:g} s); nothing to simulate"
+        )
     fault = None
     if opts.fault_after_h is not None:
         fault = FaultSpec(start_s=opts.fault_after_h * 3600.0)
@@ -150,7 +154,8 @@ def run_demo(opts: DemoOptions, out: TextIO | None = None, progress: TextIO | No
         clock.now = w.start
         bus.emit(clock.now, "wake", period=k, what="sample window opens")
         windower.open_window(w.start)
-        rej0, disc0 = sum(windower.rejected.values()), sum(windower.discarded.values())
+        rej0, before0 = windower.rejected_total, windower.rejected[REJECT_BEFORE_WINDOW]
+        disc0 = sum(windower.discarded.values())
         delivery = robot.deliver(w.start, w.end, depth)
         if delivery.lost_keep_last:
             bus.emit(clock.now, "drop", frames=delivery.lost_keep_last, reason="keep_last")
@@ -161,9 +166,12 @@ def run_demo(opts: DemoOptions, out: TextIO | None = None, progress: TextIO | No
                 queue.put(b)
         clock.now = w.end
         windower.close_window()
-        stale = sum(windower.rejected.values()) - rej0
+        stale = windower.rejected[REJECT_BEFORE_WINDOW] - before0
         if stale:
             bus.emit(clock.now, "drop", frames=stale, reason="before_window")
+        bad = windower.rejected_total - rej0 - stale
+        if bad:
+            bus.emit(clock.now, "reject", count=bad, reason=windower.last_rejection or "bad frames")
         partial = sum(windower.discarded.values()) - disc0
         wake_s = detector.activate()
         verdict = detector.infer_latest(fresh_after=w.start)
@@ -219,7 +227,7 @@ def run_demo(opts: DemoOptions, out: TextIO | None = None, progress: TextIO | No
     first_alarm = alarms[0]["t"] if alarms else None
     sleeps = [e for e in events if e["event"] == "sleep"]
     summary = {
-        "simulated_hours": opts.hours,
+        "simulated_hours": round(n_periods * dc.period_s / 3600, 6),
         "seed": opts.seed,
         "duty_cycle": {"sample_s": dc.sample_s, "period_s": dc.period_s, "from_bundle_version": bundle.version},
         "backend": engine.name,
@@ -238,6 +246,7 @@ def run_demo(opts: DemoOptions, out: TextIO | None = None, progress: TextIO | No
         ),
         "hiccups": [list(h) for h in robot.cfg.hiccups],
         "dropped_frames": drops,
+        "rejected_frames": sum(int(e["count"]) for e in events if e["event"] == "reject"),
         "queue": queue.stats.__dict__.copy(),
         "windower_rejected": dict(windower.rejected),
         "awake_fraction": sum(e["awake_s"] for e in sleeps) / (n_periods * dc.period_s),
