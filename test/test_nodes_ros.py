@@ -175,6 +175,8 @@ def stack(ros: Ros, tmp: Path, model: Path, *, sample_s: float = 0.5, period_s: 
         rclpy.parameter.Parameter("firmware", value=str(files.firmware)),
         rclpy.parameter.Parameter("use_duty_cycle_driver", value=driver),
         rclpy.parameter.Parameter("duty_cycle_time_scale", value=scale),
+        # A time scale is bench mode only: the node refuses it while the firmware statement is required.
+        *([rclpy.parameter.Parameter("require_firmware", value=False)] if scale != 1.0 else []),
         rclpy.parameter.Parameter("frame_id", value="imu_link"),
         rclpy.parameter.Parameter("use_sim_time", value=sim_time),
         *[rclpy.parameter.Parameter(k, value=v) for k, v in (extra or {}).items()],
@@ -323,6 +325,70 @@ def test_activate_deactivate_cleanup_leave_nothing_held(ros: Ros, tmp_path: Path
     assert engine is not None and engine.residency().held == () and engine.state.value == "unloaded"
     assert ros.change("detector", Transition.TRANSITION_UNCONFIGURED_SHUTDOWN)
     assert ros.state("detector") == "finalized"
+
+
+def test_driver_mode_refuses_a_supervisor_activate(ros: Ros, tmp_path: Path, score_model: Path) -> None:
+    """With the built-in driver the node owns its transitions: an outside activate would keep it awake."""
+    _, det, _ = stack(ros, tmp_path, score_model, driver=True, scale=1.0, period_s=600.0)
+    assert ros.change("detector", Transition.TRANSITION_CONFIGURE)
+    assert ros.change("detector", Transition.TRANSITION_ACTIVATE) is False
+    assert ros.state("detector") == "inactive"
+    assert det.detector is not None and det.detector.residency().awake_resources() == ()
+    assert ros.change("detector", Transition.TRANSITION_CLEANUP)
+
+
+def test_configure_failing_after_the_model_loaded_unloads_it_and_says_why(
+    ros: Ros, tmp_path: Path, score_model: Path
+) -> None:
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("a file where the event log's folder should be")
+    _, det, _ = stack(ros, tmp_path, score_model, extra={"event_log": str(blocker / "events.jsonl")})
+    engines: list[Any] = []
+    factory = det.pipeline_factory
+
+    def spy(bundle: Any, params: dict[str, Any]) -> Any:
+        pipeline = factory(bundle, params)
+        engines.append(pipeline.engine)
+        return pipeline
+
+    det.pipeline_factory = spy
+    assert ros.change("detector", Transition.TRANSITION_CONFIGURE) is False
+    assert ros.state("detector") == "unconfigured"
+    assert det.last_error is not None and "configure" in det.last_error and "not_a_dir" in det.last_error
+    assert engines and engines[0].state.value == "unloaded" and engines[0].residency().held == ()
+
+
+def test_a_bundle_whose_model_is_missing_does_not_lock_out_the_previous_one(
+    ros: Ros, tmp_path: Path, score_model: Path
+) -> None:
+    """Rollback state is written only after the model check: v8 naming an undeployed model must not
+    make v7 (which matches the installed model) a refused rollback."""
+    import shutil
+
+    from rclpy.parameter import Parameter
+
+    state = tmp_path / "state" / "accepted_version"
+    _, det, files = stack(ros, tmp_path / "v7", score_model, bundle_changes={"version": 7},
+                          extra={"rollback_state": str(state)})
+    v8 = write_test_bundle(tmp_path / "v8", version=8, duty_cycle={"sample_s": 0.5, "period_s": 6.0},
+                           model_sha256="0" * 64)
+    for pub in v8.trust_dir.iterdir():  # one robot trusts both signing keys (key rotation)
+        shutil.copy(pub, files.trust_dir / pub.name)
+    det.set_parameters([Parameter("bundle", value=str(v8.bundle))])
+    assert ros.change("detector", Transition.TRANSITION_CONFIGURE) is False
+    assert det.refused is not None and det.refused.reason == "model_mismatch"
+    assert not state.exists() or "8" not in state.read_text()
+    det.set_parameters([Parameter("bundle", value=str(files.bundle))])
+    assert ros.change("detector", Transition.TRANSITION_CONFIGURE) is True
+    assert state.exists() and "7" in state.read_text()
+    assert ros.change("detector", Transition.TRANSITION_CLEANUP)
+
+
+def test_time_scale_is_refused_outside_bench_mode(ros: Ros, tmp_path: Path, score_model: Path) -> None:
+    _, det, _ = stack(ros, tmp_path, score_model, extra={"duty_cycle_time_scale": 0.5})
+    assert ros.change("detector", Transition.TRANSITION_CONFIGURE) is False
+    assert det.last_error is not None and "duty_cycle_time_scale" in det.last_error
+    assert det.detector is None
 
 
 @pytest.mark.parametrize("depth", [0, 4000], ids=["keep_last_one_window", "deep_history"])

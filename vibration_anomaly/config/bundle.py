@@ -17,7 +17,10 @@ whitespace, comments, alternative base64 spellings) where a change could hide.
 
 Order of checks, cheapest and least trusting first: size (before parsing),
 header, key, signature, then only signed bytes are parsed (``parse``), then
-fields and ranges (``field``), then rollback, firmware agreement, model hash.
+fields and ranges (``field``), then rollback, firmware agreement, model and
+engine hashes, and only then (unless the caller defers it with ``record=False``)
+the accepted version is recorded. See :func:`load_verified_bundle` for the
+contract when the caller checks further files itself.
 
 :class:`VerifiedBundle` can only be built by this module's loader: its
 constructor demands a private module-level token (``_LOADER_TOKEN``) and refuses
@@ -82,12 +85,15 @@ __all__ = [
     "TelemetrySettings",
     "VerifiedBundle",
     "check_payload",
+    "commit_accepted",
     "load_example_bundle",
     "load_verified_bundle",
     "write_test_bundle",
+    "read_verified_engine",
     "read_verified_model",
     "sha256_file",
     "sign_payload",
+    "verify_engine_file",
     "verify_model_file",
 ]
 
@@ -254,6 +260,7 @@ class VerifiedBundle:
     duty_cycle: DutyCycle
     max_queued_batches: int
     model_sha256: str
+    engine_sha256: str | None
     alarm: AlarmSettings
     telemetry: TelemetrySettings
     health: HealthSettings
@@ -302,6 +309,7 @@ class VerifiedBundle:
             "duty_cycle": dataclasses.asdict(self.duty_cycle),
             "max_queued_batches": self.max_queued_batches,
             "model_sha256": self.model_sha256,
+            "engine_sha256": self.engine_sha256,
             "alarm": dataclasses.asdict(self.alarm),
             "telemetry": dataclasses.asdict(self.telemetry),
             "health": dataclasses.asdict(self.health),
@@ -403,7 +411,7 @@ def sign_payload(payload: bytes, private_key: Ed25519PrivateKey) -> bytes:
 
 _TOP_FIELDS = {
     "version", "issued_at", "expires_at", "key_id", "duty_cycle", "max_queued_batches", "model_sha256",
-    "alarm", "telemetry", "health",
+    "engine_sha256", "alarm", "telemetry", "health",
 }
 _SECTION_FIELDS = {
     "duty_cycle": {"sample_s", "period_s"},
@@ -500,6 +508,10 @@ def check_payload(payload: bytes) -> dict[str, Any]:
     model_sha256 = raw["model_sha256"]
     if not isinstance(model_sha256, str) or not _SHA256_RE.fullmatch(model_sha256):
         raise _field_error("model_sha256", f"expected 64 lowercase hex digits, got {format_value(model_sha256)}")
+    engine_sha256 = raw.get("engine_sha256")
+    if engine_sha256 is not None and (not isinstance(engine_sha256, str) or not _SHA256_RE.fullmatch(engine_sha256)):
+        raise _field_error("engine_sha256", "expected null or 64 lowercase hex digits (sha256 of the TensorRT "
+                           f"plan file), got {format_value(engine_sha256)}")
 
     dc = _section(raw, "duty_cycle", required=True)
     for name in ("sample_s", "period_s"):
@@ -555,6 +567,7 @@ def check_payload(payload: bytes) -> dict[str, Any]:
         "duty_cycle": duty_cycle,
         "max_queued_batches": max_queued_batches,
         "model_sha256": model_sha256,
+        "engine_sha256": engine_sha256,
         "alarm": alarm,
         "telemetry": telemetry,
         "health": health,
@@ -614,6 +627,70 @@ def read_verified_model(bundle: VerifiedBundle, path: Path | str) -> bytes:
     return data
 
 
+def _engine_expected(bundle: VerifiedBundle, path: Path) -> str:
+    """The bundle's engine hash, or a refusal: a bundle that names no engine vouches for none."""
+    if bundle.engine_sha256 is None:
+        raise BundleRefused(
+            "engine_mismatch",
+            f"engine_sha256: bundle names no TensorRT engine (null), so engine file {path} is not vouched for; "
+            "sign a bundle with engine_sha256 set to the plan's sha256, or run the ONNX model",
+            source=bundle.source_path, field="engine_sha256",
+        )
+    return bundle.engine_sha256
+
+
+def _engine_refusal(bundle: VerifiedBundle, path: Path, expected: str, actual: str) -> BundleRefused:
+    return BundleRefused(
+        "engine_mismatch",
+        f"engine_sha256: bundle {expected}, file {path} has {actual}; this engine was not built for this "
+        "bundle (stale plan? rebuild it from the bundle's model and re-sign)",
+        source=bundle.source_path, field="engine_sha256",
+    )
+
+
+def _engine_unreadable(bundle: VerifiedBundle, path: Path, exc: OSError) -> BundleRefused:
+    return BundleRefused("engine_missing", f"engine_sha256: cannot read engine file {path}: {exc.strerror or exc}",
+                         source=bundle.source_path, field="engine_sha256")
+
+
+def verify_engine_file(bundle: VerifiedBundle, path: Path | str) -> str:
+    """Refuse a TensorRT plan whose sha256 is not the bundle's ``engine_sha256``; call before loading it.
+
+    A plan built from an older model still passes the engine's I/O checks, so
+    its identity has to be checked separately. Refuses (``engine_mismatch``)
+    when the bundle has no ``engine_sha256`` at all, or the hash differs (both
+    are named); ``engine_missing`` when the file cannot be read. Returns the
+    hash. Prefer :func:`read_verified_engine` where the bytes can be handed on.
+    """
+    path = Path(path)
+    expected = _engine_expected(bundle, path)
+    try:
+        actual = sha256_file(path)
+    except OSError as exc:
+        raise _engine_unreadable(bundle, path, exc) from exc
+    if actual != expected:
+        raise _engine_refusal(bundle, path, expected, actual)
+    return actual
+
+
+def read_verified_engine(bundle: VerifiedBundle, path: Path | str) -> bytes:
+    """The plan bytes, read once and checked against ``engine_sha256`` (no check-then-swap window).
+
+    Same refusals as :func:`verify_engine_file`; deserialize these bytes rather
+    than re-reading the file.
+    """
+    path = Path(path)
+    expected = _engine_expected(bundle, path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise _engine_unreadable(bundle, path, exc) from exc
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected:
+        raise _engine_refusal(bundle, path, expected, actual)
+    return data
+
+
 # ---------------------------------------------------------------- the loader
 
 
@@ -639,10 +716,16 @@ def verify_bundle_bytes(
     require_firmware: bool = True,
     state_path: Path | None = None,
     model_path: Path | None = None,
+    engine_path: Path | None = None,
+    record: bool = True,
     now: datetime | float | None = None,
     warn_dev_key: bool = True,
 ) -> VerifiedBundle:
-    """Every check, in order; the single path from bytes to a :class:`VerifiedBundle`."""
+    """Every check, in order; the single path from bytes to a :class:`VerifiedBundle`.
+
+    ``record`` False runs the rollback check but leaves the state file alone;
+    the caller then calls :func:`commit_accepted` once its own checks passed.
+    """
     try:
         container = parse_container(data)
         trust.verify(container.key_id, container.signature, container.payload)
@@ -674,8 +757,11 @@ def verify_bundle_bytes(
 
         if model_path is not None:
             verify_model_file(bundle, model_path)
+        if engine_path is not None:
+            verify_engine_file(bundle, engine_path)
 
-        if state is not None and (last is None or bundle.version > last.version):
+        # Last, after every check this call makes: a refused bundle must never raise the floor.
+        if record and state is not None and (last is None or bundle.version > last.version):
             state.record(bundle.version, bundle.payload_sha256, bundle.key_id, _as_utc(now))
     except BundleRefused as exc:
         raise exc.with_source(source) from None
@@ -697,14 +783,31 @@ def load_verified_bundle(
     require_firmware: bool = True,
     state_path: Path | str | None = None,
     model_path: Path | str | None = None,
+    engine_path: Path | str | None = None,
+    record: bool = True,
     now: datetime | float | None = None,
 ) -> VerifiedBundle:
     """The one way to turn a bundle file into trusted numbers, or a :class:`BundleRefused` saying why.
 
     ``state_path`` None disables the rollback check (off-robot tools); on a
-    robot pass a path on persistent storage. ``model_path``, when given, is
-    hashed and compared before the version is recorded. ``now`` only affects
-    the expiry warning (an expired bundle still loads; see ``is_expired``).
+    robot pass a path on persistent storage. ``model_path`` / ``engine_path``,
+    when given, are hashed and compared (:func:`verify_model_file`,
+    :func:`verify_engine_file`) before anything is recorded. ``now`` only
+    affects the expiry warning (an expired bundle still loads; see
+    ``is_expired``).
+
+    Recording contract: the accepted version must be recorded only after
+    *everything* the caller checks has passed, or a bundle refused later (say,
+    ``model_mismatch`` because its model failed to deploy) would still raise the
+    rollback floor and block the revert to the previous, working bundle.
+
+    * ``record=True`` (default): the version is recorded here, after every
+      check this call makes. Use it only when this call makes *all* the checks
+      (model/engine passed here, or none needed: the ``bundle verify`` CLI).
+    * ``record=False``: the rollback check still runs (a lower version is still
+      refused) but the state file is not touched. Run your own checks (model,
+      engine, calibration, ...), then call ``commit_accepted(bundle,
+      state_path)``; if any of them refuses, do not commit.
     """
     trust = trust_dir if isinstance(trust_dir, TrustStore) else TrustStore.from_dir(Path(trust_dir))
     data = _read_bundle_bytes(Path(path))
@@ -714,8 +817,38 @@ def load_verified_bundle(
         require_firmware=require_firmware,
         state_path=None if state_path is None else Path(state_path),
         model_path=None if model_path is None else Path(model_path),
+        engine_path=None if engine_path is None else Path(engine_path),
+        record=record,
         now=now,
     )
+
+
+def commit_accepted(bundle: VerifiedBundle, state_path: Path | str | None, *,
+                    now: datetime | float | None = None) -> bool:
+    """Record ``bundle`` as accepted on this robot; call once every check of the caller has passed.
+
+    The second half of ``load_verified_bundle(..., record=False)``. The state
+    file is re-read and re-checked first (another process may have accepted a
+    newer bundle in between), so this refuses with ``rollback`` /
+    ``version_reuse`` / ``state`` exactly as the loader would; then it is
+    written atomically (temporary file, fsync, rename, fsync of the directory).
+    Returns True when the record was written, False when it already held this
+    version (a reboot) or ``state_path`` is None (no rollback state, as in the
+    loader).
+    """
+    if not isinstance(bundle, VerifiedBundle):
+        raise TypeError(f"commit_accepted needs a VerifiedBundle, got {type(bundle).__name__}")
+    if state_path is None:
+        return False
+    state = RollbackState(Path(state_path))
+    try:
+        last = state.check(bundle.version, bundle.payload_sha256)
+        if last is not None and bundle.version <= last.version:
+            return False
+        state.record(bundle.version, bundle.payload_sha256, bundle.key_id, _as_utc(now))
+    except BundleRefused as exc:
+        raise exc.with_source(bundle.source_path) from None
+    return True
 
 
 @dataclass(frozen=True)

@@ -60,14 +60,17 @@ def register(subparsers: Any) -> None:
         "verify",
         help="verify a bundle (and its agreement with the firmware)",
         description="Run every check the robot runs at start-up. Exit 0 only when the bundle is trusted and, "
-        "with --firmware, every field the firmware file states agrees exactly.",
+        "with --firmware, every field the firmware file states agrees exactly. With --state the accepted "
+        "version is recorded only after every requested check (--model, --engine included) passed.",
     )
     p.add_argument("bundle", type=Path, metavar="BUNDLE")
     p.add_argument("--trust", required=True, type=Path, metavar="DIR", help="directory of trusted *.pub keys")
     p.add_argument("--firmware", type=Path, metavar="FILE", help="firmware duty-cycle file to compare with")
     p.add_argument("--state", type=Path, metavar="FILE",
                    help="rollback state file to check against AND update (as a robot would)")
-    p.add_argument("--model", type=Path, metavar="FILE", help="model/engine file whose sha256 must match")
+    p.add_argument("--model", type=Path, metavar="FILE", help="ONNX model file whose sha256 must be model_sha256")
+    p.add_argument("--engine", type=Path, metavar="FILE",
+                   help="TensorRT plan file whose sha256 must be engine_sha256 (refused when the bundle has none)")
     p.set_defaults(func=_verify)
 
     p = sub.add_parser(
@@ -182,7 +185,7 @@ def _verify(args: argparse.Namespace) -> int:
     try:
         b = load_verified_bundle(
             args.bundle, args.trust, firmware_path=args.firmware, require_firmware=args.firmware is not None,
-            state_path=args.state, model_path=args.model,
+            state_path=args.state, model_path=args.model, engine_path=args.engine,
         )
     except BundleRefused as exc:
         return _err(str(exc))
@@ -192,6 +195,8 @@ def _verify(args: argparse.Namespace) -> int:
     print(f"firmware: {'agrees (' + str(args.firmware) + ')' if args.firmware else 'not checked (no --firmware)'}")
     if args.model:
         print(f"model: sha256 matches ({args.model})")
+    if args.engine:
+        print(f"engine: sha256 matches ({args.engine})")
     if b.is_expired():
         print(f"WARN: expired at {b.expires_at.isoformat() if b.expires_at else '?'} (still boots; health WARN)")
     if b.signed_with_dev_key:

@@ -11,6 +11,9 @@ Agreement is exact: numbers compare by value (``60`` equals ``60.0``) and
 nothing else is coerced, so ``"60"`` (a string) does not agree with ``60``.
 A firmware field the bundle schema does not know is refused too: a typo such as
 ``perod_s`` would otherwise never be compared and the check would pass silently.
+For the same reason a key containing ``.`` (``"duty_cycle.period_s": 60`` next
+to a nested ``duty_cycle``) is refused: two values would share one name and only
+the last would be compared.
 """
 
 from __future__ import annotations
@@ -139,7 +142,10 @@ def read_firmware_statement(path: Path | Traversable) -> dict[str, Any]:
             f"got {type(raw).__name__}",
             source=source,
         )
-    flat = flatten(raw)
+    try:
+        flat = flatten(raw)
+    except AmbiguousKeyError as exc:
+        raise BundleRefused("firmware_invalid", str(exc), source=source, field=exc.name) from None
     for required in REQUIRED_FIRMWARE_FIELDS:
         if required not in flat:
             raise BundleRefused("firmware_invalid", f"{required}: missing; the firmware file must state it",
@@ -147,16 +153,49 @@ def read_firmware_statement(path: Path | Traversable) -> dict[str, Any]:
     return dict(raw)
 
 
+class AmbiguousKeyError(ValueError):
+    """A mapping key that cannot be given one unambiguous dotted name.
+
+    ``{"duty_cycle": {"period_s": 20}, "duty_cycle.period_s": 60}`` would
+    otherwise flatten both values to ``duty_cycle.period_s`` (last one wins),
+    so the nested 20 would never be compared: a way around the firmware check.
+    ``name`` is the dotted name of the offending key, ``problem`` says why.
+    """
+
+    def __init__(self, name: str, problem: str) -> None:
+        self.name = name
+        self.problem = problem
+        super().__init__(f"{name}: {problem}")
+
+
 def flatten(tree: Mapping[Any, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; the dotted names used in every message."""
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; the dotted names used in every message.
+
+    Raises :class:`AmbiguousKeyError` for a key that is not a string, contains a
+    ``.``, or flattens to a name already taken, because then one dotted name
+    would stand for two values and only one of them would be checked.
+    """
     out: dict[str, Any] = {}
+    _flatten_into(out, tree, prefix)
+    return out
+
+
+def _flatten_into(out: dict[str, Any], tree: Mapping[Any, Any], prefix: str) -> None:
     for key, value in tree.items():
+        if not isinstance(key, str):
+            raise AmbiguousKeyError(f"{prefix}{key!r}", f"keys must be strings, got {type(key).__name__} {key!r}")
         name = f"{prefix}{key}"
+        if "." in key:
+            raise AmbiguousKeyError(
+                name, f"key {key!r} contains '.'; nest it instead (dotted keys could hide a second value "
+                "for the same field)",
+            )
         if isinstance(value, Mapping) and value:
-            out.update(flatten(value, name + "."))
+            _flatten_into(out, value, name + ".")
+        elif name in out:  # unreachable without dots today; kept so a future key spelling cannot reopen it
+            raise AmbiguousKeyError(name, "stated twice")
         else:
             out[name] = value
-    return out
 
 
 def format_value(value: Any) -> str:
@@ -195,9 +234,13 @@ def compare_with_firmware(bundle_values: Mapping[str, Any], firmware: Mapping[st
     """Refuse unless every firmware field exists in the bundle and agrees exactly.
 
     ``bundle_values`` are the bundle's *effective* values (documented defaults
-    filled in), because those are what the container will run.
+    filled in), because those are what the container will run. A firmware key
+    containing ``.`` (or otherwise ambiguous) is refused as ``firmware_invalid``.
     """
-    flat = flatten(firmware)
+    try:
+        flat = flatten(firmware)
+    except AmbiguousKeyError as exc:
+        raise BundleRefused("firmware_invalid", str(exc), source=source, field=exc.name) from None
     unknown = sorted(name for name in flat if name not in bundle_values)
     if unknown:
         raise BundleRefused(

@@ -44,7 +44,9 @@ from std_msgs.msg import Bool, Float32
 from vibration_anomaly.config.bundle import (
     BundleRefused,
     VerifiedBundle,
+    commit_accepted,
     load_verified_bundle,
+    verify_engine_file,
     verify_model_file,
 )
 from vibration_anomaly.core.detector import Detector, ScorerLike, Verdict, VoterLike
@@ -101,7 +103,11 @@ def default_pipeline(bundle: VerifiedBundle, p: dict[str, Any]) -> Pipeline:
         raise FileNotFoundError("parameter calibration: no per-machine calibration file given "
                                 "(make one with `vibration-anomaly calibrate`)")
     calibration = Calibration.load(p["calibration"])
-    engine, why = select_engine(p["backend"], files.onnx, Path(p["engine"]) if p["engine"] else None)
+    engine_path = Path(p["engine"]) if p["engine"] else None
+    if engine_path is not None and p["backend"] in ("auto", "tensorrt"):
+        # A TensorRT plan is loaded only if it is the one the signed bundle names (engine_sha256).
+        verify_engine_file(bundle, engine_path)
+    engine, why = select_engine(p["backend"], files.onnx, engine_path)
     scorer = Scorer(engine, files.frontend(), calibration)
     voter = AlarmVoter(bundle.alarm.votes_required, bundle.alarm.votes_window)
     return Pipeline(engine, scorer, voter, f"{files.onnx} ({files.model_id})", why)
@@ -160,6 +166,8 @@ class DetectorNode(LifecycleNode):
         self._infer_pending: cf.Future[None] | None = None
         self._want_infer = threading.Event()
         self._active = False
+        self._driver_transition = False
+        self._activated_at: float | None = None
         self._power: Any = None
         self._pusher: Any = None
         self._metrics: Any = None
@@ -202,7 +210,7 @@ class DetectorNode(LifecycleNode):
             bundle = load_verified_bundle(
                 self.p("bundle"), self.p("trust_dir"),
                 firmware_path=self.p("firmware") or None, require_firmware=bool(self.p("require_firmware")),
-                state_path=self.p("rollback_state") or None,
+                state_path=self.p("rollback_state") or None, record=False,
             )
         except BundleRefused as exc:
             self.refused = exc
@@ -210,6 +218,13 @@ class DetectorNode(LifecycleNode):
             return FAILURE
         except Exception as exc:  # noqa: BLE001 - a transition never fails silently
             return self._fail("configure (bundle)", exc, FAILURE)
+        scale = float(self.p("duty_cycle_time_scale"))
+        if scale != 1.0 and bool(self.p("require_firmware")) and not bundle.signed_with_dev_key:
+            # The scale rescales the signed contract; on a robot that would bring back a second
+            # source of truth for the duty cycle, so it is allowed only in bench mode.
+            return self._fail("configure", ValueError(
+                f"duty_cycle_time_scale {scale:g}: only for tests and benches (require_firmware:=false or a "
+                "development-key bundle); a robot runs the signed duty cycle unscaled"), FAILURE)
         try:
             self._worker = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{self.get_name()}-engine")
             params = {name: self.p(name) for name in PARAMS}
@@ -222,8 +237,32 @@ class DetectorNode(LifecycleNode):
         except Exception as exc:  # noqa: BLE001
             self._stop_worker()
             return self._fail("configure (model)", exc, FAILURE)
+        try:
+            # Only now that the model (and engine) check passed is this version remembered, so a
+            # bundle whose model failed to deploy cannot lock the robot out of the previous one.
+            commit_accepted(bundle, self.p("rollback_state") or None)
+        except Exception as exc:  # noqa: BLE001 - BundleRefused (a newer version won meanwhile) or I/O
+            if isinstance(exc, BundleRefused):
+                self.refused = exc
+            self._on_engine(pipeline.engine.unload)
+            self._stop_worker()
+            return self._fail("configure (rollback state)", exc, FAILURE)
+        try:
+            self._finish_configure(bundle, pipeline, scale)
+        except Exception as exc:  # noqa: BLE001 - rclpy would turn it into ERROR without a word
+            try:
+                if self.detector is None and self._worker is not None:
+                    self._on_engine(pipeline.engine.unload)  # loaded, but not yet owned by a Detector
+                self._teardown()
+            except Exception as inner:  # noqa: BLE001
+                self.get_logger().error(f"configure: teardown after failure also failed: {inner!r}")
+            return self._fail("configure", exc, FAILURE)
+        return SUCCESS
+
+    def _finish_configure(self, bundle: VerifiedBundle, pipeline: Pipeline, scale: float) -> None:
+        """Everything after the model is loaded; any failure here unloads it again (see on_configure)."""
         self.bundle, self.pipeline = bundle, pipeline
-        scale = float(self.p("duty_cycle_time_scale"))
+        self._backlog = BacklogHealth()  # counters restart with the new queue and sampler
         dc = bundle.duty_cycle
         self.monitor = DutyCycleMonitor(dc.period_s * scale)
         if self.p("event_log") and self._log is None:
@@ -250,11 +289,17 @@ class DetectorNode(LifecycleNode):
             f"backend {pipeline.engine.name} ({pipeline.backend_reason}), "
             f"{'duty-cycle driver' if self.driver else 'supervisor drives'}"
         )
-        return SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self.driver is not None and not self._driver_transition:
+            self.get_logger().error(
+                "activate refused: the built-in duty-cycle driver owns activate/deactivate "
+                "(launch with use_duty_cycle_driver:=false to let a supervisor drive)"
+            )
+            return FAILURE
         try:
             assert self.detector is not None
+            self._activated_at = self.now_s()
             wake_s = self._on_engine(self.detector.activate)
             self._read_power("awake")
             ret = super().on_activate(state)  # activates the lifecycle publishers
@@ -278,7 +323,10 @@ class DetectorNode(LifecycleNode):
             self._on_engine(self.detector.deactivate)
             held = self.detector.residency().awake_resources()
             if self.driver is None:
-                self.bus.emit(self.now_s(), "sleep", awake_s=0.0, held=list(held), what="deactivated by the supervisor")
+                awake_s = self.now_s() - self._activated_at if self._activated_at is not None else 0.0
+                self.bus.emit(self.now_s(), "sleep", awake_s=round(awake_s, 6), held=list(held),
+                              what="deactivated by the supervisor")
+            self._activated_at = None
             if held:
                 raise RuntimeError(f"engine still holds {', '.join(held)} after sleep")
             self._read_power("asleep")
@@ -344,8 +392,12 @@ class DetectorNode(LifecycleNode):
                 self.verdicts = [*self.verdicts[-99:], v]
                 self.score_pub.publish(Float32(data=float(v.score)))
                 self.alarm_pub.publish(Bool(data=bool(v.alarm)))
-            if not (self._active and self._want_infer.is_set()):
-                return
+            # Decide to stop under the lock _on_batch takes: a batch that lands between this check
+            # and the return would otherwise find a job "still running" and wait for the next one.
+            with self._infer_lock:
+                if not (self._active and self._want_infer.is_set()):
+                    self._infer_pending = None
+                    return
 
     def _on_batch(self, batch: Batch) -> None:
         """Supervisor mode: a batch completed while active -> make sure an inference follows."""
@@ -353,9 +405,22 @@ class DetectorNode(LifecycleNode):
             return
         self._want_infer.set()
         with self._infer_lock:
-            if self._infer_pending is None or self._infer_pending.done():
+            if self._infer_pending is None:
                 start = self.imu.sampler.window_start if self.imu.sampler else None
-                self._infer_pending = self._worker.submit(self._infer_job, -math.inf if start is None else start)
+                fut = self._worker.submit(self._infer_job, -math.inf if start is None else start)
+                fut.add_done_callback(self._job_done)
+                self._infer_pending = fut
+
+    def _job_done(self, fut: cf.Future[None]) -> None:
+        if fut.cancelled() or fut.exception() is None:
+            return
+        with self._infer_lock:
+            if self._infer_pending is fut:
+                self._infer_pending = None
+        exc = fut.exception()
+        assert exc is not None
+        self.bus.emit(self.now_s(), "error", message=f"inference job: {type(exc).__name__}: {exc}",
+                      traceback="".join(traceback.format_exception(exc)))
 
     # -- duty-cycle driver hooks (core.driver.DriverHooks) ----------------------------------------
     def open_sampling(self, window: Window) -> None:
@@ -373,13 +438,17 @@ class DetectorNode(LifecycleNode):
 
     def infer_once(self, window: Window) -> None:
         """activate -> infer the newest batch of this window -> deactivate, as real lifecycle transitions."""
-        if self.trigger_activate() != SUCCESS:
-            raise RuntimeError("duty cycle: activate failed")
+        self._driver_transition = True
         try:
-            self._on_engine(self._infer_job, window.start)
+            if self.trigger_activate() != SUCCESS:
+                raise RuntimeError("duty cycle: activate failed")
+            try:
+                self._on_engine(self._infer_job, window.start)
+            finally:
+                if self.trigger_deactivate() != SUCCESS:
+                    raise RuntimeError("duty cycle: deactivate failed")
         finally:
-            if self.trigger_deactivate() != SUCCESS:
-                raise RuntimeError("duty cycle: deactivate failed")
+            self._driver_transition = False
 
     def held_resources(self) -> tuple[str, ...]:
         return self.detector.residency().awake_resources() if self.detector is not None else ()
