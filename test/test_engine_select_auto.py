@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,57 @@ def test_tensorrt_as_configured_fails_loudly_without_gpu(tiny_onnx_model: Path, 
     plan.write_bytes(bytes(range(256)) * 8)
     with pytest.raises(EngineError, match="no CUDA GPU|TensorRT is not installed"):
         select_engine("tensorrt", tiny_onnx_model, plan, trt_runtime="lean")
+
+
+class _FakeCudaDriverError(Exception):
+    """Stands in for ``pycuda._driver.Error`` (pycuda needs the CUDA toolkit to install, so it is absent here)."""
+
+
+def gpu_whose_context_cannot_be_made(monkeypatch: pytest.MonkeyPatch, why: str) -> None:
+    """The GPU edge: TensorRT imports, the driver sees a GPU, and pycuda's make_context raises like pycuda does."""
+    from vibration_anomaly.engine import tensorrt_backend
+
+    class Device:
+        def __init__(self, ordinal: int) -> None:
+            self.ordinal = ordinal
+
+        @staticmethod
+        def count() -> int:
+            return 1
+
+        def make_context(self, flags: int = 0) -> Any:
+            raise _FakeCudaDriverError(why)
+
+    drv = types.ModuleType("pycuda.driver")
+    drv.Error, drv.Device, drv.init = _FakeCudaDriverError, Device, lambda flags=0: None  # type: ignore[attr-defined]
+    pkg = types.ModuleType("pycuda")
+    pkg.driver = drv  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "pycuda", pkg)
+    monkeypatch.setitem(sys.modules, "pycuda.driver", drv)
+    trt = types.SimpleNamespace(Runtime=object, __version__="10.fake")
+    monkeypatch.setattr(tensorrt_backend, "import_tensorrt", lambda runtime="auto": (trt, "full"))
+    monkeypatch.setattr(tensorrt_backend, "probe_cuda_driver", lambda: tensorrt_backend.CudaProbe(True, "1 fake GPU", 1, 12040))
+
+
+@pytest.mark.parametrize(
+    "why",
+    ["cuCtxCreate failed: out of memory", "cuCtxCreate failed: CUDA-capable device(s) is/are busy or unavailable"],
+)
+def test_auto_falls_back_when_the_cuda_context_cannot_be_made(
+    tiny_onnx_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, why: str
+) -> None:
+    from vibration_anomaly.engine.select import reason_code
+    from vibration_anomaly.engine.tensorrt_backend import NoCudaGpuError
+
+    plan = tmp_path / "m.engine"
+    plan.write_bytes(bytes(range(256)) * 8)
+    gpu_whose_context_cannot_be_made(monkeypatch, why)
+    engine, reason = select_engine("auto", tiny_onnx_model, plan)
+    assert reason.startswith("auto: TensorRT refused (no usable CUDA GPU #0: creating a context failed")
+    assert why in reason and reason.endswith("using ONNX Runtime CPU") and reason_code(reason) == "refused"
+    check_runs_on_onnx(engine)
+    with pytest.raises(NoCudaGpuError, match="creating a context failed"):  # as configured: loud
+        select_engine("tensorrt", tiny_onnx_model, plan)
 
 
 def test_bad_choices_are_input_errors(tiny_onnx_model: Path) -> None:

@@ -10,13 +10,16 @@ from __future__ import annotations
 import sys
 import threading
 import time
+import types
+import weakref
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from vibration_anomaly.core.errors import EngineStateError, InputError
+from vibration_anomaly.core.errors import EngineError, EngineStateError, InputError
+from vibration_anomaly.engine import tensorrt_backend
 from vibration_anomaly.engine.base import Engine, EngineState, TensorSpec
 from vibration_anomaly.engine.tensorrt_backend import (
     CorruptEngineError,
@@ -51,46 +54,118 @@ SCORE = TensorSpec("score", (None,), "float32")
 PLAN_MAGIC = b"FAKEPLAN"
 
 
+class FakeContext:
+    """A CUDA context as pycuda sees it: made on one thread, current on any thread it is pushed on."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.owner = threading.get_ident()
+        self.valid = True  # pycuda's m_valid: False once detach() ran, whether or not it destroyed anything
+        self.destroyed = False
+        self.streams: list[weakref.ref[FakeStream]] = []
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+class FakeStream:
+    """A pycuda Stream: no explicit free; cuStreamDestroy runs when the last reference goes."""
+
+    def __init__(self, ctx: FakeContext) -> None:
+        self.ctx = ctx
+
+
 class FakeCuda:
-    """Records calls; device memory is numpy bytes keyed by a fake pointer."""
+    """The CUDA driver as pycuda exposes it, recording every call; device memory is numpy bytes.
+
+    Context rules follow pycuda's ``cuda.hpp``: each thread has its own context
+    stack; ``destroy_context`` is ``Context.detach()``, which destroys (and
+    pops) the context when it is current on the calling thread, or when the
+    calling thread created it, and otherwise only marks it invalid and leaks
+    it ("leaked out-of-thread context"). Freeing memory needs its context to
+    be activatable on the calling thread, else pycuda silently skips the free.
+    """
 
     def __init__(self) -> None:
         self.calls: list[str] = []
         self.mem: dict[int, np.ndarray] = {}
-        self.current: list[str] = []
+        self.mem_ctx: dict[int, FakeContext] = {}
+        self._stacks: dict[int, list[FakeContext]] = {}
         self._next = 0x1000
-        self.live_contexts = 0
+        self.contexts: list[FakeContext] = []
+        self.leaked: list[FakeContext] = []
+        self.warnings: list[str] = []
+        self.destroyed_on: list[str] = []  # thread names
 
+    # ----- what tests look at
+    @property
+    def current(self) -> list[FakeContext]:
+        """The calling thread's context stack."""
+        return self._stacks.setdefault(threading.get_ident(), [])
+
+    @property
+    def live_contexts(self) -> int:
+        return sum(not c.destroyed for c in self.contexts)
+
+    def _activatable(self, ctx: FakeContext) -> bool:
+        # pycuda's scoped_context_activation: current here, or pushable because this thread made it.
+        return ctx.valid and ((bool(self.current) and self.current[-1] is ctx) or ctx.owner == threading.get_ident())
+
+    def _top(self, what: str) -> FakeContext:
+        if not self.current:
+            raise RuntimeError(f"{what}: no currently active context? (pycuda explicit_context_dependent)")
+        return self.current[-1]
+
+    # ----- CudaApi
     def probe(self) -> CudaProbe:
         return CudaProbe(True, "fake GPU", 1, 12040)
 
-    def create_context(self, device: int) -> str:
+    def create_context(self, device: int) -> FakeContext:
         self._next += 1
-        ctx = f"ctx{self._next}"
+        ctx = FakeContext(f"ctx{self._next}")
         self.calls.append("create_context")
+        self.contexts.append(ctx)
         self.current.append(ctx)
-        self.live_contexts += 1
         return ctx
 
-    def push(self, ctx: str) -> None:
+    def push(self, ctx: FakeContext) -> None:
+        if not ctx.valid:
+            raise RuntimeError(f"cannot push invalid context {ctx}")
         self.calls.append("push")
         self.current.append(ctx)
 
     def pop(self) -> None:
+        if not self.current:
+            raise RuntimeError("context::pop: cannot pop non-current context")
         self.calls.append("pop")
         self.current.pop()
 
-    def destroy_context(self, ctx: str) -> None:
-        assert ctx not in self.current, "context destroyed while current"
+    def destroy_context(self, ctx: FakeContext) -> None:
+        if not ctx.valid:
+            raise RuntimeError("context::detach: cannot detach from invalid context")
         self.calls.append("destroy_context")
-        self.live_contexts -= 1
+        stack = self.current
+        if (stack and stack[-1] is ctx) or ctx.owner == threading.get_ident():
+            if any(ref() is not None for ref in ctx.streams):
+                self.warnings.append(f"{ctx} destroyed with a live stream: its release will find a dead context")
+            ctx.destroyed = True
+            self.destroyed_on.append(threading.current_thread().name)
+            for ptr in [p for p, c in self.mem_ctx.items() if c is ctx]:  # the driver frees what was left
+                del self.mem[ptr], self.mem_ctx[ptr]
+        else:
+            self.leaked.append(ctx)  # pycuda: "leaked out-of-thread context", silently
+        ctx.valid = False
+        while ctx in stack:  # pycuda drops invalid contexts off this thread's stack
+            stack.remove(ctx)
 
     def device_name(self, device: int) -> str:
         return "Fake GPU"
 
-    def create_stream(self) -> str:
+    def create_stream(self) -> FakeStream:
+        stream = FakeStream(self._top("Stream()"))
+        stream.ctx.streams.append(weakref.ref(stream))
         self.calls.append("create_stream")
-        return "stream"
+        return stream
 
     def stream_handle(self, stream: Any) -> int:
         return 77
@@ -102,8 +177,10 @@ class FakeCuda:
         self.calls.append("destroy_stream")
 
     def alloc(self, nbytes: int) -> int:
+        ctx = self._top("mem_alloc")
         self._next += 0x100
         self.mem[self._next] = np.zeros(nbytes, np.uint8)
+        self.mem_ctx[self._next] = ctx
         self.calls.append("alloc")
         return self._next
 
@@ -111,8 +188,10 @@ class FakeCuda:
         return buf
 
     def free(self, buf: int) -> None:
-        del self.mem[buf]
         self.calls.append("free")
+        if self._activatable(self.mem_ctx[buf]):
+            del self.mem[buf], self.mem_ctx[buf]
+        # else: pycuda swallows cannot_activate_out_of_thread_context and frees nothing
 
     def alloc_pinned(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         self.calls.append("alloc_pinned")
@@ -337,11 +416,12 @@ def test_lifecycle_infer_synchronizes_and_sleep_frees_in_order(plan: Path) -> No
     cuda.calls.clear()
     e.sleep()
     assert cuda.calls == [
-        "push", "synchronize", "free", "free", "free_pinned", "free_pinned", "destroy_stream", "pop", "destroy_context",
+        "push", "synchronize", "free", "free", "free_pinned", "free_pinned", "destroy_stream", "destroy_context",
     ]
     r = e.residency()
     assert r.asleep and r.awake_resources() == () and r.device_bytes == 0
-    assert cuda.live_contexts == 0 and cuda.mem == {}
+    assert cuda.live_contexts == 0 and cuda.mem == {} and cuda.current == []
+    assert cuda.leaked == [] and cuda.warnings == []  # the stream went before its context
     e.sleep()  # idempotent
     e.wake()
     e.unload()
@@ -408,17 +488,59 @@ def test_watchdog_forces_sleep_and_reports(plan: Path) -> None:
     e.unload()
 
 
-def test_watchdog_thread_fires_for_real(plan: Path) -> None:
+def test_watchdog_thread_forces_sleep_and_really_frees_the_context(plan: Path) -> None:
+    # wake() runs here; the forced sleep runs on the watchdog's own thread, where
+    # pycuda would leak a context that is not current there.
     fired = threading.Event()
     cuda = FakeCuda()
     e = make(cuda, max_idle_awake_s=0.05, watchdog_thread=True, on_diagnostic=lambda d: fired.set())
     e.load(plan)
+    cuda.destroyed_on.clear()  # load's own short-lived context
     e.wake()
+    assert cuda.current == []  # wake left nothing current on the waking thread
     assert fired.wait(5.0)
     deadline = time.monotonic() + 2
     while e.state is EngineState.AWAKE and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert e.state is EngineState.LOADED and cuda.live_contexts == 0
+    assert e.state is EngineState.LOADED
+    assert cuda.destroyed_on == ["trt-awake-watchdog"]
+    assert cuda.leaked == [] and cuda.live_contexts == 0 and cuda.mem == {} and cuda.warnings == []
+    r = e.residency()
+    assert r.held == ("model_plan",) and r.asleep and "last_sleep_errors" not in r.details
+    e.unload()
+
+
+def test_exit_sleep_from_another_thread_than_wake(plan: Path) -> None:
+    from vibration_anomaly.engine.tensorrt_backend import sleep_all_awake_engines
+
+    cuda = FakeCuda()
+    e = make(cuda)
+    e.load(plan)
+    cuda.destroyed_on.clear()  # load's own short-lived context
+    worker = threading.Thread(target=e.wake, name="engine-worker")
+    worker.start()
+    worker.join()
+    assert e.state is EngineState.AWAKE and cuda.live_contexts == 1
+    sleep_all_awake_engines()  # what atexit runs, on the main thread
+    assert cuda.destroyed_on == [threading.current_thread().name]
+    assert cuda.leaked == [] and cuda.live_contexts == 0 and cuda.mem == {} and cuda.current == []
+    assert e.residency().held == ("model_plan",)
+
+
+def test_a_failing_teardown_step_is_reported_not_hidden(plan: Path) -> None:
+    cuda = FakeCuda()
+    e = make(cuda)
+    e.load(plan)
+    e.wake()
+
+    def broken_sync(stream: Any) -> None:
+        raise RuntimeError("cuStreamSynchronize: an illegal memory access was encountered")
+
+    cuda.synchronize = broken_sync  # type: ignore[method-assign]
+    with pytest.raises(EngineError, match="freed everything it could.*illegal memory access"):
+        e.sleep()
+    assert cuda.live_contexts == 0 and cuda.leaked == [] and cuda.mem == {}  # the later steps still ran
+    assert "illegal memory access" in e.residency().details["last_sleep_errors"]
 
 
 def test_stale_watchdog_does_not_sleep_a_later_wake(plan: Path) -> None:
@@ -434,6 +556,121 @@ def test_stale_watchdog_does_not_sleep_a_later_wake(plan: Path) -> None:
     assert stale is not None and stale.poll() is False  # stopped by sleep(); it never fires
     assert e.state is EngineState.AWAKE
     e.unload()
+
+
+@pytest.mark.parametrize("bound", [0, -1.0, float("nan"), float("inf"), "soon"])
+def test_watchdog_bound_must_be_a_positive_number(bound: Any) -> None:
+    with pytest.raises(InputError, match="max_idle_awake_s.*> 0"):
+        TensorRTEngine((FEATURES,), (SCORE,), max_idle_awake_s=bound)
+
+
+# ----------------------------------------------------------------- pycuda errors (pycuda is the GPU edge)
+
+
+class FakeDriverError(Exception):
+    """Stands in for ``pycuda._driver.Error``."""
+
+
+class FakeDriverMemoryError(FakeDriverError, MemoryError):
+    """Stands in for ``pycuda._driver.MemoryError`` (a subclass of both, as in pycuda's wrapper)."""
+
+
+def install_fake_pycuda(monkeypatch: pytest.MonkeyPatch, fail: dict[str, Exception]) -> None:
+    """A ``pycuda.driver`` whose calls named in ``fail`` raise, the way pycuda reports CUresults."""
+    drv = types.ModuleType("pycuda.driver")
+
+    def maybe_fail(what: str) -> None:
+        if what in fail:
+            raise fail[what]
+
+    class Device:
+        def __init__(self, ordinal: int) -> None:
+            maybe_fail("Device")
+
+        @staticmethod
+        def count() -> int:
+            return 1
+
+        def name(self) -> str:
+            maybe_fail("name")
+            return "Fake GPU"
+
+        def make_context(self, flags: int = 0) -> Any:
+            maybe_fail("make_context")
+            return object()
+
+    def mem_alloc(nbytes: int) -> Any:
+        maybe_fail("mem_alloc")
+        return object()
+
+    drv.Error = FakeDriverError  # type: ignore[attr-defined]
+    drv.init = lambda flags=0: None  # type: ignore[attr-defined]
+    drv.Device = Device  # type: ignore[attr-defined]
+    drv.mem_alloc = mem_alloc  # type: ignore[attr-defined]
+    pkg = types.ModuleType("pycuda")
+    pkg.driver = drv  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "pycuda", pkg)
+    monkeypatch.setitem(sys.modules, "pycuda.driver", drv)
+
+
+def test_pycuda_errors_become_engine_errors_that_say_what_failed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vibration_anomaly.engine.tensorrt_backend import CudaDriverError, PyCudaApi
+
+    oom = FakeDriverMemoryError("cuCtxCreate failed: out of memory")
+    install_fake_pycuda(monkeypatch, {"make_context": oom, "name": FakeDriverError("cuDeviceGetName failed: unknown error"),
+                                      "mem_alloc": FakeDriverMemoryError("cuMemAlloc failed: out of memory")})
+    api = PyCudaApi()
+    with pytest.raises(NoCudaGpuError, match="GPU #0.*creating a context failed.*exclusive-process.*out of memory") as ei:
+        api.create_context(0)
+    assert ei.value.__cause__ is oom
+    with pytest.raises(NoCudaGpuError, match="GPU #0: reading its name failed.*unknown error"):
+        api.device_name(0)
+    with pytest.raises(CudaDriverError, match="allocating 64 bytes of device memory failed.*out of memory") as ei2:
+        api.alloc(64)
+    assert not isinstance(ei2.value, MemoryError)
+
+
+def test_load_with_a_context_that_cannot_be_made_is_a_no_gpu_error(
+    monkeypatch: pytest.MonkeyPatch, plan: Path
+) -> None:
+    install_fake_pycuda(monkeypatch, {"make_context": FakeDriverError("cuCtxCreate failed: invalid device")})
+    monkeypatch.setattr(tensorrt_backend, "probe_cuda_driver", lambda: CudaProbe(True, "fake GPU", 1, 12040))
+    e = TensorRTEngine((FEATURES,), (SCORE,), trt_module=fake_trt(FakeCuda(), CONTRACT), watchdog_thread=False)
+    with pytest.raises(NoCudaGpuError, match="creating a context failed.*invalid device"):
+        e.load(plan)
+    assert e.state is EngineState.UNLOADED and e.residency().held == ()
+
+
+# ----------------------------------------------------------------- select_engine passes the watchdog bound
+
+
+def test_select_engine_passes_the_watchdog_bound(
+    monkeypatch: pytest.MonkeyPatch, plan: Path, tiny_onnx_model: Path
+) -> None:
+    from vibration_anomaly.engine.select import reason_code, select_engine
+
+    cuda = FakeCuda()
+    monkeypatch.setattr(tensorrt_backend, "PyCudaApi", lambda: cuda)
+    monkeypatch.setattr(tensorrt_backend, "probe_cuda_driver", cuda.probe)
+    monkeypatch.setattr(tensorrt_backend, "import_tensorrt", lambda runtime="auto": (fake_trt(cuda, CONTRACT), "full"))
+
+    engine, reason = select_engine("auto", tiny_onnx_model, plan)
+    assert isinstance(engine, TensorRTEngine) and reason_code(reason) == "gpu"
+    assert engine.residency().details["watchdog_bound_s"] == f"{tensorrt_backend.DEFAULT_MAX_IDLE_AWAKE_S:g}"
+    engine.unload()
+
+    engine, _ = select_engine("tensorrt", tiny_onnx_model, plan, max_idle_awake_s=0.05)
+    assert isinstance(engine, TensorRTEngine) and engine.residency().details["watchdog_bound_s"] == "0.05"
+    engine.wake()
+    deadline = time.monotonic() + 5
+    while engine.state is EngineState.AWAKE and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert engine.last_watchdog is not None and engine.last_watchdog.bound_s == 0.05
+    assert cuda.live_contexts == 0 and cuda.leaked == []
+    engine.unload()
+
+    with pytest.raises(InputError, match="select_engine: max_idle_awake_s"):
+        select_engine("auto", tiny_onnx_model, plan, max_idle_awake_s=0.0)
 
 
 def test_gpu_check_says_plainly_when_it_cannot_run() -> None:

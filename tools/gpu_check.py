@@ -117,8 +117,7 @@ def pycuda_check(meter: Meter, seconds: float, mib: int) -> dict[str, Any]:
     cuda.free_pinned(b["back"])
     cuda.destroy_stream(b["stream"])
     b.clear()
-    cuda.pop()
-    cuda.destroy_context(ctx)
+    cuda.destroy_context(ctx)  # while current: pycuda pops and destroys it on this thread
     res["phases"].append(meter.phase("asleep (all freed, context destroyed)", seconds))
     res["asleep_holds_none"] = res["phases"][-1]["process_gpu_memory_bytes"] in (0, None)
     return res

@@ -25,18 +25,34 @@ def select_engine(
     *,
     intra_op_threads: int = 1,
     trt_runtime: str = "auto",
+    max_idle_awake_s: float | None = None,
 ) -> tuple[Engine, str]:
     """Return a LOADED engine and the reason it was chosen.
 
     The ONNX model is always loaded first: it is the contract (I/O names and
     shapes) a TensorRT engine is checked against, and the fallback. ``tensorrt``
     raises when TensorRT cannot be used; ``auto`` falls back and says why.
+
+    ``max_idle_awake_s`` bounds how long a TensorRT engine may stay awake
+    without an inference before its watchdog forces it to sleep; it should
+    follow the deployment's cadence (e.g. the signed bundle's period), since a
+    fixed bound is either too short for a slow period or too long for a fast
+    one. ``None`` keeps ``DEFAULT_MAX_IDLE_AWAKE_S``. ONNX Runtime ignores it.
     """
     from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
-    from vibration_anomaly.engine.tensorrt_backend import TensorRTEngine, import_tensorrt, probe_cuda_driver
+    from vibration_anomaly.engine.tensorrt_backend import (
+        DEFAULT_MAX_IDLE_AWAKE_S,
+        TensorRTEngine,
+        check_max_idle_awake_s,
+        import_tensorrt,
+        probe_cuda_driver,
+    )
 
     if backend not in BACKENDS:
         raise InputError("backend", "name", f"expected one of {', '.join(BACKENDS)}, got {backend!r}")
+    idle_bound = (
+        DEFAULT_MAX_IDLE_AWAKE_S if max_idle_awake_s is None else check_max_idle_awake_s(max_idle_awake_s, "select_engine")
+    )
     onnx_engine = OnnxRuntimeEngine(intra_op_threads=intra_op_threads)
     onnx_engine.load(Path(model_path))
     if backend == "onnx":
@@ -45,7 +61,9 @@ def select_engine(
     def use_trt() -> tuple[Engine, str]:
         if engine_path is None:
             raise InputError("backend tensorrt", "engine_path", "no engine file given (build one with `engine build`)")
-        trt_engine = TensorRTEngine(onnx_engine.inputs, onnx_engine.outputs, runtime=trt_runtime)
+        trt_engine = TensorRTEngine(
+            onnx_engine.inputs, onnx_engine.outputs, runtime=trt_runtime, max_idle_awake_s=idle_bound
+        )
         trt_engine.load(Path(engine_path))
         res = trt_engine.residency()
         return trt_engine, f"TensorRT {res.details.get('runtime', '')} on {res.details.get('device', 'GPU')}"

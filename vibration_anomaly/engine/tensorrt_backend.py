@@ -13,27 +13,32 @@ Why it is shaped this way (the fleet drained because a stray
   runtime binds to the context it was made in, so both live only while awake.
 * ``infer`` copies in, executes, copies out and synchronizes before it returns,
   on every path, including errors.
-* ``sleep`` synchronizes, then frees in dependency order: execution context,
-  device buffers, pinned buffers, engine, runtime, stream, and last the
-  context, so that nothing of ours stays on the GPU. A failing step does not
-  stop the later ones.
+* ``sleep`` makes the engine's context current on the calling thread,
+  synchronizes, then frees in dependency order: execution context, device
+  buffers, pinned buffers, engine, runtime, stream, and last the context,
+  destroyed while still current. ``sleep`` may run on another thread than
+  ``wake`` (the watchdog's, or the main thread at exit), and pycuda silently
+  leaks a context detached from a thread where it is neither current nor
+  created. A failing step does not stop the later ones.
 * A watchdog forces ``sleep`` when the engine has been awake and idle past a
   bound, and reports it; the next ``infer`` raises the diagnostic.
 
-The module imports without TensorRT, pycuda or a GPU; each missing piece is a
-clear EngineError subclass raised by ``load``/``wake``.
+The module imports without TensorRT, pycuda or a GPU; each missing piece, and
+every pycuda error, is a clear EngineError subclass raised by ``load``/``wake``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import importlib
 import logging
+import math
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -73,6 +78,10 @@ class NoCudaGpuError(EngineError):
 
 class PyCudaNotInstalledError(EngineError):
     """``pycuda`` is missing (it needs the CUDA toolkit to build)."""
+
+
+class CudaDriverError(EngineError):
+    """A CUDA driver call through pycuda failed (the pycuda error is the ``__cause__``)."""
 
 
 class CorruptEngineError(EngineError):
@@ -166,18 +175,27 @@ def probe_cuda_driver() -> CudaProbe:
 
 
 class CudaApi(Protocol):
-    """The few CUDA driver operations the backend needs; PyCudaApi is the real one."""
+    """The few CUDA driver operations the backend needs; PyCudaApi is the real one.
+
+    Contexts follow pycuda's rules: which context is current is per thread, and
+    ``push``/``pop`` act on the calling thread. ``destroy_context`` takes a
+    context that is current on the calling thread and destroys and pops it in
+    one step: pycuda's ``Context.detach`` of a context that is not current,
+    called from a thread other than the one that created it, does nothing but
+    leak it, and ``sleep`` may run on the watchdog's thread or at exit rather
+    than on the thread that woke the engine.
+    """
 
     def probe(self) -> CudaProbe: ...
-    def create_context(self, device: int) -> Any: ...  # created and made current
+    def create_context(self, device: int) -> Any: ...  # created and made current on this thread
     def push(self, ctx: Any) -> None: ...
     def pop(self) -> None: ...
-    def destroy_context(self, ctx: Any) -> None: ...  # ctx must not be current
+    def destroy_context(self, ctx: Any) -> None: ...  # ctx current on this thread; this pops it
     def device_name(self, device: int) -> str: ...
     def create_stream(self) -> Any: ...
     def stream_handle(self, stream: Any) -> int: ...
     def synchronize(self, stream: Any) -> None: ...
-    def destroy_stream(self, stream: Any) -> None: ...
+    def destroy_stream(self, stream: Any) -> None: ...  # the caller drops its last reference at once
     def alloc(self, nbytes: int) -> Any: ...
     def device_ptr(self, buf: Any) -> int: ...
     def free(self, buf: Any) -> None: ...
@@ -188,7 +206,14 @@ class CudaApi(Protocol):
 
 
 class PyCudaApi:
-    """CudaApi over pycuda.driver, with explicit init and contexts (no pycuda.autoinit)."""
+    """CudaApi over pycuda.driver, with explicit init and contexts (no pycuda.autoinit).
+
+    Every pycuda error (``pycuda.driver.Error`` and its subclasses: an out of
+    memory ``cuCtxCreate``, a device in exclusive-process mode held by another
+    process, a failed copy) leaves as an EngineError subclass, so that
+    ``select_engine("auto")`` falls back to ONNX Runtime instead of the error
+    escaping it, and the node's error handling sees one family of errors.
+    """
 
     def __init__(self) -> None:
         self._cuda: Any = None
@@ -209,64 +234,96 @@ class PyCudaApi:
             self._cuda = cuda
         return self._cuda
 
+    @contextlib.contextmanager
+    def _driver_errors(self, what: str, kind: type[EngineError] | None = None) -> Iterator[Any]:
+        """Yield pycuda.driver; turn a pycuda error inside into ``kind`` saying what failed."""
+        cuda = self._drv()
+        try:
+            yield cuda
+        except cuda.Error as exc:
+            raise (kind or CudaDriverError)(f"{what}: {type(exc).__name__}: {exc}") from exc
+
     def probe(self) -> CudaProbe:
         return probe_cuda_driver()
 
     def create_context(self, device: int) -> Any:
-        cuda = self._drv()
-        if device >= cuda.Device.count():
-            raise NoCudaGpuError(f"no CUDA GPU #{device}: {cuda.Device.count()} present")
-        return cuda.Device(device).make_context()
+        what = (
+            f"no usable CUDA GPU #{device}: creating a context failed (out of GPU memory, or the device is in "
+            "exclusive-process mode and another process holds it?)"
+        )
+        with self._driver_errors(what, NoCudaGpuError) as cuda:
+            count = int(cuda.Device.count())
+            if device >= count:
+                raise NoCudaGpuError(f"no CUDA GPU #{device}: {count} present")
+            return cuda.Device(device).make_context()
 
     def push(self, ctx: Any) -> None:
-        ctx.push()
+        with self._driver_errors("CUDA: making the engine's context current failed"):
+            ctx.push()
 
     def pop(self) -> None:
-        self._drv().Context.pop()
+        with self._driver_errors("CUDA: popping the engine's context failed") as cuda:
+            cuda.Context.pop()
 
     def destroy_context(self, ctx: Any) -> None:
-        ctx.detach()
+        with self._driver_errors("CUDA: destroying the engine's context failed") as cuda:
+            current = cuda.Context.get_current()
+            if current is None or current != ctx:
+                # Callers make it current first; this only guards a caller that
+                # did not, since detaching it non-current from another thread leaks.
+                ctx.push()
+            ctx.detach()  # detaching the current context destroys it and pops it
 
     def device_name(self, device: int) -> str:
-        return str(self._drv().Device(device).name())
+        with self._driver_errors(f"no usable CUDA GPU #{device}: reading its name failed", NoCudaGpuError) as cuda:
+            return str(cuda.Device(device).name())
 
     def create_stream(self) -> Any:
-        return self._drv().Stream()
+        with self._driver_errors("CUDA: creating a stream failed") as cuda:
+            return cuda.Stream()
 
     def stream_handle(self, stream: Any) -> int:
         return int(stream.handle)
 
     def synchronize(self, stream: Any) -> None:
-        stream.synchronize()
+        with self._driver_errors("CUDA: stream synchronize failed (an earlier asynchronous error?)"):
+            stream.synchronize()
 
     def destroy_stream(self, stream: Any) -> None:
-        # pycuda destroys the stream (cuStreamDestroy) when its last reference
-        # goes; the caller drops its reference right after this call.
+        # pycuda has no explicit stream free: cuStreamDestroy runs when the last
+        # reference goes, so the caller drops its own right after this call, while
+        # the context is still current (later it would be skipped as a dead context).
         del stream
 
     def alloc(self, nbytes: int) -> Any:
-        return self._drv().mem_alloc(max(1, nbytes))
+        with self._driver_errors(f"CUDA: allocating {nbytes} bytes of device memory failed") as cuda:
+            return cuda.mem_alloc(max(1, nbytes))
 
     def device_ptr(self, buf: Any) -> int:
         return int(buf)
 
     def free(self, buf: Any) -> None:
-        buf.free()
+        with self._driver_errors("CUDA: freeing device memory failed"):
+            buf.free()
 
     def alloc_pinned(self, shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray:
-        arr: np.ndarray = self._drv().pagelocked_empty(shape, dtype)
-        return arr
+        with self._driver_errors(f"CUDA: allocating pinned host memory {shape} {dtype} failed") as cuda:
+            arr: np.ndarray = cuda.pagelocked_empty(shape, dtype)
+            return arr
 
     def free_pinned(self, arr: np.ndarray) -> None:
         base = getattr(arr, "base", None)
         if base is not None and hasattr(base, "free"):
-            base.free()
+            with self._driver_errors("CUDA: freeing pinned host memory failed"):
+                base.free()
 
     def htod_async(self, dst: Any, src: np.ndarray, stream: Any) -> None:
-        self._drv().memcpy_htod_async(dst, src, stream)
+        with self._driver_errors("CUDA: host-to-device copy failed") as cuda:
+            cuda.memcpy_htod_async(dst, src, stream)
 
     def dtoh_async(self, dst: np.ndarray, src: Any, stream: Any) -> None:
-        self._drv().memcpy_dtoh_async(dst, src, stream)
+        with self._driver_errors("CUDA: device-to-host copy failed") as cuda:
+            cuda.memcpy_dtoh_async(dst, src, stream)
 
 
 # --------------------------------------------------------------------------- plan-file checks
@@ -436,6 +493,18 @@ class AwakeWatchdog:
 
 # --------------------------------------------------------------------------- the engine
 
+
+def check_max_idle_awake_s(value: float, source: str) -> float:
+    """The watchdog bound as a float, or an InputError: zero, negative or NaN would never (or always) fire."""
+    try:
+        bound = float(value)
+    except (TypeError, ValueError):
+        bound = math.nan
+    if not math.isfinite(bound) or bound <= 0:
+        raise InputError(source, "max_idle_awake_s", f"expected a finite number of seconds > 0, got {value!r}")
+    return bound
+
+
 _AWAKE_ENGINES: weakref.WeakSet[TensorRTEngine] = weakref.WeakSet()
 
 
@@ -487,7 +556,7 @@ class TensorRTEngine:
         self._device = device
         self._max_batch_override = max_batch
         self._allow_host_code = allow_host_code
-        self._max_idle = max_idle_awake_s
+        self._max_idle = check_max_idle_awake_s(max_idle_awake_s, "TensorRTEngine")
         self._on_diagnostic = on_diagnostic
         self._cuda: CudaApi = cuda if cuda is not None else PyCudaApi()
         self._trt_given = trt_module
@@ -508,6 +577,7 @@ class TensorRTEngine:
         self._inferences = 0
         self._forced: WatchdogDiagnostic | None = None
         self._device_label = ""
+        self._sleep_errors: list[str] = []
 
     # ----- protocol properties
     @property
@@ -557,8 +627,9 @@ class TensorRTEngine:
                 failure = exc.with_traceback(None)
             finally:
                 held.clear()
-                self._cuda.pop()
+                # Still current on this thread: detach destroys and pops it.
                 self._cuda.destroy_context(ctx)
+                del ctx
             if failure is not None:
                 if isinstance(failure, EngineError | KeyboardInterrupt | SystemExit):
                     raise failure
@@ -630,7 +701,7 @@ class TensorRTEngine:
             try:
                 self._build_awake(aw, trt_mod)
             except BaseException as exc:
-                self._teardown(aw, popped=False)
+                self._teardown(aw, current=True)
                 self._awake = None
                 raise exc.with_traceback(None) from None
             self._cuda.pop()
@@ -736,15 +807,25 @@ class TensorRTEngine:
                 if self._state is EngineState.AWAKE:
                     self._state = EngineState.LOADED
                 return
-            self._cuda.push(aw.ctx)
-            errors = self._teardown(aw, popped=False)
+            errors = self._teardown(aw, current=False)
+            self._sleep_errors = errors
             self._state = EngineState.LOADED
             _AWAKE_ENGINES.discard(self)
             if errors:
                 raise EngineError(f"{self.name}: sleep freed everything it could, but: {'; '.join(errors)}")
 
-    def _teardown(self, aw: _Awake, popped: bool) -> list[str]:
-        """Free in dependency order with ``aw.ctx`` current; always pops and destroys the context."""
+    def _teardown(self, aw: _Awake, current: bool) -> list[str]:
+        """Free in dependency order, then destroy ``aw.ctx`` while it is current on the calling thread.
+
+        ``sleep`` can run on another thread than ``wake`` (the watchdog's, or
+        the main thread at exit). pycuda frees buffers only in a context it can
+        make current, and its ``Context.detach`` on a context that is not
+        current here and was made by another thread silently leaks it. So the
+        context is pushed on this thread (unless ``current``: wake's own failure
+        path), everything is freed inside it, and it is detached while still
+        current, which destroys it and pops it. A failing step does not stop the
+        later ones; the failures are returned.
+        """
         errors: list[str] = []
 
         def step(what: str, fn: Callable[[], None]) -> None:
@@ -754,24 +835,38 @@ class TensorRTEngine:
                 errors.append(f"{what}: {exc}")
                 log.error("%s: teardown %s failed: %s", self.name, what, exc)
 
+        if not current:
+            step("push context", functools.partial(self._cuda.push, aw.ctx))
         if aw.stream is not None:
-            step("synchronize", lambda: self._cuda.synchronize(aw.stream))
+            step("synchronize", functools.partial(self._cuda.synchronize, aw.stream))
+
+        def free_each(kind: str, bufs: dict[str, Any] | None, free: Callable[[Any], None]) -> None:
+            # In its own scope so no loop variable keeps a buffer alive past its context.
+            for name, obj in (bufs or {}).items():
+                step(f"free {kind} {name}", functools.partial(free, obj))
+
         aw.exec_ctx = None
-        for name, buf in (aw.dev_bufs or {}).items():
-            step(f"free device buffer {name}", functools.partial(self._cuda.free, buf))
+        free_each("device buffer", aw.dev_bufs, self._cuda.free)
         aw.dev_bufs = {}
-        for name, arr in (aw.host_bufs or {}).items():
-            step(f"free pinned buffer {name}", functools.partial(self._cuda.free_pinned, arr))
+        free_each("pinned buffer", aw.host_bufs, self._cuda.free_pinned)
         aw.host_bufs = {}
         aw.engine = None
         aw.runtime = None
         if aw.stream is not None:
+            # No closure or local may outlive this block: pycuda destroys the
+            # stream when its last reference goes, which must happen while the
+            # context is still alive and current.
             stream, aw.stream = aw.stream, None
-            step("destroy stream", lambda: self._cuda.destroy_stream(stream))
-        if not popped:
-            step("pop context", self._cuda.pop)
-        step("destroy context", lambda: self._cuda.destroy_context(aw.ctx))
-        aw.ctx = None
+            try:
+                self._cuda.destroy_stream(stream)
+            except Exception as exc:
+                errors.append(f"destroy stream: {exc}")
+                log.error("%s: teardown destroy stream failed: %s", self.name, exc)
+            finally:
+                del stream
+        ctx, aw.ctx = aw.ctx, None
+        step("destroy context", functools.partial(self._cuda.destroy_context, ctx))
+        del ctx
         return errors
 
     # ----- watchdog
@@ -815,6 +910,10 @@ class TensorRTEngine:
             }
             if self._forced is not None:
                 details["watchdog"] = self._forced.message
+            if self._sleep_errors:
+                # The last sleep could not free everything: say so rather than
+                # report an empty GPU footprint that may not be true.
+                details["last_sleep_errors"] = "; ".join(self._sleep_errors)
             if self._plan is not None:
                 held.append("model_plan")
             device_bytes = 0

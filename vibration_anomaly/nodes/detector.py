@@ -107,7 +107,9 @@ def default_pipeline(bundle: VerifiedBundle, p: dict[str, Any]) -> Pipeline:
     if engine_path is not None and p["backend"] in ("auto", "tensorrt"):
         # A TensorRT plan is loaded only if it is the one the signed bundle names (engine_sha256).
         verify_engine_file(bundle, engine_path)
-    engine, why = select_engine(p["backend"], files.onnx, engine_path)
+    # The TensorRT watchdog forces sleep after this long awake without an inference: one duty period.
+    idle_bound = bundle.duty_cycle.period_s * float(p["duty_cycle_time_scale"])
+    engine, why = select_engine(p["backend"], files.onnx, engine_path, max_idle_awake_s=idle_bound)
     scorer = Scorer(engine, files.frontend(), calibration)
     voter = AlarmVoter(bundle.alarm.votes_required, bundle.alarm.votes_window)
     return Pipeline(engine, scorer, voter, f"{files.onnx} ({files.model_id})", why)
@@ -387,6 +389,11 @@ class DetectorNode(LifecycleNode):
         assert self.detector is not None
         while True:
             self._want_infer.clear()
+            if self._active and not self.detector.awake:
+                # The engine's watchdog put it to sleep (no batch for a whole period while active,
+                # e.g. the IMU stalled): wake it again rather than fail every later batch.
+                self.detector.activate()
+                self.bus.emit(self.now_s(), "wake", what="re-woken after the engine watchdog forced sleep")
             v = self.detector.infer_latest(fresh_after)
             if v is not None:
                 self.verdicts = [*self.verdicts[-99:], v]
