@@ -34,7 +34,8 @@ from std_msgs.msg import Bool  # noqa: E402
 
 from vibration_anomaly.config.bundle import write_test_bundle  # noqa: E402
 from vibration_anomaly.core.health import ERROR, OK, StatusRecord  # noqa: E402
-from vibration_anomaly.nodes.detector import DetectorNode, Pipeline  # noqa: E402
+from vibration_anomaly.core.pipeline import Pipeline  # noqa: E402
+from vibration_anomaly.nodes.detector import DetectorNode  # noqa: E402
 from vibration_anomaly.nodes.diagnostics import DiagnosticsNode  # noqa: E402
 from vibration_anomaly.nodes.imu_subscriber import ImuSubscriberNode  # noqa: E402
 from vibration_anomaly.sim.robot import FaultSpec, RobotConfig, SimulatedRobot  # noqa: E402

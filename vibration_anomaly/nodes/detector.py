@@ -1,6 +1,7 @@
 """``detector``: the lifecycle node over ``core.detector.Detector``.
 
-Transitions map onto the engine's power states (the core owns the sequence):
+Transitions map onto the engine's power states (the core owns the sequence and builds the
+pipeline: `core.detector`, `core.pipeline`):
 
 * configure: verify the signed bundle (firmware agreement included) and the
   model file's hash, load the model on the engine thread. A refused bundle
@@ -32,8 +33,6 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -46,10 +45,8 @@ from vibration_anomaly.config.bundle import (
     VerifiedBundle,
     commit_accepted,
     load_verified_bundle,
-    verify_engine_file,
-    verify_model_file,
 )
-from vibration_anomaly.core.detector import Detector, ScorerLike, Verdict, VoterLike
+from vibration_anomaly.core.detector import Detector, Verdict
 from vibration_anomaly.core.driver import DutyCycleDriver
 from vibration_anomaly.core.events import Event, EventBus, EventSink, JsonlEventLog
 from vibration_anomaly.core.health import (
@@ -65,54 +62,15 @@ from vibration_anomaly.core.health import (
     model_health,
     power_health,
 )
+from vibration_anomaly.core.pipeline import Pipeline, PipelineFactory, build_pipeline
 from vibration_anomaly.core.queue import LatestBatchQueue
 from vibration_anomaly.core.scheduler import DutyCycleScheduler, Window
 from vibration_anomaly.core.window import REJECT_BEFORE_WINDOW, Batch
-from vibration_anomaly.engine.base import Engine
 from vibration_anomaly.nodes.imu_subscriber import ImuSubscriberNode
 
 SUCCESS, FAILURE, ERROR = (TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE,
                            TransitionCallbackReturn.ERROR)
 ENGINE_TIMEOUT_S = 60.0
-
-
-@dataclass
-class Pipeline:
-    """What configure builds: a LOADED engine and the scorer and voter over it."""
-
-    engine: Engine
-    scorer: ScorerLike
-    voter: VoterLike
-    model: str
-    backend_reason: str = ""
-
-
-PipelineFactory = Callable[[VerifiedBundle, dict[str, Any]], Pipeline]
-"""(verified bundle, node parameters) -> Pipeline. Runs on the engine thread."""
-
-
-def default_pipeline(bundle: VerifiedBundle, p: dict[str, Any]) -> Pipeline:
-    """Shipped (or ``model``) ONNX model, ``engine`` file for TensorRT, per-machine ``calibration`` file."""
-    from vibration_anomaly.core.scoring import AlarmVoter, Calibration, Scorer
-    from vibration_anomaly.engine.select import select_engine
-    from vibration_anomaly.model import load_default_model, load_model_dir
-
-    files = load_model_dir(p["model"]) if p["model"] else load_default_model()
-    verify_model_file(bundle, files.onnx)
-    if not p["calibration"]:
-        raise FileNotFoundError("parameter calibration: no per-machine calibration file given "
-                                "(make one with `vibration-anomaly calibrate`)")
-    calibration = Calibration.load(p["calibration"])
-    engine_path = Path(p["engine"]) if p["engine"] else None
-    if engine_path is not None and p["backend"] in ("auto", "tensorrt"):
-        # A TensorRT plan is loaded only if it is the one the signed bundle names (engine_sha256).
-        verify_engine_file(bundle, engine_path)
-    # The TensorRT watchdog forces sleep after this long awake without an inference: one duty period.
-    idle_bound = bundle.duty_cycle.period_s * float(p["duty_cycle_time_scale"])
-    engine, why = select_engine(p["backend"], files.onnx, engine_path, max_idle_awake_s=idle_bound)
-    scorer = Scorer(engine, files.frontend(), calibration)
-    voter = AlarmVoter(bundle.alarm.votes_required, bundle.alarm.votes_window)
-    return Pipeline(engine, scorer, voter, f"{files.onnx} ({files.model_id})", why)
 
 
 PARAMS: dict[str, Any] = {
@@ -141,7 +99,7 @@ class DetectorNode(LifecycleNode):
         self,
         imu: ImuSubscriberNode | None = None,
         *,
-        pipeline_factory: PipelineFactory = default_pipeline,
+        pipeline_factory: PipelineFactory = build_pipeline,
         node_name: str = "detector",
         **kwargs: Any,
     ) -> None:

@@ -1,0 +1,62 @@
+"""build_pipeline: the configure step without ROS, on the shipped model and the verified example bundle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vibration_anomaly.config.bundle import BundleRefused, load_example_bundle
+from vibration_anomaly.core.errors import InputError
+from vibration_anomaly.core.pipeline import build_pipeline
+from vibration_anomaly.core.scoring import calibrate
+from vibration_anomaly.core.window import batch_samples
+from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
+from vibration_anomaly.model import load_default_model
+from vibration_anomaly.sim.robot import RobotConfig, SimulatedRobot
+
+
+@pytest.fixture(scope="module")
+def calibration_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    model = load_default_model()
+    robot = SimulatedRobot(RobotConfig(seed=5))
+    n = batch_samples(1000.0, 5.0)
+    windows = [robot.frames(20 + 60 * k, 20 + 60 * k + n / 1000)[1] for k in range(10)]
+    engine = OnnxRuntimeEngine()
+    engine.load(model.onnx)
+    engine.wake()
+    cal = calibrate(engine, model.frontend(), windows, 1000.0, prior_std=model.prior_std,
+                    prior_weight=model.prior_weight, drift_std=model.drift_std)
+    engine.unload()
+    path = tmp_path_factory.mktemp("cal") / "calibration.json"
+    cal.save(path)
+    return path
+
+
+def params(**changes: object) -> dict[str, object]:
+    return {"model": "", "engine": "", "calibration": "", "backend": "auto", "duty_cycle_time_scale": 1.0,
+            **changes}
+
+
+def test_builds_a_loaded_onnx_pipeline_with_the_bundles_vote(calibration_file: Path) -> None:
+    bundle = load_example_bundle()
+    p = build_pipeline(bundle, params(calibration=str(calibration_file)))
+    try:
+        assert p.engine.name == "onnxruntime" and p.engine.state.value == "loaded"
+        assert p.backend_reason.startswith("auto:") and "ONNX Runtime" in p.backend_reason
+        assert (p.voter.k, p.voter.n) == (bundle.alarm.votes_required, bundle.alarm.votes_window)
+    finally:
+        p.engine.unload()
+
+
+def test_missing_calibration_is_named(calibration_file: Path) -> None:
+    with pytest.raises(InputError, match="calibration"):
+        build_pipeline(load_example_bundle(), params())
+
+
+def test_a_plan_the_bundle_does_not_name_is_refused_before_loading(calibration_file: Path, tmp_path: Path) -> None:
+    plan = tmp_path / "model.engine"
+    plan.write_bytes(b"not the engine the bundle names")
+    with pytest.raises(BundleRefused) as exc:
+        build_pipeline(load_example_bundle(), params(calibration=str(calibration_file), engine=str(plan)))
+    assert exc.value.reason == "engine_mismatch"
