@@ -62,7 +62,7 @@ def main() -> int:
 
     res: dict[str, object] = {"pinned_one_core": pinned, "batch": args.channels, "runs": args.runs}
     tm = BandTransformer(**{k: hp[k] for k in ("n_tokens", "n_features", "d_model", "n_heads", "n_layers", "d_ff",
-                                               "n_masks", "clip", "feature_weights") if k in hp}).eval()
+                                               "n_masks", "clip", "feature_weights", "residual") if k in hp}).eval()
     wpath = files.directory / "weights.npz"
     res["torch_weights"] = "trained (weights.npz)" if wpath.is_file() else "random init (no weights.npz)"
     if wpath.is_file():

@@ -69,6 +69,7 @@ class TrainConfig:
     d_ff: int = 64
     prior_weight: float = 8.0
     feature_weights: tuple[float, ...] = (0.5, 1.0, 1.0, 1.5)
+    residual: str = "excess"  # score head: one-sided residual (transformer docstring); "two-sided" = v2
 
 
 class _Progress:
@@ -179,7 +180,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, progress: bool = True) -> dict[
     sys.stderr.write(f"training windows: {len(x_all)} from {n_real} real and {len(feats) - n_real} synthetic machines\n")
 
     model = BandTransformer(fcfg.n_tokens, fcfg.n_features, cfg.d_model, cfg.n_heads, cfg.n_layers, cfg.d_ff,
-                            feature_weights=cfg.feature_weights)
+                            feature_weights=cfg.feature_weights, residual=cfg.residual)
     x_t = torch.from_numpy(x_all)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(cfg.steps, 1), pct_start=0.1)

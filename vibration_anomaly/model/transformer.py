@@ -20,13 +20,27 @@ training optimises exactly the inference path.
 The anomaly score is computed inside the graph (so TensorRT runs all of it)::
 
     xc      = softclip(x, clip)                    # bounded input for the network
-    r       = (xc - prediction) / res_std          # masked-prediction residual, whitened
+    r       = relu(min(xc - prediction, xc)) / res_std   # excess residual (residual="excess")
+            | (xc - prediction) / res_std                # two-sided (residual="two-sided", v1/v2)
     d[t]    = mean_f w_f r^2 + mean_f w_f relu(x)^2  # per band: inconsistency + excess
     score   = 0.5 * max_t d[t] + 0.5 * mean_t d[t]
 
 The residual catches a band that does not fit the others (a resonance lit up
 by impacts); the one-sided excess term catches what a predictor follows along
 with (every band louder at once), and ignores bands quieter than healthy.
+
+Why the residual is one-sided (``residual="excess"``, model v3): a bearing
+fault *adds* energy, impulsiveness and envelope periodicity; it never removes
+them. A healthy machine that runs in, or whose resonances damp, gets quieter
+in some bands, and a two-sided residual read that as an anomaly twice: in the
+quieter band (below its prediction) and in its unchanged neighbours (now
+above a prediction pulled down by the quieter band). The excess residual
+counts a band only by how far it lies above *both* what the other bands
+predict and its own calibrated healthy level (``x = 0``), so a machine that
+is everywhere at or below its calibration scores exactly 0, while a band lit
+up by a fault keeps its full weight. All four features get it: each of them
+rises with a bearing fault.
+
 ``w_f`` (``feature_weights``, summing to F) lets the impulsiveness and
 periodicity features count more than plain band energy, which also moves
 when a healthy machine's spectrum shifts (run-in, load).
@@ -43,6 +57,7 @@ import torch
 from torch import nn
 
 MASK_NEG = -1.0e4  # additive attention mask (finite: INT8 / TensorRT friendly)
+RESIDUALS = ("two-sided", "excess")
 
 
 def group_masks(n_tokens: int, n_masks: int) -> torch.Tensor:
@@ -90,6 +105,13 @@ class _Block(nn.Module):
 
 
 class BandTransformer(nn.Module):
+    """Masked-band predictor with the anomaly score in the graph.
+
+    ``residual`` defaults to ``"two-sided"`` so that a model.json written
+    before the key existed (v1, v2) rebuilds the very graph it shipped;
+    training (``TrainConfig.residual``) now writes ``"excess"``.
+    """
+
     def __init__(
         self,
         n_tokens: int = 31,
@@ -101,8 +123,12 @@ class BandTransformer(nn.Module):
         n_masks: int = 4,
         clip: float = 8.0,
         feature_weights: Sequence[float] | None = None,
+        residual: str = "two-sided",
     ) -> None:
         super().__init__()
+        if residual not in RESIDUALS:
+            raise ValueError(f"residual: expected one of {RESIDUALS}, got {residual!r}")
+        self.residual = residual
         self.n_tokens = n_tokens
         self.n_features = n_features
         self.n_masks = n_masks
@@ -135,6 +161,7 @@ class BandTransformer(nn.Module):
             "n_masks": self.n_masks,
             "clip": self.clip,
             "feature_weights": [round(float(v), 6) for v in self.feature_w],
+            "residual": self.residual,
         }
 
     def softclip(self, x: torch.Tensor) -> torch.Tensor:
@@ -154,7 +181,11 @@ class BandTransformer(nn.Module):
     def band_terms(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T) per-band anomaly d[t] (see the module docstring)."""
         xc = self.softclip(x)
-        r = (xc - self.predict(xc)) / self.res_std
+        pred = self.predict(xc)
+        if self.residual == "excess":
+            r = torch.relu(torch.minimum(xc - pred, xc)) / self.res_std
+        else:
+            r = (xc - pred) / self.res_std
         return (r * r * self.feature_w).mean(dim=-1) + (torch.relu(x) ** 2 * self.feature_w).mean(dim=-1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
