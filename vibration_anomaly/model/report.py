@@ -31,7 +31,8 @@ def draw_report(res: dict[str, Any], raw: dict[str, Any], path: Path) -> Path:
         if len(f) == 0:
             continue
         fpr, tpr = _roc(h, f)
-        auc = res["auroc"] if name == "model" else res.get("baselines", {}).get(name, {}).get("auroc", float("nan"))
+        auc = (res["auroc"] if name == "model" else res["fp32"]["auroc"] if name == "model_fp32" and "fp32" in res
+               else res.get("baselines", {}).get(name, {}).get("auroc", float("nan")))
         ax[0].plot(fpr, tpr, lw=2.5 if name == "model" else 1.2, label=f"{name} ({auc:.3f})")
     ax[0].plot([0, 1], [0, 1], "k:", lw=0.8)
     ax[0].set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (held-out healthy vs faulty)")
