@@ -10,27 +10,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from trt_testkit import hide_tensorrt
 
 from vibration_anomaly.core.errors import EngineError, InputError
 from vibration_anomaly.engine.base import EngineState
 from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
 from vibration_anomaly.engine.select import select_engine
 from vibration_anomaly.engine.tensorrt_backend import probe_cuda_driver
-
-
-class _HideTensorRT:
-    """An import hook at the edge: this process behaves as if TensorRT were not installed."""
-
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
-        if name.split(".")[0] in ("tensorrt", "tensorrt_lean"):
-            raise ImportError(f"No module named {name!r}")
-
-
-def hide_tensorrt(monkeypatch: pytest.MonkeyPatch) -> None:
-    for mod in [m for m in sys.modules if m.split(".")[0] in ("tensorrt", "tensorrt_lean")]:
-        monkeypatch.delitem(sys.modules, mod)
-    monkeypatch.setattr(sys, "meta_path", [_HideTensorRT(), *sys.meta_path])
-
 
 NO_GPU = not probe_cuda_driver().ok
 
