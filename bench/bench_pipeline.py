@@ -27,7 +27,7 @@ import time
 import numpy as np
 
 from vibration_anomaly.core.queue import LatestBatchQueue
-from vibration_anomaly.core.window import Windower
+from vibration_anomaly.core.window import Windower, batch_samples
 
 
 def _data(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -83,7 +83,8 @@ def bench_infer(repeats: int) -> dict[str, float]:
 
     model = load_default_model()
     robot = SimulatedRobot(RobotConfig(seed=1))
-    windows = [robot.frames(10 + 60 * k, 15 + 60 * k)[1] for k in range(12)]
+    n = batch_samples(1000.0, 5.0)  # the detector's batch for a 5 s sample window
+    windows = [robot.frames(10 + 60 * k, 10 + 60 * k + n / 1000)[1] for k in range(12)]
     engine = OnnxRuntimeEngine(intra_op_threads=1)
     engine.load(model.onnx)
     engine.wake()
