@@ -111,9 +111,10 @@ def run_demo(opts: DemoOptions, out: TextIO | None = None, progress: TextIO | No
     depth = qos_depth(opts.rate_hz, dc.sample_s)  # the same keep-last depth the ROS subscriber uses
     batch_len = batch_samples(opts.rate_hz, dc.sample_s)
 
+    if opts.trace:
+        opts.trace.parent.mkdir(parents=True, exist_ok=True)
+        opts.trace.write_text("")  # a fresh trace per run (the event log itself only appends)
     trace = JsonlEventLog(opts.trace, fsync_every=10_000) if opts.trace else None
-    if opts.trace and trace is not None:
-        opts.trace.write_text("")  # a fresh trace per run
     events: list[Event] = []
     bus = EventBus(events.append, *([trace] if trace else []))
     queue = LatestBatchQueue(
