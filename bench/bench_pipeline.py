@@ -76,7 +76,7 @@ def bench_push_many(n: int, chunk: int = 5000) -> dict[str, float]:
 
 
 def bench_infer(repeats: int) -> dict[str, float]:
-    from vibration_anomaly.core.scoring import Scorer, calibrate
+    from vibration_anomaly.core.scoring import Scorer
     from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
     from vibration_anomaly.model import load_default_model
     from vibration_anomaly.sim.robot import RobotConfig, SimulatedRobot
@@ -89,8 +89,7 @@ def bench_infer(repeats: int) -> dict[str, float]:
     engine.load(model.onnx)
     engine.wake()
     frontend = model.frontend()
-    cal = calibrate(engine, frontend, windows[:10], 1000.0, prior_std=model.prior_std,
-                    prior_weight=model.prior_weight, drift_std=model.drift_std)
+    cal = model.calibrate(engine, windows[:10], 1000.0)
     scorer = Scorer(engine, frontend, cal)
     w = windows[-1]
     feats = cal.normalise(frontend(w, 1000.0))

@@ -8,7 +8,7 @@ import pytest
 from vibration_anomaly.core.detector import Detector
 from vibration_anomaly.core.events import EventBus
 from vibration_anomaly.core.queue import LatestBatchQueue
-from vibration_anomaly.core.scoring import AlarmVoter, Scorer, calibrate
+from vibration_anomaly.core.scoring import AlarmVoter, Scorer
 from vibration_anomaly.core.window import Batch, batch_samples
 from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
 from vibration_anomaly.model import load_default_model
@@ -26,8 +26,7 @@ def parts() -> tuple[OnnxRuntimeEngine, Scorer, SimulatedRobot]:
     engine.wake()
     frontend = model.frontend()
     windows = [robot.frames(30 + 60 * k, 30 + 60 * k + N / 1000)[1] for k in range(12)]
-    cal = calibrate(engine, frontend, windows, 1000.0, prior_std=model.prior_std, prior_weight=model.prior_weight,
-                    drift_std=model.drift_std)
+    cal = model.calibrate(engine, windows, 1000.0)
     engine.sleep()
     return engine, Scorer(engine, frontend, cal), robot
 

@@ -9,7 +9,6 @@ import pytest
 from vibration_anomaly.config.bundle import BundleRefused, load_example_bundle
 from vibration_anomaly.core.errors import InputError
 from vibration_anomaly.core.pipeline import build_pipeline
-from vibration_anomaly.core.scoring import calibrate
 from vibration_anomaly.core.window import batch_samples
 from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
 from vibration_anomaly.model import load_default_model
@@ -25,8 +24,7 @@ def calibration_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     engine = OnnxRuntimeEngine()
     engine.load(model.onnx)
     engine.wake()
-    cal = calibrate(engine, model.frontend(), windows, 1000.0, prior_std=model.prior_std,
-                    prior_weight=model.prior_weight, drift_std=model.drift_std)
+    cal = model.calibrate(engine, windows, 1000.0)
     engine.unload()
     path = tmp_path_factory.mktemp("cal") / "calibration.json"
     cal.save(path)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vibration_anomaly.core.scoring import Scorer, calibrate
+from vibration_anomaly.core.scoring import Scorer
 from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
 from vibration_anomaly.model import load_default_model
 from vibration_anomaly.model.evaluate import _auroc
@@ -46,8 +46,7 @@ def test_unseen_rate_detects_3x_impacts_gain_free(engine: OnnxRuntimeEngine, fs:
         faulty.append(w)
     scores = {}
     for gain in (0.1, 100.0):
-        cal = calibrate(engine, fr, [gain * w for w in cal_w], fs, prior_std=files.prior_std,
-                        prior_weight=files.prior_weight, drift_std=files.drift_std)
+        cal = files.calibrate(engine, [gain * w for w in cal_w], fs)
         sc = Scorer(engine, fr, cal)
         h = sc.score_batch([gain * w for w in healthy], fs) / cal.threshold
         f = sc.score_batch([gain * w for w in faulty], fs) / cal.threshold

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vibration_anomaly.core.scoring import AlarmVoter, Scorer, calibrate
+from vibration_anomaly.core.scoring import AlarmVoter, Scorer
 from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
 from vibration_anomaly.model import load_default_model
 from vibration_anomaly.model.synth import defect_impacts, healthy_signal, random_machine
@@ -61,8 +61,7 @@ def _machine(fs: float, n: int, channels: int, seed: int) -> tuple[list[np.ndarr
 def _ratios(engine: object, fs: float, cal_w: list[np.ndarray], *sets: list[np.ndarray]) -> list[np.ndarray]:
     files = load_default_model()
     fr = files.frontend()
-    cal = calibrate(engine, fr, cal_w, fs, prior_std=files.prior_std, prior_weight=files.prior_weight,  # type: ignore[arg-type]
-                    drift_std=files.drift_std)
+    cal = files.calibrate(engine, cal_w, fs)
     sc = Scorer(engine, fr, cal)  # type: ignore[arg-type]
     return [sc.score_batch(s, fs) / cal.threshold for s in sets]
 

@@ -62,6 +62,19 @@ class ModelFiles:
     def model_id(self) -> str:
         return str(self.meta.get("files", {}).get(self.onnx_int8.name, ""))[:16]
 
+    def calibrate(self, engine: Any, windows: Any, fs_hz: float, **kwargs: Any) -> Any:
+        """``core.scoring.calibrate`` with this model's frontend and its training priors (std, weight, drift).
+
+        The one way callers should calibrate a machine for this model: the priors
+        belong to the model, and a caller that forgot one (the drift allowance)
+        would get a calibration that false-alarms on ordinary drift.
+        """
+        from vibration_anomaly.core.scoring import calibrate
+
+        kwargs.setdefault("model_id", self.model_id)
+        return calibrate(engine, self.frontend(), windows, fs_hz, prior_std=self.prior_std,
+                         prior_weight=self.prior_weight, drift_std=self.drift_std, **kwargs)
+
 
 def load_model_dir(directory: str | Path) -> ModelFiles:
     d = Path(directory)

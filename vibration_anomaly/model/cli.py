@@ -120,7 +120,6 @@ def _print_table(res: dict[str, Any]) -> None:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from vibration_anomaly.core.scoring import calibrate
     from vibration_anomaly.core.window import batch_samples
     from vibration_anomaly.model.data import cut_windows, load_signal
 
@@ -136,10 +135,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if len(w) < 4:
         raise InputError(args.input, "length", f"{len(w)} windows of {args.window_s} s; need at least 4 healthy windows")
     eng = _engine(files.onnx_int8)
-    cal = calibrate(eng, files.frontend(), list(np.asarray(w)), fs, target_far=args.target_far,
-                    prior_std=files.prior_std, prior_weight=files.prior_weight, drift_std=files.drift_std,
-                    machine=args.machine or "",
-                    model_id=files.model_id)
+    cal = files.calibrate(eng, list(np.asarray(w)), fs, target_far=args.target_far, machine=args.machine or "")
     cal.save(args.out)
     print(json.dumps({"out": str(args.out), "threshold": cal.threshold, "windows": cal.n_windows,
                       "method": cal.method}, indent=1))
