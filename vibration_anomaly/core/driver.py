@@ -1,4 +1,4 @@
-"""The duty-cycle driver: the demo's per-period sequence as a clock-driven state machine.
+"""The duty-cycle driver: one per-period sequence, driven by the ROS node's timer and by the demo's loop.
 
 Per duty period (windows from :class:`DutyCycleScheduler`, so the demo, the
 soak and the node share one grid)::
@@ -12,8 +12,8 @@ soak and the node share one grid)::
 a few milliseconds to match a new reader to the publisher (measured: 2-5 ms
 with Fast DDS on one machine); without it the first frames of every window
 would be lost. ``tail_s`` keeps it open a moment after the end for the frames
-still in flight (stamped inside the window, delivered after it): a batch is
-exactly one window of frames, so one late frame would cost the whole batch.
+still in flight (stamped inside the window, delivered after it), so the batch
+(``core.window.batch_samples``: 98 % of the window) fills even when frames arrive late.
 The driver never sleeps itself: ``step(now)`` does what is due
 and returns when it wants to be called next, so a ROS timer (on ROS time,
 ``use_sim_time`` friendly) or a simulation loop can drive it.

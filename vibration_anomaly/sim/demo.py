@@ -21,12 +21,13 @@ from typing import Any, TextIO
 import numpy as np
 
 from vibration_anomaly.core.detector import Detector
+from vibration_anomaly.core.driver import DutyCycleDriver
 from vibration_anomaly.core.events import Event, EventBus, JsonlEventLog
 from vibration_anomaly.core.imu_buffer import qos_depth
 from vibration_anomaly.core.queue import LatestBatchQueue
-from vibration_anomaly.core.scheduler import DutyCycleScheduler
+from vibration_anomaly.core.scheduler import DutyCycleScheduler, Window
 from vibration_anomaly.core.window import REJECT_BEFORE_WINDOW, Windower, batch_samples
-from vibration_anomaly.sim.robot import FaultSpec, RobotConfig, SimulatedRobot
+from vibration_anomaly.sim.robot import Delivery, FaultSpec, RobotConfig, SimulatedRobot
 
 
 @dataclass
@@ -81,9 +82,94 @@ def _commissioning_windows(robot: SimulatedRobot, n: int, sample_s: float, perio
     return out
 
 
+
+class _SimHooks:
+    """``core.driver.DriverHooks`` for the simulated robot: what the ROS node does, on simulated time.
+
+    The subscription "exists" from open to close: the frames the robot (and a
+    firmware burst, through the keep-last queue) delivers in that window are
+    windowed at close; ``infer_once`` is activate -> newest fresh batch -> deactivate.
+    """
+
+    def __init__(self, robot: SimulatedRobot, windower: Windower, queue: LatestBatchQueue, detector: Detector,
+                 bus: EventBus, clock: SimClock, depth: int) -> None:
+        self.robot, self.windower, self.queue, self.detector = robot, windower, queue, detector
+        self.bus, self.clock, self.depth = bus, clock, depth
+        self.held_after_sleep: list[str] = []
+        self.timings: dict[str, list[float]] = {"wake_ms": [], "infer_ms": [], "sleep_ms": []}
+        self.last_cycle: dict[str, Any] = {}
+        self._delivery: Delivery | None = None
+        self._dropped = 0
+        self._partial = 0
+
+    def open_sampling(self, window: Window) -> None:
+        self.windower.open_window(window.start)
+        # The row this period shows if a later step fails (the driver turns that into an error event).
+        self.last_cycle = {"cycle": window.period, "t": window.start, "frames": 0, "burst": 0, "dropped": 0,
+                           "score": None, "threshold": None, "above": None, "alarm": self.detector.voter.latched,
+                           "raised": False, "fault_peak": self.robot.fault_peak(window.start)}
+
+    def close_sampling(self, window: Window) -> None:
+        w, bus, clock = self.windower, self.bus, self.clock
+        rej0, before0, disc0 = w.rejected_total, w.rejected[REJECT_BEFORE_WINDOW], sum(w.discarded.values())
+        delivery = self.robot.deliver(window.start, window.end, self.depth)
+        if delivery.lost_keep_last:
+            bus.emit(window.start, "drop", frames=delivery.lost_keep_last, reason="keep_last")
+        for t, x in delivery.chunks:
+            if t.size:
+                clock.now = float(t[-1])
+            for b in w.push_many(t, x):
+                self.queue.put(b)
+        clock.now = window.end
+        w.close_window()
+        stale = w.rejected[REJECT_BEFORE_WINDOW] - before0
+        if stale:
+            bus.emit(clock.now, "drop", frames=stale, reason="before_window")
+        bad = w.rejected_total - rej0 - stale
+        if bad:
+            bus.emit(clock.now, "reject", count=bad, reason=w.last_rejection or "bad frames")
+        self._partial = sum(w.discarded.values()) - disc0
+        self._delivery = delivery
+        self._dropped = delivery.lost_keep_last + stale
+
+    def infer_once(self, window: Window) -> None:
+        det, clock = self.detector, self.clock
+        wake_s = det.activate()
+        verdict = det.infer_latest(fresh_after=window.start)
+        if verdict is None and self._partial:
+            # The window never filled a batch: its frames are lost to inference.
+            self.bus.emit(clock.now, "drop", frames=self._partial, reason="incomplete_window")
+            self._dropped += self._partial
+        sleep_s = det.deactivate()
+        clock.now = window.end + wake_s + (verdict.infer_s if verdict else 0.0) + sleep_s
+        self.timings["wake_ms"].append(wake_s * 1000)
+        self.timings["sleep_ms"].append(sleep_s * 1000)
+        if verdict:
+            self.timings["infer_ms"].append(verdict.infer_s * 1000)
+        delivery = self._delivery or Delivery()
+        self.last_cycle = {
+            "cycle": window.period,
+            "t": window.start,
+            "frames": sum(int(t.size) for t, _ in delivery.chunks),
+            "burst": delivery.burst_frames,
+            "dropped": self._dropped,
+            "score": None if verdict is None else verdict.score,
+            "threshold": None if verdict is None else verdict.threshold,
+            "above": None if verdict is None else verdict.above,
+            "alarm": det.voter.latched,
+            "raised": bool(verdict and verdict.raised),
+            "fault_peak": self.robot.fault_peak(window.end),
+        }
+
+    def held_resources(self) -> tuple[str, ...]:
+        held = self.detector.residency().awake_resources()
+        self.held_after_sleep.extend(held)
+        return held
+
+
 def run_demo(opts: DemoOptions, out: TextIO | None = None, progress: TextIO | None = None) -> DemoResult:
     from vibration_anomaly.config.bundle import load_example_bundle
-    from vibration_anomaly.core.scoring import AlarmVoter, Scorer, calibrate
+    from vibration_anomaly.core.scoring import AlarmVoter, Scorer
     from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
     from vibration_anomaly.model import load_default_model
 
@@ -126,20 +212,14 @@ def run_demo(opts: DemoOptions, out: TextIO | None = None, progress: TextIO | No
     engine = OnnxRuntimeEngine(intra_op_threads=1)
     engine.load(model.onnx)
     engine.wake()
-    frontend = model.frontend()
-    calibration = calibrate(
+    calibration = model.calibrate(
         engine,
-        frontend,
         _commissioning_windows(robot, opts.commissioning_windows, dc.sample_s, dc.period_s),
         opts.rate_hz,
-        prior_std=model.prior_std,
-        prior_weight=model.prior_weight,
-        drift_std=model.drift_std,
         machine=f"sim-robot-{opts.seed}",
-        model_id=model.model_id,
     )
     engine.sleep()
-    scorer = Scorer(engine, frontend, calibration)
+    scorer = Scorer(engine, model.frontend(), calibration)
     voter = AlarmVoter(bundle.alarm.votes_required, bundle.alarm.votes_window)
     detector = Detector(engine, scorer, voter, queue, bus, clock, bundle.alarm.score_threshold)
 
@@ -147,71 +227,25 @@ def run_demo(opts: DemoOptions, out: TextIO | None = None, progress: TextIO | No
     if out is not None:
         out.write(f"{'cycle':>10s}  {'time':8s}  {'phases':22s}  {'score/threshold':>15s}  {'verdict':15s} dropped frames\n")
     wall0 = time.perf_counter()
-    held_after_sleep: list[str] = []
-    timings: dict[str, list[float]] = {"wake_ms": [], "infer_ms": [], "sleep_ms": []}
+    hooks = _SimHooks(robot, windower, queue, detector, bus, clock, depth)
+    driver = DutyCycleDriver(sched, hooks, bus)  # the same sequence the ROS node runs on ROS time
+    due = driver.start(0.0)
     last_progress = 0.0
-    for k in range(n_periods):
-        w = sched.window(k)
-        clock.now = w.start
-        bus.emit(clock.now, "wake", period=k, what="sample window opens")
-        windower.open_window(w.start)
-        rej0, before0 = windower.rejected_total, windower.rejected[REJECT_BEFORE_WINDOW]
-        disc0 = sum(windower.discarded.values())
-        delivery = robot.deliver(w.start, w.end, depth)
-        if delivery.lost_keep_last:
-            bus.emit(clock.now, "drop", frames=delivery.lost_keep_last, reason="keep_last")
-        for t, x in delivery.chunks:
-            if t.size:
-                clock.now = float(t[-1])
-            for b in windower.push_many(t, x):
-                queue.put(b)
-        clock.now = w.end
-        windower.close_window()
-        stale = windower.rejected[REJECT_BEFORE_WINDOW] - before0
-        if stale:
-            bus.emit(clock.now, "drop", frames=stale, reason="before_window")
-        bad = windower.rejected_total - rej0 - stale
-        if bad:
-            bus.emit(clock.now, "reject", count=bad, reason=windower.last_rejection or "bad frames")
-        partial = sum(windower.discarded.values()) - disc0
-        wake_s = detector.activate()
-        verdict = detector.infer_latest(fresh_after=w.start)
-        if verdict is None and partial:
-            # The window never filled a batch: its frames are lost to inference.
-            bus.emit(clock.now, "drop", frames=partial, reason="incomplete_window")
-        else:
-            partial = 0
-        sleep_s = detector.deactivate()
-        held = list(detector.residency().awake_resources())
-        held_after_sleep.extend(held)
-        clock.now = w.end + wake_s + (verdict.infer_s if verdict else 0.0) + sleep_s
-        bus.emit(clock.now, "sleep", period=k, awake_s=round(clock.now - w.start, 6), held=held)
-        timings["wake_ms"].append(wake_s * 1000)
-        timings["sleep_ms"].append(sleep_s * 1000)
-        if verdict:
-            timings["infer_ms"].append(verdict.infer_s * 1000)
-        cycles.append(
-            {
-                "cycle": k,
-                "t": w.start,
-                "frames": sum(int(t.size) for t, _ in delivery.chunks),
-                "burst": delivery.burst_frames,
-                "dropped": delivery.lost_keep_last + stale + partial,
-                "score": None if verdict is None else verdict.score,
-                "threshold": None if verdict is None else verdict.threshold,
-                "above": None if verdict is None else verdict.above,
-                "alarm": voter.latched,
-                "raised": bool(verdict and verdict.raised),
-                "fault_peak": robot.fault_peak(w.end),
-            }
-        )
-        if out is not None:
-            out.write(_timeline_line(cycles[-1]) + "\n")
-        if progress is not None and (time.perf_counter() - last_progress > 1.0 or k == n_periods - 1):
-            last_progress = time.perf_counter()
-            progress.write(f"\rsimulated {(k + 1) * dc.period_s / 3600:5.2f} h of {opts.hours:g} h "
-                           f"({(k + 1) / n_periods:4.0%})")
-            progress.flush()
+    while driver.periods < n_periods and due is not None:
+        clock.now = max(clock.now, due)
+        due = driver.step()
+        if driver.periods > len(cycles):
+            cycles.append(hooks.last_cycle)
+            if out is not None:
+                out.write(_timeline_line(cycles[-1]) + "\n")
+            k = len(cycles)
+            if progress is not None and (time.perf_counter() - last_progress > 1.0 or k == n_periods):
+                last_progress = time.perf_counter()
+                progress.write(f"\rsimulated {k * dc.period_s / 3600:5.2f} h of {opts.hours:g} h "
+                               f"({k / n_periods:4.0%})")
+                progress.flush()
+    driver.stop()
+    held_after_sleep, timings = hooks.held_after_sleep, hooks.timings
     if progress is not None:
         progress.write("\n")
     engine.unload()
