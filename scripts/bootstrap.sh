@@ -26,14 +26,14 @@ if [ "$what" = "demo" ]; then
   "$VENV/bin/python" -c "import vibration_anomaly, onnxruntime" || { echo "bootstrap: install failed" >&2; exit 1; }
 elif [ "$what" = "test" ]; then
   # Debian packages for the telemetry tests: real servers, started on loopback by the tests.
-  if ! command -v prometheus >/dev/null || ! command -v prometheus-pushgateway >/dev/null || ! command -v promtool >/dev/null || ! command -v amtool >/dev/null; then
+  if ! command -v prometheus >/dev/null || ! command -v prometheus-pushgateway >/dev/null || ! command -v promtool >/dev/null || ! command -v amtool >/dev/null || ! command -v victoria-metrics >/dev/null || ! command -v vmalert >/dev/null; then
     if [ "$(id -u)" = 0 ]; then
-      echo "bootstrap: apt-get install prometheus prometheus-pushgateway prometheus-alertmanager" >&2
+      echo "bootstrap: apt-get install prometheus prometheus-pushgateway prometheus-alertmanager victoria-metrics" >&2
       export DEBIAN_FRONTEND=noninteractive
       apt-get update -qq >&2
-      apt-get install -y -qq --no-install-recommends prometheus prometheus-pushgateway prometheus-alertmanager >&2
+      apt-get install -y -qq --no-install-recommends prometheus prometheus-pushgateway prometheus-alertmanager victoria-metrics >&2
     else
-      echo "bootstrap: not root: skipping apt-get of prometheus/prometheus-pushgateway (their tests will skip)" >&2
+      echo "bootstrap: not root: skipping apt-get of prometheus/prometheus-pushgateway/victoria-metrics (their tests will skip)" >&2
     fi
   fi
   echo "bootstrap: installing torch (CPU build), the package with [train,eval,test], ROS 2 Jazzy wheels" >&2

@@ -196,26 +196,67 @@ class AlarmSettings:
             _finite("alarm", "score_threshold", self.score_threshold)
 
 
+MIN_PUSH_INTERVAL_S = 1.0
+"""Below a second a push interval is a typo (ms for s): 10,000 robots would flood the fleet's servers."""
+MAX_TELEMETRY_SHARDS = 256
+"""More Pushgateway shards than this is a fleet for a store, not a longer list (docs/FLEET.md)."""
+_URL_RE = re.compile(r"https?://[^\s/]+(/\S*)?")
+
+
+def _check_url(name: str, url: Any) -> None:
+    if not isinstance(url, str) or not _URL_RE.fullmatch(url):
+        raise _problem("telemetry", name, f"expected an http(s):// URL such as http://127.0.0.1:9091, got {url!r}")
+
+
 @dataclass(frozen=True)
 class TelemetrySettings:
-    """Where and how often to push; the robot id grouping key comes from the node, not the bundle."""
+    """Where and how often to push; the robot id grouping key comes from the node, not the bundle.
+
+    At most one destination: ``pushgateway_url`` (one gateway),
+    ``pushgateway_shards`` (the robot picks one by rendezvous hashing of its id,
+    see ``telemetry.routing``) or ``import_url`` (a store's Prometheus import
+    endpoint, e.g. VictoriaMetrics). All null: the robot does not push.
+    """
 
     pushgateway_url: str | None = None
     job: str = defaults.TELEMETRY_JOB
     push_interval_s: float = defaults.PUSH_INTERVAL_S
+    pushgateway_shards: tuple[str, ...] | None = None
+    import_url: str | None = None
 
     def __post_init__(self) -> None:
-        url = self.pushgateway_url
-        if url is not None and (not isinstance(url, str) or not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url)):
-            raise _problem("telemetry", "pushgateway_url",
-                           f"expected null or an http(s):// URL such as http://127.0.0.1:9091, got {url!r}")
+        if self.pushgateway_url is not None:
+            _check_url("pushgateway_url", self.pushgateway_url)
+        if self.pushgateway_shards is not None:
+            shards = self.pushgateway_shards
+            if not isinstance(shards, tuple) or not 1 <= len(shards) <= MAX_TELEMETRY_SHARDS:
+                raise _problem("telemetry", "pushgateway_shards",
+                               f"expected a list of 1..{MAX_TELEMETRY_SHARDS} URLs, got {shards!r}")
+            for i, url in enumerate(shards):
+                _check_url(f"pushgateway_shards[{i}]", url)
+            if len(set(shards)) != len(shards):
+                dup = next(u for u in shards if shards.count(u) > 1)
+                raise _problem("telemetry", "pushgateway_shards",
+                               f"expected distinct URLs, got {dup!r} twice (it would take two shares of the fleet)")
+        if self.import_url is not None:
+            _check_url("import_url", self.import_url)
+        given = [n for n in ("pushgateway_url", "pushgateway_shards", "import_url") if getattr(self, n) is not None]
+        if len(given) > 1:
+            raise _problem("telemetry", given[1],
+                           f"expected one destination, got {' and '.join(given)} (a robot reports to one place)")
         if not isinstance(self.job, str) or not re.fullmatch(r"[A-Za-z0-9_.:-]{1,128}", self.job):
             raise _problem("telemetry", "job",
                            f"expected 1-128 characters of [A-Za-z0-9_.:-], got {self.job!r}")
         _finite("telemetry", "push_interval_s", self.push_interval_s)
-        if not 0 < self.push_interval_s <= MAX_PERIOD_S:
+        if not MIN_PUSH_INTERVAL_S <= self.push_interval_s <= MAX_PERIOD_S:
             raise _problem("telemetry", "push_interval_s",
-                           f"expected 0 < push_interval_s <= {MAX_PERIOD_S:g}, got {self.push_interval_s!r}")
+                           f"expected {MIN_PUSH_INTERVAL_S:g} <= push_interval_s <= {MAX_PERIOD_S:g} seconds, "
+                           f"got {self.push_interval_s!r}")
+
+    @property
+    def enabled(self) -> bool:
+        """True when the bundle names a destination (any of the three)."""
+        return any(getattr(self, n) is not None for n in ("pushgateway_url", "pushgateway_shards", "import_url"))
 
 
 @dataclass(frozen=True)
@@ -416,7 +457,7 @@ _TOP_FIELDS = {
 _SECTION_FIELDS = {
     "duty_cycle": {"sample_s", "period_s"},
     "alarm": {"votes_required", "votes_window", "score_threshold"},
-    "telemetry": {"pushgateway_url", "job", "push_interval_s"},
+    "telemetry": {"pushgateway_url", "job", "push_interval_s", "pushgateway_shards", "import_url"},
     "health": {"period_tolerance_s", "awake_fraction_max", "asleep_power_max_w"},
 }
 _REQUIRED = ("version", "issued_at", "key_id", "duty_cycle", "model_sha256")
@@ -543,6 +584,14 @@ def check_payload(payload: bytes) -> dict[str, Any]:
         tel_kwargs["job"] = te["job"]
     if te.get("push_interval_s") is not None:
         tel_kwargs["push_interval_s"] = _number("telemetry.push_interval_s", te["push_interval_s"])
+    if te.get("import_url") is not None:
+        tel_kwargs["import_url"] = te["import_url"]
+    shards = te.get("pushgateway_shards")
+    if shards is not None:
+        if not isinstance(shards, list) or len(shards) > MAX_TELEMETRY_SHARDS:
+            raise _field_error("telemetry.pushgateway_shards",
+                               f"expected a list of at most {MAX_TELEMETRY_SHARDS} URLs, got {format_value(shards)}")
+        tel_kwargs["pushgateway_shards"] = tuple(shards)
     telemetry = _build(TelemetrySettings, **tel_kwargs)
 
     he = _section(raw, "health", required=False)

@@ -1,7 +1,8 @@
-"""Run a real Pushgateway and Prometheus on loopback, for tests, benchmarks and local trials.
+"""Run real Pushgateways, Prometheus, VictoriaMetrics and vmalert on loopback, for tests, benchmarks, trials.
 
-The fleet test and the push benchmark must exercise the real servers (the
-Debian packages ``prometheus`` and ``prometheus-pushgateway``), not a fake:
+The fleet test and the push benchmarks must exercise the real servers (the
+Debian packages ``prometheus``, ``prometheus-pushgateway`` and
+``victoria-metrics``, which ships ``vmalert``), not a fake:
 this module starts them on free 127.0.0.1 ports with throw-away storage, waits
 until they answer, and stops them. Nothing here is used on a robot.
 """
@@ -9,6 +10,7 @@ until they answer, and stops them. Nothing here is used on a robot.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -16,6 +18,7 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -23,6 +26,8 @@ import yaml
 
 PUSHGATEWAY_BINARIES = ("prometheus-pushgateway", "pushgateway")
 PROMETHEUS_BINARIES = ("prometheus",)
+VICTORIAMETRICS_BINARIES = ("victoria-metrics", "victoria-metrics-prod")
+VMALERT_BINARIES = ("vmalert", "vmalert-prod")
 
 
 def find_binary(names: tuple[str, ...]) -> str | None:
@@ -76,6 +81,27 @@ class _Server:
                 time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"{self.name} did not become ready on {self.url} within {timeout_s}s")
+
+    def usage(self) -> tuple[float, int]:
+        """(CPU seconds used so far, resident bytes now) of the server process, from /proc (Linux).
+
+        What the benchmark reports per 1,000 robots: read before and after a
+        run, the difference is the server's own cost, not the clients'.
+        """
+        if self.proc is None:
+            return 0.0, 0
+        try:
+            stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            ticks = os.sysconf("SC_CLK_TCK")
+            cpu = (int(fields[11]) + int(fields[12])) / ticks
+            rss = 0
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    rss = int(line.split()[1]) * 1024
+            return cpu, rss
+        except (OSError, ValueError, IndexError):
+            return 0.0, 0
 
     def log_tail(self, n: int = 2000) -> str:
         path = self.workdir / "server.log"
@@ -150,29 +176,40 @@ class Pushgateway(_Server):
 
 
 class Prometheus(_Server):
-    """A real Prometheus on 127.0.0.1 scraping one Pushgateway (honor_labels) and evaluating ``rule_files``."""
+    """A real Prometheus on 127.0.0.1 scraping Pushgateways (honor_labels) and evaluating ``rule_files``.
+
+    Give one URL for the single-gateway design, or a list for shards: each
+    target then gets a ``shard`` label (its address, by the same relabelling
+    as config/prometheus/prometheus.yml), which the shard-down alert and the
+    robot-silence rule use.
+    """
 
     name = "prometheus"
 
     def __init__(
         self,
-        pushgateway_url: str,
+        pushgateway_url: str | Sequence[str],
         rule_files: list[str | Path],
         *,
         scrape_interval: str = "1s",
         evaluation_interval: str = "1s",
+        scrape_timeout: str | None = None,
         binary: str | None = None,
     ) -> None:
         super().__init__()
         self.binary = binary or find_binary(PROMETHEUS_BINARIES)
-        target = urllib.parse.urlparse(pushgateway_url).netloc
+        urls = [pushgateway_url] if isinstance(pushgateway_url, str) else list(pushgateway_url)
+        targets = [urllib.parse.urlparse(u).netloc for u in urls]
+        scrape: dict[str, Any] = {
+            "job_name": "pushgateway", "honor_labels": True, "scrape_timeout": scrape_timeout or scrape_interval,
+            "static_configs": [{"targets": targets}],
+        }
+        if not isinstance(pushgateway_url, str):
+            scrape["relabel_configs"] = [{"source_labels": ["__address__"], "target_label": "shard"}]
         config = {
             "global": {"scrape_interval": scrape_interval, "evaluation_interval": evaluation_interval},
             "rule_files": [str(Path(f).resolve()) for f in rule_files],
-            "scrape_configs": [
-                {"job_name": "pushgateway", "honor_labels": True, "scrape_timeout": scrape_interval,
-                 "static_configs": [{"targets": [target]}]},
-            ],
+            "scrape_configs": [scrape],
         }
         self.config_path = self.workdir / "prometheus.yml"
         self.config_path.write_text(yaml.safe_dump(config))
@@ -199,6 +236,78 @@ class Prometheus(_Server):
 
     def alerts(self) -> list[dict[str, Any]]:
         return self.api("alerts")["alerts"]
+
+
+class VictoriaMetrics(_Server):
+    """A real single-node VictoriaMetrics on 127.0.0.1 with throw-away storage.
+
+    ``latency_offset`` is how old a sample must be before queries see it
+    (VictoriaMetrics' ``-search.latencyOffset``, 30 s by default); loopback
+    tests use 1 s, and the benchmark reports which value it ran with.
+    """
+
+    name = "victoriametrics"
+
+    def __init__(self, *, latency_offset: str = "1s", binary: str | None = None,
+                 extra_args: tuple[str, ...] = ()) -> None:
+        super().__init__()
+        self.binary = binary or find_binary(VICTORIAMETRICS_BINARIES)
+        self.latency_offset = latency_offset
+        self.extra_args = tuple(extra_args)
+
+    def start(self, timeout_s: float = 30.0) -> VictoriaMetrics:
+        if not self.binary:
+            raise FileNotFoundError("victoria-metrics not found (apt-get install victoria-metrics)")
+        argv = [
+            self.binary, f"-httpListenAddr=127.0.0.1:{self.port}", f"-storageDataPath={self.workdir / 'data'}",
+            f"-search.latencyOffset={self.latency_offset}", "-loggerLevel=WARN", *self.extra_args,
+        ]
+        self._spawn(argv, "/health", timeout_s)
+        return self
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+        body = json.loads(http_get(url, timeout=60))
+        if body.get("status") != "success":
+            raise RuntimeError(f"victoriametrics query {promql!r}: {body}")
+        return body["data"]["result"]
+
+
+class VmAlert(_Server):
+    """A real vmalert on 127.0.0.1 evaluating ``rule_files`` against a VictoriaMetrics.
+
+    Recording rules are written back to the store (``-remoteWrite.url``) so the
+    alerts that read them work, as in production. Notifications go to
+    ``notifier_url`` (by default a closed loopback port: tests read
+    ``/api/v1/alerts`` instead).
+    """
+
+    name = "vmalert"
+
+    def __init__(self, datasource_url: str, rule_files: list[str | Path], *, evaluation_interval: str = "1s",
+                 notifier_url: str | None = None, binary: str | None = None) -> None:
+        super().__init__()
+        self.binary = binary or find_binary(VMALERT_BINARIES)
+        self.datasource_url = datasource_url
+        self.rule_files = [str(Path(f).resolve()) for f in rule_files]
+        self.evaluation_interval = evaluation_interval
+        self.notifier_url = notifier_url or f"http://127.0.0.1:{free_port()}"
+
+    def start(self, timeout_s: float = 30.0) -> VmAlert:
+        if not self.binary:
+            raise FileNotFoundError("vmalert not found (apt-get install victoria-metrics)")
+        argv = [
+            self.binary, *[f"-rule={f}" for f in self.rule_files], f"-datasource.url={self.datasource_url}",
+            f"-remoteWrite.url={self.datasource_url}", f"-notifier.url={self.notifier_url}",
+            f"-evaluationInterval={self.evaluation_interval}", f"-httpListenAddr=127.0.0.1:{self.port}",
+            "-loggerLevel=ERROR",
+        ]
+        self._spawn(argv, "/health", timeout_s)
+        return self
+
+    def alerts(self) -> list[dict[str, Any]]:
+        body = json.loads(http_get(f"{self.url}/api/v1/alerts", timeout=30))
+        return body["data"]["alerts"] or []
 
 
 def compress_for_durations(rules_path: str | Path, out_path: str | Path, for_duration: str = "1s") -> Path:

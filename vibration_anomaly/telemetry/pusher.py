@@ -31,10 +31,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 from urllib.request import HTTPSHandler, Request, build_opener
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import (
     basic_auth_handler,
     default_handler,
@@ -148,6 +148,49 @@ def push_registry(
     push_to_gateway(url, job=job, registry=registry, grouping_key={"robot_id": robot_id}, timeout=timeout_s, handler=handler)
 
 
+IMPORT_PATH = "/api/v1/import/prometheus"
+
+
+def import_url_for(base_url: str, job: str, robot_id: str) -> str:
+    """The store's import URL with ``job`` and ``robot_id`` as extra labels (the Pushgateway's grouping key)."""
+    base = base_url.rstrip("/")
+    if not base.endswith(IMPORT_PATH):
+        base += IMPORT_PATH
+    return (f"{base}?extra_label={quote(f'job={job}', safe='')}"
+            f"&extra_label={quote(f'robot_id={robot_id}', safe='')}")
+
+
+def import_body(registry: CollectorRegistry, push_unix: float) -> bytes:
+    """The registry's exposition text plus the ``push_time_seconds`` a Pushgateway would have added.
+
+    The rules' silence check reads ``push_time_seconds``; a store has no
+    gateway to stamp it, so the robot does (its own clock, NTP-synchronised on
+    the fleet: the check's margin is five push intervals, minutes, not seconds).
+    """
+    stamp = f"# TYPE push_time_seconds gauge\npush_time_seconds {push_unix!r}\n"
+    return generate_latest(registry) + stamp.encode()
+
+
+def import_registry(
+    registry: CollectorRegistry,
+    *,
+    url: str,
+    job: str,
+    robot_id: str,
+    push_unix: float,
+    timeout_s: float = 5.0,
+    handler: Handler = default_handler,
+) -> None:
+    """One synchronous POST to a Prometheus import endpoint (VictoriaMetrics). Raises on failure.
+
+    Same handler shape as ``push_to_gateway``, so basic auth and TLS work alike.
+    Latest state only, like a gateway group: the store keeps history, but the
+    robot never resends old samples.
+    """
+    headers = [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")]
+    handler(import_url_for(url, job, robot_id), "POST", timeout_s, headers, import_body(registry, push_unix))()
+
+
 def _check_settings(url: str, job: str, robot_id: str, interval_s: float) -> None:
     parsed = urlparse(url if "://" in url else f"http://{url}")
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
@@ -166,7 +209,10 @@ class PushgatewayPusher:
     """Pushes one robot's metrics every ``interval_s`` from a daemon thread.
 
     ``url``, ``job`` and ``interval_s`` come from the verified bundle's
-    ``telemetry`` section; ``robot_id`` from the node. Use ``start()`` once,
+    ``telemetry`` section (through :func:`pusher_from_settings`, which also
+    picks the robot's shard); ``robot_id`` from the node. ``protocol``
+    ``"pushgateway"`` PUTs to a gateway group, ``"import"`` POSTs the same text
+    to a store's Prometheus import endpoint. Use ``start()`` once,
     ``request_push()`` to push early (e.g. on an alarm), ``stop()`` at shutdown.
     ``first_delay_s=None`` waits a random part of one interval before the
     first push; give a number to push sooner (tests, a robot that just woke).
@@ -188,8 +234,12 @@ class PushgatewayPusher:
         first_delay_s: float | None = None,
         wall_clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        protocol: str = "pushgateway",
     ) -> None:
         _check_settings(url, job, robot_id, interval_s)
+        if protocol not in ("pushgateway", "import"):
+            raise InputError("telemetry", "protocol", f"expected 'pushgateway' or 'import', got {protocol!r}")
+        self.protocol = protocol
         if not (timeout_s > 0 and backoff_initial_s > 0 and backoff_max_s >= backoff_initial_s):
             raise InputError("telemetry", "timeout_s/backoff", "expected timeout_s > 0 and 0 < backoff_initial_s <= backoff_max_s")
         self.metrics = metrics
@@ -265,12 +315,19 @@ class PushgatewayPusher:
     def _attempt(self, timeout_s: float) -> bool:
         self.stats.attempts += 1
         started = time.monotonic()
-        self.metrics.mark_push(self._wall())
+        now = self._wall()
+        self.metrics.mark_push(now)
         try:
-            push_registry(
-                self.metrics.registry, url=self.url, job=self.job, robot_id=self.robot_id,
-                timeout_s=timeout_s, handler=self.handler,
-            )
+            if self.protocol == "import":
+                import_registry(
+                    self.metrics.registry, url=self.url, job=self.job, robot_id=self.robot_id,
+                    push_unix=now, timeout_s=timeout_s, handler=self.handler,
+                )
+            else:
+                push_registry(
+                    self.metrics.registry, url=self.url, job=self.job, robot_id=self.robot_id,
+                    timeout_s=timeout_s, handler=self.handler,
+                )
         except Exception as exc:  # any failure (DNS, refused, 5xx, TLS, timeout) is retried, never raised
             self.stats.failures += 1
             self.stats.consecutive_failures += 1
@@ -310,9 +367,20 @@ class PushgatewayPusher:
 
 
 def pusher_from_settings(metrics: RobotMetrics, telemetry: Any, robot_id: str, **kwargs: Any) -> PushgatewayPusher:
-    """Build a pusher from any object with ``pushgateway_url``, ``job`` and ``push_interval_s`` (the bundle's section)."""
+    """Build a pusher from the bundle's telemetry section: one gateway, this robot's shard, or an import endpoint.
+
+    The destination comes from the signed settings only (``routing.route_for``);
+    raises ``InputError`` when they name no destination.
+    """
+    from vibration_anomaly.telemetry.routing import route_for
+
     try:
-        url, job, interval = telemetry.pushgateway_url, telemetry.job, telemetry.push_interval_s
+        interval = telemetry.push_interval_s
     except AttributeError as exc:
         raise InputError("bundle", "telemetry", f"expected pushgateway_url, job, push_interval_s: {exc}") from None
-    return PushgatewayPusher(metrics, url=url, job=job, robot_id=robot_id, interval_s=interval, **kwargs)
+    route = route_for(telemetry, robot_id)
+    if route is None:
+        raise InputError("bundle", "telemetry", "no destination: pushgateway_url, pushgateway_shards and "
+                         "import_url are all null")
+    return PushgatewayPusher(metrics, url=route.url, job=route.job, robot_id=robot_id, interval_s=interval,
+                             protocol=route.kind, **kwargs)
