@@ -1,4 +1,10 @@
-"""Shared fixtures. ROS tests get their own ROS_DOMAIN_ID so parallel runs never hear each other."""
+"""Shared fixtures. ROS tests get their own ROS_DOMAIN_ID so parallel runs never hear each other.
+
+``ROS_PYTHON_CHECK_FIELDS=1`` is set here, at import, before any message module is imported (the
+generated message modules read it once, when imported): with it rclpy refuses a field of the wrong
+type at once (an ``int`` diagnostic level, say) instead of sending a random byte, so every test that
+builds or publishes a message checks its types. Subprocesses started by tests inherit it.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,8 @@ import os
 from pathlib import Path
 
 import pytest
+
+os.environ["ROS_PYTHON_CHECK_FIELDS"] = "1"
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

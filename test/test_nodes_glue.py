@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,6 +53,7 @@ def test_launch_description_builds() -> None:
 @pytest.mark.skipif(_missing("diagnostic_updater") is not None, reason=str(_missing("diagnostic_updater")))
 def test_diagnostic_updater_runs_the_core_tasks() -> None:
     import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
     from diagnostic_updater import DiagnosticStatusWrapper
 
     from vibration_anomaly.core.health import WARN, Health, HealthTask
@@ -65,8 +68,18 @@ def test_diagnostic_updater_runs_the_core_tasks() -> None:
         import diagnostic_updater as du
 
         stat = wrap_task(du, task).run(DiagnosticStatusWrapper())
-        assert stat.level == WARN and stat.message == "dev key"
+        # The message's type, as the wire carries it: an int here went out as a random byte (rqt: ERROR).
+        assert stat.level == bytes([WARN]) and isinstance(stat.level, bytes) and stat.message == "dev key"
+        got: list[Any] = []
+        sub = node.create_subscription(DiagnosticArray, "/diagnostics", got.append, 10)
         node.publish_once()
+        deadline = time.monotonic() + 10.0
+        while not got and time.monotonic() < deadline:
+            rclpy.spin_once(node, timeout_sec=0.1)
+        assert got, "no /diagnostics message from the updater"
+        levels = {s.name: s.level for s in got[-1].status}
+        assert levels == {"diagnostics: bundle": bytes([WARN])}, levels
+        node.destroy_subscription(sub)
         node.destroy_node()
     finally:
         rclpy.shutdown(context=ctx)

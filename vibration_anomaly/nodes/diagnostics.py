@@ -7,6 +7,12 @@ configure), hardware id = ``robot_id``; each task is a ``core.health.HealthTask`
 ``diagnostic_msgs/DiagnosticArray`` by a small timer, with the names the
 updater would give them (``<node name>: <task name>``), so
 ``config/diagnostic_aggregator.yaml`` groups either the same way.
+
+Levels leave the core here and only here: the core speaks ``int`` 0..3, the
+message field is ``bytes`` of length 1. :func:`fill_status` converts, and both
+paths (the updater's ``DiagnosticStatusWrapper``, a subclass of the message,
+and the fallback's plain message) go through it, so an ``int`` can never reach
+the wire as a random byte (what rqt showed as ERROR everywhere).
 """
 
 from __future__ import annotations
@@ -17,7 +23,36 @@ from typing import Any
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 
-from vibration_anomaly.core.health import HealthTask, StatusRecord
+from vibration_anomaly.core.health import ERROR, OK, STALE, WARN, HealthTask, StatusRecord
+
+MSG_LEVELS: dict[int, bytes] = {
+    OK: DiagnosticStatus.OK, WARN: DiagnosticStatus.WARN, ERROR: DiagnosticStatus.ERROR, STALE: DiagnosticStatus.STALE,
+}
+
+
+def msg_level(level: int) -> bytes:
+    """The message's ``level`` for a core level; anything unknown is ERROR (never an arbitrary byte)."""
+    return MSG_LEVELS.get(level, DiagnosticStatus.ERROR)
+
+
+def fill_status(stat: DiagnosticStatus, rec: StatusRecord) -> DiagnosticStatus:
+    """Copy a core task's result into a message (or the updater's wrapper of one), typed as the message wants."""
+    stat.level = msg_level(rec.level)
+    stat.message = rec.message
+    stat.values = [*stat.values, *(KeyValue(key=k, value=v) for k, v in rec.values)]
+    return stat
+
+
+class CoreTaskAdapter:
+    """``run(stat)`` in the updater's shape: the core task fills a record, the record fills the message."""
+
+    def __init__(self, task: HealthTask) -> None:
+        self.task = task
+
+    def run(self, stat: DiagnosticStatus) -> DiagnosticStatus:
+        rec = self.task.run(StatusRecord())
+        assert isinstance(rec, StatusRecord)
+        return fill_status(stat, rec)
 
 
 def _updater_module() -> Any:
@@ -29,14 +64,15 @@ def _updater_module() -> Any:
 
 
 def wrap_task(du: Any, task: HealthTask) -> Any:
-    """A ``diagnostic_updater.DiagnosticTask`` whose ``run`` is the core task's."""
+    """A ``diagnostic_updater.DiagnosticTask`` whose ``run`` is :class:`CoreTaskAdapter`'s."""
+    adapter = CoreTaskAdapter(task)
 
     class _Task(du.DiagnosticTask):  # type: ignore[misc, name-defined]
         def __init__(self) -> None:
             super().__init__(task.name)
 
         def run(self, stat: Any) -> Any:
-            return task.run(stat)
+            return adapter.run(stat)
 
     return _Task()
 
@@ -62,15 +98,10 @@ class DiagnosticsNode(Node):
             self._timer = self.create_timer(self.period_s, self.publish_once)
 
     def statuses(self) -> list[DiagnosticStatus]:
-        out = []
-        for t in self.tasks:
-            rec = t.run(StatusRecord())
-            assert isinstance(rec, StatusRecord)
-            out.append(DiagnosticStatus(
-                level=bytes([rec.level]), name=f"{self.get_name()}: {t.name}", message=rec.message,
-                hardware_id=self.hardware_id, values=[KeyValue(key=k, value=v) for k, v in rec.values],
-            ))
-        return out
+        return [
+            CoreTaskAdapter(t).run(DiagnosticStatus(name=f"{self.get_name()}: {t.name}", hardware_id=self.hardware_id))
+            for t in self.tasks
+        ]
 
     def publish_once(self) -> None:
         if self.updater is not None:
