@@ -5,8 +5,15 @@
 
 With use_duty_cycle_driver:=true (default) the process configures itself at
 start and the built-in driver runs activate -> infer once -> deactivate every
-period. With false, the supervisor drives the lifecycle
-(``ros2 lifecycle set /<namespace>/detector configure`` ...).
+period. With false, the process configures and activates itself at start
+(autostart) and the supervisor drives the lifecycle from there
+(``ros2 lifecycle set /<namespace>/detector deactivate`` ...).
+
+Precedence: launch_ros hands the arguments below to the process as a wildcard (``/**:``) parameter
+file after ``params_file``. A node section (``detector:``) of ``params_file`` beats that file, so
+every key in ``LAUNCH_OVERRIDES`` must stay out of the node sections of ``params_file`` (the packaged
+one keeps them under ``/**:``; test/test_params_precedence.py checks it); otherwise the argument
+would be silently ignored.
 """
 
 from launch.actions import DeclareLaunchArgument
@@ -32,13 +39,22 @@ ARGS = {
     "params_file": ([FindPackageShare("vibration_anomaly"), "/config/params.yaml"], "ROS parameters file"),
 }
 
+# Node parameters set from launch arguments (strings passed through as they are).
+STRING_OVERRIDES = ("robot_id", "bundle", "trust_dir", "firmware", "model", "engine", "calibration", "backend")
+# Node parameters set from true/false launch arguments.
+BOOL_OVERRIDES = ("use_duty_cycle_driver", "use_sim_time")
+# Every parameter this file sets: none may appear in a node section of params_file.
+LAUNCH_OVERRIDES = (*STRING_OVERRIDES, *BOOL_OVERRIDES, "autostart")
+
+
+def _is_true(value: LaunchConfiguration) -> PythonExpression:
+    return PythonExpression(["'", value, "'.strip().lower() in ('true', '1', 'yes')"])
+
 
 def generate_launch_description() -> LaunchDescription:
     cfg = {name: LaunchConfiguration(name) for name in ARGS}
-    overrides = {name: cfg[name] for name in ("robot_id", "bundle", "trust_dir", "firmware", "model", "engine",
-                                              "calibration", "backend")}
-    overrides["use_duty_cycle_driver"] = PythonExpression(["'", cfg["use_duty_cycle_driver"], "' == 'true'"])
-    overrides["use_sim_time"] = PythonExpression(["'", cfg["use_sim_time"], "' == 'true'"])
+    overrides: dict = {name: cfg[name] for name in STRING_OVERRIDES}
+    overrides.update({name: _is_true(cfg[name]) for name in BOOL_OVERRIDES})
     overrides["autostart"] = True
     return LaunchDescription([
         *[DeclareLaunchArgument(name, default_value=default, description=doc) for name, (default, doc) in ARGS.items()],
