@@ -84,7 +84,6 @@ PARAMS: dict[str, Any] = {
     "engine": "",
     "calibration": "",
     "backend": "auto",
-    "imu_rate_hz": 1000.0,
     "use_duty_cycle_driver": True,
     "sample_lead_s": 0.1,
     "sample_tail_s": 0.05,
@@ -127,6 +126,7 @@ class DetectorNode(LifecycleNode):
         self._want_infer = threading.Event()
         self._active = False
         self._driver_transition = False
+        self._driver_started = False
         self._activated_at: float | None = None
         self._power: Any = None
         self._pusher: Any = None
@@ -242,7 +242,8 @@ class DetectorNode(LifecycleNode):
             sched = DutyCycleScheduler(dc.sample_s * scale, dc.period_s * scale, clock=self.now_s, epoch=0.0)
             self.driver = DutyCycleDriver(sched, self, self.bus, lead_s=float(self.p("sample_lead_s")),
                                           tail_s=float(self.p("sample_tail_s")))
-            self._arm(self.driver.start())
+            self._driver_started = False
+            self._tick()
         self.get_logger().info(
             f"configured: bundle v{bundle.version} (key {bundle.key_id}), duty {dc.sample_s:g}/{dc.period_s:g} s"
             f"{'' if scale == 1 else f' x{scale:g} (TEST TIME SCALE)'}, model {pipeline.model}, "
@@ -430,6 +431,16 @@ class DetectorNode(LifecycleNode):
 
     def _tick(self) -> None:
         if self.driver is None:
+            return
+        if not self._driver_started:
+            if self.now_s() == 0.0:
+                # Sim time before the first /clock message: the clock has not started yet, and a grid
+                # anchored here would call the jump to the recording's time a missed window. A timer on
+                # the node clock fires once the clock moves.
+                self._timer = self._timer or self.create_timer(1e-3, self._tick)
+                return
+            self._driver_started = True
+            self._arm(self.driver.start())
             return
         nxt = self.driver.step()
         if self.driver is not None:
