@@ -103,3 +103,13 @@ def test_fallback_diagnostics_publish_the_same_statuses() -> None:
         node.destroy_node()
     finally:
         rclpy.shutdown(context=ctx)
+
+
+def test_every_launch_argument_has_a_default_so_each_file_launches_on_its_own() -> None:
+    """``ros2 launch`` of a file alone fails before any node starts when an argument has no default."""
+    for p in LAUNCH_FILES:
+        tree = ast.parse(p.read_text())
+        for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call)):
+            if getattr(call.func, "id", "") == "DeclareLaunchArgument":
+                kw = {k.arg for k in call.keywords}
+                assert "default_value" in kw, f"{p.name}:{call.lineno}: a launch argument without default_value"
