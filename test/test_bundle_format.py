@@ -23,7 +23,7 @@ from vibration_anomaly.config.bundle import (
     parse_container,
     render_container,
 )
-from vibration_anomaly.core.errors import InputError, VibrationAnomalyError
+from vibration_anomaly.errors import InputError, VibrationAnomalyError
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from vibration_anomaly.config.bundle import BundleRefused, load_example_bundle
-from vibration_anomaly.core.errors import InputError
+from vibration_anomaly.errors import InputError
 from vibration_anomaly.core.pipeline import build_pipeline
 from vibration_anomaly.core.window import batch_samples
 from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine

@@ -3,7 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vibration_anomaly.core.errors import EngineError, EngineStateError, InputError
+from vibration_anomaly.errors import EngineError, EngineStateError, InputError
 from vibration_anomaly.engine.base import Engine, EngineState
 from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
 

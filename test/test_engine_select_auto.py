@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from trt_testkit import hide_tensorrt
 
-from vibration_anomaly.core.errors import EngineError, InputError
+from vibration_anomaly.errors import EngineError, InputError
 from vibration_anomaly.engine.base import EngineState
 from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
 from vibration_anomaly.engine.select import select_engine

@@ -8,7 +8,7 @@ import struct
 import numpy as np
 import pytest
 
-from vibration_anomaly.core.errors import InputError
+from vibration_anomaly.errors import InputError
 from vibration_anomaly.core.imu_buffer import ImuFrameBuffer, ImuSampler, decode_imu_cdr, qos_depth
 from vibration_anomaly.core.queue import LatestBatchQueue
 from vibration_anomaly.core.window import Windower

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vibration_anomaly.core.errors import InputError
+from vibration_anomaly.errors import InputError
 from vibration_anomaly.model.frontend import Frontend, FrontendConfig, band_edges
 from vibration_anomaly.model.synth import healthy_signal, random_machine
 

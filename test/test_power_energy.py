@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from vibration_anomaly.core.errors import InputError
+from vibration_anomaly.errors import InputError
 from vibration_anomaly.power.base import PowerReading
 from vibration_anomaly.power.energy import EnergyIntegrator
 

@@ -238,7 +238,7 @@ def test_modelled_source_follows_the_engine_and_says_so() -> None:
 
 @pytest.mark.parametrize("spec", ["9", "a,b", "9,3", "-1,2"])
 def test_bad_model_watts_are_input_errors(spec: str) -> None:
-    from vibration_anomaly.core.errors import InputError
+    from vibration_anomaly.errors import InputError
 
     with pytest.raises(InputError, match="--model-watts"):
         custom_model(spec)

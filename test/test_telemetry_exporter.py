@@ -7,7 +7,7 @@ import urllib.request
 import pytest
 from prometheus_client import CollectorRegistry
 
-from vibration_anomaly.core.errors import InputError
+from vibration_anomaly.errors import InputError
 from vibration_anomaly.telemetry.exporter import MetricsExporter
 from vibration_anomaly.telemetry.metrics import RobotMetrics
 

@@ -16,7 +16,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from vibration_anomaly.core.errors import InputError
+from vibration_anomaly.errors import InputError
 from vibration_anomaly.telemetry.localservers import PUSHGATEWAY_BINARIES, Pushgateway, find_binary, free_port
 from vibration_anomaly.telemetry.metrics import RobotMetrics
 from vibration_anomaly.telemetry.pusher import BasicAuth, PushgatewayPusher, TlsSettings, pusher_from_settings

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from trt_testkit import hide_tensorrt
 
-from vibration_anomaly.core.errors import EngineError, EngineStateError, InputError
+from vibration_anomaly.errors import EngineError, EngineStateError, InputError
 from vibration_anomaly.engine import tensorrt_backend
 from vibration_anomaly.engine.base import Engine, EngineState, TensorSpec
 from vibration_anomaly.engine.tensorrt_backend import (

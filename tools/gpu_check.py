@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.engine is not None and args.model is None:
         ap.error("--engine needs --model (the engine is checked against it)")
 
-    from vibration_anomaly.core.errors import VibrationAnomalyError
+    from vibration_anomaly.errors import VibrationAnomalyError
     from vibration_anomaly.engine.tensorrt_backend import probe_cuda_driver
 
     report: dict[str, Any] = {"pid": os.getpid()}

@@ -68,7 +68,7 @@ from vibration_anomaly.config.trust import (
     is_key_id,
     key_id_of,
 )
-from vibration_anomaly.core.errors import InputError
+from vibration_anomaly.errors import InputError
 
 if TYPE_CHECKING:
     if sys.version_info >= (3, 11):

@@ -1,29 +1,9 @@
-"""Error types shared by the whole package.
+"""Moved to :mod:`vibration_anomaly.errors` (the package root: every layer raises them).
 
-Every error about bad input names the input, the field and what was expected,
-so that an operator reading a log line knows what to fix without the source.
+Kept for one release so that code importing the old path keeps working; import from
+``vibration_anomaly.errors``.
 """
 
-from __future__ import annotations
+from vibration_anomaly.errors import EngineError, EngineStateError, InputError, VibrationAnomalyError
 
-
-class VibrationAnomalyError(Exception):
-    """Base class: catch this to catch every error the package raises on purpose."""
-
-
-class InputError(VibrationAnomalyError, ValueError):
-    """Bad input data: names what was wrong so the caller can count or report it."""
-
-    def __init__(self, source: str, field: str, problem: str) -> None:
-        self.source = source
-        self.field = field
-        self.problem = problem
-        super().__init__(f"{source}: {field}: {problem}")
-
-
-class EngineError(VibrationAnomalyError, RuntimeError):
-    """An inference backend could not load, wake, infer or sleep."""
-
-
-class EngineStateError(EngineError):
-    """A backend call came in the wrong lifecycle state (e.g. infer while asleep)."""
+__all__ = ["EngineError", "EngineStateError", "InputError", "VibrationAnomalyError"]

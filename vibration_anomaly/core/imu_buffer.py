@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vibration_anomaly.core.errors import InputError
+from vibration_anomaly.errors import InputError
 from vibration_anomaly.core.queue import LatestBatchQueue
 from vibration_anomaly.core.window import Batch, Windower
 

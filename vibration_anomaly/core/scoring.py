@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from vibration_anomaly.core.errors import InputError
+from vibration_anomaly.errors import InputError
 
 CALIBRATION_VERSION = 1
 Z_CLIP = 1.0e3  # normalised features beyond this are clipped (keeps float32 finite)

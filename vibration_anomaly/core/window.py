@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vibration_anomaly.core.errors import InputError
+from vibration_anomaly.errors import InputError
 
 
 @dataclass(frozen=True, eq=False)

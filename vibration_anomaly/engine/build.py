@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vibration_anomaly.core.errors import EngineError, InputError
+from vibration_anomaly.errors import EngineError, InputError
 from vibration_anomaly.engine.tensorrt_backend import (
     INSTALL_HINT,
     NoCudaGpuError,

@@ -57,7 +57,7 @@ def register(subparsers: Any) -> None:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from vibration_anomaly.core.errors import VibrationAnomalyError
+    from vibration_anomaly.errors import VibrationAnomalyError
     from vibration_anomaly.engine.build import BuildOptions, build_engine
 
     opts = BuildOptions(
@@ -78,7 +78,7 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from vibration_anomaly.core.errors import VibrationAnomalyError
+    from vibration_anomaly.errors import VibrationAnomalyError
     from vibration_anomaly.engine.select import select_engine
     from vibration_anomaly.engine.tensorrt_backend import TensorRTEngine
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vibration_anomaly.core.errors import EngineError, EngineStateError, InputError
+from vibration_anomaly.errors import EngineError, EngineStateError, InputError
 from vibration_anomaly.engine.base import EngineState, Residency, TensorSpec
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from vibration_anomaly.core.errors import EngineError, InputError
+from vibration_anomaly.errors import EngineError, InputError
 from vibration_anomaly.engine.base import Engine
 
 log = logging.getLogger(__name__)

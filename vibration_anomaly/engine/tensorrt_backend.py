@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from vibration_anomaly.core.errors import EngineError, EngineStateError, InputError
+from vibration_anomaly.errors import EngineError, EngineStateError, InputError
 from vibration_anomaly.engine.base import EngineState, Residency, TensorSpec
 
 if TYPE_CHECKING:

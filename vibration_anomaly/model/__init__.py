@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from vibration_anomaly.core.errors import InputError
+from vibration_anomaly.errors import InputError
 from vibration_anomaly.model.frontend import Frontend, FrontendConfig
 
 DEFAULT_DIR = Path(__file__).resolve().parent / "default"

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from vibration_anomaly.config import defaults
-from vibration_anomaly.core.errors import InputError
+from vibration_anomaly.errors import InputError
 
 
 def _bearing(text: str | None) -> dict[str, float] | None:

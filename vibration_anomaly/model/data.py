@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from vibration_anomaly.core.errors import InputError
+from vibration_anomaly.errors import InputError
 
 HEALTHY = "normal"
 

@@ -54,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from vibration_anomaly.core.errors import InputError
+from vibration_anomaly.errors import InputError
 
 FEATURE_NAMES: tuple[str, ...] = ("log_energy", "log_env_kurtosis_median", "log_env_kurtosis_q25", "log_env_harmonic_peak")
 

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from vibration_anomaly.core.errors import InputError, VibrationAnomalyError
+from vibration_anomaly.errors import InputError, VibrationAnomalyError
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ def _as_json(r: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vibration_anomaly.core.errors import VibrationAnomalyError
+    from vibration_anomaly.errors import VibrationAnomalyError
     from vibration_anomaly.power import PowerReadError, open_power_source
     from vibration_anomaly.power.energy import EnergyIntegrator
     from vibration_anomaly.power.modelled import custom_model, get_model

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vibration_anomaly.core.errors import InputError
+from vibration_anomaly.errors import InputError
 from vibration_anomaly.power.base import PowerReading
 
 PHASES = ("infer", "idle")

@@ -12,7 +12,7 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, start_http_server
 
-from vibration_anomaly.core.errors import InputError
+from vibration_anomaly.errors import InputError
 
 
 class MetricsExporter:

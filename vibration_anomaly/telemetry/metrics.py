@@ -26,7 +26,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from vibration_anomaly.core.errors import InputError
+from vibration_anomaly.errors import InputError
 
 NAMESPACE = "vibration_anomaly"
 

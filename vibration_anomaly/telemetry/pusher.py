@@ -42,7 +42,7 @@ from prometheus_client.exposition import (
     tls_auth_handler,
 )
 
-from vibration_anomaly.core.errors import InputError
+from vibration_anomaly.errors import InputError
 from vibration_anomaly.telemetry.metrics import RobotMetrics
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from vibration_anomaly.core.errors import InputError
+from vibration_anomaly.errors import InputError
 
 Kind = Literal["pushgateway", "import"]
 
