@@ -3,9 +3,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vibration_anomaly.errors import EngineError, EngineStateError, InputError
 from vibration_anomaly.engine.base import Engine, EngineState
 from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
+from vibration_anomaly.errors import EngineError, EngineStateError, InputError
 
 
 def test_lifecycle_and_residency(tiny_onnx_model: Path) -> None:

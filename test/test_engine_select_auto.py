@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from trt_testkit import hide_tensorrt
 
-from vibration_anomaly.errors import EngineError, InputError
 from vibration_anomaly.engine.base import EngineState
 from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
 from vibration_anomaly.engine.select import select_engine
 from vibration_anomaly.engine.tensorrt_backend import probe_cuda_driver
+from vibration_anomaly.errors import EngineError, InputError
 
 NO_GPU = not probe_cuda_driver().ok
 

@@ -8,10 +8,10 @@ import struct
 import numpy as np
 import pytest
 
-from vibration_anomaly.errors import InputError
 from vibration_anomaly.core.imu_buffer import ImuFrameBuffer, ImuSampler, decode_imu_cdr, qos_depth
 from vibration_anomaly.core.queue import LatestBatchQueue
 from vibration_anomaly.core.window import Windower
+from vibration_anomaly.errors import InputError
 
 
 def imu_cdr(stamp: float, acc: tuple[float, float, float], frame_id: str = "imu_link", xcdr2: bool = False) -> bytes:

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vibration_anomaly.errors import InputError
 from vibration_anomaly.core.scoring import Calibration, Scorer, calibrate, threshold_from_scores
 from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
+from vibration_anomaly.errors import InputError
 from vibration_anomaly.model import load_default_model
 from vibration_anomaly.model.synth import defect_impacts, healthy_signal, knock, random_machine
 

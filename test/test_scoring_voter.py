@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vibration_anomaly.errors import InputError
 from vibration_anomaly.core.scoring import AlarmVoter, alarm_onset_probability, false_alarms_per_month
+from vibration_anomaly.errors import InputError
 
 
 def test_k_of_n_raises_and_latches() -> None:

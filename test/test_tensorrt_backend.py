@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 from trt_testkit import hide_tensorrt
 
-from vibration_anomaly.errors import EngineError, EngineStateError, InputError
 from vibration_anomaly.engine import tensorrt_backend
 from vibration_anomaly.engine.base import Engine, EngineState, TensorSpec
 from vibration_anomaly.engine.tensorrt_backend import (
@@ -34,6 +33,7 @@ from vibration_anomaly.engine.tensorrt_backend import (
     import_tensorrt,
     read_engine_file,
 )
+from vibration_anomaly.errors import EngineError, EngineStateError, InputError
 
 FEATURES = TensorSpec("features", (None, 4, 3), "float32")
 SCORE = TensorSpec("score", (None,), "float32")

@@ -196,8 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.engine is not None and args.model is None:
         ap.error("--engine needs --model (the engine is checked against it)")
 
-    from vibration_anomaly.errors import VibrationAnomalyError
     from vibration_anomaly.engine.tensorrt_backend import probe_cuda_driver
+    from vibration_anomaly.errors import VibrationAnomalyError
 
     report: dict[str, Any] = {"pid": os.getpid()}
     probe = probe_cuda_driver()

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vibration_anomaly.errors import InputError
 from vibration_anomaly.core.queue import LatestBatchQueue
 from vibration_anomaly.core.window import Batch, Windower
+from vibration_anomaly.errors import InputError
 
 REJECT_FRAME_ID = "frame_id"
 REJECT_UNDECODABLE = "undecodable"

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vibration_anomaly.errors import EngineError, InputError
 from vibration_anomaly.engine.tensorrt_backend import (
     INSTALL_HINT,
     NoCudaGpuError,
@@ -28,6 +27,7 @@ from vibration_anomaly.engine.tensorrt_backend import (
     import_tensorrt,
     probe_cuda_driver,
 )
+from vibration_anomaly.errors import EngineError, InputError
 
 log = logging.getLogger(__name__)
 

@@ -57,8 +57,8 @@ def register(subparsers: Any) -> None:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from vibration_anomaly.errors import VibrationAnomalyError
     from vibration_anomaly.engine.build import BuildOptions, build_engine
+    from vibration_anomaly.errors import VibrationAnomalyError
 
     opts = BuildOptions(
         precision=args.precision,
@@ -78,9 +78,9 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from vibration_anomaly.errors import VibrationAnomalyError
     from vibration_anomaly.engine.select import select_engine
     from vibration_anomaly.engine.tensorrt_backend import TensorRTEngine
+    from vibration_anomaly.errors import VibrationAnomalyError
 
     report: dict[str, Any] = {"engine": str(args.engine)}
     rc = 0

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vibration_anomaly.errors import EngineError, EngineStateError, InputError
 from vibration_anomaly.engine.base import EngineState, Residency, TensorSpec
+from vibration_anomaly.errors import EngineError, EngineStateError, InputError
 
 log = logging.getLogger(__name__)
 

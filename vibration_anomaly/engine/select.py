@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from vibration_anomaly.errors import EngineError, InputError
 from vibration_anomaly.engine.base import Engine
+from vibration_anomaly.errors import EngineError, InputError
 
 log = logging.getLogger(__name__)
 

@@ -45,8 +45,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from vibration_anomaly.errors import EngineError, EngineStateError, InputError
 from vibration_anomaly.engine.base import EngineState, Residency, TensorSpec
+from vibration_anomaly.errors import EngineError, EngineStateError, InputError
 
 if TYPE_CHECKING:
     import tensorrt as trt
