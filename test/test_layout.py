@@ -35,7 +35,7 @@ def test_only_the_node_modules_import_ros() -> None:
 def test_runtime_imports_pull_in_neither_torch_nor_rclpy() -> None:
     code = (
         "import sys\n"
-        "import vibration_anomaly.cli, vibration_anomaly.core.detector, vibration_anomaly.core.pipeline,"
+        "import vibration_anomaly.cli, vibration_anomaly.core.detector, vibration_anomaly.runtime.pipeline,"
         " vibration_anomaly.core.scoring, vibration_anomaly.core.health, vibration_anomaly.core.imu_buffer,"
         " vibration_anomaly.engine.onnx_backend, vibration_anomaly.engine.select,"
         " vibration_anomaly.engine.tensorrt_backend, vibration_anomaly.config.bundle, vibration_anomaly.model,"

@@ -22,7 +22,7 @@ import pytest
 
 from vibration_anomaly.config.bundle import write_test_bundle
 from vibration_anomaly.core.health import ERROR, OK, StatusRecord
-from vibration_anomaly.core.pipeline import Pipeline
+from vibration_anomaly.runtime.pipeline import Pipeline
 from vibration_anomaly.sim.robot import FaultSpec, RobotConfig, SimulatedRobot
 
 # No module-level importorskip: launch_testing's pytest plugin (loaded whenever ROS is sourced) imports
@@ -280,7 +280,7 @@ def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
 
 def events_of(det: DetectorNode) -> list[dict[str, Any]]:
     evs: list[dict[str, Any]] = []
-    det.sinks.append(evs.append)
+    det.runtime.sinks.append(evs.append)
     return evs
 
 
@@ -302,7 +302,7 @@ def test_configure_refuses_a_tampered_bundle(ros: Ros, tmp_path: Path, score_mod
     files.bundle.write_bytes(bytes(data))
     assert ros.change("detector", Transition.TRANSITION_CONFIGURE) is False
     assert ros.state("detector") == "unconfigured"
-    assert det.refused is not None and det.refused.reason == "bad_signature"
+    assert det.runtime.refused is not None and det.runtime.refused.reason == "bad_signature"
     rec = run_task(det, "bundle")
     assert rec.level == ERROR and "bad_signature" in rec.message
     assert run_task(det, "model").level == ERROR
@@ -313,7 +313,7 @@ def test_configure_refuses_a_firmware_disagreement(ros: Ros, tmp_path: Path, sco
     files.firmware.write_text(json.dumps({"duty_cycle": {"sample_s": 0.5, "period_s": 46.0}}))
     assert ros.change("detector", Transition.TRANSITION_CONFIGURE) is False
     assert ros.state("detector") == "unconfigured"
-    assert det.refused is not None and "period_s" in str(det.refused)
+    assert det.runtime.refused is not None and "period_s" in str(det.runtime.refused)
     assert run_task(det, "bundle").level == ERROR
     # Fixing the firmware file lets the same node configure: the refusal left nothing behind.
     files.firmware.write_text(json.dumps({"duty_cycle": {"sample_s": 0.5, "period_s": 6.0}}))
@@ -325,17 +325,17 @@ def test_configure_refuses_a_firmware_disagreement(ros: Ros, tmp_path: Path, sco
 def test_activate_deactivate_cleanup_leave_nothing_held(ros: Ros, tmp_path: Path, score_model: Path) -> None:
     _, det, _ = stack(ros, tmp_path, score_model)
     assert ros.change("detector", Transition.TRANSITION_CONFIGURE)
-    assert det.detector is not None
-    assert det.detector.residency().awake_resources() == ()
+    assert det.runtime.detector is not None
+    assert det.runtime.detector.residency().awake_resources() == ()
     for _ in range(2):
         assert ros.change("detector", Transition.TRANSITION_ACTIVATE)
         assert ros.state("detector") == "active"
-        assert "session" in det.detector.residency().held
+        assert "session" in det.runtime.detector.residency().held
         assert ros.change("detector", Transition.TRANSITION_DEACTIVATE)
         assert ros.state("detector") == "inactive"
-        res = det.detector.residency()
+        res = det.runtime.detector.residency()
         assert res.awake_resources() == () and res.asleep
-    engine = det.pipeline.engine if det.pipeline else None
+    engine = det.runtime.pipeline.engine if det.runtime.pipeline else None
     assert ros.change("detector", Transition.TRANSITION_CLEANUP)
     assert ros.state("detector") == "unconfigured"
     assert engine is not None and engine.residency().held == () and engine.state.value == "unloaded"
@@ -349,7 +349,7 @@ def test_driver_mode_refuses_a_supervisor_activate(ros: Ros, tmp_path: Path, sco
     assert ros.change("detector", Transition.TRANSITION_CONFIGURE)
     assert ros.change("detector", Transition.TRANSITION_ACTIVATE) is False
     assert ros.state("detector") == "inactive"
-    assert det.detector is not None and det.detector.residency().awake_resources() == ()
+    assert det.runtime.detector is not None and det.runtime.detector.residency().awake_resources() == ()
     assert ros.change("detector", Transition.TRANSITION_CLEANUP)
 
 
@@ -370,7 +370,7 @@ def test_configure_failing_after_the_model_loaded_unloads_it_and_says_why(
     det.pipeline_factory = spy
     assert ros.change("detector", Transition.TRANSITION_CONFIGURE) is False
     assert ros.state("detector") == "unconfigured"
-    assert det.last_error is not None and "configure" in det.last_error and "not_a_dir" in det.last_error
+    assert det.runtime.last_error is not None and "configure" in det.runtime.last_error and "not_a_dir" in det.runtime.last_error
     assert engines and engines[0].state.value == "unloaded" and engines[0].residency().held == ()
 
 
@@ -392,7 +392,7 @@ def test_a_bundle_whose_model_is_missing_does_not_lock_out_the_previous_one(
         shutil.copy(pub, files.trust_dir / pub.name)
     det.set_parameters([Parameter("bundle", value=str(v8.bundle))])
     assert ros.change("detector", Transition.TRANSITION_CONFIGURE) is False
-    assert det.refused is not None and det.refused.reason == "model_mismatch"
+    assert det.runtime.refused is not None and det.runtime.refused.reason == "model_mismatch"
     assert not state.exists() or "8" not in state.read_text()
     det.set_parameters([Parameter("bundle", value=str(files.bundle))])
     assert ros.change("detector", Transition.TRANSITION_CONFIGURE) is True
@@ -403,8 +403,8 @@ def test_a_bundle_whose_model_is_missing_does_not_lock_out_the_previous_one(
 def test_time_scale_is_refused_outside_bench_mode(ros: Ros, tmp_path: Path, score_model: Path) -> None:
     _, det, _ = stack(ros, tmp_path, score_model, extra={"duty_cycle_time_scale": 0.5})
     assert ros.change("detector", Transition.TRANSITION_CONFIGURE) is False
-    assert det.last_error is not None and "duty_cycle_time_scale" in det.last_error
-    assert det.detector is None
+    assert det.runtime.last_error is not None and "duty_cycle_time_scale" in det.runtime.last_error
+    assert det.runtime.detector is None
 
 
 @pytest.mark.parametrize("depth", [0, 4000], ids=["keep_last_one_window", "deep_history"])
@@ -414,27 +414,27 @@ def test_1khz_then_burst_infers_only_the_newest_and_the_queue_stays_bounded(
     imu, det, _ = stack(ros, tmp_path, score_model, extra={"qos_depth": depth})
     evs = events_of(det)
     assert ros.change("detector", Transition.TRANSITION_CONFIGURE)
-    assert det.queue is not None
+    assert det.runtime.queue is not None
     put_batches: list[tuple[float, float]] = []
-    real_put = det.queue.put
-    det.queue.put = lambda b: (put_batches.append((b.t0, b.t1)), real_put(b))[1]  # type: ignore[method-assign]
+    real_put = det.runtime.queue.put
+    det.runtime.queue.put = lambda b: (put_batches.append((b.t0, b.t1)), real_put(b))[1]  # type: ignore[method-assign]
     assert ros.change("detector", Transition.TRANSITION_ACTIVATE)
     pub = ImuPublisher(ros)
     wait_for(lambda: pub.pub.get_subscription_count() == 1, 5.0, "the subscription to match")
     pub.start()
-    wait_for(lambda: det.detector is not None and det.detector.inferences >= 2, 10.0, "live inferences")
+    wait_for(lambda: det.runtime.detector is not None and det.runtime.detector.inferences >= 2, 10.0, "live inferences")
     # The link drops for 3 s; the firmware then releases what it buffered in one burst.
     t_down = pub.pause()
     time.sleep(3.0)
-    infers_before = det.detector.inferences
+    infers_before = det.runtime.detector.inferences
     stamps, acc = pub.sim_frames(t_down, t_down + 3.0)
     burst_s = pub.send(stamps, acc)  # 3000 frames as fast as we can publish them
     pub.resume()
-    wait_for(lambda: det.detector.inferences >= infers_before + 2, 10.0, "inferences after the burst")
+    wait_for(lambda: det.runtime.detector.inferences >= infers_before + 2, 10.0, "inferences after the burst")
     pub.stop()
     time.sleep(0.5)
     assert ros.change("detector", Transition.TRANSITION_DEACTIVATE)
-    q = det.queue
+    q = det.runtime.queue
     s = imu.sampler
     assert s is not None
     assert q.stats.max_depth <= q.bound == 3
@@ -486,7 +486,7 @@ def test_bad_frames_are_counted_and_the_node_keeps_running(ros: Ros, tmp_path: P
     assert run_task(det, "backlog").level == 1  # WARN: frames refused since the last report
     # Still alive: good data after the bad is windowed and inferred.
     pub.start()
-    wait_for(lambda: det.detector is not None and det.detector.inferences >= 1, 10.0, "an inference after bad data")
+    wait_for(lambda: det.runtime.detector is not None and det.runtime.detector.inferences >= 1, 10.0, "an inference after bad data")
     pub.stop()
     assert ros.state("detector") == "active"
     assert ros.change("detector", Transition.TRANSITION_DEACTIVATE)

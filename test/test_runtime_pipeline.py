@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from vibration_anomaly.config.bundle import BundleRefused, load_example_bundle
-from vibration_anomaly.errors import InputError
-from vibration_anomaly.core.pipeline import build_pipeline
 from vibration_anomaly.core.window import batch_samples
 from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
+from vibration_anomaly.errors import InputError
 from vibration_anomaly.model import load_default_model
+from vibration_anomaly.runtime.pipeline import build_pipeline
 from vibration_anomaly.sim.robot import RobotConfig, SimulatedRobot
 
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from vibration_anomaly.config.bundle import VerifiedBundle, verify_engine_file, verify_model_file
 from vibration_anomaly.core.detector import ScorerLike, VoterLike
-from vibration_anomaly.errors import InputError
 from vibration_anomaly.engine.base import Engine
+from vibration_anomaly.errors import InputError
 
 
 @dataclass

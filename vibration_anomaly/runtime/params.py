@@ -1,0 +1,66 @@
+"""The runtime's settings that are not in the signed bundle: where files are, which backend, bench knobs.
+
+One definition: the ROS node declares its parameters from :data:`DEFAULTS` and hands their values to
+:meth:`RuntimeParams.from_mapping`; the demo and the soak build a ``RuntimeParams`` directly. The duty
+cycle, vote and thresholds are NOT here: they come from the verified bundle only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from vibration_anomaly.errors import InputError
+
+
+@dataclass(frozen=True)
+class RuntimeParams:
+    robot_id: str = "robot"
+    bundle: str = ""
+    trust_dir: str = ""
+    firmware: str = ""
+    require_firmware: bool = True
+    rollback_state: str = ""
+    model: str = ""
+    engine: str = ""
+    calibration: str = ""
+    backend: str = "auto"
+    use_duty_cycle_driver: bool = True
+    sample_lead_s: float = 0.1
+    sample_tail_s: float = 0.05
+    duty_cycle_time_scale: float = 1.0  # tests and benchmarks only: < 1 runs the bundle's cycle faster
+    event_log: str = ""
+    power_source: str = "modelled"
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], source: str = "detector parameters") -> RuntimeParams:
+        known = {f.name: f.type for f in fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for name, value in values.items():
+            if name not in known:
+                continue
+            default = getattr(cls, name)
+            if isinstance(default, bool):
+                if not isinstance(value, bool):
+                    raise InputError(source, name, f"expected true or false, got {value!r}")
+            elif isinstance(default, float):
+                if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                    raise InputError(source, name, f"expected a finite number, got {value!r}")
+                value = float(value)
+            else:
+                value = str(value)
+            kwargs[name] = value
+        p = cls(**kwargs)
+        if not p.duty_cycle_time_scale > 0:
+            raise InputError(source, "duty_cycle_time_scale", f"expected > 0, got {p.duty_cycle_time_scale!r}")
+        if p.backend not in ("auto", "tensorrt", "onnx"):
+            raise InputError(source, "backend", f"expected auto, tensorrt or onnx, got {p.backend!r}")
+        return p
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+DEFAULTS: dict[str, Any] = RuntimeParams().as_dict()

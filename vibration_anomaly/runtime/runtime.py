@@ -1,0 +1,339 @@
+"""``DetectorRuntime``: the detector's whole runtime without ROS, built once per configure.
+
+The composition root above ``core/``: the configure sequence (verify the signed bundle, check the
+test-only time scale, build the pipeline on the engine thread, record the rollback floor only after
+all of that worked), the engine thread, the event bus and its sinks (duty-cycle monitor, event log,
+metrics), the latest-batch queue and ``core.detector.Detector``, the inference worker of supervisor
+mode, power and telemetry wiring, and the health board (``runtime.board``). The ROS lifecycle node is
+an adapter over it (``nodes/detector.py``); the demo and the soak build the same object.
+
+The time scale (``duty_cycle_time_scale``) is applied here and nowhere else: ``sample_s`` and
+``period_s`` are the bundle's numbers times the scale, refused outside bench mode.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from vibration_anomaly.config.bundle import (
+    BundleRefused,
+    VerifiedBundle,
+    commit_accepted,
+    load_verified_bundle,
+)
+from vibration_anomaly.core.detector import Detector, Verdict
+from vibration_anomaly.core.events import Event, EventBus, EventSink, JsonlEventLog
+from vibration_anomaly.core.health import BacklogHealth, DutyCycleMonitor, HealthTask
+from vibration_anomaly.core.imu_buffer import ImuSampler
+from vibration_anomaly.core.queue import LatestBatchQueue
+from vibration_anomaly.errors import VibrationAnomalyError
+from vibration_anomaly.runtime.params import RuntimeParams
+from vibration_anomaly.runtime.pipeline import Pipeline, PipelineFactory, build_pipeline
+from vibration_anomaly.runtime.worker import EngineWorker
+
+ENGINE_TIMEOUT_S = 60.0
+log = logging.getLogger("vibration_anomaly.runtime")
+
+
+class ConfigureFailed(VibrationAnomalyError):
+    """Configure did not complete; nothing stays loaded. ``refused`` is set when the bundle was refused."""
+
+    def __init__(self, what: str, detail: str, refused: BundleRefused | None = None) -> None:
+        self.what, self.detail, self.refused = what, detail, refused
+        super().__init__(f"{what}: {detail}")
+
+
+class DetectorRuntime:
+    """One robot's detector, ROS-free. ``clock`` is the node clock (ROS time) or a simulated one."""
+
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        *,
+        pipeline_factory: PipelineFactory = build_pipeline,
+        name: str = "detector",
+        threaded: bool = True,
+        logger: Any = None,
+        lifecycle_label: Callable[[], str] = lambda: "n/a",
+    ) -> None:
+        self.clock = clock
+        self.pipeline_factory = pipeline_factory
+        self.name = name
+        self.threaded = threaded
+        self.log = logger or log
+        self.lifecycle_label = lifecycle_label
+        self.params = RuntimeParams()
+        self.sinks: list[EventSink] = []  # extra event consumers (publishers, metrics, tests); bound at configure
+        self.bus = EventBus(self._on_event)
+        self.bundle: VerifiedBundle | None = None
+        self.refused: BundleRefused | None = None
+        self.pipeline: Pipeline | None = None
+        self.detector: Detector | None = None
+        self.queue: LatestBatchQueue | None = None
+        self.monitor: DutyCycleMonitor | None = None
+        self.sampler: ImuSampler | None = None  # set by whoever feeds frames (the IMU node, the simulation)
+        self.backlog = BacklogHealth()
+        self.verdicts: list[Verdict] = []  # the latest few, for tests and logs
+        self.last_error: str | None = None
+        self.driver_enabled = False
+        self.active = False
+        self.activated_at: float | None = None
+        self.worker: EngineWorker | None = None
+        self.event_log: JsonlEventLog | None = None
+        self.power: Any = None
+        self.metrics: Any = None
+        self.pusher: Any = None
+        self.watts: dict[str, float] = {}
+        self._infer_lock = threading.Lock()
+        self._infer_pending: Any = None
+        self._want_infer = threading.Event()
+
+    # -- numbers ---------------------------------------------------------------------------------
+    @property
+    def scale(self) -> float:
+        return self.params.duty_cycle_time_scale
+
+    @property
+    def sample_s(self) -> float:
+        assert self.bundle is not None
+        return self.bundle.duty_cycle.sample_s * self.scale
+
+    @property
+    def period_s(self) -> float:
+        assert self.bundle is not None
+        return self.bundle.duty_cycle.period_s * self.scale
+
+    def now(self) -> float:
+        return self.clock()
+
+    # -- events ----------------------------------------------------------------------------------
+    def _on_event(self, ev: Event) -> None:
+        if ev["event"] == "error":
+            self.last_error = str(ev.get("message"))
+            self.log.error(f"{ev.get('message')}\n{ev.get('traceback', '')}".rstrip())
+        elif ev["event"] == "alarm":
+            self.log.warning(f"ALARM: score {ev.get('score')} over threshold {ev.get('threshold')}")
+
+    def emit(self, event: str, **fields: Any) -> None:
+        self.bus.emit(self.now(), event, **fields)
+
+    # -- configure -------------------------------------------------------------------------------
+    def configure(self, params: RuntimeParams, bundle: VerifiedBundle | None = None) -> None:
+        """Verify, load and wire everything; on any failure unload again and raise :class:`ConfigureFailed`.
+
+        ``bundle``: an already verified bundle (the demo's example bundle); otherwise the one at
+        ``params.bundle`` is verified against ``params.trust_dir`` and the firmware statement.
+        """
+        self.params, self.refused = params, None
+        if bundle is None:
+            try:
+                bundle = load_verified_bundle(
+                    params.bundle, params.trust_dir, firmware_path=params.firmware or None,
+                    require_firmware=params.require_firmware, state_path=params.rollback_state or None, record=False,
+                )
+            except BundleRefused as exc:
+                self.refused = exc
+                raise ConfigureFailed("configure refused", str(exc), exc) from exc
+            except Exception as exc:  # noqa: BLE001 - a transition never fails silently
+                raise ConfigureFailed("configure (bundle)", f"{type(exc).__name__}: {exc}") from exc
+        if self.scale != 1.0 and params.require_firmware and not bundle.signed_with_dev_key:
+            # The scale rescales the signed contract; on a robot that would bring back a second source
+            # of truth for the duty cycle, so it is allowed only in bench mode.
+            raise ConfigureFailed("configure", f"duty_cycle_time_scale {self.scale:g}: only for tests and benches "
+                                  "(require_firmware:=false or a development-key bundle); a robot runs the signed "
+                                  "duty cycle unscaled")
+        self.worker = EngineWorker(self.name, ENGINE_TIMEOUT_S, threaded=self.threaded)
+        try:
+            pipeline = self.worker.call(self.pipeline_factory, bundle, params.as_dict())
+        except BundleRefused as exc:  # the model file is not the bundle's
+            self.refused = exc
+            self._stop_worker()
+            raise ConfigureFailed("configure refused", str(exc), exc) from exc
+        except Exception as exc:  # noqa: BLE001
+            self._stop_worker()
+            raise ConfigureFailed("configure (model)", _describe(exc)) from exc
+        try:
+            # Only now that the model (and engine) check passed is this version remembered, so a bundle
+            # whose model failed to deploy cannot lock the robot out of the previous one.
+            commit_accepted(bundle, params.rollback_state or None)
+        except Exception as exc:  # noqa: BLE001 - BundleRefused (a newer version won meanwhile) or I/O
+            self.refused = exc if isinstance(exc, BundleRefused) else None
+            self.worker.call(pipeline.engine.unload)
+            self._stop_worker()
+            raise ConfigureFailed("configure (rollback state)", _describe(exc), self.refused) from exc
+        try:
+            self._wire(bundle, pipeline)
+        except Exception as exc:  # noqa: BLE001
+            try:
+                if self.detector is None and self.worker is not None:
+                    self.worker.call(pipeline.engine.unload)  # loaded, but not yet owned by a Detector
+                self.teardown()
+            except Exception as inner:  # noqa: BLE001
+                self.log.error(f"configure: teardown after failure also failed: {inner!r}")
+            raise ConfigureFailed("configure", _describe(exc)) from exc
+
+    def _wire(self, bundle: VerifiedBundle, pipeline: Pipeline) -> None:
+        """Everything after the model is loaded: bus, queue, detector, power, telemetry."""
+        self.bundle, self.pipeline = bundle, pipeline
+        self.backlog = BacklogHealth()  # counters restart with the new queue and sampler
+        self.monitor = DutyCycleMonitor(self.period_s)
+        if self.params.event_log and self.event_log is None:
+            self.event_log = JsonlEventLog(self.params.event_log)
+        from vibration_anomaly.runtime.wiring import open_power, open_telemetry
+
+        open_telemetry(self, bundle)
+        self.bus = EventBus(self._on_event, self.monitor, *self.sinks, *([self.event_log] if self.event_log else []))
+        self.queue = LatestBatchQueue(
+            bundle.max_queued_batches,
+            on_drop=lambda reason, b: self.emit("drop", frames=b.n_samples, reason=reason),
+        )
+        self.detector = Detector(pipeline.engine, pipeline.scorer, pipeline.voter, self.queue, self.bus,
+                                 self.now, bundle.alarm.score_threshold)
+        open_power(self)
+        self.driver_enabled = self.params.use_duty_cycle_driver
+
+    def describe(self) -> str:
+        assert self.bundle is not None and self.pipeline is not None
+        dc, pl = self.bundle.duty_cycle, self.pipeline
+        return (f"bundle v{self.bundle.version} (key {self.bundle.key_id}), duty {dc.sample_s:g}/{dc.period_s:g} s"
+                f"{'' if self.scale == 1 else f' x{self.scale:g} (TEST TIME SCALE)'}, model {pl.model}, "
+                f"backend {pl.engine.name} ({pl.backend_reason}), "
+                f"{'duty-cycle driver' if self.driver_enabled else 'supervisor drives'}")
+
+    # -- wake / sleep ----------------------------------------------------------------------------
+    def activate(self, by_supervisor: bool = False) -> float:
+        """Wake the engine on its thread; returns the seconds it took."""
+        assert self.detector is not None and self.worker is not None
+        self.activated_at = self.now()
+        wake_s = self.worker.call(self.detector.activate)
+        self.read_power("awake")
+        self.active = True
+        if by_supervisor:
+            self.emit("wake", what="activated by the supervisor", wake_ms=round(wake_s * 1e3, 3))
+        return wake_s
+
+    def deactivate(self, by_supervisor: bool = False) -> None:
+        """Sleep: wait for an inference in flight, synchronize and free; raises if anything is still held."""
+        assert self.detector is not None and self.worker is not None
+        self.active = False
+        pending = self._infer_pending
+        if pending is not None:
+            pending.result(timeout=ENGINE_TIMEOUT_S)
+        self.worker.call(self.detector.deactivate)
+        held = self.detector.residency().awake_resources()
+        if by_supervisor:
+            awake_s = self.now() - self.activated_at if self.activated_at is not None else 0.0
+            self.emit("sleep", awake_s=round(awake_s, 6), held=list(held), what="deactivated by the supervisor")
+        self.activated_at = None
+        if held:
+            raise RuntimeError(f"engine still holds {', '.join(held)} after sleep")
+        self.read_power("asleep")
+
+    def held_resources(self) -> tuple[str, ...]:
+        return self.detector.residency().awake_resources() if self.detector is not None else ()
+
+    def teardown(self) -> None:
+        """Sleep and unload on the engine thread, stop that thread, forget the bundle."""
+        self.active = False
+        if self.detector is not None and self.worker is not None:
+            self.worker.call(self.detector.cleanup)
+        self._stop_worker()
+        self.monitor = None
+        self.detector = None
+        self.pipeline = None
+        self.bundle = None
+        self.sampler = None
+
+    def _stop_worker(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
+
+    def close(self) -> None:
+        """At process end: teardown, then close the event log and make the last push."""
+        try:
+            self.teardown()
+        finally:
+            if self.event_log is not None:
+                self.event_log.close()
+                self.event_log = None
+            if self.pusher is not None:
+                self.pusher.stop(final_push=True, timeout_s=2.0)
+                self.pusher = None
+
+    # -- inference -------------------------------------------------------------------------------
+    def infer_now(self, fresh_after: float) -> None:
+        """Driver mode: infer the newest batch of this window on the engine thread and wait."""
+        assert self.worker is not None
+        self.worker.call(self._infer_job, fresh_after)
+
+    def _infer_job(self, fresh_after: float) -> None:
+        """On the engine thread: infer the newest batch while there is demand."""
+        assert self.detector is not None
+        while True:
+            self._want_infer.clear()
+            if self.active and not self.detector.awake:
+                # The engine's watchdog put it to sleep (no batch for a whole period while active,
+                # e.g. the IMU stalled): wake it again rather than fail every later batch.
+                self.detector.activate()
+                self.emit("wake", what="re-woken after the engine watchdog forced sleep")
+            v = self.detector.infer_latest(fresh_after)
+            if v is not None:
+                self.verdicts = [*self.verdicts[-99:], v]
+            # Decide to stop under the lock on_batch takes: a batch that lands between this check
+            # and the return would otherwise find a job "still running" and wait for the next one.
+            with self._infer_lock:
+                if not (self.active and self._want_infer.is_set()):
+                    self._infer_pending = None
+                    return
+
+    def on_batch(self, fresh_after: float) -> None:
+        """Supervisor mode: a batch completed while active -> make sure an inference follows."""
+        if self.driver_enabled or not self.active or self.worker is None:
+            return
+        self._want_infer.set()
+        with self._infer_lock:
+            if self._infer_pending is None:
+                fut = self.worker.submit(self._infer_job, fresh_after)
+                fut.add_done_callback(self._job_done)
+                self._infer_pending = fut
+
+    def _job_done(self, fut: Any) -> None:
+        if fut.cancelled() or fut.exception() is None:
+            return
+        with self._infer_lock:
+            if self._infer_pending is fut:
+                self._infer_pending = None
+        exc = fut.exception()
+        self.emit("error", message=f"inference job: {type(exc).__name__}: {exc}",
+                  traceback="".join(traceback.format_exception(exc)))
+
+    # -- power -----------------------------------------------------------------------------------
+    def read_power(self, state: str) -> None:
+        if self.power is None:
+            return
+        try:
+            reading = self.power.read()
+            self.watts[state] = float(reading.watts)
+            if self.metrics is not None:
+                self.metrics.set_power(reading.watts, state=state, source=reading.source, modelled=reading.modelled)
+        except Exception as exc:  # noqa: BLE001
+            self.log.warning(f"power read failed: {exc}")
+
+    # -- health ----------------------------------------------------------------------------------
+    def health_tasks(self) -> list[HealthTask]:
+        from vibration_anomaly.runtime.board import health_tasks
+
+        return health_tasks(self)
+
+    def expired(self) -> bool:
+        return self.bundle is not None and self.bundle.is_expired(time.time())
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
