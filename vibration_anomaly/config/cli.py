@@ -9,12 +9,15 @@ Signing belongs on a build host, never on a robot (docs/BUNDLE.md).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from vibration_anomaly.cli import check_output_file, guarded
 
 EXIT_OK = 0
 EXIT_REFUSED = 2
@@ -42,7 +45,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--passphrase-env", metavar="VAR",
                    help="encrypt the private key with the passphrase in this environment variable")
     p.add_argument("--force", action="store_true", help="overwrite existing key files")
-    p.set_defaults(func=_keygen)
+    p.set_defaults(func=guarded(_keygen, "bundle keygen"))
 
     p = sub.add_parser(
         "sign",
@@ -54,7 +57,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--key", required=True, type=Path, metavar="FILE", help="PEM Ed25519 private key")
     p.add_argument("--out", required=True, type=Path, metavar="BUNDLE", help="bundle file to write")
     p.add_argument("--passphrase-env", metavar="VAR", help="environment variable holding the key's passphrase")
-    p.set_defaults(func=_sign)
+    p.set_defaults(func=guarded(_sign, "bundle sign"))
 
     p = sub.add_parser(
         "verify",
@@ -71,7 +74,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--model", type=Path, metavar="FILE", help="ONNX model file whose sha256 must be model_sha256")
     p.add_argument("--engine", type=Path, metavar="FILE",
                    help="TensorRT plan file whose sha256 must be engine_sha256 (refused when the bundle has none)")
-    p.set_defaults(func=_verify)
+    p.set_defaults(func=guarded(_verify, "bundle verify"))
 
     p = sub.add_parser(
         "show",
@@ -81,7 +84,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("bundle", type=Path, metavar="BUNDLE")
     p.add_argument("--trust", type=Path, metavar="DIR", help="also verify against this trust directory")
-    p.set_defaults(func=_show)
+    p.set_defaults(func=guarded(_show, "bundle show"))
 
 
 def _err(message: str) -> int:
@@ -111,17 +114,29 @@ def _keygen(args: argparse.Namespace) -> int:
         passphrase = _passphrase(args.passphrase_env)
     except LookupError as exc:
         return _err(str(exc))
-    for path in (args.private, args.public):
+    if os.path.abspath(args.private) == os.path.abspath(args.public):
+        return _err(f"--private/--public: both are {args.private}; expected two different files "
+                    "(the public key would overwrite the private one)")
+    for option, path in (("--private", args.private), ("--public", args.public)):
         if path.exists() and not args.force:
-            return _err(f"{path}: exists; refusing to overwrite a key (use --force)")
+            return _err(f"{option}: {path}: exists; refusing to overwrite a key (use --force)")
+        check_output_file(path, option)
     if args.public.suffix != ".pub":
         print(f"note: {args.public}: trust directories only read *.pub files", file=sys.stderr)
     key = generate_private_key()
+    private_existed = args.private.exists()
     try:
         write_new_file(args.private, private_key_pem(key, passphrase), mode=0o600, overwrite=args.force)
-        write_new_file(args.public, public_key_pem(key.public_key()), mode=0o644, overwrite=args.force)
+        try:
+            write_new_file(args.public, public_key_pem(key.public_key()), mode=0o644, overwrite=args.force)
+        except BaseException:
+            # A private key without its public half is an orphan nobody can use: remove what we created.
+            if not private_existed:
+                with contextlib.suppress(OSError):
+                    args.private.unlink()
+            raise
     except OSError as exc:
-        return _err(f"cannot write key: {exc}")
+        return _err(f"cannot write key: {exc.filename or ''}: {exc.strerror or exc}")
     key_id = key_id_of(key.public_key())
     print(f"key_id: {key_id}")
     print(f"private key: {args.private} (keep it off robots)\npublic key:  {args.public} (copy into trust dirs)",
@@ -144,6 +159,7 @@ def _sign(args: argparse.Namespace) -> int:
         load_private_key,
     )
 
+    check_output_file(args.out, "--out")
     try:
         passphrase = _passphrase(args.passphrase_env)
         key = load_private_key(args.key, passphrase)

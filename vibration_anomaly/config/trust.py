@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import re
+import stat
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
@@ -33,7 +35,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from vibration_anomaly.core.errors import VibrationAnomalyError
+from vibration_anomaly.errors import VibrationAnomalyError
 
 if TYPE_CHECKING:
     if sys.version_info >= (3, 11):
@@ -97,8 +99,23 @@ def is_key_id(text: str) -> bool:
 
 
 def _read_limited(source: Path | Traversable, limit: int) -> bytes | None:
-    """Read at most ``limit`` bytes; None when the file is larger (checked before any parsing)."""
-    with source.open("rb") as fh:
+    """Read at most ``limit`` bytes; None when the file is larger (checked before any parsing).
+
+    A FIFO, device or directory at the path raises ``OSError`` at once: a plain
+    ``open()`` of a FIFO blocks until a writer appears, so it is opened
+    non-blocking and checked with ``fstat`` before a byte is read.
+    """
+    if not isinstance(source, (str, os.PathLike)):
+        with source.open("rb") as fh:  # a packaged resource (importlib Traversable)
+            data = fh.read(limit + 1)
+        return None if len(data) > limit else data
+    fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    with os.fdopen(fd, "rb") as fh:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+                    else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+            raise OSError(errno.EINVAL, f"is {kind}; expected a regular file", str(source))
         data = fh.read(limit + 1)
     return None if len(data) > limit else data
 

@@ -8,6 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from vibration_anomaly.cli import check_input_file, check_output_file, guarded, number
+
+MAX_ONNX_BYTES = 2 * 1024**3
+"""protobuf's own ceiling for one ONNX file; a larger file cannot be a model."""
+
+BATCH = number(1, 4096, lo_open=False, integer=True)
+
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
@@ -30,16 +37,17 @@ def register(subparsers: Any) -> None:
     b.add_argument("model", type=Path, metavar="MODEL.onnx", help="the ONNX model (features [B,T,F] -> score [B])")
     b.add_argument("--out", type=Path, required=True, metavar="ENGINE", help="where to write the engine (plan) file")
     b.add_argument("--precision", choices=("fp16", "int8", "fp32"), default="fp16", help="default fp16")
-    b.add_argument("--min-batch", type=int, default=1, help="smallest batch of the profile (default 1)")
-    b.add_argument("--opt-batch", type=int, default=1, help="batch TensorRT tunes for (default 1)")
-    b.add_argument("--max-batch", type=int, default=8, help="largest batch of the profile (default 8)")
+    b.add_argument("--min-batch", type=BATCH, default=1, help="smallest batch of the profile (default 1)")
+    b.add_argument("--opt-batch", type=BATCH, default=1, help="batch TensorRT tunes for (default 1)")
+    b.add_argument("--max-batch", type=BATCH, default=8, help="largest batch of the profile (default 8)")
     b.add_argument("--version-compatible", action="store_true", help="build a version-compatible engine")
     b.add_argument(
         "--exclude-lean-runtime", action="store_true",
         help="with --version-compatible: leave the lean runtime out of the plan (the robot provides it)",
     )
-    b.add_argument("--workspace-mib", type=int, default=256, help="builder workspace limit in MiB (default 256)")
-    b.set_defaults(func=run_build)
+    b.add_argument("--workspace-mib", type=number(1, 1 << 20, lo_open=False, integer=True), default=256,
+                   help="builder workspace limit in MiB (default 256)")
+    b.set_defaults(func=guarded(run_build, "engine build"))
 
     i = sub.add_parser(
         "info",
@@ -53,12 +61,18 @@ def register(subparsers: Any) -> None:
     i.add_argument("--model", type=Path, metavar="MODEL.onnx", help="check the engine's I/O against this model")
     i.add_argument("--runtime", choices=("auto", "full", "lean"), default="auto", help="TensorRT runtime to use")
     i.add_argument("--json", action="store_true", help="print JSON")
-    i.set_defaults(func=run_info)
+    i.set_defaults(func=guarded(run_info, "engine info"))
 
 
 def run_build(args: argparse.Namespace) -> int:
     from vibration_anomaly.engine.build import BuildOptions, build_engine
-    from vibration_anomaly.errors import VibrationAnomalyError
+    from vibration_anomaly.errors import InputError, VibrationAnomalyError
+
+    check_input_file(args.model, "MODEL.onnx", max_bytes=MAX_ONNX_BYTES)
+    check_output_file(args.out, "--out")
+    if not args.min_batch <= args.opt_batch <= args.max_batch:
+        raise InputError("--min-batch/--opt-batch/--max-batch", f"{args.min_batch}/{args.opt_batch}/{args.max_batch}",
+                         "expected min <= opt <= max")
 
     opts = BuildOptions(
         precision=args.precision,
@@ -71,7 +85,9 @@ def run_build(args: argparse.Namespace) -> int:
     )
     try:
         build_engine(args.model, args.out, opts)
-    except VibrationAnomalyError as exc:
+    except InputError:
+        raise  # exit 2 (cli.guarded)
+    except VibrationAnomalyError as exc:  # no builder or no GPU here: the environment, exit 1
         print(f"engine build: {exc}", file=sys.stderr)
         return 1
     return 0
@@ -79,8 +95,13 @@ def run_build(args: argparse.Namespace) -> int:
 
 def run_info(args: argparse.Namespace) -> int:
     from vibration_anomaly.engine.select import select_engine
-    from vibration_anomaly.engine.tensorrt_backend import TensorRTEngine
+    from vibration_anomaly.engine.tensorrt_backend import MAX_ENGINE_BYTES, TensorRTEngine
     from vibration_anomaly.errors import VibrationAnomalyError
+
+    # Refused before TensorRT sees it: a FIFO would hang the read, a 2 GB file would be read whole.
+    check_input_file(args.engine, "ENGINE", max_bytes=MAX_ENGINE_BYTES)
+    if args.model is not None:
+        check_input_file(args.model, "--model", max_bytes=MAX_ONNX_BYTES)
 
     report: dict[str, Any] = {"engine": str(args.engine)}
     rc = 0

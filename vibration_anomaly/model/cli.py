@@ -8,12 +8,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
+from vibration_anomaly.cli import (
+    check_output_dir,
+    check_output_file,
+    guarded,
+    number,
+    number_list,
+    write_text_atomic,
+)
 from vibration_anomaly.config import defaults
-from vibration_anomaly.errors import InputError
+from vibration_anomaly.errors import InputError, VibrationAnomalyError
 
 
 def _bearing(text: str | None) -> dict[str, float] | None:
@@ -30,30 +39,59 @@ def _bearing(text: str | None) -> dict[str, float] | None:
         if k.strip() not in ("bpfo", "bpfi", "bsf", "ftf", "rpm"):
             raise InputError("--bearing", k.strip() or part, "expected a preset or bpfo=/bpfi=/bsf=/ftf=/rpm= orders")
         try:
-            out[k.strip()] = float(v)
+            val = float(v)
         except ValueError:
             raise InputError("--bearing", k.strip(), f"expected a number, got {v!r}") from None
+        if not (math.isfinite(val) and 0 < val <= 100_000):
+            raise InputError("--bearing", k.strip(), f"got {v!r}; expected a finite order (or rpm) > 0")
+        out[k.strip()] = val
     return out
 
 
 def _model_files(path: str | None) -> Any:
     from vibration_anomaly.model import load_default_model, load_model_dir
 
-    return load_model_dir(path) if path else load_default_model()
+    if path is None:
+        return load_default_model()
+    if not Path(path).is_dir():
+        raise InputError("--model", path, "is not a directory; expected a model directory (model.json, model.onnx)")
+    return load_model_dir(path)
 
 
 def _engine(onnx_path: Path) -> Any:
     from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
 
     eng = OnnxRuntimeEngine(intra_op_threads=1)
-    eng.load(onnx_path)
+    try:
+        eng.load(onnx_path)
+    except VibrationAnomalyError as e:
+        raise InputError("--model", str(onnx_path), f"cannot be loaded: {e}") from None
     eng.wake()
     return eng
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN/inf become null: ``json.dumps`` would write bare NaN, which no JSON parser accepts."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if hasattr(value, "tolist"):  # numpy scalars and arrays (numpy is imported lazily)
+        value = value.tolist()
+        if isinstance(value, list):
+            return _json_safe(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from vibration_anomaly.model.train import DEFAULT_TRAIN_BEARINGS, TrainConfig, train
 
+    for d in args.data or []:
+        if not Path(d).is_dir():
+            raise InputError("--data", d, "is not a directory; expected a dataset directory with manifest.csv")
+    check_output_dir(args.out, "--out")
     machines = None
     if args.machines:
         machines = list(DEFAULT_TRAIN_BEARINGS) if args.machines == "femto-default" else args.machines.split(",")
@@ -74,6 +112,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from vibration_anomaly.model.evaluate import evaluate
 
+    if args.report:
+        check_output_file(args.report, "--report")
     files = _model_files(args.model)
     eng8 = _engine(files.onnx_int8)
     eng32 = _engine(files.onnx_fp32) if files.onnx_fp32 is not None else None
@@ -85,7 +125,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.sensitivity:
         from vibration_anomaly.model.sensitivity import sensitivity
 
-        amps = tuple(float(a) for a in args.amplitudes.split(","))
+        amps = args.amplitudes
         sens = sensitivity(args.data, files, eng8.infer, window_s=args.window_s, cal_frac=args.cal_frac,
                            target_far=args.target_far, amplitudes=amps, knock_peak=args.knock_peak,
                            bearing=bearing, include_trained=args.include_trained, seed=args.seed)
@@ -95,10 +135,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
         draw_report(res, raw, Path(args.report))
     if args.json:
-        print(json.dumps(res, indent=1, default=float))
+        print(json.dumps(_json_safe(res), indent=1, allow_nan=False))
     else:
         _print_table(res)
     return 0
+
+
+def _f(value: Any, spec: str) -> str:
+    """A table cell: n/a instead of nan (a metric that does not exist for this set, e.g. precision with no alarm)."""
+    width = int(spec.split(".")[0] or 0) if spec[:1].isdigit() else 0
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a".rjust(width)
+    return format(value, spec)
 
 
 def _print_table(res: dict[str, Any]) -> None:
@@ -106,51 +154,72 @@ def _print_table(res: dict[str, Any]) -> None:
     rows += list(res["baselines"].items())
     print(f"{'method':16s} {'AUROC':>7s} {'prec':>6s} {'recall':>6s} {'FAR':>6s}  per condition AUROC")
     for name, b in rows:
-        pc = " ".join(f"{c}={v['auroc']:.3f}" for c, v in b.get("per_condition", {}).items())
-        print(f"{name:16s} {b['auroc']:7.4f} {b['precision']:6.3f} {b['recall']:6.3f} {b['false_alarm_rate']:6.3f}  {pc}")
+        pc = " ".join(f"{c}={_f(v['auroc'], '.3f')}" for c, v in b.get("per_condition", {}).items())
+        print(f"{name:16s} {_f(b['auroc'], '7.4f')} {_f(b['precision'], '6.3f')} {_f(b['recall'], '6.3f')} "
+              f"{_f(b['false_alarm_rate'], '6.3f')}  {pc}")
     s = res.get("sensitivity")
     if s:
         print("\nsensitivity: AUROC / recall per amplitude (impact peak / healthy RMS)")
         for name, m in s["methods"].items():
-            lad = " ".join(f"{a}x:{d['auroc']:.3f}/{d['recall']:.2f}" for a, d in m["ladder"].items())
+            lad = " ".join(f"{a}x:{_f(d['auroc'], '.3f')}/{_f(d['recall'], '.2f')}" for a, d in m["ladder"].items())
             print(f"{name:14s} {lad}  smallest={m['smallest_detected_amplitude']} "
-                  f"knock-exceed={m['knock_window_exceedance_rate']:.3f} FA/month={m['false_alarms_per_month_clean']:.3g}")
+                  f"knock-exceed={_f(m['knock_window_exceedance_rate'], '.3f')} "
+                  f"FA/month={_f(m['false_alarms_per_month_clean'], '.3g')}")
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from vibration_anomaly.core import sensor_health
     from vibration_anomaly.core.window import batch_samples
-    from vibration_anomaly.model.data import cut_windows, load_signal
+    from vibration_anomaly.model.data import cut_windows, load_record, rates_agree
 
-    files = _model_files(args.model)
-    sig, fs_file = load_signal(Path(args.input))
+    check_output_file(args.out, "--out")
+    rec = load_record(Path(args.input))
+    sig, fs_file = rec.signal, rec.fs_hz
+    if args.fs_hz is not None and fs_file is not None and not rates_agree(args.fs_hz, fs_file):
+        raise InputError("--fs-hz", f"{args.fs_hz:g}", f"disagrees with the {fs_file:g} Hz that {args.input} states; "
+                         "leave --fs-hz out (or fix the file)")
     fs = args.fs_hz or fs_file
     if not fs:
         raise InputError(args.input, "fs_hz", "rate not in the file; give --fs-hz")
+    # A dead, stuck or clipped channel would be learned as "healthy": refuse the recording instead.
+    findings = sensor_health.check_batch(sig, fs, timestamps=rec.timestamps)
+    errors = [f for f in findings if f.level >= sensor_health.ERROR]
+    if errors:
+        more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise InputError(args.input, f"sensor {errors[0].kind}", f"{errors[0].message}{more}; a calibration needs a "
+                         "recording of a working, unclipped sensor")
+    for f in findings:
+        print(f"warning: {args.input}: sensor {f.kind}: {f.message}", file=sys.stderr)
     # The detector scores batches of batch_samples(fs, sample_s) (98 % of the window, see core.window);
     # a calibration is bound to that length, so cut the healthy recording the same way.
     n = batch_samples(fs, args.window_s)
+    files = _model_files(args.model)
+    min_samples = int(files.meta.get("frontend", {}).get("min_samples", 256))
+    if n < min_samples:
+        raise InputError("--window-s", f"{args.window_s:g}", f"gives batches of {n} samples at {fs:g} Hz; the model "
+                         f"needs at least {min_samples}")
     w = cut_windows(sig, n)
     if len(w) < 4:
         raise InputError(args.input, "length", f"{len(w)} windows of {args.window_s} s; need at least 4 healthy windows")
     eng = _engine(files.onnx_int8)
     cal = files.calibrate(eng, list(np.asarray(w)), fs, target_far=args.target_far, machine=args.machine or "")
-    cal.save(args.out)
+    if not (math.isfinite(cal.threshold) and cal.threshold > 0):
+        raise RuntimeError(f"calibration produced threshold {cal.threshold!r}; nothing written to {args.out}")
+    cal.extra["sensor"] = sensor_health.baseline(sig)
+    write_text_atomic(args.out, json.dumps(_json_safe(cal.to_dict()), indent=1, allow_nan=False))
     print(json.dumps({"out": str(args.out), "threshold": cal.threshold, "windows": cal.n_windows,
                       "method": cal.method}, indent=1))
     return 0
 
 
 def _wrap(fn: Any) -> Any:
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return int(fn(args))
-        except InputError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+    """Refused input is exit 2 with one line however the command is called (``cli.guarded``)."""
+    return guarded(fn, fn.__name__.removeprefix("cmd_"))
 
-    return run
+
+SEED = number(0, 2**32 - 1, lo_open=False, integer=True)
 
 
 def register(subparsers: Any) -> None:
@@ -161,10 +230,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--data", action="append", help="dataset dir with manifest.csv (repeatable); its healthy records train")
     p.add_argument("--machines", help="comma list of machines to train on, or 'femto-default' (the shipped model's)")
     p.add_argument("--out", required=True, help="output model directory (model.onnx, model_fp32.onnx, model.json)")
-    p.add_argument("--steps", type=int, default=2000, help="optimizer steps (default 2000)")
-    p.add_argument("--synth-machines", type=int, default=48, help="synthetic healthy machines to add (default 48)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1, help="torch threads (results depend on it; default 1)")
+    p.add_argument("--steps", type=number(1, 10_000_000, lo_open=False, integer=True), default=2000,
+                   help="optimizer steps (default 2000)")
+    p.add_argument("--synth-machines", type=number(0, 10_000, lo_open=False, integer=True), default=48,
+                   help="synthetic healthy machines to add (default 48)")
+    p.add_argument("--seed", type=SEED, default=0, help="random seed")
+    p.add_argument("--threads", type=number(1, 1024, lo_open=False, integer=True), default=1, help="torch threads (results depend on it; default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_wrap(cmd_train))
 
@@ -174,17 +245,23 @@ def register(subparsers: Any) -> None:
                               "(kurtogram), envelope at defect frequencies and IsolationForest.")
     e.add_argument("--data", required=True, help="dir with manifest.csv (file, condition, fs_hz[, machine, rpm, bpfo..])")
     e.add_argument("--model", help="model directory (default: the shipped model)")
-    e.add_argument("--window-s", type=float, default=0.2, help="window length in seconds (default 0.2)")
-    e.add_argument("--cal-frac", type=float, default=0.5, help="share of each machine's healthy windows to calibrate on")
-    e.add_argument("--target-far", type=float, default=0.01, help="per-window false-alarm rate of the threshold")
+    e.add_argument("--window-s", type=number(0, 600, unit="s"), default=None,
+                   help="window length in seconds (default: 0.2 s or the model's minimum of 256 samples, "
+                        "whichever is longer, per machine; 0.256 s at 1 kHz)")
+    e.add_argument("--cal-frac", type=number(0, 1, hi_open=True), default=0.5,
+                   help="share of each machine's healthy windows to calibrate on, the rest held out")
+    e.add_argument("--target-far", type=number(0, 0.5, hi_open=True), default=0.01,
+                   help="per-window false-alarm rate of the threshold")
     e.add_argument("--bearing", help="defect orders: preset (cwru-6205, femto) or 'bpfo=..,bpfi=..,bsf=..'")
     e.add_argument("--include-trained", action="store_true", help="also score machines the model trained on")
     e.add_argument("--sensitivity", action="store_true", help="inject defects / knocks into held-out healthy data")
-    e.add_argument("--amplitudes", default="0.5,1,1.5,2,3,5", help="impact peaks as multiples of healthy RMS")
-    e.add_argument("--knock-peak", type=float, default=8.0, help="knock peak as a multiple of healthy RMS")
+    e.add_argument("--amplitudes", type=number_list(0, 1000), default=(0.5, 1.0, 1.5, 2.0, 3.0, 5.0),
+                   help="impact peaks as multiples of healthy RMS (default 0.5,1,1.5,2,3,5)")
+    e.add_argument("--knock-peak", type=number(0, 1000), default=8.0,
+                   help="knock peak as a multiple of healthy RMS")
     e.add_argument("--json", action="store_true", help="print JSON instead of a table")
     e.add_argument("--report", help="write ROC curves and score distributions to this PNG")
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--seed", type=SEED, default=0, help="random seed of the baselines and injections")
     e.set_defaults(func=_wrap(cmd_evaluate))
 
     c = subparsers.add_parser("calibrate", help="fit a machine's calibration (normalisation + threshold) on healthy data",
@@ -193,11 +270,14 @@ def register(subparsers: Any) -> None:
     c.add_argument("--input", required=True, help="healthy recording of this machine (.npz, .csv, rosbag2)")
     c.add_argument("--out", required=True, help="calibration JSON to write")
     c.add_argument("--model", help="model directory (default: the shipped model)")
-    c.add_argument("--window-s", type=float, default=defaults.SAMPLE_S,
+    c.add_argument("--window-s", type=number(0, 600, unit="s"), default=defaults.SAMPLE_S,
                    help="the duty cycle's sample window, sample_s of the robot's bundle (default "
                         f"{defaults.SAMPLE_S:g} s); windows are cut to the detector's batch length "
                         "(core.window.batch_samples: 98 %% of it)")
-    c.add_argument("--fs-hz", type=float, help="sampling rate if the file does not say")
-    c.add_argument("--target-far", type=float, default=0.01, help="per-window false-alarm rate (default 0.01)")
+    c.add_argument("--fs-hz", type=number(0, 1_000_000, unit="Hz"),
+                   help="sampling rate, only for a file that does not state it (a .npz without fs); "
+                        "refused when it disagrees with the file's own rate")
+    c.add_argument("--target-far", type=number(0, 0.5, hi_open=True), default=0.01,
+                   help="per-window false-alarm rate (default 0.01)")
     c.add_argument("--machine", help="machine name recorded in the calibration")
     c.set_defaults(func=_wrap(cmd_calibrate))

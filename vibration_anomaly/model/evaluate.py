@@ -4,7 +4,8 @@ Protocol (the same for the model and every baseline, in one run):
 
 * Records are grouped by machine (``data.load_dataset``). Each machine's
   healthy records are cut into windows of ``window_s`` seconds, in time
-  order; the first ``cal_frac`` of them calibrate the machine (normalisation
+  order (``window_s`` None: 0.2 s or the model's minimum length, whichever
+  is longer); the first ``cal_frac`` of them calibrate the machine (normalisation
   and threshold at ``target_far``), the rest are held-out healthy windows.
   No held-out window overlaps a calibration window.
 * Faulty records of the machine are cut the same way and scored with that
@@ -18,6 +19,7 @@ Protocol (the same for the model and every baseline, in one run):
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from vibration_anomaly.core.scoring import calibrate_features, threshold_from_scores
+from vibration_anomaly.errors import InputError
 from vibration_anomaly.model import ModelFiles
 from vibration_anomaly.model.data import Record, cut_windows, load_dataset
 
@@ -51,8 +54,39 @@ def defect_frequencies(rec: Record) -> list[float]:
     return [o * shaft for k, o in rec.orders().items() if k != "ftf"]
 
 
-def split_machines(records: list[Record], window_s: float, cal_frac: float = 0.5,
-                   skip: set[str] | None = None) -> list[MachineData]:
+MIN_MACHINE_WINDOWS = 8
+DEFAULT_WINDOW_S = 0.2
+
+
+def window_samples(window_s: float | None, fs: float, min_samples: int, source: str = "--window-s") -> int:
+    """Samples per window at ``fs``; None picks 0.2 s or the model's minimum, whichever is longer.
+
+    The fixed 0.2 s default gave 200 samples at a robot's 1 kHz and a bare
+    "need at least 256"; the automatic choice works at any rate, and a given
+    window that is too short is refused with the smallest one that works.
+    """
+    if window_s is None:
+        return max(int(round(DEFAULT_WINDOW_S * fs)), min_samples)
+    n = int(round(window_s * fs))
+    if n < min_samples:
+        raise InputError(source, f"{window_s:g}", f"is {n} samples at {fs:g} Hz; the model needs at least "
+                         f"{min_samples} (use --window-s {math.ceil(min_samples / fs * 1000) / 1000:g} or more, "
+                         "or leave it out for the automatic choice)")
+    return n
+
+
+def check_protocol(window_s: float | None, cal_frac: float, target_far: float) -> None:
+    """The evaluation's own numbers, refused where NaN or out of range would poison every table."""
+    if window_s is not None and not (math.isfinite(window_s) and 0 < window_s <= 600):
+        raise InputError("--window-s", repr(window_s), "expected seconds > 0 and <= 600")
+    if not (math.isfinite(cal_frac) and 0 < cal_frac < 1):
+        raise InputError("--cal-frac", repr(cal_frac), "expected a share > 0 and < 1 (the rest is held out)")
+    if not (math.isfinite(target_far) and 0 < target_far < 0.5):
+        raise InputError("--target-far", repr(target_far), "expected a false-alarm rate > 0 and < 0.5")
+
+
+def split_machines(records: list[Record], window_s: float | None, cal_frac: float = 0.5,
+                   skip: set[str] | None = None, min_samples: int = 256) -> list[MachineData]:
     names = sorted({m for r in records if r.healthy for m in r.machines})
     out = []
     for name in names:
@@ -60,13 +94,17 @@ def split_machines(records: list[Record], window_s: float, cal_frac: float = 0.5
             continue
         healthy = [r for r in records if r.healthy and name in r.machines]
         fs = healthy[0].fs_hz
-        n = int(round(window_s * fs))
+        n = window_samples(window_s, fs, min_samples)
         hw = [cut_windows(r.signal, n) for r in healthy if abs(r.fs_hz - fs) < 1e-6 * fs]
         w = np.concatenate([x for x in hw if len(x)]) if any(len(x) for x in hw) else np.zeros((0, n, 1))
-        if len(w) < 8:
-            log.warning("machine %s: only %d healthy windows of %g s; skipped (need 8)", name, len(w), window_s)
+        if len(w) < MIN_MACHINE_WINDOWS:
+            log.warning("machine %s: only %d healthy windows of %d samples; skipped (need %d)", name, len(w), n,
+                        MIN_MACHINE_WINDOWS)
             continue
         k = max(4, int(round(cal_frac * len(w))))
+        if k >= len(w) - 1:
+            raise InputError("--cal-frac", f"{cal_frac:g}", f"leaves {len(w) - k} of machine {name}'s {len(w)} "
+                             "healthy windows held out; at least 2 are needed (lower it)")
         md = MachineData(name, fs, n, w[:k], w[k:])
         for r in records:
             if r.healthy or name not in r.machines:
@@ -175,7 +213,7 @@ def evaluate(
     infer_int8: Any,
     infer_fp32: Any | None = None,
     *,
-    window_s: float = 0.2,
+    window_s: float | None = None,
     cal_frac: float = 0.5,
     target_far: float = 0.01,
     bearing: dict[str, float] | None = None,
@@ -185,13 +223,19 @@ def evaluate(
     """Return (results JSON, raw scores for the report)."""
     from vibration_anomaly.model.baselines import make_baselines
 
+    check_protocol(window_s, cal_frac, target_far)
     records = load_dataset(data_dir, bearing)
     trained = {m.split("@")[0] for m in files.meta.get("training", {}).get("real_machines", [])}
     dname = Path(data_dir).resolve().name
     skip = {m.split("/", 1)[1] for m in trained if m.split("/", 1)[0] == dname} if not include_trained else set()
-    machines = split_machines(records, window_s, cal_frac, skip)
+    min_samples = int(files.meta.get("frontend", {}).get("min_samples", 256))
+    machines = split_machines(records, window_s, cal_frac, skip, min_samples)
     if not machines:
-        raise ValueError(f"{data_dir}: no machine with enough healthy windows of {window_s} s (skipped trained: {sorted(skip)})")
+        raise InputError(str(data_dir), "machines", f"no machine with {MIN_MACHINE_WINDOWS} healthy windows or more "
+                         f"(skipped as trained on: {sorted(skip) or 'none'}; --include-trained scores them)")
+    if not any(len(v) for md in machines for v in md.faulty.values()):
+        raise InputError(str(data_dir), "condition", "no faulty windows for the evaluated machines; AUROC, "
+                         "precision and recall need healthy and faulty records (a condition other than 'normal')")
     methods: dict[str, ModelMethod] = {"model": ModelMethod(files, infer_int8, target_far)}
     if infer_fp32 is not None:
         methods["model_fp32"] = ModelMethod(files, infer_fp32, target_far)
@@ -227,7 +271,8 @@ def evaluate(
         res["int8_minus_fp32_auroc"] = round(res["auroc"] - res["fp32"]["auroc"], 4)
     res["baselines"] = {m: block(m) for m in cat if not m.startswith("model")}
     res["setup"] = {
-        "window_s": window_s, "cal_frac": cal_frac, "target_far": target_far,
+        "window_s": window_s if window_s is not None else {md.name: md.window / md.fs_hz for md in machines},
+        "cal_frac": cal_frac, "target_far": target_far,
         "machines": [md.name for md in machines], "skipped_trained_machines": sorted(skip),
         "calibration_windows": int(sum(len(md.cal) for md in machines)),
         "heldout_healthy_windows": int(sum(len(md.held) for md in machines)),

@@ -16,6 +16,7 @@ def _roc(h: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def draw_report(res: dict[str, Any], raw: dict[str, Any], path: Path) -> Path:
+    """Draw the report to ``path`` (its folder must exist: the CLI checks it before hours of evaluation)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -33,7 +34,7 @@ def draw_report(res: dict[str, Any], raw: dict[str, Any], path: Path) -> Path:
         fpr, tpr = _roc(h, f)
         auc = (res["auroc"] if name == "model" else res["fp32"]["auroc"] if name == "model_fp32" and "fp32" in res
                else res.get("baselines", {}).get(name, {}).get("auroc", float("nan")))
-        ax[0].plot(fpr, tpr, lw=2.5 if name == "model" else 1.2, label=f"{name} ({auc:.3f})")
+        ax[0].plot(fpr, tpr, lw=2.5 if name == "model" else 1.2, label=f"{name} ({'n/a' if auc is None else f'{auc:.3f}'})")
     ax[0].plot([0, 1], [0, 1], "k:", lw=0.8)
     ax[0].set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (held-out healthy vs faulty)")
     ax[0].legend(fontsize=8)
@@ -55,7 +56,15 @@ def draw_report(res: dict[str, Any], raw: dict[str, Any], path: Path) -> Path:
         ax[2].legend(fontsize=8)
     fig.suptitle(f"vibration_anomaly evaluate: {res.get('data', '')}")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    # Written beside the target and renamed on success: a failed save leaves no half PNG and no stray temp.
+    from vibration_anomaly.cli import atomic_output
+
+    fmt = path.suffix.lower().lstrip(".") or "png"
+    if fmt not in fig.canvas.get_supported_filetypes():
+        fmt = "png"
+    try:
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, dpi=90, format=fmt)
+    finally:
+        plt.close(fig)
     return path

@@ -8,6 +8,8 @@ import sys
 import time
 from typing import Any
 
+from vibration_anomaly.cli import guarded, number
+
 
 def register(subparsers: Any) -> None:
     from vibration_anomaly.power import SOURCE_KINDS
@@ -23,18 +25,33 @@ def register(subparsers: Any) -> None:
         ),
     )
     p.add_argument("--source", choices=SOURCE_KINDS, default="auto", help="power source (default: auto)")
-    p.add_argument("--interval", type=float, default=1.0, metavar="S", help="seconds between readings (default 1)")
-    p.add_argument("--count", type=int, default=0, metavar="N", help="stop after N readings (default 0: until Ctrl-C)")
+    p.add_argument("--interval", type=number(0.01, 3600, lo_open=False, unit="s"), default=1.0, metavar="S",
+                   help="seconds between readings (default 1)")
+    p.add_argument("--count", type=number(0, 10**9, lo_open=False, integer=True), default=0, metavar="N",
+                   help="stop after N readings (default 0: until Ctrl-C)")
     p.add_argument(
         "--platform",
         choices=sorted(PLATFORM_MODELS),
         default=DEFAULT_PLATFORM,
         help=f"platform for the modelled source (default {DEFAULT_PLATFORM})",
     )
-    p.add_argument("--model-watts", metavar="ASLEEP,AWAKE", help="model your own platform instead of --platform")
+    p.add_argument("--model-watts", type=_model_watts, metavar="ASLEEP,AWAKE",
+                   help="model your own platform instead of --platform, e.g. 4,11")
     p.add_argument("--awake", action="store_true", help="modelled source: report the awake figure, not asleep")
     p.add_argument("--json", action="store_true", help="print JSON lines instead of text")
-    p.set_defaults(func=run)
+    p.set_defaults(func=guarded(run, "power"))
+
+
+def _model_watts(text: str) -> str:
+    """ASLEEP,AWAKE in watts: two finite numbers, 0 <= asleep <= awake <= 1000 (an Orin draws tens of watts)."""
+    parts = text.split(",")
+    watts = number(0, 1000, lo_open=False, unit="W")
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"got {text!r}; expected ASLEEP,AWAKE in watts such as 4,11")
+    asleep, awake = (watts(p.strip()) for p in parts)
+    if asleep > awake:
+        raise argparse.ArgumentTypeError(f"got {text!r}; expected asleep <= awake")
+    return text
 
 
 def _as_json(r: Any) -> str:
@@ -53,20 +70,20 @@ def _as_json(r: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vibration_anomaly.errors import VibrationAnomalyError
+    from vibration_anomaly.errors import InputError, VibrationAnomalyError
     from vibration_anomaly.power import PowerReadError, open_power_source
     from vibration_anomaly.power.energy import EnergyIntegrator
     from vibration_anomaly.power.modelled import custom_model, get_model
 
-    if args.interval <= 0:
-        print("power: --interval: expected seconds > 0", file=sys.stderr)
-        return 2
     try:
         model = custom_model(args.model_watts) if args.model_watts else get_model(args.platform)
         awake = bool(args.awake)
         source, reason = open_power_source(args.source, model=model, is_awake=lambda: awake)
+    except InputError:
+        raise  # exit 2 through cli.main
     except VibrationAnomalyError as exc:
-        print(f"power: {exc}", file=sys.stderr)
+        # No such sensor on this machine: the environment, not the user's input.
+        print(f"vibration-anomaly power: error: {exc}", file=sys.stderr)
         return 1
     print(f"power source: {reason}", file=sys.stderr)
     integ = EnergyIntegrator(max_gap_s=max(5.0, 3 * args.interval))
