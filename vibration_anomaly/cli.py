@@ -126,7 +126,10 @@ def _silence_stdout() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error already printed as one line
+        return exc.code if isinstance(exc.code, int) else EXIT_REFUSED
     debug = _debug_enabled(args)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -220,11 +223,14 @@ def number(
     """
 
     def describe() -> str:
+        def fmt(v: float) -> str:
+            return str(int(v)) if integer else f"{v:g}"
+
         parts = []
         if lo is not None:
-            parts.append(f"{'>' if lo_open else '>='} {lo:g}")
+            parts.append(f"{'>' if lo_open else '>='} {fmt(lo)}")
         if hi is not None:
-            parts.append(f"{'<' if hi_open else '<='} {hi:g}")
+            parts.append(f"{'<' if hi_open else '<='} {fmt(hi)}")
         kind = "an integer" if integer else "a finite number"
         return f"{kind}{' ' + ' and '.join(parts) if parts else ''}{' ' + unit if unit else ''}"
 
@@ -308,7 +314,7 @@ def check_output_file(path: Path | str, option: str) -> Path:
     """
     p = Path(path)
     if str(path).endswith(os.sep) or p.is_dir():
-        raise _refused(option, str(p), "is a directory; expected a file path (e.g. DIR/name.json)")
+        raise _refused(option, str(p), "is a directory; expected a file path (DIR/NAME)")
     if p.exists() or p.is_symlink():
         try:
             st = os.stat(p)

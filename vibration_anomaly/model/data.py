@@ -197,8 +197,9 @@ def read_manifest(data_dir: Path) -> list[dict[str, str]]:
         if cond is None or not cond.strip():
             raise InputError(str(path), f"{where}: condition", f"empty for {file}; expected 'normal' or a fault label")
         if cond != cond.strip():
+            fix = HEALTHY if cond.strip().lower() == HEALTHY else cond.strip()
             raise InputError(str(path), f"{where}: condition", f"{cond!r} has surrounding spaces; labels are "
-                             f"matched exactly (write {cond.strip()!r})")
+                             f"matched exactly (write {fix!r})")
         if cond != HEALTHY and cond.lower() == HEALTHY:
             raise InputError(str(path), f"{where}: condition", f"{cond!r} is not {HEALTHY!r}; labels are matched "
                              f"exactly and only {HEALTHY!r} means healthy")
@@ -287,13 +288,13 @@ def _load_csv(path: Path) -> LoadedSignal:
     t = arr[:, 0]
     if not np.all(np.isfinite(t)):
         i = int(np.flatnonzero(~np.isfinite(t))[0])
-        raise InputError(src, f"line {i + 2}: time", f"{t[i]!r}; expected a finite time in seconds")
+        raise InputError(src, f"line {i + 2}: time", f"{float(t[i])!r}; expected a finite time in seconds")
     dt = np.diff(t)
     bad = np.flatnonzero(dt <= 0)
     if len(bad):
         i = int(bad[0]) + 1
         how = "repeats" if dt[bad[0]] == 0 else "goes backward from"
-        raise InputError(src, f"line {i + 2}: time", f"{t[i]!r} {how} the previous row's {t[i - 1]!r}; timestamps "
+        raise InputError(src, f"line {i + 2}: time", f"{float(t[i]):g} {how} the previous row's {float(t[i - 1]):g}; timestamps "
                          f"must increase ({len(bad)} such rows: shuffled, backward or duplicated rows?)")
     med = float(np.median(dt))
     return LoadedSignal(arr[:, 1:], check_rate(1.0 / med, src, "time (median step)"), t)
@@ -360,6 +361,9 @@ def load_record(path: Path) -> LoadedSignal:
                              "directory, or a .npz / .csv / .db3 / .mcap file")
         loaded = _load_rosbag(path)
     elif suffix in (".db3", ".mcap"):
+        if not (path.parent / "metadata.yaml").is_file():
+            raise InputError(str(path), "file", f"a {suffix} file is read through its bag folder, and "
+                             f"{path.parent} has no metadata.yaml; give the bag folder as recorded by ros2 bag")
         loaded = _load_rosbag(path)
     elif suffix == ".npz":
         sig, fs = load_npz(path)
