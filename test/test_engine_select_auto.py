@@ -10,12 +10,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from trt_testkit import hide_tensorrt
+from trt_testkit import hide_tensorrt, patch_gpu_edge
 
 from vibration_anomaly.engine.base import EngineState
 from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
 from vibration_anomaly.engine.select import select_engine
-from vibration_anomaly.engine.tensorrt_backend import probe_cuda_driver
+from vibration_anomaly.engine.tensorrt import CudaProbe, probe_cuda_driver
 from vibration_anomaly.errors import EngineError, InputError
 
 NO_GPU = not probe_cuda_driver().ok
@@ -82,8 +82,6 @@ class _FakeCudaDriverError(Exception):
 
 def gpu_whose_context_cannot_be_made(monkeypatch: pytest.MonkeyPatch, why: str) -> None:
     """The GPU edge: TensorRT imports, the driver sees a GPU, and pycuda's make_context raises like pycuda does."""
-    from vibration_anomaly.engine import tensorrt_backend
-
     class Device:
         def __init__(self, ordinal: int) -> None:
             self.ordinal = ordinal
@@ -102,8 +100,11 @@ def gpu_whose_context_cannot_be_made(monkeypatch: pytest.MonkeyPatch, why: str) 
     monkeypatch.setitem(sys.modules, "pycuda", pkg)
     monkeypatch.setitem(sys.modules, "pycuda.driver", drv)
     trt = types.SimpleNamespace(Runtime=object, __version__="10.fake")
-    monkeypatch.setattr(tensorrt_backend, "import_tensorrt", lambda runtime="auto": (trt, "full"))
-    monkeypatch.setattr(tensorrt_backend, "probe_cuda_driver", lambda: tensorrt_backend.CudaProbe(True, "1 fake GPU", 1, 12040))
+    patch_gpu_edge(
+        monkeypatch,
+        import_tensorrt=lambda runtime="auto": (trt, "full"),
+        probe_cuda_driver=lambda: CudaProbe(True, "1 fake GPU", 1, 12040),
+    )
 
 
 @pytest.mark.parametrize(
@@ -114,7 +115,7 @@ def test_auto_falls_back_when_the_cuda_context_cannot_be_made(
     tiny_onnx_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, why: str
 ) -> None:
     from vibration_anomaly.engine.select import reason_code
-    from vibration_anomaly.engine.tensorrt_backend import NoCudaGpuError
+    from vibration_anomaly.engine.tensorrt import NoCudaGpuError
 
     plan = tmp_path / "m.engine"
     plan.write_bytes(bytes(range(256)) * 8)

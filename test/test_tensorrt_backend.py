@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from trt_testkit import hide_tensorrt
+from trt_testkit import hide_tensorrt, patch_gpu_edge
 
-from vibration_anomaly.engine import tensorrt_backend
 from vibration_anomaly.engine.base import Engine, EngineState, TensorSpec
-from vibration_anomaly.engine.tensorrt_backend import (
+from vibration_anomaly.engine.tensorrt import (
+    DEFAULT_MAX_IDLE_AWAKE_S,
     CorruptEngineError,
     CudaProbe,
     EngineMismatchError,
@@ -497,7 +497,7 @@ def test_watchdog_thread_forces_sleep_and_really_frees_the_context(plan: Path) -
 
 
 def test_exit_sleep_from_another_thread_than_wake(plan: Path) -> None:
-    from vibration_anomaly.engine.tensorrt_backend import sleep_all_awake_engines
+    from vibration_anomaly.engine.tensorrt import sleep_all_awake_engines
 
     cuda = FakeCuda()
     e = make(cuda)
@@ -600,7 +600,7 @@ def install_fake_pycuda(monkeypatch: pytest.MonkeyPatch, fail: dict[str, Excepti
 
 
 def test_pycuda_errors_become_engine_errors_that_say_what_failed(monkeypatch: pytest.MonkeyPatch) -> None:
-    from vibration_anomaly.engine.tensorrt_backend import CudaDriverError, PyCudaApi
+    from vibration_anomaly.engine.tensorrt import CudaDriverError, PyCudaApi
 
     oom = FakeDriverMemoryError("cuCtxCreate failed: out of memory")
     install_fake_pycuda(monkeypatch, {"make_context": oom, "name": FakeDriverError("cuDeviceGetName failed: unknown error"),
@@ -620,7 +620,7 @@ def test_load_with_a_context_that_cannot_be_made_is_a_no_gpu_error(
     monkeypatch: pytest.MonkeyPatch, plan: Path
 ) -> None:
     install_fake_pycuda(monkeypatch, {"make_context": FakeDriverError("cuCtxCreate failed: invalid device")})
-    monkeypatch.setattr(tensorrt_backend, "probe_cuda_driver", lambda: CudaProbe(True, "fake GPU", 1, 12040))
+    patch_gpu_edge(monkeypatch, probe_cuda_driver=lambda: CudaProbe(True, "fake GPU", 1, 12040))
     e = TensorRTEngine((FEATURES,), (SCORE,), trt_module=fake_trt(FakeCuda(), CONTRACT), watchdog_thread=False)
     with pytest.raises(NoCudaGpuError, match="creating a context failed.*invalid device"):
         e.load(plan)
@@ -636,13 +636,16 @@ def test_select_engine_passes_the_watchdog_bound(
     from vibration_anomaly.engine.select import reason_code, select_engine
 
     cuda = FakeCuda()
-    monkeypatch.setattr(tensorrt_backend, "PyCudaApi", lambda: cuda)
-    monkeypatch.setattr(tensorrt_backend, "probe_cuda_driver", cuda.probe)
-    monkeypatch.setattr(tensorrt_backend, "import_tensorrt", lambda runtime="auto": (fake_trt(cuda, CONTRACT), "full"))
+    patch_gpu_edge(
+        monkeypatch,
+        PyCudaApi=lambda: cuda,
+        probe_cuda_driver=cuda.probe,
+        import_tensorrt=lambda runtime="auto": (fake_trt(cuda, CONTRACT), "full"),
+    )
 
     engine, reason = select_engine("auto", tiny_onnx_model, plan)
     assert isinstance(engine, TensorRTEngine) and reason_code(reason) == "gpu"
-    assert engine.residency().details["watchdog_bound_s"] == f"{tensorrt_backend.DEFAULT_MAX_IDLE_AWAKE_S:g}"
+    assert engine.residency().details["watchdog_bound_s"] == f"{DEFAULT_MAX_IDLE_AWAKE_S:g}"
     engine.unload()
 
     engine, _ = select_engine("tensorrt", tiny_onnx_model, plan, max_idle_awake_s=0.05)
@@ -663,7 +666,7 @@ def test_gpu_check_says_plainly_when_it_cannot_run() -> None:
     import json
     import subprocess
 
-    from vibration_anomaly.engine.tensorrt_backend import probe_cuda_driver
+    from vibration_anomaly.engine.tensorrt import probe_cuda_driver
 
     if probe_cuda_driver().ok:
         pytest.skip("this machine has a GPU: run tools/gpu_check.py for real")

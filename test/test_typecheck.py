@@ -18,7 +18,7 @@ def test_tensorrt_backend_type_checks_against_stubs(tmp_path: Path) -> None:
         pytest.skip("tensorrt-stubs is not installed (pip install --no-deps tensorrt-stubs)")
     subprocess.run([sys.executable, "tools/trt_stubs_for_mypy.py", "build/trt-stubs"], cwd=ROOT, check=True)
     proc = subprocess.run(
-        [sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path / "mypy-cache"), "vibration_anomaly/engine/tensorrt_backend.py"],
+        [sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path / "mypy-cache"), "vibration_anomaly/engine/tensorrt"],
         cwd=ROOT, capture_output=True, text=True,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -75,7 +75,7 @@ class Meter:
 def pycuda_check(meter: Meter, seconds: float, mib: int) -> dict[str, Any]:
     import numpy as np
 
-    from vibration_anomaly.engine.tensorrt_backend import PyCudaApi
+    from vibration_anomaly.engine.tensorrt import PyCudaApi
 
     cuda = PyCudaApi()
     res: dict[str, Any] = {"phases": [meter.phase("before any CUDA work", seconds)]}
@@ -141,7 +141,7 @@ def tensorrt_check(meter: Meter, seconds: float, engine: Path | None, model: Pat
     import numpy as np
 
     from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
-    from vibration_anomaly.engine.tensorrt_backend import TensorRTEngine, import_tensorrt
+    from vibration_anomaly.engine.tensorrt import TensorRTEngine, import_tensorrt
 
     res: dict[str, Any] = {}
     trt, flavour = import_tensorrt("auto")
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.engine is not None and args.model is None:
         ap.error("--engine needs --model (the engine is checked against it)")
 
-    from vibration_anomaly.engine.tensorrt_backend import probe_cuda_driver
+    from vibration_anomaly.engine.tensorrt import probe_cuda_driver
     from vibration_anomaly.errors import VibrationAnomalyError
 
     report: dict[str, Any] = {"pid": os.getpid()}

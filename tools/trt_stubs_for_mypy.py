@@ -9,7 +9,7 @@ trailing parameters get ``= ...``) so the TensorRT backend is checked against
 the real stub signatures. Usage (CI)::
 
     .venv/bin/python tools/trt_stubs_for_mypy.py build/trt-stubs
-    .venv/bin/mypy vibration_anomaly/engine/tensorrt_backend.py   # mypy.ini sets mypy_path
+    .venv/bin/mypy vibration_anomaly/engine/tensorrt   # mypy.ini sets mypy_path (and these files)
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vibration_anomaly.engine.tensorrt_backend import (
+from vibration_anomaly.engine.tensorrt.cuda import (
     INSTALL_HINT,
     NoCudaGpuError,
     TensorRTNotInstalledError,

@@ -95,7 +95,7 @@ def run_build(args: argparse.Namespace) -> int:
 
 def run_info(args: argparse.Namespace) -> int:
     from vibration_anomaly.engine.select import select_engine
-    from vibration_anomaly.engine.tensorrt_backend import MAX_ENGINE_BYTES, TensorRTEngine
+    from vibration_anomaly.engine.tensorrt import MAX_ENGINE_BYTES, TensorRTEngine
     from vibration_anomaly.errors import VibrationAnomalyError
 
     # Refused before TensorRT sees it: a FIFO would hang the read, a 2 GB file would be read whole.

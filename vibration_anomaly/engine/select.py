@@ -40,7 +40,7 @@ def select_engine(
     one. ``None`` keeps ``DEFAULT_MAX_IDLE_AWAKE_S``. ONNX Runtime ignores it.
     """
     from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
-    from vibration_anomaly.engine.tensorrt_backend import (
+    from vibration_anomaly.engine.tensorrt import (
         DEFAULT_MAX_IDLE_AWAKE_S,
         TensorRTEngine,
         check_max_idle_awake_s,
