@@ -141,7 +141,8 @@ def _quantile(values: list[float], q: float) -> float | None:
 class Stack:
     """The servers of one design, started on loopback, and how to ask them what they hold."""
 
-    def __init__(self, design: str, shards: int, scrape: str, rules: Path, workdir: Path, consistency: bool) -> None:
+    def __init__(self, design: str, shards: int, scrape: str, evaluation: str, rules: Path, workdir: Path,
+                 consistency: bool) -> None:
         self.design = design
         self.gateways: list[Pushgateway] = []
         self.prom: Prometheus | None = None
@@ -150,14 +151,14 @@ class Stack:
         extra = () if consistency else ("--push.disable-consistency-check",)
         if design == "vm":
             self.vm = VictoriaMetrics().start()
-            self.vmalert = VmAlert(self.vm.url, [rules], evaluation_interval="1s").start()
+            self.vmalert = VmAlert(self.vm.url, [rules], evaluation_interval=evaluation).start()
             telemetry: dict[str, Any] = {"import_url": self.vm.url}
         else:
             k = 1 if design == "single" else shards
             self.gateways = [Pushgateway(extra_args=extra if design == "sharded" else ()).start() for _ in range(k)]
             urls = [g.url for g in self.gateways]
             self.prom = Prometheus(urls[0] if design == "single" else urls, [rules], scrape_interval=scrape,
-                                   evaluation_interval="1s").start()
+                                   evaluation_interval=evaluation).start()
             telemetry = {"pushgateway_url": urls[0]} if design == "single" else {"pushgateway_shards": urls}
         # The robots' destination comes from a signed, verified bundle, as on a robot.
         files = write_test_bundle(workdir / design, telemetry=telemetry)
@@ -204,7 +205,8 @@ def run_design(design: str, args: argparse.Namespace, plans: list[fleetsim.Robot
     n = len(plans)
     interval = args.interval
     print(f"[{design}] starting servers", file=sys.stderr)
-    stack = Stack(design, args.shards, args.scrape_interval, rules, workdir, not args.no_consistency_check)
+    stack = Stack(design, args.shards, args.scrape_interval, args.evaluation_interval, rules, workdir,
+                  not args.no_consistency_check)
     try:
         routes = [route_for(stack.bundle.telemetry, p.robot_id) for p in plans]
         per_proc = [[] for _ in range(args.procs)]
@@ -319,8 +321,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-consistency-check", action="store_true",
                         help="shards run with --push.disable-consistency-check (the baseline never does)")
     parser.add_argument("--procs", type=int, default=4, help="client processes")
-    parser.add_argument("--threads", type=int, default=8, help="push threads per client process")
+    parser.add_argument("--threads", type=int, default=64,
+                        help="push threads per client process (pushes in flight: enough that a slow server, not the clients, limits)")
     parser.add_argument("--scrape-interval", default="5s", help="Prometheus scrape interval of the gateways")
+    parser.add_argument("--evaluation-interval", default="5s",
+                        help="rule evaluation interval of Prometheus and vmalert (production: 30s-1m)")
     parser.add_argument("--faulty-per-kind", type=int, default=5, help="robots of each fault kind")
     args = parser.parse_args(argv)
     if args.interval is None:
@@ -342,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "bench": "fleet", "robots": args.robots, "interval_s": args.interval, "rounds": args.rounds,
         "shards": args.shards, "shard_consistency_check": not args.no_consistency_check,
-        "scrape_interval": args.scrape_interval, "vm_latency_offset": "1s", "procs": args.procs,
+        "scrape_interval": args.scrape_interval, "evaluation_interval": args.evaluation_interval,
+        "vm_latency_offset": "1s", "procs": args.procs,
         "cpus": os.cpu_count(),
     }
     with tempfile.TemporaryDirectory(prefix="va-bench-fleet-") as tmp:

@@ -61,11 +61,18 @@ def test_promtool_rejects_a_broken_rule(tmp_path: Path) -> None:
 
 
 @needs_promtool
-def test_promtool_check_prometheus_config() -> None:
-    out = run(PROMTOOL, "check", "config", str(CONFIG / "prometheus.yml"))
+@pytest.mark.parametrize("name", ["prometheus.yml", "global.yml"])
+def test_promtool_check_prometheus_config(name: str) -> None:
+    out = run(PROMTOOL, "check", "config", str(CONFIG / name))
     assert out.returncode == 0, out.stdout + out.stderr
-    scrape = yaml.safe_load((CONFIG / "prometheus.yml").read_text())["scrape_configs"]
+    scrape = yaml.safe_load((CONFIG / name).read_text())["scrape_configs"]
     assert all(s.get("honor_labels") is True for s in scrape)
+
+
+def test_site_config_labels_every_gateway_with_its_shard() -> None:
+    """The shard-down alert and the silence hold-back need a `shard` label on every gateway target."""
+    (scrape,) = yaml.safe_load((CONFIG / "prometheus.yml").read_text())["scrape_configs"]
+    assert {"source_labels": ["__address__"], "target_label": "shard"} in scrape["relabel_configs"]
 
 
 @pytest.mark.skipif(AMTOOL is None, reason="needs amtool (Debian package prometheus-alertmanager)")
