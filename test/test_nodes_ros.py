@@ -360,14 +360,14 @@ def test_configure_failing_after_the_model_loaded_unloads_it_and_says_why(
     blocker.write_text("a file where the event log's folder should be")
     _, det, _ = stack(ros, tmp_path, score_model, extra={"event_log": str(blocker / "events.jsonl")})
     engines: list[Any] = []
-    factory = det.pipeline_factory
+    factory = det.runtime.pipeline_factory
 
     def spy(bundle: Any, params: dict[str, Any]) -> Any:
         pipeline = factory(bundle, params)
         engines.append(pipeline.engine)
         return pipeline
 
-    det.pipeline_factory = spy
+    det.runtime.pipeline_factory = spy
     assert ros.change("detector", Transition.TRANSITION_CONFIGURE) is False
     assert ros.state("detector") == "unconfigured"
     assert det.runtime.last_error is not None and "configure" in det.runtime.last_error and "not_a_dir" in det.runtime.last_error
@@ -462,6 +462,7 @@ def test_1khz_then_burst_infers_only_the_newest_and_the_queue_stays_bounded(
 
 def test_bad_frames_are_counted_and_the_node_keeps_running(ros: Ros, tmp_path: Path, score_model: Path) -> None:
     imu, det, _ = stack(ros, tmp_path, score_model)
+    evs = events_of(det)
     assert ros.change("detector", Transition.TRANSITION_CONFIGURE)
     assert ros.change("detector", Transition.TRANSITION_ACTIVATE)
     pub = ImuPublisher(ros)
@@ -490,6 +491,12 @@ def test_bad_frames_are_counted_and_the_node_keeps_running(ros: Ros, tmp_path: P
     pub.stop()
     assert ros.state("detector") == "active"
     assert ros.change("detector", Transition.TRANSITION_DEACTIVATE)
+    # The robot reports them as the demo does: reject events by reason (metrics and the log read these).
+    rejected = {}
+    for e in evs:
+        if e["event"] == "reject":
+            rejected[e["reason"]] = rejected.get(e["reason"], 0) + e["count"]
+    assert rejected == {"nonfinite": 2, "bad_stamp": 1, "out_of_order": 1, "frame_id": 2}, rejected
 
 
 def test_alarm_is_published_after_the_fault_starts(ros: Ros, tmp_path: Path, score_model: Path) -> None:

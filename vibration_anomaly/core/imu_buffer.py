@@ -28,12 +28,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vibration_anomaly.core.events import REJECT_FRAME_ID, REJECT_UNDECODABLE  # noqa: F401 - re-exported
 from vibration_anomaly.core.queue import LatestBatchQueue
 from vibration_anomaly.core.window import Batch, Windower
 from vibration_anomaly.errors import InputError
-
-REJECT_FRAME_ID = "frame_id"
-REJECT_UNDECODABLE = "undecodable"
 
 # Encapsulation ids (first two bytes, big endian) of the CDR flavours rmw implementations use.
 _CDR_LE = 0x0001  # XCDR1 plain, little endian: 8-byte values aligned to 8

@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from vibration_anomaly.core.events import DROP_CLEARED, DROP_OVERFLOW, DROP_STALE, DROP_SUPERSEDED
 from vibration_anomaly.core.window import Batch
 
 
@@ -57,7 +58,7 @@ class LatestBatchQueue:
                 dropped.append(old)
             self.stats.max_depth = max(self.stats.max_depth, len(self._q))
         for b in dropped:
-            self._notify("overflow", b)
+            self._notify(DROP_OVERFLOW, b)
 
     def take_latest(self, fresh_after: float) -> Batch | None:
         """Return the newest batch whose last sample is at or after ``fresh_after``; drop all others.
@@ -74,11 +75,11 @@ class LatestBatchQueue:
         if items and items[-1].t1 >= fresh_after:
             chosen = items.pop()
         for b in items:
-            reason = "stale" if b.t1 < fresh_after else "superseded"
+            reason = DROP_STALE if b.t1 < fresh_after else DROP_SUPERSEDED
             dropped.append((reason, b))
         with self._lock:
             for reason, b in dropped:
-                if reason == "stale":
+                if reason == DROP_STALE:
                     self.stats.refused_stale += 1
                 else:
                     self.stats.dropped_superseded += 1
@@ -97,7 +98,7 @@ class LatestBatchQueue:
             self.stats.dropped_cleared += len(items)
             self.stats.dropped_frames += sum(b.n_samples for b in items)
         for b in items:
-            self._notify("cleared", b)
+            self._notify(DROP_CLEARED, b)
         return len(items)
 
     def _notify(self, reason: str, batch: Batch) -> None:

@@ -15,6 +15,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vibration_anomaly.core.events import (  # noqa: F401 - the vocabulary lives in core.events; re-exported here
+    DROP_BEFORE_WINDOW,
+    REJECT_BAD_STAMP,
+    REJECT_DUPLICATE,
+    REJECT_NONFINITE,
+    REJECT_OUT_OF_ORDER,
+    REJECT_SHAPE,
+)
 from vibration_anomaly.errors import InputError
 
 
@@ -32,12 +40,7 @@ class Batch:
         return int(self.data.shape[0])
 
 
-REJECT_NONFINITE = "nonfinite"
-REJECT_OUT_OF_ORDER = "out_of_order"
-REJECT_DUPLICATE = "duplicate"
-REJECT_BAD_STAMP = "bad_stamp"
-REJECT_SHAPE = "shape"
-REJECT_BEFORE_WINDOW = "before_window"
+REJECT_BEFORE_WINDOW = DROP_BEFORE_WINDOW  # counted by the windower, reported as a drop (stale, not bad)
 DISCARD_GAP = "gap"
 DISCARD_PARTIAL = "partial"
 

@@ -1,31 +1,24 @@
-"""``detector``: the lifecycle node over ``runtime.DetectorRuntime`` (the configure sequence, engine
-thread, queue, detector, health board and wiring all live there, ROS-free).
+"""``detector``: the lifecycle node over ``runtime.DetectorRuntime`` (configure sequence, engine thread,
+queue, detector, health board and wiring all live there, ROS-free).
 
-Transitions map onto the engine's power states:
+Transitions are the engine's power states: configure = verify the signed bundle (firmware agreement,
+model hash) and load (a refused bundle returns FAILURE, its reason in the log and the ``bundle``
+diagnostic); activate = wake; deactivate = sleep (synchronize and free; ERROR if anything is still
+held); cleanup = unload; shutdown / on_error: sleep and unload, nothing left on the GPU.
 
-* configure: verify the signed bundle (firmware agreement included) and the model file's hash, load
-  the model on the engine thread. A refused bundle returns FAILURE (the node stays unconfigured);
-  the reason is logged and shown by the ``bundle`` diagnostic.
-* activate: wake (ONNX Runtime session; TensorRT context, buffers, stream).
-* deactivate: sleep (synchronize and free everything); ERROR if anything is still held.
-* cleanup: unload. shutdown / on_error: sleep and unload, nothing left on the GPU.
+``use_duty_cycle_driver: true`` (default): ``core.driver.DutyCycleDriver`` on the node clock opens the
+IMU window and at its end runs activate -> infer once -> deactivate through this node's own lifecycle;
+it starts with the clock (on sim time at the first /clock message, not at 0). ``false``: the supervisor
+drives; while active the subscription is open and the newest completed batch is inferred.
 
-Two drivers:
-
-* ``use_duty_cycle_driver: true`` (default): ``core.driver.DutyCycleDriver`` on the node clock opens
-  the IMU window, and at its end runs activate -> infer once -> deactivate through this node's own
-  lifecycle. It starts with the clock: on sim time, at the first /clock message, not at time 0.
-* ``false``: the supervisor drives. While active the IMU subscription is open and every completed
-  batch is inferred (the newest one, if several came).
-
-``score`` (std_msgs/Float32) and ``alarm`` (std_msgs/Bool, latched: transient local, depth 1) are
-published from the event bus (each ``infer`` event), like the log, metrics and health read it. The
-IMU subscriber runs in this process (docs/ROS.md: batches never cross the middleware).
+``score`` (Float32) and ``alarm`` (Bool, latched: transient local, depth 1) are published from the
+event bus, as the log, metrics and health read it. The IMU subscriber runs in this process.
 """
 
 from __future__ import annotations
 
 import traceback
+from types import SimpleNamespace
 from typing import Any
 
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -34,7 +27,7 @@ from rclpy.timer import Timer
 from std_msgs.msg import Bool, Float32
 
 from vibration_anomaly.core.driver import DutyCycleDriver
-from vibration_anomaly.core.events import Event
+from vibration_anomaly.core.events import DROP, DROP_BEFORE_WINDOW, INFER, Event
 from vibration_anomaly.core.health import HealthTask
 from vibration_anomaly.core.scheduler import DutyCycleScheduler, Window
 from vibration_anomaly.core.window import REJECT_BEFORE_WINDOW
@@ -52,22 +45,6 @@ SUCCESS, FAILURE, ERROR = (TransitionCallbackReturn.SUCCESS, TransitionCallbackR
                            TransitionCallbackReturn.ERROR)
 
 
-class _RosLog:
-    """The runtime's logger interface on the node's rcutils logger."""
-
-    def __init__(self, node: LifecycleNode) -> None:
-        self._log = node.get_logger()
-
-    def info(self, msg: str) -> None:
-        self._log.info(msg)
-
-    def warning(self, msg: str) -> None:
-        self._log.warn(msg)
-
-    def error(self, msg: str) -> None:
-        self._log.error(msg)
-
-
 class DetectorNode(LifecycleNode):
     def __init__(self, imu: ImuSubscriberNode | None = None, *, pipeline_factory: PipelineFactory = build_pipeline,
                  node_name: str = "detector", **kwargs: Any) -> None:
@@ -75,8 +52,10 @@ class DetectorNode(LifecycleNode):
         for name, default in DEFAULTS.items():
             self.declare_parameter(name, default)
         self.imu = imu
+        lg = self.get_logger()
         self.runtime = DetectorRuntime(self.now_s, pipeline_factory=pipeline_factory, name=self.get_name(),
-                                       logger=_RosLog(self), lifecycle_label=self.lifecycle_label)
+                                       logger=SimpleNamespace(info=lg.info, warning=lg.warn, error=lg.error),
+                                       lifecycle_label=self.lifecycle_label)
         self.runtime.sinks.append(self._publish_verdict)
         self.driver: DutyCycleDriver | None = None
         self._timer: Timer | None = None
@@ -86,14 +65,6 @@ class DetectorNode(LifecycleNode):
         latched = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.alarm_pub = self.create_lifecycle_publisher(Bool, "alarm", latched)
-
-    @property
-    def pipeline_factory(self) -> PipelineFactory:
-        return self.runtime.pipeline_factory
-
-    @pipeline_factory.setter
-    def pipeline_factory(self, factory: PipelineFactory) -> None:
-        self.runtime.pipeline_factory = factory
 
     def now_s(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -105,7 +76,7 @@ class DetectorNode(LifecycleNode):
         return self.runtime.health_tasks()
 
     def _publish_verdict(self, ev: Event) -> None:
-        if ev["event"] == "infer":
+        if ev["event"] == INFER:
             self.score_pub.publish(Float32(data=float(ev["score"])))
             self.alarm_pub.publish(Bool(data=bool(ev["alarm"])))
 
@@ -128,7 +99,8 @@ class DetectorNode(LifecycleNode):
             return self._fail("configure", exc, FAILURE)
         try:
             if self.imu is not None:
-                rt.sampler = self.imu.attach(rt.queue, rt.sample_s, on_batch=self._on_batch)  # type: ignore[arg-type]
+                assert rt.queue is not None
+                rt.attach_sampler(self.imu.attach(rt.queue, rt.sample_s, on_batch=self._on_batch))
             if rt.driver_enabled:
                 sched = DutyCycleScheduler(rt.sample_s, rt.period_s, clock=self.now_s, epoch=0.0)
                 self.driver = DutyCycleDriver(sched, self, rt.bus, lead_s=rt.params.sample_lead_s,
@@ -207,6 +179,7 @@ class DetectorNode(LifecycleNode):
         if self.driver is not None or self.imu is None:
             return
         start = self.imu.sampler.window_start if self.imu.sampler else None
+        self.runtime.report_rejects()
         self.runtime.on_batch(-float("inf") if start is None else start)
 
     # -- duty-cycle driver hooks (core.driver.DriverHooks) ----------------------------------------
@@ -221,7 +194,8 @@ class DetectorNode(LifecycleNode):
             self.imu.stop_sampling()
             n = w.rejected[REJECT_BEFORE_WINDOW] - before
             if n:
-                self.runtime.emit("drop", frames=n, reason="before_window")
+                self.runtime.emit(DROP, frames=n, reason=DROP_BEFORE_WINDOW)
+            self.runtime.report_rejects()
 
     def infer_once(self, window: Window) -> None:
         """activate -> infer the newest batch of this window -> deactivate, as real lifecycle transitions."""

@@ -27,7 +27,7 @@ from vibration_anomaly.config.bundle import (
     load_verified_bundle,
 )
 from vibration_anomaly.core.detector import Detector, Verdict
-from vibration_anomaly.core.events import Event, EventBus, EventSink, JsonlEventLog
+from vibration_anomaly.core.events import Event, EventBus, EventSink, JsonlEventLog, RejectReporter
 from vibration_anomaly.core.health import BacklogHealth, DutyCycleMonitor, HealthTask
 from vibration_anomaly.core.imu_buffer import ImuSampler
 from vibration_anomaly.core.queue import LatestBatchQueue
@@ -76,7 +76,8 @@ class DetectorRuntime:
         self.detector: Detector | None = None
         self.queue: LatestBatchQueue | None = None
         self.monitor: DutyCycleMonitor | None = None
-        self.sampler: ImuSampler | None = None  # set by whoever feeds frames (the IMU node, the simulation)
+        self.sampler: ImuSampler | None = None  # set by whoever feeds frames (attach_sampler)
+        self.rejects: RejectReporter | None = None
         self.backlog = BacklogHealth()
         self.verdicts: list[Verdict] = []  # the latest few, for tests and logs
         self.last_error: str | None = None
@@ -197,6 +198,16 @@ class DetectorRuntime:
         open_power(self)
         self.driver_enabled = self.params.use_duty_cycle_driver
 
+    def attach_sampler(self, sampler: ImuSampler) -> None:
+        """The IMU sampler feeding the queue: its bad-frame counters become ``reject`` events and health."""
+        self.sampler = sampler
+        self.rejects = RejectReporter(lambda: {**sampler.windower.rejected, **sampler.rejected},
+                                      lambda *a, **kw: self.bus.emit(*a, **kw))
+
+    def report_rejects(self) -> None:
+        if self.rejects is not None:
+            self.rejects.report(self.now())
+
     def describe(self) -> str:
         assert self.bundle is not None and self.pipeline is not None
         dc, pl = self.bundle.duty_cycle, self.pipeline
@@ -248,6 +259,7 @@ class DetectorRuntime:
         self.pipeline = None
         self.bundle = None
         self.sampler = None
+        self.rejects = None
 
     def _stop_worker(self) -> None:
         if self.worker is not None:

@@ -11,6 +11,7 @@ backlog bound, alarm vote) come from the verified example bundle.
 from __future__ import annotations
 
 import json
+import logging
 import statistics
 import sys
 import time
@@ -20,13 +21,28 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from vibration_anomaly.core.detector import Detector
+from vibration_anomaly.config.bundle import VerifiedBundle
+from vibration_anomaly.core.detector import Verdict
 from vibration_anomaly.core.driver import DutyCycleDriver
-from vibration_anomaly.core.events import Event, EventBus, JsonlEventLog
+from vibration_anomaly.core.events import (
+    ALARM,
+    DROP,
+    DROP_BEFORE_WINDOW,
+    DROP_INCOMPLETE_WINDOW,
+    DROP_KEEP_LAST,
+    ERROR,
+    INFER,
+    REJECT,
+    SKIP,
+    SLEEP,
+    Event,
+    JsonlEventLog,
+    RejectReporter,
+)
 from vibration_anomaly.core.imu_buffer import qos_depth
-from vibration_anomaly.core.queue import LatestBatchQueue
 from vibration_anomaly.core.scheduler import DutyCycleScheduler, Window
 from vibration_anomaly.core.window import REJECT_BEFORE_WINDOW, Windower, batch_samples
+from vibration_anomaly.runtime import DetectorRuntime, Pipeline, RuntimeParams
 from vibration_anomaly.sim.robot import Delivery, FaultSpec, RobotConfig, SimulatedRobot
 
 
@@ -86,15 +102,15 @@ def _commissioning_windows(robot: SimulatedRobot, n: int, sample_s: float, perio
 class _SimHooks:
     """``core.driver.DriverHooks`` for the simulated robot: what the ROS node does, on simulated time.
 
-    The subscription "exists" from open to close: the frames the robot (and a
-    firmware burst, through the keep-last queue) delivers in that window are
-    windowed at close; ``infer_once`` is activate -> newest fresh batch -> deactivate.
+    The subscription "exists" from open to close: the frames the robot (and a firmware burst,
+    through the keep-last queue) delivers in that window are windowed at close; ``infer_once`` is
+    the runtime's activate -> newest fresh batch -> deactivate, as the node's lifecycle runs it.
     """
 
-    def __init__(self, robot: SimulatedRobot, windower: Windower, queue: LatestBatchQueue, detector: Detector,
-                 bus: EventBus, clock: SimClock, depth: int) -> None:
-        self.robot, self.windower, self.queue, self.detector = robot, windower, queue, detector
-        self.bus, self.clock, self.depth = bus, clock, depth
+    def __init__(self, robot: SimulatedRobot, windower: Windower, rt: DetectorRuntime, clock: SimClock,
+                 depth: int) -> None:
+        self.robot, self.windower, self.rt, self.clock, self.depth = robot, windower, rt, clock, depth
+        self.rejects = RejectReporter(lambda: dict(windower.rejected), rt.bus.emit)
         self.held_after_sleep: list[str] = []
         self.timings: dict[str, list[float]] = {"wake_ms": [], "infer_ms": [], "sleep_ms": []}
         self.last_cycle: dict[str, Any] = {}
@@ -102,134 +118,143 @@ class _SimHooks:
         self._dropped = 0
         self._partial = 0
 
+    def _row(self, window: Window, verdict: Verdict | None, t_fault: float) -> dict[str, Any]:
+        delivery = self._delivery or Delivery()
+        assert self.rt.detector is not None
+        return {"cycle": window.period, "t": window.start, "frames": sum(int(t.size) for t, _ in delivery.chunks),
+                "burst": delivery.burst_frames, "dropped": self._dropped,
+                "score": None if verdict is None else verdict.score,
+                "threshold": None if verdict is None else verdict.threshold,
+                "above": None if verdict is None else verdict.above, "alarm": self.rt.detector.voter.latched,
+                "raised": bool(verdict and verdict.raised), "fault_peak": self.robot.fault_peak(t_fault)}
+
     def open_sampling(self, window: Window) -> None:
         self.windower.open_window(window.start)
-        # The row this period shows if a later step fails (the driver turns that into an error event).
-        self.last_cycle = {"cycle": window.period, "t": window.start, "frames": 0, "burst": 0, "dropped": 0,
-                           "score": None, "threshold": None, "above": None, "alarm": self.detector.voter.latched,
-                           "raised": False, "fault_peak": self.robot.fault_peak(window.start)}
+        self._delivery, self._dropped = None, 0
+        self.last_cycle = self._row(window, None, window.start)  # shown if a later step fails
 
     def close_sampling(self, window: Window) -> None:
-        w, bus, clock = self.windower, self.bus, self.clock
-        rej0, before0, disc0 = w.rejected_total, w.rejected[REJECT_BEFORE_WINDOW], sum(w.discarded.values())
+        w, bus, clock, queue = self.windower, self.rt.bus, self.clock, self.rt.queue
+        assert queue is not None
+        before0, disc0 = w.rejected[REJECT_BEFORE_WINDOW], sum(w.discarded.values())
         delivery = self.robot.deliver(window.start, window.end, self.depth)
         if delivery.lost_keep_last:
-            bus.emit(window.start, "drop", frames=delivery.lost_keep_last, reason="keep_last")
+            bus.emit(window.start, DROP, frames=delivery.lost_keep_last, reason=DROP_KEEP_LAST)
         for t, x in delivery.chunks:
             if t.size:
                 clock.now = float(t[-1])
             for b in w.push_many(t, x):
-                self.queue.put(b)
+                queue.put(b)
         clock.now = window.end
         w.close_window()
         stale = w.rejected[REJECT_BEFORE_WINDOW] - before0
         if stale:
-            bus.emit(clock.now, "drop", frames=stale, reason="before_window")
-        bad = w.rejected_total - rej0 - stale
-        if bad:
-            bus.emit(clock.now, "reject", count=bad, reason=w.last_rejection or "bad frames")
+            bus.emit(clock.now, DROP, frames=stale, reason=DROP_BEFORE_WINDOW)
+        self.rejects.report(clock.now)
         self._partial = sum(w.discarded.values()) - disc0
         self._delivery = delivery
         self._dropped = delivery.lost_keep_last + stale
 
     def infer_once(self, window: Window) -> None:
-        det, clock = self.detector, self.clock
-        wake_s = det.activate()
-        verdict = det.infer_latest(fresh_after=window.start)
+        rt, clock = self.rt, self.clock
+        assert rt.detector is not None
+        n_before = rt.detector.inferences
+        wake_s = rt.activate()
+        rt.infer_now(window.start)
+        verdict = rt.verdicts[-1] if rt.detector.inferences > n_before else None
         if verdict is None and self._partial:
             # The window never filled a batch: its frames are lost to inference.
-            self.bus.emit(clock.now, "drop", frames=self._partial, reason="incomplete_window")
+            rt.bus.emit(clock.now, DROP, frames=self._partial, reason=DROP_INCOMPLETE_WINDOW)
             self._dropped += self._partial
-        sleep_s = det.deactivate()
+        t0 = time.perf_counter()
+        rt.deactivate()
+        sleep_s = time.perf_counter() - t0
         clock.now = window.end + wake_s + (verdict.infer_s if verdict else 0.0) + sleep_s
         self.timings["wake_ms"].append(wake_s * 1000)
         self.timings["sleep_ms"].append(sleep_s * 1000)
         if verdict:
             self.timings["infer_ms"].append(verdict.infer_s * 1000)
-        delivery = self._delivery or Delivery()
-        self.last_cycle = {
-            "cycle": window.period,
-            "t": window.start,
-            "frames": sum(int(t.size) for t, _ in delivery.chunks),
-            "burst": delivery.burst_frames,
-            "dropped": self._dropped,
-            "score": None if verdict is None else verdict.score,
-            "threshold": None if verdict is None else verdict.threshold,
-            "above": None if verdict is None else verdict.above,
-            "alarm": det.voter.latched,
-            "raised": bool(verdict and verdict.raised),
-            "fault_peak": self.robot.fault_peak(window.end),
-        }
+        self.last_cycle = self._row(window, verdict, window.end)
 
     def held_resources(self) -> tuple[str, ...]:
-        held = self.detector.residency().awake_resources()
+        held = self.rt.held_resources()
         self.held_after_sleep.extend(held)
         return held
 
 
-def run_demo(opts: DemoOptions, out: TextIO | None = None, progress: TextIO | None = None) -> DemoResult:
-    from vibration_anomaly.config.bundle import load_example_bundle
+def _robot(opts: DemoOptions, n_periods: int, sample_s: float, period_s: float) -> SimulatedRobot:
+    fault = None if opts.fault_after_h is None else FaultSpec(start_s=opts.fault_after_h * 3600.0)
+    hiccups = plan_hiccups(opts.hiccups, n_periods, period_s, sample_s)
+    return SimulatedRobot(RobotConfig(rate_hz=opts.rate_hz, seed=opts.seed, fault=fault, hiccups=hiccups))
+
+
+def _runtime(opts: DemoOptions, bundle: VerifiedBundle, robot: SimulatedRobot, clock: SimClock) -> DetectorRuntime:
+    """The runtime the node builds, inline on simulated time; configure commissions the machine first."""
     from vibration_anomaly.core.scoring import AlarmVoter, Scorer
     from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
     from vibration_anomaly.model import load_default_model
 
+    model = load_default_model()
+    dc = bundle.duty_cycle
+
+    def commissioned(b: VerifiedBundle, _params: dict[str, Any]) -> Pipeline:
+        engine = OnnxRuntimeEngine(intra_op_threads=1)
+        engine.load(model.onnx)
+        engine.wake()
+        windows = _commissioning_windows(robot, opts.commissioning_windows, dc.sample_s, dc.period_s)
+        cal = model.calibrate(engine, windows, opts.rate_hz, machine=f"sim-robot-{opts.seed}")
+        engine.sleep()
+        voter = AlarmVoter(b.alarm.votes_required, b.alarm.votes_window)
+        return Pipeline(engine, Scorer(engine, model.frontend(), cal), voter, model.model_id, "demo: ONNX Runtime")
+
+    quiet = logging.getLogger("vibration_anomaly.demo")
+    quiet.setLevel(logging.WARNING)
+    rt = DetectorRuntime(clock, pipeline_factory=commissioned, name="demo", threaded=False, logger=quiet)
+    rt.configure(RuntimeParams(robot_id=f"sim-robot-{opts.seed}", require_firmware=False), bundle=bundle)
+    return rt
+
+
+def run_demo(opts: DemoOptions, out: TextIO | None = None, progress: TextIO | None = None) -> DemoResult:
+    from vibration_anomaly.config.bundle import load_example_bundle
+
     bundle = load_example_bundle()
     dc = bundle.duty_cycle
-    model = load_default_model()
-    clock = SimClock()
-    sched = DutyCycleScheduler(dc.sample_s, dc.period_s, clock=clock, epoch=0.0)
     n_periods = int(round(opts.hours * 3600 / dc.period_s))
     if n_periods < 1:
-        raise ValueError(
-            f"--hours {opts.hours:g}: shorter than one duty period ({dc.period_s:g} s); nothing to simulate"
-        )
-    fault = None
-    if opts.fault_after_h is not None:
-        fault = FaultSpec(start_s=opts.fault_after_h * 3600.0)
-    robot = SimulatedRobot(
-        RobotConfig(
-            rate_hz=opts.rate_hz,
-            seed=opts.seed,
-            fault=fault,
-            hiccups=plan_hiccups(opts.hiccups, n_periods, dc.period_s, dc.sample_s),
-        )
-    )
-    depth = qos_depth(opts.rate_hz, dc.sample_s)  # the same keep-last depth the ROS subscriber uses
-    batch_len = batch_samples(opts.rate_hz, dc.sample_s)
-
+        raise ValueError(f"--hours {opts.hours:g}: shorter than one duty period ({dc.period_s:g} s); nothing to simulate")
+    robot, clock = _robot(opts, n_periods, dc.sample_s, dc.period_s), SimClock()
     if opts.trace:
         opts.trace.parent.mkdir(parents=True, exist_ok=True)
         opts.trace.write_text("")  # a fresh trace per run (the event log itself only appends)
     trace = JsonlEventLog(opts.trace, fsync_every=10_000) if opts.trace else None
     events: list[Event] = []
-    bus = EventBus(events.append, *([trace] if trace else []))
-    queue = LatestBatchQueue(
-        bundle.max_queued_batches,
-        on_drop=lambda reason, b: bus.emit(clock(), "drop", frames=b.n_samples, reason=f"queue_{reason}"),
-    )
-    windower = Windower(batch_len, channels=3, fs_hz=opts.rate_hz, source="imu")
+    rt = _runtime(opts, bundle, robot, clock)
+    for sink in (events.append, *([trace] if trace else [])):
+        rt.bus.add(sink)
+    windower = Windower(batch_samples(opts.rate_hz, dc.sample_s), channels=3, fs_hz=opts.rate_hz, source="imu")
+    hooks = _SimHooks(robot, windower, rt, clock, qos_depth(opts.rate_hz, dc.sample_s))
+    driver = DutyCycleDriver(DutyCycleScheduler(rt.sample_s, rt.period_s, clock=clock, epoch=0.0), hooks, rt.bus)
+    wall0 = time.perf_counter()
+    cycles = _drive(driver, hooks, clock, n_periods, opts.hours, dc.period_s, out, progress)
+    driver.stop()
+    threshold = rt.verdicts[-1].threshold if rt.verdicts else None
+    assert rt.pipeline is not None and rt.queue is not None
+    backend, model_id, queue_stats = rt.pipeline.engine.name, rt.pipeline.model, rt.queue.stats.__dict__.copy()
+    rt.close()
+    if trace:
+        trace.close()
+    summary = _summarise(opts, bundle, robot, events, hooks, n_periods, windower, wall0)
+    summary.update(backend=backend, model=model_id, threshold=threshold, queue=queue_stats)
+    return DemoResult(summary, cycles)
 
-    engine = OnnxRuntimeEngine(intra_op_threads=1)
-    engine.load(model.onnx)
-    engine.wake()
-    calibration = model.calibrate(
-        engine,
-        _commissioning_windows(robot, opts.commissioning_windows, dc.sample_s, dc.period_s),
-        opts.rate_hz,
-        machine=f"sim-robot-{opts.seed}",
-    )
-    engine.sleep()
-    scorer = Scorer(engine, model.frontend(), calibration)
-    voter = AlarmVoter(bundle.alarm.votes_required, bundle.alarm.votes_window)
-    detector = Detector(engine, scorer, voter, queue, bus, clock, bundle.alarm.score_threshold)
 
+def _drive(driver: DutyCycleDriver, hooks: _SimHooks, clock: SimClock, n_periods: int, hours: float,
+           period_s: float, out: TextIO | None, progress: TextIO | None) -> list[dict[str, Any]]:
+    """Step the driver on simulated time; a timeline line per period and progress on the terminal."""
     cycles: list[dict[str, Any]] = []
     if out is not None:
         out.write(f"{'cycle':>10s}  {'time':8s}  {'phases':22s}  {'score/threshold':>15s}  {'verdict':15s} dropped frames\n")
-    wall0 = time.perf_counter()
-    hooks = _SimHooks(robot, windower, queue, detector, bus, clock, depth)
-    driver = DutyCycleDriver(sched, hooks, bus)  # the same sequence the ROS node runs on ROS time
-    due = driver.start(0.0)
+    due: float | None = driver.start(0.0)
     last_progress = 0.0
     while driver.periods < n_periods and due is not None:
         clock.now = max(clock.now, due)
@@ -241,37 +266,33 @@ def run_demo(opts: DemoOptions, out: TextIO | None = None, progress: TextIO | No
             k = len(cycles)
             if progress is not None and (time.perf_counter() - last_progress > 1.0 or k == n_periods):
                 last_progress = time.perf_counter()
-                progress.write(f"\rsimulated {k * dc.period_s / 3600:5.2f} h of {opts.hours:g} h "
-                               f"({k / n_periods:4.0%})")
+                progress.write(f"\rsimulated {k * period_s / 3600:5.2f} h of {hours:g} h ({k / n_periods:4.0%})")
                 progress.flush()
-    driver.stop()
-    held_after_sleep, timings = hooks.held_after_sleep, hooks.timings
     if progress is not None:
         progress.write("\n")
-    engine.unload()
-    if trace:
-        trace.close()
+    return cycles
 
-    infers = [e for e in events if e["event"] == "infer"]
-    alarms = [e for e in events if e["event"] == "alarm"]
+
+def _summarise(opts: DemoOptions, bundle: VerifiedBundle, robot: SimulatedRobot, events: list[Event],
+               hooks: _SimHooks, n_periods: int, windower: Windower, wall0: float) -> dict[str, Any]:
+    dc = bundle.duty_cycle
+    infers = [e for e in events if e["event"] == INFER]
+    alarms = [e for e in events if e["event"] == ALARM]
     drops: dict[str, int] = {}
     for e in events:
-        if e["event"] == "drop":
+        if e["event"] == DROP:
             drops[e["reason"]] = drops.get(e["reason"], 0) + int(e["frames"])
-    fault_s = fault.start_s if fault else None
+    fault_s = robot.cfg.fault.start_s if robot.cfg.fault else None
     first_alarm = alarms[0]["t"] if alarms else None
-    sleeps = [e for e in events if e["event"] == "sleep"]
-    summary = {
+    sleeps = [e for e in events if e["event"] == SLEEP]
+    return {
         "simulated_hours": round(n_periods * dc.period_s / 3600, 6),
         "seed": opts.seed,
         "duty_cycle": {"sample_s": dc.sample_s, "period_s": dc.period_s, "from_bundle_version": bundle.version},
-        "backend": engine.name,
-        "model": model.model_id,
-        "threshold": calibration.threshold,
         "periods": n_periods,
         "inferences": len(infers),
-        "skipped": sum(1 for e in events if e["event"] == "skip"),
-        "errors": sum(1 for e in events if e["event"] == "error"),
+        "skipped": sum(1 for e in events if e["event"] == SKIP),
+        "errors": sum(1 for e in events if e["event"] == ERROR),
         "fault_start_s": fault_s,
         "first_alarm_s": first_alarm,
         "alarm_delay_s": None if (first_alarm is None or fault_s is None) else first_alarm - fault_s,
@@ -281,16 +302,14 @@ def run_demo(opts: DemoOptions, out: TextIO | None = None, progress: TextIO | No
         ),
         "hiccups": [list(h) for h in robot.cfg.hiccups],
         "dropped_frames": drops,
-        "rejected_frames": sum(int(e["count"]) for e in events if e["event"] == "reject"),
-        "queue": queue.stats.__dict__.copy(),
+        "rejected_frames": sum(int(e["count"]) for e in events if e["event"] == REJECT),
         "windower_rejected": dict(windower.rejected),
         "awake_fraction": sum(e["awake_s"] for e in sleeps) / (n_periods * dc.period_s),
         "contract_awake_fraction": dc.awake_fraction,
-        "held_after_sleep": sorted(set(held_after_sleep)),
-        "engine_ms_median": {k2: round(statistics.median(v), 3) for k2, v in timings.items() if v},
+        "held_after_sleep": sorted(set(hooks.held_after_sleep)),
+        "engine_ms_median": {k2: round(statistics.median(v), 3) for k2, v in hooks.timings.items() if v},
         "wall_s": round(time.perf_counter() - wall0, 2),
     }
-    return DemoResult(summary, cycles)
 
 
 def _fmt_t(t: float) -> str:
