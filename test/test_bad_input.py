@@ -460,6 +460,12 @@ def test_fifo_input_is_refused_at_once_not_a_hang(tmp_path: Path) -> None:
     assert p.returncode == 2 and "FIFO" in p.stderr and "Traceback" not in p.stderr
     p = _proc("bundle", "verify", str(fifo), "--trust", str(EXAMPLE / "trust"), timeout=30)
     assert p.returncode == 2 and "FIFO" in p.stderr and "Traceback" not in p.stderr
+    p = _proc("bundle", "verify", str(EXAMPLE / "dev_bundle.yaml"), "--trust", str(EXAMPLE / "trust"), "--model",
+              str(fifo), timeout=30)
+    assert p.returncode == 2 and "FIFO" in p.stderr and "Traceback" not in p.stderr
+    p = _proc("bundle", "sign", str(fifo), "--key", str(EXAMPLE / "DEV_KEY_DO_NOT_USE_ON_ROBOTS.pem"), "--out",
+              str(tmp_path / "b.yaml"), timeout=30)
+    assert p.returncode == 2 and "FIFO" in p.stderr and "Traceback" not in p.stderr
     p = _proc("engine", "info", str(fifo), timeout=30)
     assert p.returncode == 2 and "FIFO" in p.stderr and "Traceback" not in p.stderr
     assert sorted(x.name for x in tmp_path.iterdir()) == ["rec.npz"]

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from vibration_anomaly.cli import check_output_file, guarded
+from vibration_anomaly.cli import check_input_file, check_output_file, guarded
 
 EXIT_OK = 0
 EXIT_REFUSED = 2
@@ -154,6 +154,7 @@ def _sign(args: argparse.Namespace) -> int:
     from vibration_anomaly.config.trust import (
         BundleRefused,
         TrustStore,
+        _read_limited,
         atomic_write,
         key_id_of,
         load_private_key,
@@ -164,10 +165,11 @@ def _sign(args: argparse.Namespace) -> int:
         passphrase = _passphrase(args.passphrase_env)
         key = load_private_key(args.key, passphrase)
         try:
-            with open(args.payload, "rb") as fh:
-                payload = fh.read(MAX_BUNDLE_BYTES + 1)
+            # Non-blocking open + fstat: a FIFO given as the payload is refused, not waited on.
+            read = _read_limited(args.payload, MAX_BUNDLE_BYTES)
         except OSError as exc:
             return _err(f"{args.payload}: cannot read payload: {exc.strerror or exc}")
+        payload = read if read is not None else b"x" * (MAX_BUNDLE_BYTES + 1)
         if len(payload) > MAX_BUNDLE_BYTES:
             raise BundleRefused("too_large", f"payload larger than {MAX_BUNDLE_BYTES} bytes", source=str(args.payload))
         try:
@@ -198,6 +200,10 @@ def _verify(args: argparse.Namespace) -> int:
     from vibration_anomaly.config.bundle import load_verified_bundle
     from vibration_anomaly.config.trust import BundleRefused
 
+    # The model/engine hash reads the file to its end: a FIFO or device there would never finish.
+    for option, path in (("--model", args.model), ("--engine", args.engine)):
+        if path is not None:
+            check_input_file(path, option)
     try:
         b = load_verified_bundle(
             args.bundle, args.trust, firmware_path=args.firmware, require_firmware=args.firmware is not None,
