@@ -44,11 +44,10 @@ setup(
     entry_points={
         "console_scripts": [
             "vibration-anomaly = vibration_anomaly.cli:main",
-            # ros2 run vibration_anomaly <node>
+            # ros2 run vibration_anomaly vibration_anomaly_node: the one process (detector, its in-process
+            # imu_subscriber and diagnostics); imu_subscriber alone checks a sensor without a model.
             "vibration_anomaly_node = vibration_anomaly.nodes.main:main",
-            "detector = vibration_anomaly.nodes.detector:main",
             "imu_subscriber = vibration_anomaly.nodes.imu_subscriber:main",
-            "diagnostics = vibration_anomaly.nodes.diagnostics:main",
         ],
     },
 )

@@ -65,8 +65,8 @@ def test_bag_calibration_fits_the_detector_batches(tmp_path: Path) -> None:
     try:
         scorer = Scorer(engine, model.frontend(), cal)
         n = batch_samples(1000.0, 5.0)
-        healthy = [scorer.verdict(robot.frames(s, s + n / 1000)[1], 1000.0) for s in (200.0, 260.0, 320.0)]
-        faulty = [scorer.verdict(robot.frames(s, s + n / 1000)[1], 1000.0) for s in (500.0, 560.0)]
+        healthy = [scorer.score_window(robot.frames(s, s + n / 1000)[1], 1000.0) for s in (200.0, 260.0, 320.0)]
+        faulty = [scorer.score_window(robot.frames(s, s + n / 1000)[1], 1000.0) for s in (500.0, 560.0)]
     finally:
         engine.unload()
     assert not any(v.above for v in healthy), [v.ratio for v in healthy]

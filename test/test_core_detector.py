@@ -91,8 +91,8 @@ def test_a_non_finite_score_is_an_error_not_a_healthy_verdict(parts: tuple) -> N
     engine, scorer, robot = parts
 
     class NonFiniteScorer:  # wraps the real scorer and corrupts only its score
-        def verdict(self, window: np.ndarray, fs_hz: float, source: str = "") -> SimpleNamespace:
-            v = scorer.verdict(window, fs_hz, source)
+        def score_window(self, window: np.ndarray, fs_hz: float, source: str = "") -> SimpleNamespace:
+            v = scorer.score_window(window, fs_hz, source)
             return SimpleNamespace(score=float("nan"), threshold=v.threshold)
 
     events: list[dict] = []

@@ -25,7 +25,7 @@ from vibration_anomaly.core.health import (
     model_health,
     power_health,
 )
-from vibration_anomaly.core.scheduler import DutyCycleScheduler, Window
+from vibration_anomaly.core.scheduler import DutyCycleScheduler, SampleWindow
 
 
 def feed(mon: DutyCycleMonitor, wakes: list[float], awake_s: float = 5.2, held: tuple[str, ...] = ()) -> None:
@@ -133,18 +133,18 @@ class Hooks:
         self.clock, self.fail = clock, fail
         self.calls: list[tuple[str, int, float]] = []
 
-    def _rec(self, what: str, w: Window) -> None:
+    def _rec(self, what: str, w: SampleWindow) -> None:
         self.calls.append((what, w.period, self.clock.t))
         if what == self.fail:
             raise RuntimeError(f"{what} broke")
 
-    def open_sampling(self, w: Window) -> None:
+    def open_sampling(self, w: SampleWindow) -> None:
         self._rec("open", w)
 
-    def close_sampling(self, w: Window) -> None:
+    def close_sampling(self, w: SampleWindow) -> None:
         self._rec("close", w)
 
-    def infer_once(self, w: Window) -> None:
+    def infer_once(self, w: SampleWindow) -> None:
         self._rec("infer", w)
         self.clock.t += 0.02  # wake + infer + sleep take a moment
 

@@ -48,7 +48,7 @@ def test_robot_imu_calibrate_and_score(robot: tuple, tmp_path: Path) -> None:
     w = healthy_signal(rng, spec, N)
     w[:, 1] += knock(rng, FS, N, 8.0 * w[:, 1].std())
     assert sc.score(w, FS) < min(faulty)
-    v = sc.verdict(healthy_signal(rng, spec, N), FS)
+    v = sc.score_window(healthy_signal(rng, spec, N), FS)
     assert len(v.channel_scores) == 3 and v.score == max(v.channel_scores)
     batch = sc.score_batch([healthy_signal(rng, spec, N) for _ in range(3)], FS)
     assert batch.shape == (3,)

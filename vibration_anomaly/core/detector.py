@@ -30,7 +30,7 @@ class ScoredLike(Protocol):
 class ScorerLike(Protocol):
     """``core.scoring.Scorer``: window -> features -> engine -> score against the machine's threshold."""
 
-    def verdict(self, window: np.ndarray, fs_hz: float, source: str = ...) -> ScoredLike: ...
+    def score_window(self, window: np.ndarray, fs_hz: float, source: str = ...) -> ScoredLike: ...
 
 
 class VoterLike(Protocol):
@@ -121,7 +121,7 @@ class Detector:
             return None
         start = time.perf_counter()
         try:
-            scored = self.scorer.verdict(batch.data, batch.fs_hz, f"batch {batch.t0:.3f}-{batch.t1:.3f}")
+            scored = self.scorer.score_window(batch.data, batch.fs_hz, f"batch {batch.t0:.3f}-{batch.t1:.3f}")
         except Exception as exc:  # noqa: BLE001 - any failure of one batch must not stop the robot
             self.errors += 1
             self.bus.emit(t, "error", message=f"{type(exc).__name__}: {exc}", batch_t0=batch.t0, batch_t1=batch.t1)

@@ -28,15 +28,15 @@ from collections.abc import Callable
 from typing import Protocol
 
 from vibration_anomaly.core.events import EventBus
-from vibration_anomaly.core.scheduler import DutyCycleScheduler, Window
+from vibration_anomaly.core.scheduler import DutyCycleScheduler, SampleWindow
 
 
 class DriverHooks(Protocol):
-    def open_sampling(self, window: Window) -> None: ...
+    def open_sampling(self, window: SampleWindow) -> None: ...
 
-    def close_sampling(self, window: Window) -> None: ...
+    def close_sampling(self, window: SampleWindow) -> None: ...
 
-    def infer_once(self, window: Window) -> None: ...
+    def infer_once(self, window: SampleWindow) -> None: ...
 
     def held_resources(self) -> tuple[str, ...]: ...
 
@@ -71,7 +71,7 @@ class DutyCycleDriver:
         self.lead_s = float(lead_s)
         self.tail_s = float(tail_s)
         self.state = DriverState.STOPPED
-        self.target: Window | None = None
+        self.target: SampleWindow | None = None
         self.opened_at: float | None = None
         self.periods = 0
         self.missed = 0
@@ -81,7 +81,7 @@ class DutyCycleDriver:
     def clock(self) -> Callable[[], float]:
         return self.scheduler.clock
 
-    def _first_window(self, now: float) -> Window:
+    def _first_window(self, now: float) -> SampleWindow:
         # A window whose lead-in has passed cannot be sampled whole: take the next one.
         return self.scheduler.next_window(now + self.lead_s)
 
@@ -135,7 +135,7 @@ class DutyCycleDriver:
         self.target = self._first_window(max(done, w.end))
         return self.target.start - self.lead_s
 
-    def _guard(self, what: str, fn: Callable[[Window], None], w: Window) -> None:
+    def _guard(self, what: str, fn: Callable[[SampleWindow], None], w: SampleWindow) -> None:
         """A failing step is an error event with its traceback; the cycle goes on (and sleeps)."""
         try:
             fn(w)

@@ -19,7 +19,7 @@ class Phase(enum.Enum):
 
 
 @dataclass(frozen=True)
-class Window:
+class SampleWindow:
     """The sample window of one duty period: [start, end) in clock seconds."""
 
     period: int
@@ -59,11 +59,11 @@ class DutyCycleScheduler:
         t = self.clock() if t is None else t
         return math.floor((t - self.epoch) / self.period_s)
 
-    def window(self, period: int) -> Window:
+    def window(self, period: int) -> SampleWindow:
         start = self.epoch + period * self.period_s
-        return Window(period, start, start + self.sample_s)
+        return SampleWindow(period, start, start + self.sample_s)
 
-    def current_window(self, t: float | None = None) -> Window:
+    def current_window(self, t: float | None = None) -> SampleWindow:
         return self.window(self.period_index(t))
 
     def phase(self, t: float | None = None) -> Phase:
@@ -71,7 +71,7 @@ class DutyCycleScheduler:
         w = self.current_window(t)
         return Phase.SAMPLING if w.start <= t < w.end else Phase.ASLEEP
 
-    def next_window(self, t: float | None = None) -> Window:
+    def next_window(self, t: float | None = None) -> SampleWindow:
         """The next window that has not started yet at ``t`` (or the current one if ``t`` is its start)."""
         t = self.clock() if t is None else t
         w = self.current_window(t)

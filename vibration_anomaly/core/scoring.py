@@ -351,8 +351,8 @@ def calibrate(
 
 
 @dataclass(frozen=True)
-class Verdict:
-    """One scored window: its score, the machine's threshold and whether it crossed it."""
+class WindowScore:
+    """One scored window (not the detector's voted ``core.detector.Verdict``): its score, the machine's threshold and whether it crossed it."""
 
     score: float
     threshold: float
@@ -404,11 +404,11 @@ class Scorer:
         out = np.asarray(self.engine.infer(np.ascontiguousarray(zz.reshape(n * c, *zz.shape[2:]))))
         return out.astype(np.float64).reshape(n, c).max(axis=1)
 
-    def verdict(self, window: np.ndarray, fs_hz: float, source: str = "window") -> Verdict:
+    def score_window(self, window: np.ndarray, fs_hz: float, source: str = "window") -> WindowScore:
         cs = self.channel_scores(window, fs_hz, source)
         s = float(cs.max())
         thr = self.calibration.threshold
-        return Verdict(score=s, threshold=thr, above=s > thr, channel_scores=tuple(float(v) for v in cs))
+        return WindowScore(score=s, threshold=thr, above=s > thr, channel_scores=tuple(float(v) for v in cs))
 
 
 class AlarmVoter:

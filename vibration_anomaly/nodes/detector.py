@@ -29,7 +29,7 @@ from std_msgs.msg import Bool, Float32
 from vibration_anomaly.core.driver import DutyCycleDriver
 from vibration_anomaly.core.events import DROP, DROP_BEFORE_WINDOW, INFER, Event
 from vibration_anomaly.core.health import HealthTask
-from vibration_anomaly.core.scheduler import DutyCycleScheduler, Window
+from vibration_anomaly.core.scheduler import DutyCycleScheduler, SampleWindow
 from vibration_anomaly.core.window import REJECT_BEFORE_WINDOW
 from vibration_anomaly.nodes.imu_subscriber import ImuSubscriberNode
 from vibration_anomaly.runtime import (
@@ -183,11 +183,11 @@ class DetectorNode(LifecycleNode):
         self.runtime.on_batch(-float("inf") if start is None else start)
 
     # -- duty-cycle driver hooks (core.driver.DriverHooks) ----------------------------------------
-    def open_sampling(self, window: Window) -> None:
+    def open_sampling(self, window: SampleWindow) -> None:
         if self.imu is not None:
             self.imu.start_sampling(window.start)
 
-    def close_sampling(self, window: Window) -> None:
+    def close_sampling(self, window: SampleWindow) -> None:
         if self.imu is not None and self.imu.sampler is not None:
             w = self.imu.sampler.windower
             before = w.rejected[REJECT_BEFORE_WINDOW]
@@ -197,7 +197,7 @@ class DetectorNode(LifecycleNode):
                 self.runtime.emit(DROP, frames=n, reason=DROP_BEFORE_WINDOW)
             self.runtime.report_rejects()
 
-    def infer_once(self, window: Window) -> None:
+    def infer_once(self, window: SampleWindow) -> None:
         """activate -> infer the newest batch of this window -> deactivate, as real lifecycle transitions."""
         self._driver_transition = True
         try:

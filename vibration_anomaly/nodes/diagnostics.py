@@ -112,9 +112,3 @@ class DiagnosticsNode(Node):
         msg.status = self.statuses()
         self._pub.publish(msg)
 
-
-def main(args: list[str] | None = None) -> int:
-    """``ros2 run vibration_anomaly diagnostics``: the tasks read the detector in-process, so run them together."""
-    from vibration_anomaly.nodes.main import main as run_all
-
-    return run_all(args)

@@ -40,7 +40,7 @@ from vibration_anomaly.core.events import (
     RejectReporter,
 )
 from vibration_anomaly.core.imu_buffer import qos_depth
-from vibration_anomaly.core.scheduler import DutyCycleScheduler, Window
+from vibration_anomaly.core.scheduler import DutyCycleScheduler, SampleWindow
 from vibration_anomaly.core.window import REJECT_BEFORE_WINDOW, Windower, batch_samples
 from vibration_anomaly.runtime import DetectorRuntime, Pipeline, RuntimeParams
 from vibration_anomaly.sim.robot import Delivery, FaultSpec, RobotConfig, SimulatedRobot
@@ -118,7 +118,7 @@ class _SimHooks:
         self._dropped = 0
         self._partial = 0
 
-    def _row(self, window: Window, verdict: Verdict | None, t_fault: float) -> dict[str, Any]:
+    def _row(self, window: SampleWindow, verdict: Verdict | None, t_fault: float) -> dict[str, Any]:
         delivery = self._delivery or Delivery()
         assert self.rt.detector is not None
         return {"cycle": window.period, "t": window.start, "frames": sum(int(t.size) for t, _ in delivery.chunks),
@@ -128,12 +128,12 @@ class _SimHooks:
                 "above": None if verdict is None else verdict.above, "alarm": self.rt.detector.voter.latched,
                 "raised": bool(verdict and verdict.raised), "fault_peak": self.robot.fault_peak(t_fault)}
 
-    def open_sampling(self, window: Window) -> None:
+    def open_sampling(self, window: SampleWindow) -> None:
         self.windower.open_window(window.start)
         self._delivery, self._dropped = None, 0
         self.last_cycle = self._row(window, None, window.start)  # shown if a later step fails
 
-    def close_sampling(self, window: Window) -> None:
+    def close_sampling(self, window: SampleWindow) -> None:
         w, bus, clock, queue = self.windower, self.rt.bus, self.clock, self.rt.queue
         assert queue is not None
         before0, disc0 = w.rejected[REJECT_BEFORE_WINDOW], sum(w.discarded.values())
@@ -155,7 +155,7 @@ class _SimHooks:
         self._delivery = delivery
         self._dropped = delivery.lost_keep_last + stale
 
-    def infer_once(self, window: Window) -> None:
+    def infer_once(self, window: SampleWindow) -> None:
         rt, clock = self.rt, self.clock
         assert rt.detector is not None
         n_before = rt.detector.inferences
