@@ -17,8 +17,11 @@ from typing import Protocol
 
 import numpy as np
 
-from vibration_anomaly.core.events import EventBus
+from vibration_anomaly.core.events import SENSOR, SKIP, EventBus
 from vibration_anomaly.core.queue import LatestBatchQueue
+from vibration_anomaly.core.sensor_health import ERROR as SENSOR_ERROR
+from vibration_anomaly.core.sensor_health import LEVEL_NAMES, OK, SensorWatch
+from vibration_anomaly.core.window import Batch
 from vibration_anomaly.engine.base import Engine, EngineState, Residency
 
 
@@ -67,6 +70,7 @@ class Detector:
         bus: EventBus,
         clock: Callable[[], float],
         threshold_override: float | None = None,
+        sensor: SensorWatch | None = None,
     ) -> None:
         self.engine = engine
         self.threshold_override = threshold_override
@@ -75,6 +79,8 @@ class Detector:
         self.queue = queue
         self.bus = bus
         self.clock = clock
+        self.sensor = sensor
+        self._sensor_level = OK
         self.inferences = 0
         self.errors = 0
 
@@ -108,6 +114,19 @@ class Detector:
         self.queue.clear()
         self.engine.unload()
 
+    def _sensor_ok(self, t: float, batch: Batch) -> bool:
+        """Check the sensor first: report changes and findings as ``sensor`` events; never score an ERROR batch."""
+        assert self.sensor is not None
+        rep = self.sensor.check(batch.data, batch.fs_hz, batch.t0, batch.t1)
+        if rep.level != OK or rep.level != self._sensor_level:
+            self.bus.emit(t, SENSOR, level=LEVEL_NAMES[rep.level], kinds=list(rep.kinds()), message=rep.message,
+                          batch_t0=round(batch.t0, 6), batch_t1=round(batch.t1, 6))
+        self._sensor_level = rep.level
+        if rep.level >= SENSOR_ERROR:
+            self.bus.emit(t, SKIP, reason="sensor", message=rep.message)
+            return False
+        return True
+
     def infer_latest(self, fresh_after: float) -> Verdict | None:
         """Score the newest batch that ends at or after ``fresh_after``; None when there is none.
 
@@ -117,7 +136,9 @@ class Detector:
         batch = self.queue.take_latest(fresh_after)
         t = self.clock()
         if batch is None:
-            self.bus.emit(t, "skip", reason="no fresh batch")
+            self.bus.emit(t, SKIP, reason="no fresh batch")
+            return None
+        if self.sensor is not None and not self._sensor_ok(t, batch):
             return None
         start = time.perf_counter()
         try:

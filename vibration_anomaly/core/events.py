@@ -14,7 +14,8 @@ cause is never counted under two names.
 ``batch_t1``, ``above``, ``alarm``), ``skip`` (``reason``: no fresh batch),
 ``sleep`` (``awake_s``, ``held``), ``drop`` (``frames``, ``reason``: frames that
 never reached the engine), ``reject`` (``count``, ``reason``: frames refused as
-bad input), ``alarm`` (``score``, ``threshold``), ``error`` (``message``).
+bad input), ``alarm`` (``score``, ``threshold``), ``error`` (``message``), ``sensor`` (``level``,
+``kinds``, ``message``: the sensor itself looks wrong; never a bearing alarm).
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ from typing import IO, Any
 Event = dict[str, Any]
 EventSink = Callable[[Event], None]
 
-WAKE, INFER, SKIP, SLEEP, DROP, REJECT, ALARM, ERROR = (
-    "wake", "infer", "skip", "sleep", "drop", "reject", "alarm", "error")
-EVENT_NAMES = frozenset((WAKE, INFER, SKIP, SLEEP, DROP, REJECT, ALARM, ERROR))
+WAKE, INFER, SKIP, SLEEP, DROP, REJECT, ALARM, ERROR, SENSOR = (
+    "wake", "infer", "skip", "sleep", "drop", "reject", "alarm", "error", "sensor")
+EVENT_NAMES = frozenset((WAKE, INFER, SKIP, SLEEP, DROP, REJECT, ALARM, ERROR, SENSOR))
 
 # Why frames never reached the engine (``drop`` events), one name per cause wherever it is counted.
 DROP_KEEP_LAST = "keep_last"  # the middleware's keep-last queue overwrote them (a firmware burst)

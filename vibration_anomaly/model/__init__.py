@@ -69,11 +69,19 @@ class ModelFiles:
         belong to the model, and a caller that forgot one (the drift allowance)
         would get a calibration that false-alarms on ordinary drift.
         """
+        import numpy as np
+
+        from vibration_anomaly.core import sensor_health
         from vibration_anomaly.core.scoring import calibrate
 
         kwargs.setdefault("model_id", self.model_id)
-        return calibrate(engine, self.frontend(), windows, fs_hz, prior_std=self.prior_std,
-                         prior_weight=self.prior_weight, drift_std=self.drift_std, **kwargs)
+        cal = calibrate(engine, self.frontend(), windows, fs_hz, prior_std=self.prior_std,
+                        prior_weight=self.prior_weight, drift_std=self.drift_std, **kwargs)
+        # The sensor's healthy level on this machine (median over the windows, so one busy window does
+        # not inflate it): the robot's loose-mount check compares with it.
+        per_window = [sensor_health.baseline(np.asarray(w))["rms"] for w in windows]
+        cal.extra.setdefault("sensor", {"rms": [float(v) for v in np.median(np.asarray(per_window), axis=0)]})
+        return cal
 
 
 def load_model_dir(directory: str | Path) -> ModelFiles:

@@ -33,6 +33,7 @@ def health_tasks(rt: DetectorRuntime) -> list[HealthTask]:
         HealthTask("backlog", lambda: backlog(rt)),
         HealthTask("model", lambda: model(rt)),
         HealthTask("bundle", lambda: bundle(rt)),
+        HealthTask("sensor", lambda: sensor(rt)),
     ]
 
 
@@ -96,3 +97,14 @@ def bundle(rt: DetectorRuntime) -> Health:
         refused_reason=r.reason if r else None, refused_detail=r.detail if r else None,
         expired=b.is_expired(time.time()) if b else False, dev_key=b.signed_with_dev_key if b else False,
     )
+
+
+def sensor(rt: DetectorRuntime) -> Health:
+    """The IMU itself: dead, stuck, clipped, wrong rate, loose mount (never a bearing alarm)."""
+    watch = rt.detector.sensor if rt.detector is not None else None
+    if watch is None or watch.last is None:
+        return Health(STALE, "no batch checked yet" if watch is not None else "not configured")
+    rep = watch.last
+    values: dict[str, object] = {f"batches with {k}": n for k, n in sorted(watch.counts.items())}
+    values["loose-mount check"] = "on" if watch.baseline_rms else "off (calibration has no sensor baseline)"
+    return Health(rep.level, rep.message, values)

@@ -33,6 +33,7 @@ class RuntimeParams:
     duty_cycle_time_scale: float = 1.0  # tests and benchmarks only: < 1 runs the bundle's cycle faster
     event_log: str = ""
     power_source: str = "modelled"
+    sensor_full_scale: float = 0.0  # the IMU's range in m/s^2 (16 g = 156.9); 0: infer clipping from the data
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], source: str = "detector parameters") -> RuntimeParams:

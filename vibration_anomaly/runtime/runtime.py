@@ -31,6 +31,7 @@ from vibration_anomaly.core.events import Event, EventBus, EventSink, JsonlEvent
 from vibration_anomaly.core.health import BacklogHealth, DutyCycleMonitor, HealthTask
 from vibration_anomaly.core.imu_buffer import ImuSampler
 from vibration_anomaly.core.queue import LatestBatchQueue
+from vibration_anomaly.core.sensor_health import SensorLimits, SensorWatch, baseline_rms_from
 from vibration_anomaly.errors import VibrationAnomalyError
 from vibration_anomaly.runtime.params import RuntimeParams
 from vibration_anomaly.runtime.pipeline import Pipeline, PipelineFactory, build_pipeline
@@ -194,7 +195,7 @@ class DetectorRuntime:
             on_drop=lambda reason, b: self.emit("drop", frames=b.n_samples, reason=reason),
         )
         self.detector = Detector(pipeline.engine, pipeline.scorer, pipeline.voter, self.queue, self.bus,
-                                 self.now, bundle.alarm.score_threshold)
+                                 self.now, bundle.alarm.score_threshold, sensor=self._sensor_watch(pipeline))
         open_power(self)
         self.driver_enabled = self.params.use_duty_cycle_driver
 
@@ -207,6 +208,13 @@ class DetectorRuntime:
     def report_rejects(self) -> None:
         if self.rejects is not None:
             self.rejects.report(self.now())
+
+    def _sensor_watch(self, pipeline: Pipeline) -> SensorWatch:
+        """Sensor checks with this machine's healthy level (stored by calibration) for the loose-mount check."""
+        cal = getattr(pipeline.scorer, "calibration", None)
+        full_scale = self.params.sensor_full_scale
+        return SensorWatch(SensorLimits(full_scale=full_scale if full_scale > 0 else None),
+                           baseline_rms_from(getattr(cal, "extra", None)))
 
     def describe(self) -> str:
         assert self.bundle is not None and self.pipeline is not None
