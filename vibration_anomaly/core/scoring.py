@@ -29,6 +29,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from vibration_anomaly.errors import InputError
+from vibration_anomaly.fileio import json_safe, read_regular_file, write_text_atomic
 
 CALIBRATION_VERSION = 1
 Z_CLIP = 1.0e3  # normalised features beyond this are clipped (keeps float32 finite)
@@ -117,56 +118,118 @@ class Calibration:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "calibration") -> Calibration:
+        """Build from the JSON form, refusing what would make the detector wrong (InputError naming the field).
+
+        A threshold <= 0 votes on every window; a NaN one never alarms; an absurd
+        rate or window length makes every window "not as calibrated".
+        """
         if not isinstance(d, dict):
-            raise InputError(source, "calibration", "expected a JSON object")
+            raise InputError(source, "calibration", f"expected a JSON object, got {type(d).__name__}")
         if d.get("version") != CALIBRATION_VERSION:
             raise InputError(source, "version", f"expected {CALIBRATION_VERSION}, got {d.get('version')!r}")
+        for key in ("mean", "std"):
+            if key not in d:
+                raise InputError(source, key, "missing")
         try:
             mean = np.asarray(d["mean"], dtype=np.float64)
             std = np.asarray(d["std"], dtype=np.float64)
-            thr = float(d["threshold"])
-        except KeyError as e:
-            raise InputError(source, str(e.args[0]), "missing") from None
-        except (TypeError, ValueError) as e:
-            raise InputError(source, "mean/std/threshold", f"not numeric: {e}") from None
-        if mean.ndim != 3 or mean.shape != std.shape:
+        except (TypeError, ValueError, OverflowError) as e:
+            raise InputError(source, "mean/std", f"expected nested lists of numbers: {e}") from None
+        if mean.ndim != 3 or mean.shape != std.shape or mean.size == 0:
             raise InputError(source, "mean/std", f"expected two equal (C, T, F) arrays, got {mean.shape} {std.shape}")
         if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(std > 0)):
             raise InputError(source, "mean/std", "expected finite values and std > 0")
-        if not math.isfinite(thr):
-            raise InputError(source, "threshold", f"expected a finite number, got {d['threshold']!r}")
+        thr = _field(d, "threshold", source, "a finite number > 0", lambda v: v > 0)
+        target_far = _field(d, "target_far", source, "a false-alarm rate > 0 and < 0.5", lambda v: 0 < v < 0.5)
+        fs_hz = _field(d, "fs_hz", source, f"a rate > 0 and <= {MAX_FS_HZ:g} Hz", lambda v: 0 < v <= MAX_FS_HZ)
+        max_n = max(1, int(fs_hz * MAX_WINDOW_S))
+        window_samples = int(_field(d, "window_samples", source,
+                                    f"an integer >= 1 and <= {max_n} ({MAX_WINDOW_S:g} s at {fs_hz:g} Hz)",
+                                    lambda v: v == int(v) and 1 <= v <= max_n))
+        n_windows = int(_field(d, "n_windows", source, "an integer >= 0",
+                               lambda v: v == int(v) and 0 <= v <= 1e12, default=0))
+        median = _field(d, "healthy_score_median", source, "a finite number or null", lambda v: True,
+                        default=float("nan"), nullable=True)
+        created = _field(d, "created_unix", source, "a finite time in seconds", lambda v: True, default=0.0)
+        extra = d.get("extra", {})
+        if extra is None:
+            extra = {}
+        if not isinstance(extra, dict):
+            raise InputError(source, "extra", f"expected a JSON object, got {type(extra).__name__}")
+        for key in ("method", "machine", "model_id"):
+            if not isinstance(d.get(key, ""), str):
+                raise InputError(source, key, f"expected a string, got {type(d[key]).__name__}")
         return cls(
             mean=mean,
             std=std,
             threshold=thr,
-            target_far=float(d.get("target_far", float("nan"))),
-            fs_hz=float(d["fs_hz"]),
-            window_samples=int(d["window_samples"]),
-            n_windows=int(d.get("n_windows", 0)),
-            method=str(d.get("method", "")),
-            machine=str(d.get("machine", "")),
-            model_id=str(d.get("model_id", "")),
-            healthy_score_median=float(d.get("healthy_score_median", float("nan"))),
-            created_unix=float(d.get("created_unix", 0.0)),
-            extra=dict(d.get("extra", {})),
+            target_far=target_far,
+            fs_hz=fs_hz,
+            window_samples=window_samples,
+            n_windows=n_windows,
+            method=d.get("method", ""),
+            machine=d.get("machine", ""),
+            model_id=d.get("model_id", ""),
+            healthy_score_median=median,
+            created_unix=created,
+            extra=dict(extra),
         )
 
     def save(self, path: str | Path) -> None:
-        p = Path(path)
-        tmp = p.with_suffix(p.suffix + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1))
-        tmp.replace(p)
+        """Write the JSON form through a unique temp file beside ``path``, renamed over it only on success.
+
+        Non-finite optional values are written as null (strict JSON); the old
+        file survives any failure and no temp file is left behind.
+        """
+        write_text_atomic(path, json.dumps(json_safe(self.to_dict()), indent=1, allow_nan=False))
 
     @classmethod
     def load(cls, path: str | Path) -> Calibration:
-        p = Path(path)
+        """Read and check a calibration file; every failure is an InputError naming the file.
+
+        A FIFO, a device, a directory or a file over ``MAX_CALIBRATION_BYTES`` is
+        refused from ``stat`` before it is opened (a FIFO would hang the read).
+        """
+        p = str(path)
+        data = read_regular_file(p, "calibration", max_bytes=MAX_CALIBRATION_BYTES)
         try:
-            d = json.loads(p.read_text())
-        except FileNotFoundError:
-            raise InputError(str(p), "path", "calibration file not found") from None
-        except json.JSONDecodeError as e:
-            raise InputError(str(p), "json", f"not valid JSON: {e}") from None
-        return cls.from_dict(d, source=str(p))
+            d = json.loads(data.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            raise InputError(p, "encoding", f"not UTF-8 text (byte {e.start}); expected calibration JSON") from None
+        except RecursionError:
+            raise InputError(p, "json", "nested too deeply; expected calibration JSON") from None
+        except ValueError as e:  # JSONDecodeError, and integers with more digits than Python converts
+            raise InputError(p, "json", f"not valid JSON: {e}") from None
+        return cls.from_dict(d, source=p)
+
+
+MAX_CALIBRATION_BYTES = 16 * 1024 * 1024
+"""A calibration is a few KB per channel; a larger file is not one (refused before reading)."""
+MAX_FS_HZ = 1.0e6
+"""Sample rates above this are refused, as on the command line (``--fs-hz``)."""
+MAX_WINDOW_S = 600.0
+"""Windows longer than this are refused, as on the command line (``--window-s``)."""
+
+
+def _field(d: dict[str, Any], key: str, source: str, expected: str, ok: Callable[[float], bool], *,
+           default: float | None = None, nullable: bool = False) -> float:
+    """A finite number from ``d[key]`` that satisfies ``ok``, else an InputError naming ``key``."""
+    if key not in d:
+        if default is None:
+            raise InputError(source, key, "missing")
+        return default
+    raw = d[key]
+    if raw is None and nullable:
+        return float("nan")
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise InputError(source, key, f"expected {expected}, got {raw!r:.40}")
+    try:
+        v = float(raw)
+    except OverflowError:
+        raise InputError(source, key, f"expected {expected}, got a number of {len(str(raw))} digits") from None
+    if not math.isfinite(v) or not ok(v):
+        raise InputError(source, key, f"expected {expected}, got {raw!r}")
+    return v
 
 
 def _norm_ppf(p: float) -> float:
@@ -449,6 +512,10 @@ class AlarmVoter:
             self._latched = True
             self.raised_at = self.updates
         return self._latched
+
+    def restore(self) -> None:
+        """Start latched: a durable latch (``core.latch``) said the alarm was raised before a restart."""
+        self._latched = True
 
     def reset(self) -> None:
         """Clear the latch and the history (an operator acknowledged, or the bearing was replaced)."""
