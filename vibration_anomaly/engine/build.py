@@ -11,7 +11,6 @@ checked before the (minutes-long) build starts.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 import time
@@ -28,10 +27,14 @@ from vibration_anomaly.engine.tensorrt.cuda import (
     probe_cuda_driver,
 )
 from vibration_anomaly.errors import EngineError, InputError
+from vibration_anomaly.fileio import check_regular_file, read_regular_file, write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp16", "int8", "fp32")
+
+MAX_ONNX_BYTES = 2 * 1024**3
+"""protobuf's own ceiling for one ONNX file (as ``engine.cli``): a larger file cannot be a model."""
 
 
 @dataclass(frozen=True)
@@ -70,8 +73,8 @@ def build_engine(onnx_path: Path, out_path: Path, options: BuildOptions | None =
     opts = options or BuildOptions()
     opts.validate()
     onnx_path, out_path = Path(onnx_path), Path(out_path)
-    if not onnx_path.is_file():
-        raise InputError(str(onnx_path), "model", "not found (expected the .onnx model to build from)")
+    # From stat alone, before TensorRT is imported: a FIFO would hang the read, a 2 GB file be read whole.
+    check_regular_file(onnx_path, "ONNX model", max_bytes=MAX_ONNX_BYTES)
     trt = trt_module
     if trt is None:
         try:
@@ -96,7 +99,7 @@ def build_engine(onnx_path: Path, out_path: Path, options: BuildOptions | None =
     builder = trt.Builder(logger)
     network = builder.create_network(0)
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse(onnx_path.read_bytes()):
+    if not parser.parse(read_regular_file(onnx_path, "ONNX model", max_bytes=MAX_ONNX_BYTES)):
         errs = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise InputError(str(onnx_path), "model", f"TensorRT's ONNX parser refused it: {errs}")
     inp = network.get_input(0)
@@ -145,13 +148,17 @@ def build_engine(onnx_path: Path, out_path: Path, options: BuildOptions | None =
         stop.set()
     if plan is None:
         raise EngineError(f"engine build failed for {onnx_path}: {' | '.join(logger.errors) or 'see the TensorRT log'}")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(memoryview(plan))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, out_path)
+    write_plan(out_path, plan)
     print(f"engine build: wrote {out_path} ({out_path.stat().st_size} bytes) in {time.monotonic() - started:.0f} s",
           file=sys.stderr, flush=True)
     return out_path
+
+
+def write_plan(out_path: Path | str, plan: Any) -> Path:
+    """Write a serialized engine through a unique temp file beside ``out_path``, renamed over it on success.
+
+    A failed write (disk full, Ctrl-C) leaves the old plan untouched and no temp
+    file behind; a reader never sees half a plan.
+    """
+    write_bytes_atomic(out_path, memoryview(plan))
+    return Path(out_path)

@@ -35,6 +35,8 @@ from typing import Any
 import numpy as np
 
 from vibration_anomaly.core.scoring import fit_normalisation
+from vibration_anomaly.errors import InputError
+from vibration_anomaly.fileio import atomic_dir
 from vibration_anomaly.model.data import cut_windows, load_dataset
 from vibration_anomaly.model.frontend import FEATURE_NAMES, Frontend, FrontendConfig
 from vibration_anomaly.model.synth import healthy_signal, random_machine
@@ -175,7 +177,9 @@ def train(cfg: TrainConfig, out_dir: str | Path, progress: bool = True) -> dict[
     real_names = set(feats)
     feats.update(synth_machines(cfg, frontend, rng))
     if not feats:
-        raise ValueError("no healthy training data: give --data with healthy records or --synth-machines > 0")
+        raise InputError("--data/--synth-machines", "training data",
+                         "no healthy records found and no synthetic machines; give --data with healthy records "
+                         "or --synth-machines > 0")
     prior, x_all = normalise_machines(feats, cfg.prior_weight)
     sys.stderr.write(f"training windows: {len(x_all)} from {n_real} real and {len(feats) - n_real} synthetic machines\n")
 
@@ -209,36 +213,37 @@ def train(cfg: TrainConfig, out_dir: str | Path, progress: bool = True) -> dict[
         r = torch.cat(res)
         model.res_std.copy_(r.std(dim=0).clamp(min=0.05))
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    fp32 = export_onnx(model, out / "model_fp32.onnx")
-    calib = x_all[rng.permutation(len(x_all))[:2048]]
-    int8 = quantize_qdq(fp32, out / "model.onnx", calib)
-    np.savez(out / "weights.npz", **{k: v.detach().numpy() for k, v in model.state_dict().items()})
-    meta = {
-        "name": "band-transformer",
-        "format": {"input": "features", "input_shape": ["B", fcfg.n_tokens, fcfg.n_features],
-                   "output": "score", "output_shape": ["B"], "opset": 17, "int8": "QDQ (onnxruntime quantize_static)"},
-        "frontend": fcfg.to_dict(),
-        "feature_names": list(FEATURE_NAMES),
-        "feature_prior_std": np.round(prior, 6).tolist(),
-        "feature_drift_std": np.round(drift_prior({k: v for k, v in feats.items() if k in real_names},
-                                                              (fcfg.n_tokens, fcfg.n_features)), 6).tolist(),
-        "prior_weight": cfg.prior_weight,
-        "model": model.hparams(),
-        "params": int(sum(p.numel() for p in model.parameters())),
-        "voting": {"k": 4, "n": 6},
-        "default_target_far": 0.01,
-        "training": {
-            **{k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
-            "data_dirs": [Path(d).name for d in cfg.data_dirs],
-            "real_machines": sorted(k for k in feats if not k.startswith("synth")),
-            "n_windows": int(len(x_all)),
-            "final_loss": ema,
-            "seconds": round(time.monotonic() - t_start, 1),
-            "torch": torch.__version__,
-        },
-        "files": {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (int8, fp32)},
-    }
-    (out / "model.json").write_text(json.dumps(meta, indent=1))
+    # Every file goes into a temp folder beside ``out_dir`` (inside it when it exists) and is moved into
+    # place only once all are complete: a failed export leaves no half model and no stray folder.
+    with atomic_dir(out_dir) as out:
+        fp32 = export_onnx(model, out / "model_fp32.onnx")
+        calib = x_all[rng.permutation(len(x_all))[:2048]]
+        int8 = quantize_qdq(fp32, out / "model.onnx", calib)
+        np.savez(out / "weights.npz", **{k: v.detach().numpy() for k, v in model.state_dict().items()})
+        meta = {
+            "name": "band-transformer",
+            "format": {"input": "features", "input_shape": ["B", fcfg.n_tokens, fcfg.n_features],
+                       "output": "score", "output_shape": ["B"], "opset": 17, "int8": "QDQ (onnxruntime quantize_static)"},
+            "frontend": fcfg.to_dict(),
+            "feature_names": list(FEATURE_NAMES),
+            "feature_prior_std": np.round(prior, 6).tolist(),
+            "feature_drift_std": np.round(drift_prior({k: v for k, v in feats.items() if k in real_names},
+                                                                  (fcfg.n_tokens, fcfg.n_features)), 6).tolist(),
+            "prior_weight": cfg.prior_weight,
+            "model": model.hparams(),
+            "params": int(sum(p.numel() for p in model.parameters())),
+            "voting": {"k": 4, "n": 6},
+            "default_target_far": 0.01,
+            "training": {
+                **{k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
+                "data_dirs": [Path(d).name for d in cfg.data_dirs],
+                "real_machines": sorted(k for k in feats if not k.startswith("synth")),
+                "n_windows": int(len(x_all)),
+                "final_loss": ema,
+                "seconds": round(time.monotonic() - t_start, 1),
+                "torch": torch.__version__,
+            },
+            "files": {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (int8, fp32)},
+        }
+        (out / "model.json").write_text(json.dumps(meta, indent=1))
     return meta

@@ -18,6 +18,7 @@ your own measured figures, and record where they came from.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -44,15 +45,23 @@ PLATFORM_MODELS: dict[str, PlatformPowerModel] = {
 DEFAULT_PLATFORM = "orin-nano"
 
 
+MAX_MODEL_WATTS = 1000.0
+"""Watts above this are not an embedded computer's draw (as ``power --model-watts``)."""
+
+
 def custom_model(spec: str) -> PlatformPowerModel:
-    """Parse ``"ASLEEP,AWAKE"`` watts, e.g. ``"3.5,9"``."""
+    """Parse ``"ASLEEP,AWAKE"`` watts, e.g. ``"3.5,9"``; NaN, inf, negative or absurd watts are an InputError."""
     parts = spec.split(",")
+    expected = f"ASLEEP,AWAKE in watts with 0 <= asleep <= awake <= {MAX_MODEL_WATTS:g} (e.g. 4,11)"
     try:
         asleep, awake = (float(p) for p in parts)
     except ValueError as exc:
-        raise InputError("--model-watts", "value", f"expected ASLEEP,AWAKE in watts (e.g. 4,11), got {spec!r}") from exc
-    if not (0 <= asleep <= awake):
-        raise InputError("--model-watts", "value", f"expected 0 <= asleep <= awake, got {asleep}, {awake}")
+        raise InputError("--model-watts", "value", f"expected {expected}, got {spec!r}") from exc
+    for name, v in (("asleep", asleep), ("awake", awake)):
+        if not (math.isfinite(v) and 0 <= v <= MAX_MODEL_WATTS):
+            raise InputError("--model-watts", name, f"expected {expected}, got {spec!r}")
+    if not asleep <= awake:
+        raise InputError("--model-watts", "value", f"expected 0 <= asleep <= awake, got {asleep:g}, {awake:g}")
     return PlatformPowerModel("custom", asleep, awake, "given on the command line")
 
 
