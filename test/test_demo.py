@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -104,3 +105,94 @@ def test_cli_refuses_a_run_shorter_than_one_period() -> None:
         capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 2 and "shorter than one duty period" in proc.stderr
+
+
+# ---------------------------------------------------------------- the first hour of a new user
+
+
+def _demo(*argv: str, **kw: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "vibration_anomaly", "demo", *argv], capture_output=True,
+                          text=True, timeout=180, **kw)  # type: ignore[call-overload]
+
+
+def test_text_output_says_what_it_simulates_and_explains_the_timeline() -> None:
+    proc = _demo("--hours", "0.2", "--hiccups", "1")
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr  # captured: no progress, no log lines
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("Simulating 0.2 h of one robot (3-axis IMU at 1000 Hz, seed 0)")
+    head = "\n".join(lines[:10])
+    assert "fault     outer-race bearing defect from 00:06:00" in head  # halfway through the run by default
+    assert "hiccups   1 connectivity loss;" in head
+    assert "signed bundle v" in head and "sample 5 s, infer once, sleep 55 s (period 60 s)" in head
+    for column in ("score/threshold", "verdict", "dropped frames"):
+        assert any(ln.startswith(f"  {column}") for ln in lines[:10]), column
+    assert sum(1 for ln in lines if ln.startswith("cycle ")) == 12
+    tail = "\n".join(lines[-6:])
+    assert "contract 8.33 % sampling (5 s of 60 s) + wake/infer/sleep overhead" in tail
+    assert "limit 12.5 % (bundle health.awake_fraction_max): within it." in tail
+
+
+def test_captured_json_run_is_clean_even_when_long(tmp_path: Path) -> None:
+    """An hour or more used to draw progress on stderr exactly when it was captured."""
+    proc = _demo("--hours", "1", "--fault-after", "none", "--json")
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    s = json.loads(proc.stdout)
+    assert s["awake_fraction_max"] == 0.125 and s["periods"] == 60 and s["fault_start_s"] is None
+
+
+def test_progress_goes_to_a_terminal_only() -> None:
+    """stdout piped (``demo | head``) and stderr a terminal: the progress is drawn there, the pipe stays clean."""
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "vibration_anomaly", "demo", "--hours", "1", "--json"],
+                              stdout=subprocess.PIPE, stderr=slave, text=True, timeout=180)
+        os.close(slave)
+        slave = -1
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO once the writer side is closed and drained
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        if slave >= 0:
+            os.close(slave)
+        os.close(master)
+    assert proc.returncode == 0
+    assert b"simulated  1.00 h of 1 h (100%)" in seen
+    assert "\rsimulated" not in proc.stdout and json.loads(proc.stdout)["periods"] == 60
+
+
+def test_a_failed_run_keeps_the_old_trace_and_leaves_no_temp(tmp_path: Path) -> None:
+    trace = tmp_path / "trace.jsonl"
+    trace.write_text('{"t": 0, "event": "wake"}\n')
+    with pytest.raises(ValueError, match="shorter than one duty period"):
+        run_demo(DemoOptions(hours=0.001, trace=trace))
+    assert trace.read_text() == '{"t": 0, "event": "wake"}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["trace.jsonl"]
+    proc = _demo("--hours", "0.005", "--trace", str(trace))
+    assert proc.returncode == 2 and proc.stdout == "" and "shorter than one duty period" in proc.stderr
+    assert trace.read_text() == '{"t": 0, "event": "wake"}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["trace.jsonl"]
+
+
+def test_a_fault_after_the_end_is_not_reported_missed() -> None:
+    from vibration_anomaly.sim.demo import format_summary
+
+    result = run_demo(DemoOptions(hours=0.25, fault_after_h=1.0, hiccups=0))
+    text = format_summary({**result.summary, "awake_fraction_max": 0.125})
+    assert "NOT detected" not in text
+    assert "Fault set to start at 01:00:00, after the run ended (00:15:00): nothing to detect." in text
+    over = format_summary({**result.summary, "awake_fraction_max": 0.05})
+    assert "ABOVE it" in over
+
+
+def test_cli_refuses_a_non_finite_fault_time() -> None:
+    for bad in ("nan", "inf"):
+        proc = _demo("--fault-after", bad)
+        assert proc.returncode == 2 and "--fault-after" in proc.stderr and "Traceback" not in proc.stderr
