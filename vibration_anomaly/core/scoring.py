@@ -219,8 +219,8 @@ def _field(d: dict[str, Any], key: str, source: str, expected: str, ok: Callable
             raise InputError(source, key, "missing")
         return default
     raw = d[key]
-    if raw is None and nullable:
-        return float("nan")
+    if nullable and (raw is None or (isinstance(raw, float) and math.isnan(raw))):
+        return float("nan")  # unknown: written as null, NaN in memory (``to_dict`` -> ``from_dict`` round-trips)
     if isinstance(raw, bool) or not isinstance(raw, int | float):
         raise InputError(source, key, f"expected {expected}, got {raw!r:.40}")
     try:
