@@ -356,9 +356,8 @@ def test_driver_mode_refuses_a_supervisor_activate(ros: Ros, tmp_path: Path, sco
 def test_configure_failing_after_the_model_loaded_unloads_it_and_says_why(
     ros: Ros, tmp_path: Path, score_model: Path
 ) -> None:
-    blocker = tmp_path / "not_a_dir"
-    blocker.write_text("a file where the event log's folder should be")
-    _, det, _ = stack(ros, tmp_path, score_model, extra={"event_log": str(blocker / "events.jsonl")})
+    # A lead-in longer than the sleep: the driver is refused after the model is loaded.
+    _, det, _ = stack(ros, tmp_path, score_model, driver=True, extra={"sample_lead_s": 10.0})
     engines: list[Any] = []
     factory = det.runtime.pipeline_factory
 
@@ -370,7 +369,8 @@ def test_configure_failing_after_the_model_loaded_unloads_it_and_says_why(
     det.runtime.pipeline_factory = spy
     assert ros.change("detector", Transition.TRANSITION_CONFIGURE) is False
     assert ros.state("detector") == "unconfigured"
-    assert det.runtime.last_error is not None and "configure" in det.runtime.last_error and "not_a_dir" in det.runtime.last_error
+    assert det.runtime.last_error is not None and "configure" in det.runtime.last_error
+    assert "lead_s" in det.runtime.last_error
     assert engines and engines[0].state.value == "unloaded" and engines[0].residency().held == ()
 
 

@@ -17,7 +17,8 @@ from typing import Protocol
 
 import numpy as np
 
-from vibration_anomaly.core.events import SENSOR, SKIP, EventBus
+from vibration_anomaly.core.events import ALARM, ALARM_RESET, ERROR, SENSOR, SKIP, EventBus
+from vibration_anomaly.core.latch import AlarmLatch
 from vibration_anomaly.core.queue import LatestBatchQueue
 from vibration_anomaly.core.sensor_health import ERROR as SENSOR_ERROR
 from vibration_anomaly.core.sensor_health import LEVEL_NAMES, OK, SensorWatch
@@ -43,6 +44,10 @@ class VoterLike(Protocol):
     def latched(self) -> bool: ...
 
     def update(self, score_above_threshold: bool) -> bool: ...
+
+    def restore(self) -> None: ...
+
+    def reset(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,7 @@ class Detector:
         clock: Callable[[], float],
         threshold_override: float | None = None,
         sensor: SensorWatch | None = None,
+        latch: AlarmLatch | None = None,
     ) -> None:
         self.engine = engine
         self.threshold_override = threshold_override
@@ -81,6 +87,9 @@ class Detector:
         self.clock = clock
         self.sensor = sensor
         self._sensor_level = OK
+        self.latch = latch
+        if latch is not None and latch.latched:
+            voter.restore()  # raised before a restart or reconfigure: still raised until reset
         self.inferences = 0
         self.errors = 0
 
@@ -174,5 +183,28 @@ class Detector:
             infer_ms=round(infer_s * 1000, 3),
         )
         if v.raised:
-            self.bus.emit(t, "alarm", score=round(score, 6), threshold=round(threshold, 6))
+            self._make_durable(t, score, threshold)
+            self.bus.emit(t, ALARM, score=round(score, 6), threshold=round(threshold, 6))
         return v
+
+    def _make_durable(self, t: float, score: float, threshold: float) -> None:
+        if self.latch is None:
+            return
+        try:
+            self.latch.raise_(t, score, threshold)
+        except OSError as exc:  # the alarm still stands in memory and is published; the loss is reported
+            self.errors += 1
+            self.bus.emit(t, ERROR, message=f"alarm latch not durable: {exc}", what="storage")
+
+    def reset_alarm(self, who: str, why: str) -> bool:
+        """Clear the latched alarm (an operator acknowledged, or the bearing was replaced); logged as an event."""
+        was = self.voter.latched or (self.latch is not None and self.latch.latched)
+        self.voter.reset()
+        t = self.clock()
+        if self.latch is not None:
+            try:
+                self.latch.reset(t, who, why)
+            except OSError as exc:
+                self.bus.emit(t, ERROR, message=f"alarm reset not durable: {exc}", what="storage")
+        self.bus.emit(t, ALARM_RESET, was_latched=was, who=who, why=why)
+        return was

@@ -27,7 +27,7 @@ import traceback
 from collections.abc import Callable
 from typing import Protocol
 
-from vibration_anomaly.core.events import EventBus
+from vibration_anomaly.core.events import CLOCK_JUMP, ERROR, SLEEP, EventBus
 from vibration_anomaly.core.scheduler import DutyCycleScheduler, SampleWindow
 
 
@@ -39,6 +39,9 @@ class DriverHooks(Protocol):
     def infer_once(self, window: SampleWindow) -> None: ...
 
     def held_resources(self) -> tuple[str, ...]: ...
+
+
+JUMP_TOLERANCE_S = 0.5  # a clock read this much earlier than the last one moved backwards
 
 
 class DriverState(enum.Enum):
@@ -76,6 +79,9 @@ class DutyCycleDriver:
         self.periods = 0
         self.missed = 0
         self.errors = 0
+        self.jumps = 0
+        self._last_now: float | None = None
+        self.on_clock_jump: Callable[[float], None] | None = None  # e.g. drop queued batches of the old time
 
     @property
     def clock(self) -> Callable[[], float]:
@@ -90,6 +96,7 @@ class DutyCycleDriver:
         now = self.clock() if now is None else now
         self.target = self._first_window(now)
         self.state = DriverState.WAITING
+        self._last_now = now
         return self.target.start - self.lead_s
 
     def stop(self) -> None:
@@ -105,6 +112,9 @@ class DutyCycleDriver:
         w = self.target
         if self.state is DriverState.STOPPED or w is None:
             return None
+        jumped = self._clock_jump(now)
+        if jumped is not None:
+            return jumped
         if self.state is DriverState.WAITING:
             if now < w.start - self.lead_s:
                 return w.start - self.lead_s
@@ -127,12 +137,53 @@ class DutyCycleDriver:
         self._guard("close_sampling", self.hooks.close_sampling, w)
         self._guard("infer_once", self.hooks.infer_once, w)
         done = self.clock()
+        self._last_now = max(now, done)
         held = list(self.hooks.held_resources())
         opened = self.opened_at if self.opened_at is not None else w.start
         self.bus.emit(done, "sleep", period=w.period, awake_s=round(max(0.0, done - opened), 6), held=held)
         self.periods += 1
         self.state = DriverState.WAITING
         self.target = self._first_window(max(done, w.end))
+        return self.target.start - self.lead_s
+
+    def _clock_jump(self, now: float) -> float | None:
+        """Backwards (any amount over the tolerance) or forwards by more than a period: re-arm on the new time.
+
+        Without this a clock moved back an hour left the driver waiting an hour for its next window
+        (no inference) or, mid-window, kept the IMU subscription open for an hour. The window in
+        progress is closed without inference (its frames belong to the old time), the next window is
+        taken from the new time, and a ``clock_jump`` event says what happened. Returns the next step
+        time when it re-armed, None when the clock moved normally.
+        """
+        last, self._last_now = self._last_now, now
+        if last is None:
+            return None
+        delta = now - last
+        if delta > self.scheduler.period_s + self.lead_s + self.tail_s:
+            # Forwards by more than a period (or a process stalled that long: without a second clock the two
+            # look the same). The normal step re-arms on the next window and counts the missed one.
+            self.jumps += 1
+            self.bus.emit(now, CLOCK_JUMP, delta_s=round(delta, 6), state=self.state.value)
+            return None
+        if delta >= -JUMP_TOLERANCE_S:
+            return None
+        self.jumps += 1
+        was = self.state
+        if was is DriverState.SAMPLING and self.target is not None:
+            self._guard("close_sampling", self.hooks.close_sampling, self.target)
+        if self.on_clock_jump is not None:
+            try:
+                self.on_clock_jump(delta)
+            except Exception as exc:  # noqa: BLE001 - the duty cycle must re-arm whatever failed
+                self.errors += 1
+                self.bus.emit(now, ERROR, message=f"duty cycle clock jump hook: {type(exc).__name__}: {exc}")
+        self.state = DriverState.WAITING
+        self.target = self._first_window(now)
+        self.bus.emit(now, CLOCK_JUMP, delta_s=round(delta, 6), state=was.value,
+                      next_window=self.target.start)
+        if was is DriverState.SAMPLING:
+            self.bus.emit(now, SLEEP, period=self.target.period - 1, awake_s=0.0, held=list(self.hooks.held_resources()),
+                          what="window abandoned after a clock jump")
         return self.target.start - self.lead_s
 
     def _guard(self, what: str, fn: Callable[[SampleWindow], None], w: SampleWindow) -> None:

@@ -15,14 +15,19 @@ cause is never counted under two names.
 ``sleep`` (``awake_s``, ``held``), ``drop`` (``frames``, ``reason``: frames that
 never reached the engine), ``reject`` (``count``, ``reason``: frames refused as
 bad input), ``alarm`` (``score``, ``threshold``), ``error`` (``message``), ``sensor`` (``level``,
-``kinds``, ``message``: the sensor itself looks wrong; never a bearing alarm).
+``kinds``, ``message``: the sensor itself looks wrong; never a bearing alarm), ``alarm_reset`` (``who``,
+``why``, ``was_latched``), ``clock_jump`` (``delta_s``, ``state``: the clock moved backwards, or forwards
+by more than a period; the duty cycle re-armed), ``storage`` (``ok``, ``what``, ``message``: a write to
+the event log or a state file started or stopped failing).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -32,7 +37,9 @@ EventSink = Callable[[Event], None]
 
 WAKE, INFER, SKIP, SLEEP, DROP, REJECT, ALARM, ERROR, SENSOR = (
     "wake", "infer", "skip", "sleep", "drop", "reject", "alarm", "error", "sensor")
-EVENT_NAMES = frozenset((WAKE, INFER, SKIP, SLEEP, DROP, REJECT, ALARM, ERROR, SENSOR))
+ALARM_RESET, CLOCK_JUMP, STORAGE = "alarm_reset", "clock_jump", "storage"
+EVENT_NAMES = frozenset((WAKE, INFER, SKIP, SLEEP, DROP, REJECT, ALARM, ERROR, SENSOR, ALARM_RESET, CLOCK_JUMP,
+                         STORAGE))
 
 # Why frames never reached the engine (``drop`` events), one name per cause wherever it is counted.
 DROP_KEEP_LAST = "keep_last"  # the middleware's keep-last queue overwrote them (a firmware burst)
@@ -103,36 +110,134 @@ class RejectReporter:
 
 
 class JsonlEventLog:
-    """Append-only JSON-lines log that survives a crash: one flushed line per event.
+    """Append-only JSON-lines log that survives a crash, a full disk and a read-only mount.
 
-    ``fsync_every`` bounds how many events can be lost on power loss; on a
-    robot the default fsyncs each alarm and every 50th other event.
+    One flushed line per event; ``fsync_every`` bounds how many events a power loss can take (each
+    alarm is fsync'd at once). A write that fails (ENOSPC, EROFS, a folder that vanished) never
+    raises into the pipeline: the line is kept in a bounded in-memory backlog (``pending_max``; the
+    oldest are dropped and counted) and written first once writing works again, so an alarm raised
+    while the disk was full still reaches the log. ``on_state(ok, message)`` is called on each change
+    between working and failing, outside the lock, so the owner can report it (a ``storage`` event,
+    an ERROR diagnostic, a metric). The file is rotated at ``max_bytes`` keeping ``keep`` old files
+    (``events.jsonl.1`` newest), so the log stays bounded on a robot that runs for months.
     """
 
-    def __init__(self, path: str | Path, fsync_every: int = 50) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        fsync_every: int = 50,
+        *,
+        max_bytes: int = 8 * 1024 * 1024,
+        keep: int = 3,
+        pending_max: int = 1000,
+        on_state: Callable[[bool, str], None] | None = None,
+    ) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh: IO[str] = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._fh: IO[str] | None = None
         self._lock = threading.Lock()
         self._since_sync = 0
         self._fsync_every = max(1, int(fsync_every))
+        self.max_bytes = int(max_bytes)
+        self.keep = max(0, int(keep))
+        self._pending: deque[str] = deque(maxlen=max(1, int(pending_max)))
+        self.on_state = on_state
+        self.failures = 0
+        self.dropped = 0
+        self.last_error: str | None = None
+        self.failing = False
+        self._closed = False
+        with self._lock:
+            change = self._try(self._open)
+        self._report(change)
+
+    # -- internals (called with the lock held) ------------------------------------------------
+    def _open(self) -> None:
+        if self._fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+
+    def _rotate(self) -> None:
+        assert self._fh is not None
+        if self.max_bytes <= 0 or self._fh.tell() < self.max_bytes:
+            return
+        self._fh.close()
+        self._fh = None
+        for i in range(self.keep, 0, -1):
+            src = self.path if i == 1 else self.path.with_name(f"{self.path.name}.{i - 1}")
+            if src.exists():
+                os.replace(src, self.path.with_name(f"{self.path.name}.{i}"))
+        if self.keep == 0:
+            self.path.unlink(missing_ok=True)
+        self._open()
+
+    def _try(self, step: Callable[[], None]) -> tuple[bool, str] | None:
+        """Run a write step; returns a state change to report (ok, message) or None."""
+        try:
+            step()
+        except OSError as exc:
+            self.failures += 1
+            self.last_error = f"{self.path}: {exc.strerror or exc}"
+            if self._fh is not None:
+                with contextlib.suppress(OSError):
+                    self._fh.close()
+                self._fh = None
+            if not self.failing:
+                self.failing = True
+                return (False, f"event log not written: {self.last_error}")
+            return None
+        if self.failing:
+            self.failing = False
+            return (True, f"event log written again: {self.path}")
+        return None
+
+    def _report(self, change: tuple[bool, str] | None) -> None:
+        if change is not None and self.on_state is not None:
+            with contextlib.suppress(Exception):
+                self.on_state(*change)
 
     def __call__(self, event: Event) -> None:
-        line = json.dumps(event, separators=(",", ":"), sort_keys=False)
+        line = json.dumps(event, separators=(",", ":"), sort_keys=False, default=str)
+        urgent = event.get("event") == ALARM
         with self._lock:
-            self._fh.write(line + "\n")
-            self._fh.flush()
-            self._since_sync += 1
-            if event.get("event") == "alarm" or self._since_sync >= self._fsync_every:
-                os.fsync(self._fh.fileno())
-                self._since_sync = 0
+            if self._closed:
+                return
+            if len(self._pending) == self._pending.maxlen:
+                self.dropped += 1
+            self._pending.append(line)
+
+            def write() -> None:
+                self._open()
+                assert self._fh is not None
+                # Lines leave the backlog only once flushed: a write that fails mid-way keeps them all
+                # (a retry may then repeat a line that did reach the disk; read_events tolerates that).
+                n = len(self._pending)
+                self._fh.write("".join(line + "\n" for line in self._pending))
+                self._fh.flush()
+                for _ in range(n):
+                    self._pending.popleft()
+                self._since_sync += n
+                if urgent or self._since_sync >= self._fsync_every:
+                    os.fsync(self._fh.fileno())
+                    self._since_sync = 0
+                self._rotate()
+
+            change = self._try(write)
+        self._report(change)
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._pending)
 
     def close(self) -> None:
         with self._lock:
-            if not self._fh.closed:
-                self._fh.flush()
-                os.fsync(self._fh.fileno())
+            self._closed = True
+            if self._fh is not None and not self._fh.closed:
+                with contextlib.suppress(OSError):
+                    self._fh.flush()
+                    os.fsync(self._fh.fileno())
                 self._fh.close()
+            self._fh = None
 
     def __enter__(self) -> JsonlEventLog:
         return self

@@ -102,6 +102,9 @@ class DutySnapshot:
     last_held: tuple[str, ...]
     inferences: int
     skips: int
+    clock_jumps: int = 0
+    last_jump_t: float | None = None
+    last_jump_s: float | None = None
 
 
 class DutyCycleMonitor:
@@ -117,11 +120,19 @@ class DutyCycleMonitor:
         self.inferences = 0
         self.skips = 0
         self.last_held: tuple[str, ...] = ()
+        self.clock_jumps = 0
+        self.last_jump: tuple[float, float] | None = None  # (t after the jump, delta_s)
 
     def __call__(self, event: Mapping[str, Any]) -> None:
         name, t = event.get("event"), float(event.get("t", math.nan))
         with self._lock:
-            if name == "wake":
+            if name == "clock_jump":
+                # Periods measured across a jump are meaningless (negative, or hours long): start over.
+                self.clock_jumps += 1
+                self.last_jump = (t, float(event.get("delta_s", math.nan)))
+                self._wakes.clear()
+                self._awake.clear()
+            elif name == "wake":
                 self._wakes.append(t)
                 self.n_wakes += 1
             elif name == "sleep":
@@ -149,8 +160,10 @@ class DutyCycleMonitor:
                 first, last_wake = wakes[0], wakes[-1]
                 awake_in = sum(a for start, a in awake if first - 1e-9 <= start < last_wake)
                 frac = awake_in / span if span > 0 else math.nan
+            jump_t, jump_s = self.last_jump if self.last_jump else (None, None)
             return DutySnapshot(self.n_wakes, self.n_sleeps, last, mean, worst, frac,
-                                wakes[-1] if wakes else None, self.last_held, self.inferences, self.skips)
+                                wakes[-1] if wakes else None, self.last_held, self.inferences, self.skips,
+                                self.clock_jumps, jump_t, jump_s)
 
 
 def duty_cycle_health(
@@ -185,6 +198,15 @@ def duty_cycle_health(
     }
     if not driver_enabled:
         return Health(OK, "driven by the supervisor (built-in duty-cycle driver off)", values)
+    values["clock jumps"] = snap.clock_jumps
+    recent_jump = snap.last_jump_t is not None and now - snap.last_jump_t < 2 * period_s
+    if recent_jump or (snap.last_wake_t is not None and now < snap.last_wake_t - 1.0):
+        values["last clock jump_s"] = snap.last_jump_s if snap.last_jump_s is not None else math.nan
+        if snap.last_jump_s is not None:
+            what = f"moved {'back' if snap.last_jump_s < 0 else 'forward'} {abs(snap.last_jump_s):.1f} s"
+        else:
+            what = f"reads {snap.last_wake_t - now:.1f} s before the last wake"
+        return Health(WARN, f"clock jump: the clock {what}; the duty cycle re-armed on the new time", values)
     if snap.last_wake_t is None:
         return Health(STALE, "waiting for the first duty period", values)
     silent = now - snap.last_wake_t

@@ -21,15 +21,17 @@ import traceback
 from types import SimpleNamespace
 from typing import Any
 
+from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.timer import Timer
 from std_msgs.msg import Bool, Float32
+from std_srvs.srv import Trigger
 
-from vibration_anomaly.core.driver import DutyCycleDriver
-from vibration_anomaly.core.events import DROP, DROP_BEFORE_WINDOW, INFER, Event
+from vibration_anomaly.core.driver import JUMP_TOLERANCE_S
+from vibration_anomaly.core.events import ALARM_RESET, DROP, DROP_BEFORE_WINDOW, INFER, Event
 from vibration_anomaly.core.health import HealthTask
-from vibration_anomaly.core.scheduler import DutyCycleScheduler, SampleWindow
+from vibration_anomaly.core.scheduler import SampleWindow
 from vibration_anomaly.core.window import REJECT_BEFORE_WINDOW
 from vibration_anomaly.nodes.imu_subscriber import ImuSubscriberNode
 from vibration_anomaly.runtime import (
@@ -57,10 +59,14 @@ class DetectorNode(LifecycleNode):
                                        logger=SimpleNamespace(info=lg.info, warning=lg.warn, error=lg.error),
                                        lifecycle_label=self.lifecycle_label)
         self.runtime.sinks.append(self._publish_verdict)
-        self.driver: DutyCycleDriver | None = None
         self._timer: Timer | None = None
         self._driver_transition = False
         self._driver_started = False
+        # The driver's timers run on the node clock: moved back an hour, the next one would fire an hour
+        # late. A steady 1 Hz look at the clock lets the driver see the jump and re-arm at once.
+        self._last_clock: float | None = None
+        self._clock_watch = self.create_timer(1.0, self._watch_clock, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self._reset_srv = self.create_service(Trigger, "~/reset_alarm", self._reset_alarm)
         self.score_pub = self.create_lifecycle_publisher(Float32, "score", 10)
         latched = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -79,6 +85,24 @@ class DetectorNode(LifecycleNode):
         if ev["event"] == INFER:
             self.score_pub.publish(Float32(data=float(ev["score"])))
             self.alarm_pub.publish(Bool(data=bool(ev["alarm"])))
+        elif ev["event"] == ALARM_RESET and self.alarm_pub.is_activated:
+            self.alarm_pub.publish(Bool(data=False))  # inactive: the next inference publishes it
+
+    def _reset_alarm(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        """``~/reset_alarm`` (std_srvs/Trigger): the only way a latched alarm clears while running."""
+        try:
+            was = self.runtime.reset_alarm("service ~/reset_alarm", "operator reset")
+            response.success, response.message = True, "alarm reset" if was else "no alarm was latched"
+        except Exception as exc:  # noqa: BLE001 - answer the caller, never crash the node
+            response.success, response.message = False, f"reset failed: {type(exc).__name__}: {exc}"
+        self.get_logger().warn(f"reset_alarm: {response.message}")
+        return response
+
+    def _watch_clock(self) -> None:
+        now, last = self.now_s(), self._last_clock
+        self._last_clock = now
+        if last is not None and now < last - JUMP_TOLERANCE_S and self._driver_started:
+            self._tick()
 
     def _fail(self, what: str, exc: BaseException, ret: TransitionCallbackReturn) -> TransitionCallbackReturn:
         self.runtime.last_error = f"{what}: {type(exc).__name__}: {exc}"
@@ -88,8 +112,13 @@ class DetectorNode(LifecycleNode):
     # -- lifecycle -----------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         rt = self.runtime
+        attach = None
+        if self.imu is not None:
+            imu = self.imu
+            attach = lambda queue, sample_s: imu.attach(queue, sample_s, on_batch=self._on_batch)  # noqa: E731
         try:
-            rt.configure(RuntimeParams.from_mapping({n: self.get_parameter(n).value for n in DEFAULTS}))
+            params = RuntimeParams.from_mapping({n: self.get_parameter(n).value for n in DEFAULTS})
+            rt.configure(params, attach=attach, hooks=self)
         except ConfigureFailed as exc:
             if exc.refused is not None and exc.what == "configure refused":
                 self.get_logger().error(f"configure refused: {exc.refused}")
@@ -97,31 +126,21 @@ class DetectorNode(LifecycleNode):
             return self._fail(exc.what, exc.__cause__ or exc, FAILURE)
         except Exception as exc:  # noqa: BLE001 - bad parameters: a transition never fails silently
             return self._fail("configure", exc, FAILURE)
-        try:
-            if self.imu is not None:
-                assert rt.queue is not None
-                rt.attach_sampler(self.imu.attach(rt.queue, rt.sample_s, on_batch=self._on_batch))
-            if rt.driver_enabled:
-                sched = DutyCycleScheduler(rt.sample_s, rt.period_s, clock=self.now_s, epoch=0.0)
-                self.driver = DutyCycleDriver(sched, self, rt.bus, lead_s=rt.params.sample_lead_s,
-                                              tail_s=rt.params.sample_tail_s)
-                self._driver_started = False
-                self._tick()
-        except Exception as exc:  # noqa: BLE001
-            self._teardown()
-            return self._fail("configure", exc, FAILURE)
+        if rt.driver is not None:
+            self._driver_started = False
+            self._tick()
         self.get_logger().info(f"configured: {rt.describe()}")
         return SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        if self.driver is not None and not self._driver_transition:
+        if self.runtime.driver is not None and not self._driver_transition:
             self.get_logger().error(
                 "activate refused: the built-in duty-cycle driver owns activate/deactivate "
                 "(launch with use_duty_cycle_driver:=false to let a supervisor drive)"
             )
             return FAILURE
         try:
-            supervised = self.driver is None
+            supervised = self.runtime.driver is None
             self.runtime.activate(by_supervisor=supervised and self.imu is not None)
             ret = super().on_activate(state)  # activates the lifecycle publishers
             if supervised and self.imu is not None:
@@ -132,7 +151,7 @@ class DetectorNode(LifecycleNode):
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
-            supervised = self.driver is None
+            supervised = self.runtime.driver is None
             if supervised and self.imu is not None:
                 self.imu.stop_sampling()
             self.runtime.deactivate(by_supervisor=supervised)
@@ -167,16 +186,15 @@ class DetectorNode(LifecycleNode):
         if self._timer is not None:
             self.destroy_timer(self._timer)
             self._timer = None
-        if self.driver is not None:
-            self.driver.stop()
-            self.driver = None
+        if self.runtime.driver is not None:
+            self.runtime.driver.stop()
         if self.imu is not None:
             self.imu.stop_sampling()
         self.runtime.teardown()
 
     # -- supervisor mode -------------------------------------------------------------------------
     def _on_batch(self, batch: Any) -> None:
-        if self.driver is not None or self.imu is None:
+        if self.runtime.driver is not None or self.imu is None:
             return
         start = self.imu.sampler.window_start if self.imu.sampler else None
         self.runtime.report_rejects()
@@ -219,12 +237,12 @@ class DetectorNode(LifecycleNode):
         if self._timer is not None:
             self.destroy_timer(self._timer)
             self._timer = None
-        if deadline is None or self.driver is None:
+        if deadline is None or self.runtime.driver is None:
             return
         self._timer = self.create_timer(max(1e-3, deadline - self.now_s()), self._tick)
 
     def _tick(self) -> None:
-        if self.driver is None:
+        if self.runtime.driver is None:
             return
         if not self._driver_started:
             if self.now_s() == 0.0:
@@ -234,10 +252,10 @@ class DetectorNode(LifecycleNode):
                 self._timer = self._timer or self.create_timer(1e-3, self._tick)
                 return
             self._driver_started = True
-            self._arm(self.driver.start())
+            self._arm(self.runtime.driver.start())
             return
-        nxt = self.driver.step()
-        if self.driver is not None:
+        nxt = self.runtime.driver.step()
+        if self.runtime.driver is not None:
             self._arm(nxt)
 
     def destroy_node(self) -> None:

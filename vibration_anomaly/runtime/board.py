@@ -10,6 +10,8 @@ import time
 from typing import TYPE_CHECKING
 
 from vibration_anomaly.core.health import (
+    ERROR,
+    OK,
     STALE,
     WARN,
     BacklogCounts,
@@ -34,6 +36,7 @@ def health_tasks(rt: DetectorRuntime) -> list[HealthTask]:
         HealthTask("model", lambda: model(rt)),
         HealthTask("bundle", lambda: bundle(rt)),
         HealthTask("sensor", lambda: sensor(rt)),
+        HealthTask("storage", lambda: storage(rt)),
     ]
 
 
@@ -108,3 +111,19 @@ def sensor(rt: DetectorRuntime) -> Health:
     values: dict[str, object] = {f"batches with {k}": n for k, n in sorted(watch.counts.items())}
     values["loose-mount check"] = "on" if watch.baseline_rms else "off (calibration has no sensor baseline)"
     return Health(rep.level, rep.message, values)
+
+
+def storage(rt: DetectorRuntime) -> Health:
+    """Writes the robot depends on: the event log, the alarm latch, the rollback state."""
+    log = rt.event_log
+    values: dict[str, object] = {"event log": str(log.path) if log is not None else "off"}
+    if log is not None:
+        values.update({"write failures": log.failures, "lines waiting": log.pending, "lines dropped": log.dropped})
+    if rt.storage_errors:
+        what, why = next(iter(rt.storage_errors.items()))
+        more = len(rt.storage_errors) - 1
+        return Health(ERROR, f"{what}: {why}" + (f" (+{more} more)" if more else "") + "; the detector keeps running",
+                      values)
+    if log is None:
+        return Health(WARN, "event log off (event_log:=\"\")", values)
+    return Health(OK, f"event log {log.path}", values)

@@ -8,8 +8,10 @@ cycle, vote and thresholds are NOT here: they come from the verified bundle only
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from vibration_anomaly.errors import InputError
@@ -31,7 +33,8 @@ class RuntimeParams:
     sample_lead_s: float = 0.1
     sample_tail_s: float = 0.05
     duty_cycle_time_scale: float = 1.0  # tests and benchmarks only: < 1 runs the bundle's cycle faster
-    event_log: str = ""
+    event_log: str = "auto"  # "auto": $ROS_LOG_DIR or ~/.ros/log /vibration_anomaly/events.jsonl; "": off
+    alarm_state: str = ""  # "": alarm_state.json beside rollback_state (no file without either)
     power_source: str = "modelled"
     sensor_full_scale: float = 0.0  # the IMU's range in m/s^2 (16 g = 156.9); 0: infer clipping from the data
 
@@ -59,6 +62,23 @@ class RuntimeParams:
         if p.backend not in ("auto", "tensorrt", "onnx"):
             raise InputError(source, "backend", f"expected auto, tensorrt or onnx, got {p.backend!r}")
         return p
+
+    def event_log_path(self) -> Path | None:
+        """Where the event log goes: on by default, beside ROS's own logs; off only when set to ""."""
+        if not self.event_log:
+            return None
+        if self.event_log != "auto":
+            return Path(self.event_log)
+        root = os.environ.get("ROS_LOG_DIR") or str(Path(os.environ.get("ROS_HOME") or Path.home() / ".ros") / "log")
+        return Path(root) / "vibration_anomaly" / "events.jsonl"
+
+    def alarm_state_path(self) -> Path | None:
+        """The durable alarm latch: ``alarm_state``, else beside the rollback state, else none (tests, demo)."""
+        if self.alarm_state:
+            return Path(self.alarm_state)
+        if self.rollback_state:
+            return Path(self.rollback_state).with_name("alarm_state.json")
+        return None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,10 +1,20 @@
-"""Optional hooks of the runtime: a power source and fleet telemetry. Neither is ever a reason not to run."""
+"""Optional hooks of the runtime: a power source and fleet telemetry. Neither is ever a reason not to run.
+
+Telemetry follows the bundle's life, not the process's: it is (re)built from each accepted bundle
+whose telemetry settings differ from the running ones (a new gateway, shard or interval reaches the
+robot with the bundle that names it), the bundle's expiry is re-checked every duty period, and a
+refused bundle is reported (``bundle_refused``) through the telemetry settings of the last bundle
+this robot trusted, re-verified from its kept copy: the refused bundle's own settings are never
+used, and nothing unsigned ever names a destination.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from vibration_anomaly.config.bundle import VerifiedBundle
+from vibration_anomaly.config.bundle import BundleRefused, VerifiedBundle
 
 if TYPE_CHECKING:
     from vibration_anomaly.runtime.runtime import DetectorRuntime
@@ -27,33 +37,100 @@ def open_power(rt: DetectorRuntime) -> None:
         rt.power = None
 
 
-def open_telemetry(rt: DetectorRuntime, bundle: VerifiedBundle) -> None:
-    """Push the event stream's metrics when the bundle names a destination."""
-    if rt.pusher is not None or bundle.telemetry.pushgateway_url is None and not _has_route(bundle):
+def _has_route(settings: Any) -> bool:
+    return bool(getattr(settings, "pushgateway_url", None) or getattr(settings, "pushgateway_shards", None)
+                or getattr(settings, "import_url", None))
+
+
+def _start_pusher(rt: DetectorRuntime, settings: Any) -> None:
+    """(Re)start pushing with ``settings`` unless they are the ones already in use."""
+    if rt.pusher is not None and getattr(rt, "_telemetry_settings", None) == settings:
         return
-    try:
+    if rt.pusher is not None:
+        rt.pusher.stop(final_push=True, timeout_s=2.0)
+        rt.pusher = None
+    rt._telemetry_settings = settings  # type: ignore[attr-defined]
+    if not _has_route(settings):
+        return
+    from vibration_anomaly.telemetry.pusher import pusher_from_settings
+
+    rt.pusher = pusher_from_settings(_metrics(rt), settings, rt.params.robot_id)
+    rt.pusher.start()
+
+
+def _metrics(rt: DetectorRuntime) -> Any:
+    """One metrics registry per process (counters must not restart with a bundle); its sink is bound once."""
+    if rt.metrics is None:
         from prometheus_client import CollectorRegistry
 
         from vibration_anomaly.telemetry.metrics import RobotMetrics
-        from vibration_anomaly.telemetry.pusher import pusher_from_settings
 
-        metrics = RobotMetrics(CollectorRegistry())
+        rt.metrics = RobotMetrics(CollectorRegistry())
+        rt.sinks.append(rt.metrics.observe_event)
+    return rt.metrics
+
+
+def open_telemetry(rt: DetectorRuntime, bundle: VerifiedBundle) -> None:
+    """Metrics for this bundle's contract; pushing starts once the whole configure succeeded."""
+    if not _has_route(bundle.telemetry) and rt.metrics is None:
+        return
+    try:
+        m = _metrics(rt)
         dc = bundle.duty_cycle
-        metrics.set_contract(dc.period_s, dc.sample_s)
-        metrics.set_bundle(str(bundle.version), expired=bundle.is_expired())
+        m.set_contract(dc.period_s, dc.sample_s)
         if rt.pipeline is not None:
             from vibration_anomaly.engine.select import reason_code
 
-            metrics.set_backend(rt.pipeline.engine.name, reason_code(rt.pipeline.backend_reason))
-        rt.metrics = metrics
-        rt.pusher = pusher_from_settings(metrics, bundle.telemetry, rt.params.robot_id)
-        rt.pusher.start()
-        rt.sinks.append(metrics.observe_event)
+            m.set_backend(rt.pipeline.engine.name, reason_code(rt.pipeline.backend_reason))
     except Exception as exc:  # noqa: BLE001 - telemetry is optional
         rt.log.warning(f"telemetry disabled: {type(exc).__name__}: {exc}")
 
 
-def _has_route(bundle: VerifiedBundle) -> bool:
-    """Shards or an import endpoint (newer bundles) count as a destination too."""
-    t = bundle.telemetry
-    return bool(getattr(t, "pushgateway_shards", None) or getattr(t, "import_url", None))
+def bundle_accepted(rt: DetectorRuntime, bundle: VerifiedBundle) -> None:
+    """The bundle runs: its version and expiry on the metrics, its telemetry settings in use, its copy kept."""
+    if not _has_route(bundle.telemetry) and rt.metrics is None:
+        return
+    try:
+        _metrics(rt).set_bundle(str(bundle.version), expired=bundle.is_expired(time.time()))
+        _start_pusher(rt, bundle.telemetry)
+        copy = _copy_path(rt)
+        if copy is not None and rt.params.trust_dir:
+            from vibration_anomaly.config.trust import TrustStore
+            from vibration_anomaly.telemetry.lasttrusted import remember_trusted
+
+            remember_trusted(bundle, copy, TrustStore.from_dir(Path(rt.params.trust_dir)))
+    except Exception as exc:  # noqa: BLE001 - telemetry is optional
+        rt.log.warning(f"telemetry: {type(exc).__name__}: {exc}")
+
+
+def bundle_refused(rt: DetectorRuntime, exc: BundleRefused) -> None:
+    """Report the refusal through the last trusted bundle's destination (re-verified now), if any."""
+    try:
+        settings = None
+        copy = _copy_path(rt)
+        if copy is not None and rt.params.trust_dir:
+            from vibration_anomaly.config.trust import TrustStore
+            from vibration_anomaly.telemetry.lasttrusted import last_trusted_telemetry
+
+            settings = last_trusted_telemetry(copy, TrustStore.from_dir(Path(rt.params.trust_dir)))
+        if settings is None and rt.metrics is None:
+            rt.log.warning("bundle refused and no trusted telemetry settings to report it with")
+            return
+        _metrics(rt).set_bundle_refused(exc.reason)
+        if settings is not None:
+            _start_pusher(rt, settings)
+        if rt.pusher is not None:
+            rt.pusher.push_now(timeout_s=2.0)
+    except Exception as inner:  # noqa: BLE001 - telemetry is optional
+        rt.log.warning(f"telemetry: cannot report the refusal: {type(inner).__name__}: {inner}")
+
+
+def recheck_expiry(rt: DetectorRuntime) -> None:
+    """Once per duty period: a bundle that expired while running shows as expired."""
+    if rt.metrics is not None and rt.bundle is not None:
+        rt.metrics.set_bundle(str(rt.bundle.version), expired=rt.bundle.is_expired(time.time()))
+
+
+def _copy_path(rt: DetectorRuntime) -> Path | None:
+    """The kept copy of the last accepted bundle lives beside the rollback state."""
+    return Path(rt.params.rollback_state).with_name("last_trusted_bundle.yaml") if rt.params.rollback_state else None
