@@ -21,18 +21,16 @@ import traceback
 from types import SimpleNamespace
 from typing import Any
 
-from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.timer import Timer
 from std_msgs.msg import Bool, Float32
 from std_srvs.srv import Trigger
 
-from vibration_anomaly.core.driver import JUMP_TOLERANCE_S
 from vibration_anomaly.core.events import ALARM_RESET, DROP, DROP_BEFORE_WINDOW, INFER, Event
 from vibration_anomaly.core.health import HealthTask
 from vibration_anomaly.core.scheduler import SampleWindow
 from vibration_anomaly.core.window import REJECT_BEFORE_WINDOW
+from vibration_anomaly.nodes.driver_timer import DriverTimer
 from vibration_anomaly.nodes.imu_subscriber import ImuSubscriberNode
 from vibration_anomaly.runtime import (
     DEFAULTS,
@@ -59,13 +57,8 @@ class DetectorNode(LifecycleNode):
                                        logger=SimpleNamespace(info=lg.info, warning=lg.warn, error=lg.error),
                                        lifecycle_label=self.lifecycle_label)
         self.runtime.sinks.append(self._publish_verdict)
-        self._timer: Timer | None = None
         self._driver_transition = False
-        self._driver_started = False
-        # The driver's timers run on the node clock: moved back an hour, the next one would fire an hour
-        # late. A steady 1 Hz look at the clock lets the driver see the jump and re-arm at once.
-        self._last_clock: float | None = None
-        self._clock_watch = self.create_timer(1.0, self._watch_clock, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.timer = DriverTimer(self, lambda: self.runtime.driver, self.now_s)
         self._reset_srv = self.create_service(Trigger, "~/reset_alarm", self._reset_alarm)
         self.score_pub = self.create_lifecycle_publisher(Float32, "score", 10)
         latched = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
@@ -98,12 +91,6 @@ class DetectorNode(LifecycleNode):
         self.get_logger().warn(f"reset_alarm: {response.message}")
         return response
 
-    def _watch_clock(self) -> None:
-        now, last = self.now_s(), self._last_clock
-        self._last_clock = now
-        if last is not None and now < last - JUMP_TOLERANCE_S and self._driver_started:
-            self._tick()
-
     def _fail(self, what: str, exc: BaseException, ret: TransitionCallbackReturn) -> TransitionCallbackReturn:
         self.runtime.last_error = f"{what}: {type(exc).__name__}: {exc}"
         self.get_logger().error(f"{what} failed -> {ret.to_label()}:\n{''.join(traceback.format_exception(exc))}")
@@ -127,8 +114,7 @@ class DetectorNode(LifecycleNode):
         except Exception as exc:  # noqa: BLE001 - bad parameters: a transition never fails silently
             return self._fail("configure", exc, FAILURE)
         if rt.driver is not None:
-            self._driver_started = False
-            self._tick()
+            self.timer.start()
         self.get_logger().info(f"configured: {rt.describe()}")
         return SUCCESS
 
@@ -183,9 +169,7 @@ class DetectorNode(LifecycleNode):
 
     def _teardown(self) -> None:
         """Stop the driver and sampling, then the runtime sleeps and unloads on its engine thread."""
-        if self._timer is not None:
-            self.destroy_timer(self._timer)
-            self._timer = None
+        self.timer.stop()
         if self.runtime.driver is not None:
             self.runtime.driver.stop()
         if self.imu is not None:
@@ -231,32 +215,6 @@ class DetectorNode(LifecycleNode):
 
     def held_resources(self) -> tuple[str, ...]:
         return self.runtime.held_resources()
-
-    def _arm(self, deadline: float | None) -> None:
-        """One-shot timer on the node clock (ROS time: sim time works) for the driver's next step."""
-        if self._timer is not None:
-            self.destroy_timer(self._timer)
-            self._timer = None
-        if deadline is None or self.runtime.driver is None:
-            return
-        self._timer = self.create_timer(max(1e-3, deadline - self.now_s()), self._tick)
-
-    def _tick(self) -> None:
-        if self.runtime.driver is None:
-            return
-        if not self._driver_started:
-            if self.now_s() == 0.0:
-                # Sim time before the first /clock message: the clock has not started, and a grid
-                # anchored here would call the jump to the recording's time a missed window. A timer
-                # on the node clock fires once the clock moves.
-                self._timer = self._timer or self.create_timer(1e-3, self._tick)
-                return
-            self._driver_started = True
-            self._arm(self.runtime.driver.start())
-            return
-        nxt = self.runtime.driver.step()
-        if self.runtime.driver is not None:
-            self._arm(nxt)
 
     def destroy_node(self) -> None:
         try:
