@@ -227,7 +227,7 @@ def main() -> int:
             "window_frames_received": dd["received_in_windows"], "window_frames_published": dd["published_in_windows"],
             "every_frame": dd["received_in_windows"] >= dd["published_in_windows"],
         }
-    print(json.dumps(summary, indent=1, default=lambda o: None if isinstance(o, float) and math.isnan(o) else o))
+    print(json.dumps(summary, separators=(",", ":"), default=lambda o: None if isinstance(o, float) and math.isnan(o) else o))
     return 0
 
 

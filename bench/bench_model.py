@@ -116,7 +116,7 @@ def main() -> int:
     res["frontend_5s_1khz_3axis_ms"] = _median_ms(lambda: fr(w, 1000.0), max(30, args.runs // 5))
     res["targets"] = {"speedup_best_ort_vs_torch >= 2": res["speedup_best_ort_vs_torch"] >= 2,
                       "duty_cycle_ms < 15": min(v for k, v in res.items() if k.startswith("duty_cycle")) < 15}
-    print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in res.items()}, indent=1))
+    print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in res.items()}, separators=(",", ":")))
     return 0
 
 

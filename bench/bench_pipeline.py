@@ -12,6 +12,13 @@ run on the same data, and the ratio, so a reader can judge it on any machine:
 * ``infer``: per-window latency of the shipped model on the ONNX Runtime
   backend (frontend + normalisation + engine) for one 5 s sample window (4900 x 3 at 1 kHz);
   baseline: the engine call alone.
+* ``awake_cycle``: what one duty period costs awake, the way the robot runs it: the shared
+  ``DetectorRuntime`` doing wake -> sensor check -> frontend -> engine -> vote -> events -> sleep on a
+  fresh batch, CPU seconds (``time.process_time``) per cycle, the first cycle and the median.
+
+``infer`` and ``awake_cycle`` run in a fresh process each (``--fresh``), started before anything
+else allocates, so they show what a robot's process pays, not what a warmed allocator pays.
+The output is one line of compact JSON.
 
 Run: ``.venv/bin/python bench/bench_pipeline.py [--seconds 2]`` (pin to one core
 with ``taskset -c 0`` for the one-core figure).
@@ -107,17 +114,81 @@ def bench_infer(repeats: int) -> dict[str, float]:
             "baseline_engine_only_median_ms": round(e, 3), "ratio_to_baseline": round(f / e, 2), "model": model.model_id}
 
 
+def bench_awake_cycle(repeats: int) -> dict[str, object]:
+    """The shared runtime's whole awake path per duty period, in CPU time."""
+    from vibration_anomaly.bundle import load_example_bundle
+    from vibration_anomaly.core.scoring import AlarmVoter, Scorer
+    from vibration_anomaly.core.window import Batch
+    from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
+    from vibration_anomaly.model import load_default_model
+    from vibration_anomaly.runtime import DetectorRuntime, Pipeline, RuntimeParams
+    from vibration_anomaly.sim.robot import RobotConfig, SimulatedRobot
+
+    model = load_default_model()
+    robot = SimulatedRobot(RobotConfig(seed=1))
+    n = batch_samples(1000.0, 5.0)
+    windows = [robot.frames(10 + 60 * k, 10 + 60 * k + n / 1000)[1] for k in range(10 + repeats)]
+
+    def factory(b: object, _p: dict[str, object]) -> Pipeline:
+        engine = OnnxRuntimeEngine(intra_op_threads=1)
+        engine.load(model.onnx)
+        engine.wake()
+        cal = model.calibrate(engine, windows[:10], 1000.0)
+        engine.sleep()
+        voter = AlarmVoter(b.alarm.votes_required, b.alarm.votes_window)  # type: ignore[attr-defined]
+        return Pipeline(engine, Scorer(engine, model.frontend(), cal), voter, model.model_id, "bench")
+
+    clock = [0.0]
+    rt = DetectorRuntime(lambda: clock[0], pipeline_factory=factory, threaded=False)
+    rt.configure(RuntimeParams(require_firmware=False, event_log="", power_source="modelled"),
+                 bundle=load_example_bundle())
+    assert rt.queue is not None
+    cpu, wall = [], []
+    for k in range(repeats):
+        t0 = 1000.0 + 60.0 * k
+        clock[0] = t0 + 5.0
+        w = windows[10 + k].astype(np.float32)
+        rt.queue.put(Batch(t0, t0 + (n - 1) / 1000.0, w, 1000.0))
+        c, s = time.process_time(), time.perf_counter()
+        rt.activate()
+        rt.infer_now(t0)
+        rt.deactivate()
+        cpu.append(time.process_time() - c)
+        wall.append(time.perf_counter() - s)
+    rt.close()
+    return {"first_cycle_cpu_ms": round(cpu[0] * 1000, 2), "median_cpu_ms": round(statistics.median(cpu) * 1000, 2),
+            "p90_cpu_ms": round(float(np.percentile(cpu, 90)) * 1000, 2),
+            "median_wall_ms": round(statistics.median(wall) * 1000, 2), "cycles": repeats,
+            "what": "wake + sensor check + frontend + engine + vote + events + sleep, DetectorRuntime, one thread"}
+
+
+def _fresh(what: str, repeats: int) -> object:
+    """Run one measurement in a new interpreter: nothing warmed, as on a robot's first wake."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, __file__, "--fresh", what, "--repeats", str(repeats)],
+                          capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--samples", type=int, default=1_000_000, help="samples per throughput run (default 1e6)")
     ap.add_argument("--repeats", type=int, default=50, help="inference repeats (default 50)")
+    ap.add_argument("--fresh", choices=("infer", "awake_cycle"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.fresh:
+        fn = bench_infer if args.fresh == "infer" else bench_awake_cycle
+        print(json.dumps(fn(args.repeats), separators=(",", ":")))
+        return
     out = {
+        "infer": _fresh("infer", args.repeats),
+        "awake_cycle": _fresh("awake_cycle", args.repeats),
         "push_one": bench_push_one(args.samples // 2),
         "push_many": bench_push_many(args.samples * 5),
-        "infer": bench_infer(args.repeats),
     }
-    print(json.dumps(out, indent=2))
+    print(json.dumps(out, separators=(",", ":")))
 
 
 if __name__ == "__main__":

@@ -44,9 +44,10 @@ EXIT_INTERRUPTED = 130
 COMMAND_MODULES: tuple[str, ...] = (
     "vibration_anomaly.sim.cli",
     "vibration_anomaly.model.cli",
-    "vibration_anomaly.config.cli",
+    "vibration_anomaly.bundle.cli",
     "vibration_anomaly.engine.cli",
     "vibration_anomaly.power.cli",
+    "vibration_anomaly.runtime.cli",
 )
 
 DEBUG_ENV = "VIBRATION_ANOMALY_DEBUG"
@@ -107,7 +108,7 @@ def _one_line(text: str) -> str:
 
 
 def _refusal_types() -> tuple[type[BaseException], ...]:
-    from vibration_anomaly.config.trust import BundleRefused
+    from vibration_anomaly.bundle import BundleRefused
     from vibration_anomaly.errors import InputError
 
     return (InputError, BundleRefused)

@@ -18,7 +18,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from vibration_anomaly.config.trust import atomic_write
+from vibration_anomaly.fileio import write_bytes_atomic
 
 MAX_STATE_BYTES = 64 * 1024
 
@@ -54,7 +54,7 @@ class AlarmLatch:
         if self.path is None:
             return
         try:
-            atomic_write(self.path, (json.dumps(self.state, sort_keys=True) + "\n").encode("utf-8"))
+            write_bytes_atomic(self.path, (json.dumps(self.state, sort_keys=True) + "\n").encode("utf-8"))
             self.write_error = None
         except OSError as exc:
             self.write_error = f"{self.path}: {exc}"
