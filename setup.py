@@ -11,7 +11,7 @@ setup(
     version="0.1.0",
     packages=find_packages(exclude=["test", "test.*", "bench", "tools"]),
     package_data={
-        "vibration_anomaly": ["model/default/*", "config/example/*", "config/example/trust/*"],
+        "vibration_anomaly": ["model/default/*", "bundle/example/*", "bundle/example/trust/*"],
     },
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),

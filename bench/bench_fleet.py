@@ -44,7 +44,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from vibration_anomaly.config.bundle import load_example_bundle, load_verified_bundle, write_test_bundle
+from vibration_anomaly.bundle import load_example_bundle, load_verified_bundle
+from vibration_anomaly.bundle.dev import sign_dev_bundle
 from vibration_anomaly.telemetry import fleetsim
 from vibration_anomaly.telemetry.localservers import (
     PROMETHEUS_BINARIES,
@@ -161,7 +162,7 @@ class Stack:
                                    evaluation_interval=evaluation).start()
             telemetry = {"pushgateway_url": urls[0]} if design == "single" else {"pushgateway_shards": urls}
         # The robots' destination comes from a signed, verified bundle, as on a robot.
-        files = write_test_bundle(workdir / design, telemetry=telemetry)
+        files = sign_dev_bundle(workdir / design, telemetry=telemetry)
         self.bundle = load_verified_bundle(files.bundle, files.trust_dir, firmware_path=files.firmware)
 
     def servers(self) -> dict[str, Any]:

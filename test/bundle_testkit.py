@@ -8,7 +8,8 @@ from typing import Any
 
 import yaml
 
-from vibration_anomaly.config.trust import generate_private_key, key_id_of, public_key_pem
+from vibration_anomaly.bundle.dev import DevBundleFiles, sign_dev_bundle
+from vibration_anomaly.bundle.trust import generate_private_key, key_id_of, public_key_pem
 
 MODEL_BYTES = b"pretend onnx model bytes\n"
 
@@ -48,7 +49,7 @@ class Signer:
         return payload
 
     def sign_bytes(self, payload: bytes) -> bytes:
-        from vibration_anomaly.config.bundle import sign_payload
+        from vibration_anomaly.bundle import sign_payload
 
         return sign_payload(payload, self.key)
 
@@ -68,3 +69,18 @@ def write_firmware(path: Path, sample_s: Any = 5, period_s: Any = 60, **extra: A
     data.update(extra)
     path.write_text(json.dumps(data), encoding="utf-8")
     return path
+
+
+BundleFiles = DevBundleFiles
+"""Paths written by :func:`write_test_bundle`: bundle, trust_dir, firmware, private_key."""
+
+
+def write_test_bundle(directory: Path | str, **changes: Any) -> BundleFiles:
+    """A bundle signed with a throwaway key, with its trust dir and firmware file, for tests that need other numbers.
+
+    ``changes`` override top-level fields of the shipped example payload (sections
+    are merged). Load the files with ``load_verified_bundle`` like a robot would.
+    The product-side twin, :func:`vibration_anomaly.bundle.dev.sign_dev_bundle`,
+    does the work: simulations (the soak) and bench/ need the same thing.
+    """
+    return sign_dev_bundle(directory, **changes)

@@ -33,7 +33,7 @@ from vibration_anomaly.model import data as data_mod
 
 FS = 1000.0
 REPO = Path(__file__).resolve().parents[1]
-EXAMPLE = REPO / "vibration_anomaly" / "config" / "example"
+EXAMPLE = REPO / "vibration_anomaly" / "bundle" / "example"
 
 
 def _signal(n: int, seed: int = 0, channels: int = 3) -> np.ndarray:

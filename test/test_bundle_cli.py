@@ -13,11 +13,10 @@ import pytest
 import yaml
 from bundle_testkit import MODEL_BYTES, Signer, write_firmware
 
-from vibration_anomaly.config import cli
-from vibration_anomaly.config.bundle import load_verified_bundle, parse_container
+from vibration_anomaly.bundle import cli, load_verified_bundle, parse_container
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE = ROOT / "vibration_anomaly" / "config" / "example"
+EXAMPLE = ROOT / "vibration_anomaly" / "bundle" / "example"
 
 
 def run(*argv: str | Path) -> int:
@@ -168,7 +167,7 @@ def test_real_process_exit_codes(tmp_path: Path) -> None:
     """Exit status as seen by a shell script or CI, not just the returned int."""
     script = (
         "import argparse, sys\n"
-        "from vibration_anomaly.config import cli\n"
+        "from vibration_anomaly.bundle import cli\n"
         "p = argparse.ArgumentParser(prog='vibration-anomaly'); cli.register(p.add_subparsers())\n"
         "a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))\n"
     )

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from bundle_testkit import MODEL_BYTES, Signer, model_sha, write_firmware
 
-from vibration_anomaly.config.bundle import (
+from vibration_anomaly.bundle import (
     BundleRefused,
     VerifiedBundle,
     commit_accepted,
@@ -23,7 +23,7 @@ from vibration_anomaly.config.bundle import (
     verify_engine_file,
     verify_model_file,
 )
-from vibration_anomaly.config.firmware import compare_with_firmware
+from vibration_anomaly.bundle.firmware import compare_with_firmware
 
 NEW_MODEL_BYTES = MODEL_BYTES + b"retrained on more machines\n"
 ENGINE_BYTES = b"pretend TensorRT plan built from the model\n"
@@ -276,7 +276,7 @@ def test_bad_engine_sha256_is_a_field_refusal(tmp_path: Path, signer: Signer, va
 def test_cli_verify_checks_the_engine(tmp_path: Path, signer: Signer, capsys: pytest.CaptureFixture[str]) -> None:
     import argparse
 
-    from vibration_anomaly.config import cli
+    from vibration_anomaly.bundle import cli
 
     def run(*argv: str | Path) -> int:
         parser = argparse.ArgumentParser(prog="vibration-anomaly")

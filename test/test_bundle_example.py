@@ -11,21 +11,21 @@ import sys
 from pathlib import Path
 
 import pytest
+from bundle_testkit import write_test_bundle
 from cryptography.hazmat.primitives import serialization
 
-import vibration_anomaly.config.bundle as bundle_mod
-from vibration_anomaly.config import defaults
-from vibration_anomaly.config.bundle import (
+import vibration_anomaly.bundle.loader as bundle_mod
+from vibration_anomaly.bundle import (
     BundleRefused,
+    defaults,
     load_example_bundle,
     load_verified_bundle,
     parse_container,
-    write_test_bundle,
 )
-from vibration_anomaly.config.trust import DEV_KEY_ID, key_id_of, load_private_key
+from vibration_anomaly.bundle.trust import DEV_KEY_ID, key_id_of, load_private_key
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE = ROOT / "vibration_anomaly" / "config" / "example"
+EXAMPLE = ROOT / "vibration_anomaly" / "bundle" / "example"
 MODEL = ROOT / "vibration_anomaly" / "model" / "default" / "model.onnx"
 
 
@@ -114,13 +114,13 @@ _LITERAL_DEFAULT = re.compile(
 
 
 def test_no_second_hard_coded_copy_of_the_contract_numbers() -> None:
-    """Outside config/defaults.py no package code assigns a literal to a duty-cycle contract name."""
+    """Outside bundle/defaults.py no package code assigns a literal to a duty-cycle contract name."""
     offenders = []
     for path in sorted((ROOT / "vibration_anomaly").rglob("*.py")):
-        if path == ROOT / "vibration_anomaly" / "config" / "defaults.py":
+        if path == ROOT / "vibration_anomaly" / "bundle" / "defaults.py":
             continue
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             code = line.split("#", 1)[0]
             if _LITERAL_DEFAULT.search(code) or re.search(r"DutyCycle\(\s*-?[0-9]", code):
                 offenders.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
-    assert not offenders, "take these from the verified bundle or config.defaults:\n" + "\n".join(offenders)
+    assert not offenders, "take these from the verified bundle or bundle.defaults:\n" + "\n".join(offenders)

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from bundle_testkit import Signer, model_sha, write_firmware
 
-from vibration_anomaly.config import defaults
-from vibration_anomaly.config.bundle import (
+from vibration_anomaly.bundle import (
     MAX_BUNDLE_BYTES,
     BundleRefused,
     DutyCycle,
     VerifiedBundle,
     check_payload,
+    defaults,
     load_verified_bundle,
     parse_container,
     render_container,
@@ -118,8 +118,8 @@ def test_every_single_flipped_byte_anywhere_in_the_file_is_refused(tmp_path: Pat
     good = path.read_bytes()
     regions = _regions(good)
     assert len(regions["payload"]) > 400
-    from vibration_anomaly.config.bundle import verify_bundle_bytes
-    from vibration_anomaly.config.trust import TrustStore
+    from vibration_anomaly.bundle import verify_bundle_bytes
+    from vibration_anomaly.bundle.trust import TrustStore
 
     trust = TrustStore.from_dir(signer.trust_dir)
     seen: dict[str, int] = {}
@@ -204,8 +204,8 @@ def test_oversized_file_is_refused_before_parsing(tmp_path: Path, signer: Signer
 
 
 def test_validly_signed_bundle_over_the_limit_is_refused(tmp_path: Path, signer: Signer) -> None:
-    from vibration_anomaly.config.bundle import verify_bundle_bytes
-    from vibration_anomaly.config.trust import TrustStore
+    from vibration_anomaly.bundle import verify_bundle_bytes
+    from vibration_anomaly.bundle.trust import TrustStore
 
     text = "# " + "x" * MAX_BUNDLE_BYTES + "\n" + json.dumps(signer.payload())
     with pytest.raises(BundleRefused) as info:

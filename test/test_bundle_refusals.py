@@ -14,14 +14,14 @@ from bundle_testkit import MODEL_BYTES, Signer, model_sha, write_firmware
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed448 import Ed448PrivateKey
 
-from vibration_anomaly.config.bundle import (
+from vibration_anomaly.bundle import (
     BundleRefused,
     load_verified_bundle,
     read_verified_model,
     verify_model_file,
 )
-from vibration_anomaly.config.firmware import MAX_FIRMWARE_FILE_BYTES
-from vibration_anomaly.config.trust import private_key_pem
+from vibration_anomaly.bundle.firmware import MAX_FIRMWARE_FILE_BYTES
+from vibration_anomaly.bundle.trust import private_key_pem
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def test_unknown_key(tmp_path: Path, signer: Signer) -> None:
 
 
 def test_header_claims_a_trusted_key_but_another_key_signed(tmp_path: Path, signer: Signer) -> None:
-    from vibration_anomaly.config.bundle import parse_container, render_container
+    from vibration_anomaly.bundle import parse_container, render_container
 
     stranger = Signer(tmp_path, "stranger")
     c = parse_container(stranger.write(tmp_path / "s.yaml", stranger.payload(key_id=signer.key_id)).read_bytes())
@@ -56,7 +56,7 @@ def test_header_claims_a_trusted_key_but_another_key_signed(tmp_path: Path, sign
 
 
 def test_payload_swapped_under_a_valid_signature(tmp_path: Path, signer: Signer) -> None:
-    from vibration_anomaly.config.bundle import parse_container, render_container
+    from vibration_anomaly.bundle import parse_container, render_container
 
     a = parse_container(signer.write(tmp_path / "a.yaml").read_bytes())
     b = parse_container(signer.write(tmp_path / "b.yaml", version=8).read_bytes())

@@ -54,7 +54,7 @@ def test_colcon_build_installs_nodes_launch_and_config(tmp_path: Path) -> None:
     assert (inst / "share" / "ament_index" / "resource_index" / "packages" / "vibration_anomaly").is_file()
     site = next((inst / "lib").glob("python3*/site-packages"))
     assert (site / "vibration_anomaly" / "model" / "default" / "model.onnx").is_file()
-    assert (site / "vibration_anomaly" / "config" / "example" / "dev_bundle.yaml").is_file()
+    assert (site / "vibration_anomaly" / "bundle" / "example" / "dev_bundle.yaml").is_file()
     # The installed copy imports and runs its CLI without the source tree.
     run = subprocess.run(
         [sys.executable, "-c", "import vibration_anomaly, sys; print(vibration_anomaly.__file__)"],

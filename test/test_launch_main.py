@@ -42,7 +42,8 @@ WHY_NOT = _why_not()
 
 def _deployment(tmp: Path) -> dict[str, str]:
     """A signed bundle, its trust store and firmware statement, and a calibration of the shipped model."""
-    from vibration_anomaly.config.bundle import write_test_bundle
+    from bundle_testkit import write_test_bundle
+
     from vibration_anomaly.core.window import batch_samples
     from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
     from vibration_anomaly.model import load_default_model

@@ -38,7 +38,7 @@ def test_runtime_imports_pull_in_neither_torch_nor_rclpy() -> None:
         "import vibration_anomaly.cli, vibration_anomaly.core.detector, vibration_anomaly.runtime.pipeline,"
         " vibration_anomaly.core.scoring, vibration_anomaly.core.health, vibration_anomaly.core.imu_buffer,"
         " vibration_anomaly.engine.onnx_backend, vibration_anomaly.engine.select,"
-        " vibration_anomaly.engine.tensorrt, vibration_anomaly.config.bundle, vibration_anomaly.model,"
+        " vibration_anomaly.engine.tensorrt, vibration_anomaly.bundle, vibration_anomaly.model,"
         " vibration_anomaly.sim.demo, vibration_anomaly.telemetry.metrics, vibration_anomaly.telemetry.pusher,"
         " vibration_anomaly.power\n"
         "vibration_anomaly.cli.build_parser()\n"

@@ -23,8 +23,7 @@ from typing import Any
 
 import pytest
 import yaml
-
-from vibration_anomaly.config.bundle import write_test_bundle
+from bundle_testkit import write_test_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = ROOT / "config" / "params.yaml"

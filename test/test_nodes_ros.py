@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from bundle_testkit import write_test_bundle
 
-from vibration_anomaly.config.bundle import write_test_bundle
 from vibration_anomaly.core.health import ERROR, OK, StatusRecord
 from vibration_anomaly.runtime.pipeline import Pipeline
 from vibration_anomaly.sim.robot import FaultSpec, RobotConfig, SimulatedRobot
@@ -71,7 +71,7 @@ def _score_model(path: Path) -> Path:
 
 def make_factory(model_path: Path, window_s: float, seed: int = 3) -> Callable[[Any, dict[str, Any]], Pipeline]:
     def factory(bundle: Any, params: dict[str, Any]) -> Pipeline:
-        from vibration_anomaly.config.bundle import verify_model_file
+        from vibration_anomaly.bundle import verify_model_file
         from vibration_anomaly.core.scoring import AlarmVoter, Scorer, calibrate
         from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
         from vibration_anomaly.model.frontend import Frontend

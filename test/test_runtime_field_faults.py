@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from bundle_testkit import write_test_bundle
 
-from vibration_anomaly.config.bundle import write_test_bundle
 from vibration_anomaly.core.driver import DriverState
 from vibration_anomaly.core.events import JsonlEventLog, read_events
 from vibration_anomaly.core.health import ERROR, WARN, StatusRecord
@@ -82,7 +82,7 @@ class SlowEngine:
 
 def factory(model: Path, sample_s: float, slow: list[SlowEngine] | None = None) -> Any:
     def build(bundle: Any, params: dict[str, Any]) -> Pipeline:
-        from vibration_anomaly.config.bundle import verify_model_file
+        from vibration_anomaly.bundle import verify_model_file
         from vibration_anomaly.core.scoring import AlarmVoter, Scorer, calibrate
         from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
         from vibration_anomaly.model.frontend import Frontend

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from vibration_anomaly.config.bundle import BundleRefused, load_example_bundle
+from vibration_anomaly.bundle import BundleRefused, load_example_bundle
 from vibration_anomaly.core.window import batch_samples
 from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
 from vibration_anomaly.errors import InputError

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from vibration_anomaly.config.bundle import load_example_bundle
+from vibration_anomaly.bundle import load_example_bundle
 from vibration_anomaly.core.health import ERROR, OK, WARN, StatusRecord
 from vibration_anomaly.core.window import Batch, batch_samples
 from vibration_anomaly.runtime import DetectorRuntime, Pipeline, RuntimeParams

@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bundle_testkit import write_test_bundle
 from prometheus_client import CollectorRegistry
 
-from vibration_anomaly.config.bundle import TelemetrySettings, load_verified_bundle, write_test_bundle
+from vibration_anomaly.bundle import TelemetrySettings, load_verified_bundle
 from vibration_anomaly.telemetry import fleetsim
 from vibration_anomaly.telemetry.localservers import (
     PROMETHEUS_BINARIES,

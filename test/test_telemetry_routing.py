@@ -14,18 +14,18 @@ from pathlib import Path
 
 import pytest
 import yaml
+from bundle_testkit import write_test_bundle
 from prometheus_client import CollectorRegistry
 
-from vibration_anomaly.config.bundle import (
+from vibration_anomaly.bundle import (
     BundleRefused,
     TelemetrySettings,
     check_payload,
     example_dir,
     example_payload,
     load_verified_bundle,
-    write_test_bundle,
 )
-from vibration_anomaly.config.trust import TrustStore
+from vibration_anomaly.bundle.trust import TrustStore
 from vibration_anomaly.errors import InputError
 from vibration_anomaly.telemetry import fleetsim
 from vibration_anomaly.telemetry.lasttrusted import last_trusted_telemetry, remember_trusted

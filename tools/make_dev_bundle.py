@@ -4,7 +4,7 @@
 The example bundle must name the sha256 of the model file shipped next to it
 (vibration_anomaly/model/default/model.onnx), which changes whenever the model is
 retrained; run this after every model change. It rewrites the ``key_id`` and
-``model_sha256`` lines of config/example/payload.yaml (comments kept), bumps
+``model_sha256`` lines of vibration_anomaly/bundle/example/payload.yaml (comments kept), bumps
 ``version`` and ``issued_at`` when anything changed (a robot refuses a changed
 bundle under an old version), signs with the DEVELOPMENT key, and verifies the
 result against the shipped trust directory and firmware file.
@@ -25,18 +25,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from vibration_anomaly.config.bundle import (  # noqa: E402
+from vibration_anomaly.bundle.checks import sha256_file  # noqa: E402
+from vibration_anomaly.bundle.container import sign_payload  # noqa: E402
+from vibration_anomaly.bundle.files import atomic_write  # noqa: E402
+from vibration_anomaly.bundle.loader import (  # noqa: E402
     EXAMPLE_BUNDLE,
     EXAMPLE_FIRMWARE,
     EXAMPLE_TRUST,
-    check_payload,
     load_verified_bundle,
-    sha256_file,
-    sign_payload,
 )
-from vibration_anomaly.config.trust import atomic_write, key_id_of, load_private_key  # noqa: E402
+from vibration_anomaly.bundle.payload import check_payload  # noqa: E402
+from vibration_anomaly.bundle.trust import key_id_of, load_private_key  # noqa: E402
 
-EXAMPLE = ROOT / "vibration_anomaly" / "config" / "example"
+EXAMPLE = ROOT / "vibration_anomaly" / "bundle" / "example"
 DEV_KEY = EXAMPLE / "DEV_KEY_DO_NOT_USE_ON_ROBOTS.pem"
 PAYLOAD = EXAMPLE / "payload.yaml"
 DEFAULT_MODEL = ROOT / "vibration_anomaly" / "model" / "default" / "model.onnx"

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from vibration_anomaly.bundle import defaults
 from vibration_anomaly.cli import (
     check_output_dir,
     check_output_file,
@@ -21,7 +22,6 @@ from vibration_anomaly.cli import (
     number_list,
     write_text_atomic,
 )
-from vibration_anomaly.config import defaults
 from vibration_anomaly.errors import InputError, VibrationAnomalyError
 
 

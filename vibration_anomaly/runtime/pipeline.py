@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vibration_anomaly.config.bundle import VerifiedBundle, verify_engine_file, verify_model_file
+from vibration_anomaly.bundle import VerifiedBundle, verify_engine_file, verify_model_file
 from vibration_anomaly.core.detector import ScorerLike, VoterLike
 from vibration_anomaly.engine.base import Engine
 from vibration_anomaly.errors import InputError

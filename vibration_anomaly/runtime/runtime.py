@@ -20,7 +20,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from vibration_anomaly.config.bundle import (
+from vibration_anomaly.bundle import (
     BundleRefused,
     VerifiedBundle,
     commit_accepted,

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vibration_anomaly.config.bundle import BundleRefused, VerifiedBundle
+from vibration_anomaly.bundle import BundleRefused, VerifiedBundle
 
 if TYPE_CHECKING:
     from vibration_anomaly.runtime.runtime import DetectorRuntime
@@ -95,7 +95,7 @@ def bundle_accepted(rt: DetectorRuntime, bundle: VerifiedBundle) -> None:
         _start_pusher(rt, bundle.telemetry)
         copy = _copy_path(rt)
         if copy is not None and rt.params.trust_dir:
-            from vibration_anomaly.config.trust import TrustStore
+            from vibration_anomaly.bundle.trust import TrustStore
             from vibration_anomaly.telemetry.lasttrusted import remember_trusted
 
             remember_trusted(bundle, copy, TrustStore.from_dir(Path(rt.params.trust_dir)))
@@ -109,7 +109,7 @@ def bundle_refused(rt: DetectorRuntime, exc: BundleRefused) -> None:
         settings = None
         copy = _copy_path(rt)
         if copy is not None and rt.params.trust_dir:
-            from vibration_anomaly.config.trust import TrustStore
+            from vibration_anomaly.bundle.trust import TrustStore
             from vibration_anomaly.telemetry.lasttrusted import last_trusted_telemetry
 
             settings = last_trusted_telemetry(copy, TrustStore.from_dir(Path(rt.params.trust_dir)))

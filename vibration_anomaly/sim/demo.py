@@ -22,7 +22,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from vibration_anomaly.config.bundle import VerifiedBundle
+from vibration_anomaly.bundle import VerifiedBundle
 from vibration_anomaly.core.detector import Verdict
 from vibration_anomaly.core.driver import DutyCycleDriver
 from vibration_anomaly.core.events import (
@@ -227,7 +227,7 @@ def run_demo(opts: DemoOptions, out: TextIO | None = None, progress: TextIO | No
 
 
 def _run_demo(opts: DemoOptions, out: TextIO | None, progress: TextIO | None) -> DemoResult:
-    from vibration_anomaly.config.bundle import load_example_bundle
+    from vibration_anomaly.bundle import load_example_bundle
 
     bundle = load_example_bundle()
     dc = bundle.duty_cycle
@@ -443,7 +443,7 @@ def main(opts: DemoOptions, as_json: bool = False) -> int:
     Progress goes to stderr only when stderr is a terminal and the timeline is
     not already scrolling there: captured or piped output stays clean.
     """
-    from vibration_anomaly.config.bundle import load_example_bundle
+    from vibration_anomaly.bundle import load_example_bundle
 
     bundle = load_example_bundle()
     period_s = bundle.duty_cycle.period_s

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from vibration_anomaly.config import defaults
+from vibration_anomaly.bundle import defaults
 from vibration_anomaly.telemetry.metrics import RobotMetrics
 
 HEALTHY = "healthy"

@@ -18,13 +18,14 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from vibration_anomaly.config.bundle import (
+from vibration_anomaly.bundle import (
     BundleRefused,
     TelemetrySettings,
     VerifiedBundle,
     verify_bundle_bytes,
 )
-from vibration_anomaly.config.trust import TrustStore, atomic_write
+from vibration_anomaly.bundle.files import atomic_write
+from vibration_anomaly.bundle.trust import TrustStore
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from vibration_anomaly.config.trust import BundleRefused, _read_limited
+from vibration_anomaly.bundle.files import read_limited
+from vibration_anomaly.bundle.refusal import BundleRefused
 
 if TYPE_CHECKING:
     if sys.version_info >= (3, 11):
@@ -116,7 +117,7 @@ def read_firmware_statement(path: Path | Traversable) -> dict[str, Any]:
     """Read and shape-check the firmware file; refusals say which file and what is wrong."""
     source = str(path)
     try:
-        data = _read_limited(path, MAX_FIRMWARE_FILE_BYTES)
+        data = read_limited(path, MAX_FIRMWARE_FILE_BYTES)
     except FileNotFoundError:
         raise BundleRefused(
             "firmware_missing",

@@ -102,12 +102,12 @@ def _passphrase(var: str | None) -> bytes | None:
 
 
 def _keygen(args: argparse.Namespace) -> int:
-    from vibration_anomaly.config.trust import (
+    from vibration_anomaly.bundle.files import write_new_file
+    from vibration_anomaly.bundle.trust import (
         generate_private_key,
         key_id_of,
         private_key_pem,
         public_key_pem,
-        write_new_file,
     )
 
     try:
@@ -145,20 +145,12 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 def _sign(args: argparse.Namespace) -> int:
-    from vibration_anomaly.config.bundle import (
-        MAX_BUNDLE_BYTES,
-        check_payload,
-        sign_payload,
-        verify_bundle_bytes,
-    )
-    from vibration_anomaly.config.trust import (
-        BundleRefused,
-        TrustStore,
-        _read_limited,
-        atomic_write,
-        key_id_of,
-        load_private_key,
-    )
+    from vibration_anomaly.bundle.container import MAX_BUNDLE_BYTES, sign_payload
+    from vibration_anomaly.bundle.files import atomic_write, read_limited
+    from vibration_anomaly.bundle.loader import verify_bundle_bytes
+    from vibration_anomaly.bundle.payload import check_payload
+    from vibration_anomaly.bundle.refusal import BundleRefused
+    from vibration_anomaly.bundle.trust import TrustStore, key_id_of, load_private_key
 
     check_output_file(args.out, "--out")
     try:
@@ -166,7 +158,7 @@ def _sign(args: argparse.Namespace) -> int:
         key = load_private_key(args.key, passphrase)
         try:
             # Non-blocking open + fstat: a FIFO given as the payload is refused, not waited on.
-            read = _read_limited(args.payload, MAX_BUNDLE_BYTES)
+            read = read_limited(args.payload, MAX_BUNDLE_BYTES)
         except OSError as exc:
             return _err(f"{args.payload}: cannot read payload: {exc.strerror or exc}")
         payload = read if read is not None else b"x" * (MAX_BUNDLE_BYTES + 1)
@@ -197,8 +189,8 @@ def _sign(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from vibration_anomaly.config.bundle import load_verified_bundle
-    from vibration_anomaly.config.trust import BundleRefused
+    from vibration_anomaly.bundle.loader import load_verified_bundle
+    from vibration_anomaly.bundle.refusal import BundleRefused
 
     # The model/engine hash reads the file to its end: a FIFO or device there would never finish.
     for option, path in (("--model", args.model), ("--engine", args.engine)):
@@ -227,16 +219,14 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from vibration_anomaly.config.bundle import (
-        _read_bundle_bytes,
-        check_payload,
-        load_verified_bundle,
-        parse_container,
-    )
-    from vibration_anomaly.config.trust import DEV_KEY_ID, BundleRefused
+    from vibration_anomaly.bundle.container import parse_container, read_bundle_bytes
+    from vibration_anomaly.bundle.loader import load_verified_bundle
+    from vibration_anomaly.bundle.payload import check_payload
+    from vibration_anomaly.bundle.refusal import BundleRefused
+    from vibration_anomaly.bundle.trust import DEV_KEY_ID
 
     try:
-        container = parse_container(_read_bundle_bytes(args.bundle))
+        container = parse_container(read_bundle_bytes(args.bundle))
     except BundleRefused as exc:
         return _err(str(exc.with_source(str(args.bundle))))
     print(f"bundle: {args.bundle}")

@@ -1,0 +1,28 @@
+"""The one exception of the bundle package: what was refused, why, and where."""
+
+from __future__ import annotations
+
+from vibration_anomaly.errors import VibrationAnomalyError
+
+
+class BundleRefused(VibrationAnomalyError):
+    """The config bundle cannot be trusted or disagrees with the firmware: do not boot.
+
+    ``reason`` is a short machine-readable code (see ``docs/BUNDLE.md`` for the
+    list) for diagnostics and metrics; ``detail`` is the human sentence, which
+    names the field and both values where there are two sides.
+    """
+
+    def __init__(self, reason: str, detail: str, *, source: str | None = None, field: str | None = None) -> None:
+        self.reason = reason
+        self.detail = detail
+        self.source = source
+        self.field = field
+        where = f"{source}: " if source else ""
+        super().__init__(f"{where}bundle refused ({reason}): {detail}")
+
+    def with_source(self, source: str) -> BundleRefused:
+        """Re-raise helper: attach the file name when a lower layer did not know it."""
+        if self.source is not None:
+            return self
+        return BundleRefused(self.reason, self.detail, source=source, field=self.field)
