@@ -33,9 +33,9 @@ def _model_refusal(bundle: VerifiedBundle, path: Path, actual: str) -> BundleRef
 
 
 def verify_model_file(bundle: VerifiedBundle, path: Path | str) -> str:
-    """Refuse a model/engine file whose sha256 is not the bundle's; call before loading it.
+    """Refuse a model file whose sha256 is not the bundle's ``model_sha256``; call before loading it.
 
-    Returns the hash. Where the loader can take bytes, prefer
+    Returns the hash. Where the engine can take bytes (both backends can), prefer
     :func:`read_verified_model`, which leaves no gap between check and load.
     """
     path = Path(path)

@@ -1,13 +1,14 @@
-"""The documented defaults of the duty-cycle contract.
+"""The documented defaults of the optional bundle payload fields.
 
-This is the only place in the package where these numbers are written down.
-The bundle loader (``vibration_anomaly.config.bundle``) fills them in for the
-optional payload fields a bundle leaves out; the duty cycle itself
-(``SAMPLE_S``/``PERIOD_S``) is never defaulted by the loader: a bundle must state
-it, because it is the number that firmware and container have to agree on.
-``SAMPLE_S``/``PERIOD_S`` are here for tools that run with no bundle at all
-(the simulator's what-if mode, payload templates). At run time every component
-takes its numbers from a verified bundle.
+``vibration_anomaly.bundle.payload`` fills these in for the fields a payload
+leaves out; the tables in docs/BUNDLE.md state the same numbers for people.
+A test (``test_no_second_hard_coded_copy_of_the_contract_numbers``) keeps other
+package modules from assigning a literal to a contract name, so code that needs
+a default imports it from here. The duty cycle itself (``SAMPLE_S``/``PERIOD_S``)
+is never defaulted by the loader: a bundle must state it, because it is the
+number that firmware and container have to agree on; those two are here for
+tools that run with no bundle at all (what-if simulations, payload templates).
+On the robot every component takes its numbers from a verified bundle.
 """
 
 from __future__ import annotations

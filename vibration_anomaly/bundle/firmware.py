@@ -43,7 +43,7 @@ REQUIRED_FIRMWARE_FIELDS: tuple[str, ...] = ("duty_cycle.sample_s", "duty_cycle.
 """What the firmware must state: the very numbers the fleet once ran two copies of."""
 
 
-# ---------------------------------------------------------------- strict YAML (shared with bundle.py)
+# ---------------------------------------------------------------- strict YAML (shared with payload.py)
 
 
 class _StrictLoader(yaml.SafeLoader):

@@ -184,7 +184,7 @@ class HealthSettings:
 
 
 _LOADER_TOKEN = object()
-"""Only this module holds it; VerifiedBundle refuses to be built without it."""
+"""Passed only by ``loader.verify_bundle_bytes``; VerifiedBundle refuses to be built without it."""
 
 
 @dataclass(frozen=True)
