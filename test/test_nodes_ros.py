@@ -662,3 +662,94 @@ def test_a_sim_clock_that_starts_at_zero_is_a_start_not_a_missed_window(
     wakes = [e for e in evs if e["event"] == "wake"]
     assert wakes and all(w["t"] > 1_767_225_600.0 for w in wakes)
     assert ros.change("detector", Transition.TRANSITION_CLEANUP)
+
+
+def test_a_latched_alarm_survives_a_node_restart_and_only_the_reset_service_clears_it(
+    ros: Ros, tmp_path: Path, score_model: Path
+) -> None:
+    from std_srvs.srv import Trigger
+
+    state = {"alarm_state": str(tmp_path / "state" / "alarm_state.json")}
+    imu, det, _ = stack(ros, tmp_path, score_model, extra=state)
+    assert ros.change("detector", Transition.TRANSITION_CONFIGURE)
+    assert ros.change("detector", Transition.TRANSITION_ACTIVATE)
+    robot = SimulatedRobot(RobotConfig(rate_hz=RATE, seed=3, fault=FaultSpec(start_s=0.0, initial_peak=5.0,
+                                                                             final_peak=6.0, growth_s=2.0)))
+    pub = ImuPublisher(ros, robot)
+    wait_for(lambda: pub.pub.get_subscription_count() == 1, 5.0, "the subscription to match")
+    pub.start()
+    wait_for(lambda: det.runtime.detector is not None and det.runtime.detector.voter.latched, 20.0, "an alarm")
+    pub.stop()
+    assert ros.change("detector", Transition.TRANSITION_DEACTIVATE)
+    # The process restarts: a new node on the same state file, fed a healthy machine.
+    ros.executor.remove_node(det)
+    ros.nodes.remove(det)
+    det.destroy_node()
+    ros.executor.remove_node(imu)
+    ros.nodes.remove(imu)
+    imu.destroy_node()
+    imu2, det2, _ = stack(ros, tmp_path / "again", score_model, extra=state)
+    evs = events_of(det2)
+    assert ros.change("detector", Transition.TRANSITION_CONFIGURE)
+    assert ros.change("detector", Transition.TRANSITION_ACTIVATE)
+    healthy = ImuPublisher(ros, SimulatedRobot(RobotConfig(rate_hz=RATE, seed=3)))  # the calibrated machine
+    wait_for(lambda: healthy.pub.get_subscription_count() == 1, 5.0, "the subscription to match")
+    healthy.start()
+    wait_for(lambda: len([e for e in evs if e["event"] == "infer"]) >= 2, 20.0, "inferences after the restart")
+    infers = [e for e in evs if e["event"] == "infer"]
+    assert all(e["alarm"] is True for e in infers), "the restart forgot the latched alarm"
+    cli = ros.sup.create_client(Trigger, "/detector/reset_alarm")
+    res = ros.call(cli, Trigger.Request())
+    assert res.success and res.message == "alarm reset"
+    n = len(infers)
+    wait_for(lambda: len([e for e in evs if e["event"] == "infer"]) >= n + 2, 20.0, "inferences after the reset")
+    healthy.stop()
+    assert [e for e in evs if e["event"] == "infer"][-1]["alarm"] is False
+    assert [e for e in evs if e["event"] == "alarm_reset"][0]["who"] == "service ~/reset_alarm"
+    assert ros.change("detector", Transition.TRANSITION_DEACTIVATE)
+
+
+def test_a_backward_jump_of_the_ros_clock_re_arms_the_duty_cycle_within_a_period(
+    ros: Ros, tmp_path: Path, score_model: Path
+) -> None:
+    """On /clock: moved back an hour while asleep, the next inference still comes within one period."""
+    imu, det, _ = stack(ros, tmp_path, score_model, sample_s=0.5, period_s=6.0, driver=True, sim_time=True)
+    evs = events_of(det)
+    clock_node = ros.add(Node("jumpy_clock", context=ros.context))
+    clock_pub = clock_node.create_publisher(Clock, "/clock", 10)
+    stop = threading.Event()
+    sim = {"t": 50_000.0}
+
+    def tick() -> None:
+        while not stop.is_set():
+            sim["t"] += 0.05
+            msg = Clock()
+            msg.clock.sec, msg.clock.nanosec = int(sim["t"]), int((sim["t"] % 1) * 1e9)
+            clock_pub.publish(msg)
+            time.sleep(0.01)  # 5x real time
+
+    th = threading.Thread(target=tick, daemon=True)
+    th.start()
+    try:
+        wait_for(lambda: det.now_s() > 50_000.0, 5.0, "sim time")
+        assert ros.change("detector", Transition.TRANSITION_CONFIGURE)
+        wait_for(lambda: len([e for e in evs if e["event"] == "sleep"]) >= 1, 30.0, "a first period")
+        time.sleep(0.3)  # asleep
+        sim["t"] -= 3600.0
+        jumped_at = sim["t"]
+        wait_for(lambda: any(e["event"] == "clock_jump" for e in evs), 5.0, "the jump to be seen")
+        # No IMU here: each period is wake -> (no fresh batch) -> sleep; the next one comes on the new time.
+        def after_jump() -> list[dict[str, Any]]:
+            i = next(i for i, e in enumerate(evs) if e["event"] == "clock_jump")
+            return evs[i + 1:]
+
+        wait_for(lambda: any(e["event"] == "sleep" and e.get("awake_s", 0) > 0 for e in after_jump()), 20.0,
+                 "a whole period after the jump")
+    finally:
+        stop.set()
+        th.join(5.0)
+    jump = next(e for e in evs if e["event"] == "clock_jump")
+    assert jump["delta_s"] < -3000.0
+    wake = next(e for e in after_jump() if e["event"] == "wake")
+    assert jumped_at - 1.0 <= wake["t"] <= jumped_at + 6.0 + 1.0  # within one period of the new time
+    assert ros.change("detector", Transition.TRANSITION_CLEANUP)
