@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vibration_anomaly.cli import check_input_file, check_output_file, guarded, number
+from vibration_anomaly.clikit import check_input_file, check_output_file, guarded, number
 
 MAX_ONNX_BYTES = 2 * 1024**3
 """protobuf's own ceiling for one ONNX file; a larger file cannot be a model."""

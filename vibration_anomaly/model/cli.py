@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from vibration_anomaly.bundle import defaults
-from vibration_anomaly.cli import (
+from vibration_anomaly.clikit import (
     check_output_dir,
     check_output_file,
     guarded,

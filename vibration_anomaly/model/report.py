@@ -57,7 +57,7 @@ def draw_report(res: dict[str, Any], raw: dict[str, Any], path: Path) -> Path:
     fig.suptitle(f"vibration_anomaly evaluate: {res.get('data', '')}")
     fig.tight_layout()
     # Written beside the target and renamed on success: a failed save leaves no half PNG and no stray temp.
-    from vibration_anomaly.cli import atomic_output
+    from vibration_anomaly.clikit import atomic_output
 
     fmt = path.suffix.lower().lstrip(".") or "png"
     if fmt not in fig.canvas.get_supported_filetypes():

@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from vibration_anomaly.cli import guarded, number
+from vibration_anomaly.clikit import guarded, number
 
 
 def register(subparsers: Any) -> None:

@@ -12,7 +12,7 @@ import json
 import time
 from pathlib import Path
 
-from vibration_anomaly.cli import check_input_file, guarded
+from vibration_anomaly.clikit import check_input_file, guarded
 
 DEFAULT_STATE = "/var/lib/vibration_anomaly/alarm_state.json"
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from vibration_anomaly.cli import check_output_file, guarded, number
+from vibration_anomaly.clikit import check_output_file, guarded, number
 
 MAX_HOURS = 24.0 * 31
 """A month of simulated duty cycles; longer runs take hours of real time and show nothing new."""
