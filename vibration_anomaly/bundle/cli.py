@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from vibration_anomaly.cli import check_input_file, check_output_file, guarded
+from vibration_anomaly.clikit import check_input_file, check_output_file, guarded
 
 EXIT_OK = 0
 EXIT_REFUSED = 2
@@ -174,7 +174,8 @@ def _sign(args: argparse.Namespace) -> int:
                                 f"set key_id: \"{key_id}\" in the payload", source=str(args.payload), field="key_id")
         data = sign_payload(payload, key)
         # Prove the written bytes verify before anyone ships them.
-        verify_bundle_bytes(data, TrustStore.from_public_keys([key.public_key()]), source=str(args.out),
+        verify_bundle_bytes(data, TrustStore.from_public_keys([key.public_key()], epoch=values["epoch"]),
+                            source=str(args.out),
                             require_firmware=False, warn_dev_key=False)
         atomic_write(args.out, data)
     except LookupError as exc:
@@ -204,7 +205,7 @@ def _verify(args: argparse.Namespace) -> int:
     except BundleRefused as exc:
         return _err(str(exc))
     dc = b.duty_cycle
-    print(f"trusted: {args.bundle}: version {b.version}, key_id {b.key_id}, "
+    print(f"trusted: {args.bundle}: version {b.version}, key_id {b.key_id}, key epoch {b.epoch}, "
           f"duty_cycle sample_s {dc.sample_s:g} period_s {dc.period_s:g}, max_queued_batches {b.max_queued_batches}")
     print(f"firmware: {'agrees (' + str(args.firmware) + ')' if args.firmware else 'not checked (no --firmware)'}")
     if args.model:

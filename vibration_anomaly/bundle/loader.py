@@ -2,7 +2,8 @@
 
 Order of checks, cheapest and least trusting first: size (before parsing),
 header, key, signature, then only signed bytes are parsed (``parse``), then
-fields and ranges (``field``), then rollback, firmware agreement, model and
+fields and ranges (``field``), the key epoch against the trust store's
+(``epoch_revoked`` / ``epoch_mismatch``), then rollback, firmware agreement, model and
 engine hashes, and only then (unless the caller defers it with ``record=False``)
 the accepted version is recorded. See :func:`load_verified_bundle` for the
 contract when the caller checks further files itself.
@@ -22,7 +23,7 @@ from vibration_anomaly.bundle.container import parse_container, read_bundle_byte
 from vibration_anomaly.bundle.firmware import compare_with_firmware, read_firmware_statement, strict_yaml_load
 from vibration_anomaly.bundle.payload import _field_error, check_payload
 from vibration_anomaly.bundle.refusal import BundleRefused
-from vibration_anomaly.bundle.rollback import RollbackState
+from vibration_anomaly.bundle.rollback import AcceptedRecord, RollbackState
 from vibration_anomaly.bundle.schema import _LOADER_TOKEN, VerifiedBundle, _as_utc
 from vibration_anomaly.bundle.trust import TrustStore
 
@@ -39,6 +40,33 @@ EXAMPLE_DIR = "example"
 EXAMPLE_BUNDLE = "dev_bundle.yaml"
 EXAMPLE_FIRMWARE = "firmware.json"
 EXAMPLE_TRUST = "trust"
+
+
+def check_epoch(bundle: VerifiedBundle, trust: TrustStore) -> None:
+    """Refuse a bundle not signed for the trust store's key epoch (see ``trust.read_epoch``).
+
+    Lower: signed before a key revocation (``epoch_revoked``); higher: the trust
+    store has not been brought to that epoch yet (``epoch_mismatch``), which also
+    keeps a key, compromised or not, from raising the epoch on its own.
+    """
+    if bundle.epoch < trust.epoch:
+        raise BundleRefused(
+            "epoch_revoked",
+            f"epoch: bundle signed for key epoch {bundle.epoch}, but the trust store {trust.source} is at epoch "
+            f"{trust.epoch}: bundles of earlier epochs were revoked with their keys",
+            field="epoch",
+        )
+    if bundle.epoch != trust.epoch:
+        raise BundleRefused(
+            "epoch_mismatch",
+            f"epoch: bundle signed for key epoch {bundle.epoch}, but the trust store {trust.source} is at epoch "
+            f"{trust.epoch}; deploy the trust store's EPOCH (with the key change) before bundles of a new epoch",
+            field="epoch",
+        )
+
+
+def _newer(bundle: VerifiedBundle, last: AcceptedRecord) -> bool:
+    return (bundle.epoch, bundle.version) > (last.epoch, last.version)
 
 
 def verify_bundle_bytes(
@@ -68,9 +96,10 @@ def verify_bundle_bytes(
             raise _field_error("key_id", f"payload names key {values['key_id']}, but the bundle is signed by "
                                f"{container.key_id}")
         bundle = VerifiedBundle(**values, source_path=source, _token=_LOADER_TOKEN)
+        check_epoch(bundle, trust)
 
         state = RollbackState(state_path) if state_path is not None else None
-        last = state.check(bundle.version, bundle.payload_sha256) if state is not None else None
+        last = state.check(bundle.epoch, bundle.version, bundle.payload_sha256) if state is not None else None
 
         if firmware_path is not None:
             fw_exists = firmware_path.exists() if isinstance(firmware_path, Path) else firmware_path.is_file()
@@ -95,8 +124,8 @@ def verify_bundle_bytes(
             verify_engine_file(bundle, engine_path)
 
         # Last, after every check this call makes: a refused bundle must never raise the floor.
-        if record and state is not None and (last is None or bundle.version > last.version):
-            state.record(bundle.version, bundle.payload_sha256, bundle.key_id, _as_utc(now))
+        if record and state is not None and (last is None or _newer(bundle, last)):
+            state.record(bundle.epoch, bundle.version, bundle.payload_sha256, bundle.key_id, _as_utc(now))
     except BundleRefused as exc:
         raise exc.with_source(source) from None
 
@@ -176,10 +205,10 @@ def commit_accepted(bundle: VerifiedBundle, state_path: Path | str | None, *,
         return False
     state = RollbackState(Path(state_path))
     try:
-        last = state.check(bundle.version, bundle.payload_sha256)
-        if last is not None and bundle.version <= last.version:
+        last = state.check(bundle.epoch, bundle.version, bundle.payload_sha256)
+        if last is not None and not _newer(bundle, last):
             return False
-        state.record(bundle.version, bundle.payload_sha256, bundle.key_id, _as_utc(now))
+        state.record(bundle.epoch, bundle.version, bundle.payload_sha256, bundle.key_id, _as_utc(now))
     except BundleRefused as exc:
         raise exc.with_source(bundle.source_path) from None
     return True

@@ -29,13 +29,13 @@ from vibration_anomaly.bundle.schema import (
     HealthSettings,
     TelemetrySettings,
 )
-from vibration_anomaly.bundle.trust import is_key_id
+from vibration_anomaly.bundle.trust import MAX_EPOCH, is_key_id
 from vibration_anomaly.errors import InputError
 
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 
 _TOP_FIELDS = {
-    "version", "issued_at", "expires_at", "key_id", "duty_cycle", "max_queued_batches", "model_sha256",
+    "version", "issued_at", "expires_at", "key_id", "epoch", "duty_cycle", "max_queued_batches", "model_sha256",
     "engine_sha256", "alarm", "telemetry", "health",
 }
 _SECTION_FIELDS = {
@@ -130,6 +130,7 @@ def check_payload(payload: bytes) -> dict[str, Any]:
     key_id = raw["key_id"]
     if not isinstance(key_id, str) or not is_key_id(key_id):
         raise _field_error("key_id", f"expected 16 lowercase hex digits, got {format_value(key_id)}")
+    epoch = 0 if raw.get("epoch") is None else _integer("epoch", raw["epoch"], 0, MAX_EPOCH)
     model_sha256 = raw["model_sha256"]
     if not isinstance(model_sha256, str) or not _SHA256_RE.fullmatch(model_sha256):
         raise _field_error("model_sha256", f"expected 64 lowercase hex digits, got {format_value(model_sha256)}")
@@ -197,6 +198,7 @@ def check_payload(payload: bytes) -> dict[str, Any]:
         "issued_at": issued_at,
         "expires_at": expires_at,
         "key_id": key_id,
+        "epoch": epoch,
         "duty_cycle": duty_cycle,
         "max_queued_batches": max_queued_batches,
         "model_sha256": model_sha256,

@@ -1,4 +1,9 @@
-"""The on-robot rollback memory: the highest bundle version this robot accepted.
+"""The on-robot rollback memory: the highest (key epoch, version) this robot accepted.
+
+Versions are compared within one key epoch (see ``trust.read_epoch``): a bundle of
+a later epoch than the record is accepted whatever its version, because the
+epoch is bumped exactly when a compromised key, which may have signed an
+inflated version (say 2^53), is revoked; the floor restarts in the new epoch.
 
 A small JSON file, written atomically (temporary file, fsync, rename, fsync of
 the directory) so that a power cut leaves either the old or the new record,
@@ -30,17 +35,21 @@ class AcceptedRecord:
     payload_sha256: str
     key_id: str
     recorded_at: str
+    epoch: int = 0
 
     def to_json(self) -> bytes:
         return (json.dumps(
-            {"version": self.version, "payload_sha256": self.payload_sha256, "key_id": self.key_id,
-             "recorded_at": self.recorded_at},
+            {"epoch": self.epoch, "version": self.version, "payload_sha256": self.payload_sha256,
+             "key_id": self.key_id, "recorded_at": self.recorded_at},
             indent=2, sort_keys=True,
         ) + "\n").encode()
 
 
 class RollbackState:
-    """The highest accepted bundle version, remembered on disk at a configurable path."""
+    """The highest accepted (epoch, version), remembered on disk at a configurable path.
+
+    A record written before epochs existed has no ``epoch`` and reads as epoch 0.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -74,18 +83,35 @@ class RollbackState:
         if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{64}", sha):
             raise BundleRefused("state", f"rollback state is corrupt: payload_sha256: expected 64 hex digits, "
                                 f"got {sha!r}", source=src, field="payload_sha256")
-        return AcceptedRecord(version, sha, str(raw.get("key_id", "")), str(raw.get("recorded_at", "")))
+        epoch = raw.get("epoch", 0)
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise BundleRefused("state", f"rollback state is corrupt: epoch: expected an integer >= 0, "
+                                f"got {epoch!r}", source=src, field="epoch")
+        return AcceptedRecord(version, sha, str(raw.get("key_id", "")), str(raw.get("recorded_at", "")), epoch)
 
-    def check(self, version: int, payload_sha256: str) -> AcceptedRecord | None:
-        """Refuse a version lower than the last accepted one, or the same version with other content."""
+    def check(self, epoch: int, version: int, payload_sha256: str) -> AcceptedRecord | None:
+        """Refuse what is older than the last accepted bundle, or the same version with other content.
+
+        Older: an earlier epoch (the trust store was rolled back to before a key
+        revocation), or the same epoch and a lower version. A later epoch passes
+        whatever its version.
+        """
         last = self.read()
-        if last is None:
-            return None
+        if last is None or epoch > last.epoch:
+            return last
+        if epoch < last.epoch:
+            raise BundleRefused(
+                "rollback",
+                f"epoch: bundle of key epoch {epoch}, but this robot already accepted a bundle of epoch "
+                f"{last.epoch} (the trust store's EPOCH went back?; rollback refused; state in {self.path})",
+                field="epoch",
+            )
         if version < last.version:
             raise BundleRefused(
                 "rollback",
-                f"version: bundle {version}, last accepted on this robot {last.version} "
-                f"(rollback refused; state in {self.path})",
+                f"version: bundle {version}, last accepted on this robot {last.version} in key epoch {epoch} "
+                f"(rollback refused; state in {self.path}; a compromised key's inflated version is left "
+                "behind by revoking the key and bumping the trust store's EPOCH, docs/BUNDLE.md)",
                 field="version",
             )
         if version == last.version and payload_sha256 != last.payload_sha256:
@@ -97,10 +123,11 @@ class RollbackState:
             )
         return last
 
-    def record(self, version: int, payload_sha256: str, key_id: str, now: datetime | None = None) -> None:
+    def record(self, epoch: int, version: int, payload_sha256: str, key_id: str,
+               now: datetime | None = None) -> None:
         when = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).isoformat()
         try:
-            atomic_write(self.path, AcceptedRecord(version, payload_sha256, key_id, when).to_json())
+            atomic_write(self.path, AcceptedRecord(version, payload_sha256, key_id, when, epoch).to_json())
         except OSError as exc:
             raise BundleRefused(
                 "state", f"cannot record the accepted version (rollback protection needs it): "

@@ -199,6 +199,7 @@ class VerifiedBundle:
     issued_at: datetime
     expires_at: datetime | None
     key_id: str
+    epoch: int
     duty_cycle: DutyCycle
     max_queued_batches: int
     model_sha256: str
@@ -248,6 +249,7 @@ class VerifiedBundle:
             "issued_at": self.issued_at,
             "expires_at": self.expires_at,
             "key_id": self.key_id,
+            "epoch": self.epoch,
             "duty_cycle": dataclasses.asdict(self.duty_cycle),
             "max_queued_batches": self.max_queued_batches,
             "model_sha256": self.model_sha256,

@@ -1,10 +1,16 @@
-"""Keys and the trust store.
+"""Keys and the trust store (public keys and the key epoch).
 
 A robot trusts a *directory* of public keys rather than one key so that keys can
 be rotated without a flag day: ship the new ``.pub`` file to the fleet, start
 signing with the new key, then delete the old ``.pub``. Private keys never need
 to be on a robot; only ``*.pub`` files are read here, and a ``.pub`` file that
 holds a private key is refused so one cannot slip onto a robot by mistake.
+
+The trust directory may also hold an ``EPOCH`` file: one integer, 0 when absent.
+Ops bump it together with revoking a compromised key; bundles state the epoch
+they were signed for and must match it, and the rollback floor restarts in a new
+epoch, so a version inflated by the compromised key (2^53) does not lock the
+fleet out for good (docs/BUNDLE.md, "Revoking a compromised key").
 """
 
 from __future__ import annotations
@@ -37,6 +43,13 @@ MAX_KEY_FILE_BYTES = 4096
 """A PEM Ed25519 key is ~120 bytes; anything much larger is not a key file."""
 
 PUBLIC_KEY_SUFFIX = ".pub"
+
+EPOCH_FILE = "EPOCH"
+"""Name of the key-epoch file in a trust directory (absent: epoch 0)."""
+
+MAX_EPOCH = 2**31 - 1
+MAX_EPOCH_FILE_BYTES = 64
+_EPOCH_RE = re.compile(rb"(0|[1-9][0-9]{0,9})\n?")
 
 DEV_KEY_ID = "7ea7cc13c5a8a762"
 """Key id of the development key shipped in ``vibration_anomaly/bundle/example``.
@@ -115,14 +128,18 @@ class TrustedKey:
 
 
 class TrustStore:
-    """key_id -> public key, built from a directory of ``*.pub`` PEM files.
+    """key_id -> public key, built from a directory of ``*.pub`` PEM files, and the key ``epoch``.
 
-    A malformed ``.pub`` file refuses the whole store instead of being skipped:
-    a half-read trust directory is how a rotation silently goes wrong.
+    A malformed ``.pub`` or ``EPOCH`` file refuses the whole store instead of
+    being skipped: a half-read trust directory is how a rotation silently goes wrong.
     """
 
-    def __init__(self, keys: Iterable[TrustedKey], source: str) -> None:
+    def __init__(self, keys: Iterable[TrustedKey], source: str, epoch: int = 0) -> None:
         self.source = source
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= MAX_EPOCH:
+            raise BundleRefused("trust_store", f"epoch: expected an integer in 0..{MAX_EPOCH}, got {epoch!r}",
+                                source=source, field="epoch")
+        self.epoch = epoch
         self._keys: dict[str, TrustedKey] = {}
         for k in keys:
             self._keys.setdefault(k.key_id, k)
@@ -139,16 +156,18 @@ class TrustStore:
             if not directory.is_dir():
                 raise BundleRefused("trust_store", "not a directory (expected a directory of *.pub files)",
                                     source=source)
-            entries = sorted(
-                (e for e in directory.iterdir() if e.name.endswith(PUBLIC_KEY_SUFFIX)), key=lambda e: e.name
-            )
+            listed = list(directory.iterdir())
         except OSError as exc:
             raise BundleRefused("trust_store", f"cannot list: {exc.strerror or exc}", source=source) from exc
-        return cls((_load_public_key(e) for e in entries), source)
+        entries = sorted((e for e in listed if e.name.endswith(PUBLIC_KEY_SUFFIX)), key=lambda e: e.name)
+        epoch_file = next((e for e in listed if e.name == EPOCH_FILE), None)
+        epoch = 0 if epoch_file is None else read_epoch(epoch_file)
+        return cls((_load_public_key(e) for e in entries), source, epoch)
 
     @classmethod
-    def from_public_keys(cls, keys: Iterable[Ed25519PublicKey], source: str = "<in memory>") -> TrustStore:
-        return cls((TrustedKey(key_id_of(k), k, source) for k in keys), source)
+    def from_public_keys(cls, keys: Iterable[Ed25519PublicKey], source: str = "<in memory>",
+                         epoch: int = 0) -> TrustStore:
+        return cls((TrustedKey(key_id_of(k), k, source) for k in keys), source, epoch)
 
     def __contains__(self, key_id: object) -> bool:
         return key_id in self._keys
@@ -206,3 +225,18 @@ def _load_public_key(entry: Path | Traversable) -> TrustedKey:
         raise BundleRefused("trust_store", f"expected an Ed25519 public key, got {type(key).__name__}",
                             source=source)
     return TrustedKey(key_id_of(key), key, source)
+
+
+def read_epoch(entry: Path | Traversable) -> int:
+    """The key epoch an ``EPOCH`` file states: one decimal integer, an optional newline, nothing else."""
+    source = str(entry)
+    try:
+        data = read_limited(entry, MAX_EPOCH_FILE_BYTES)
+    except OSError as exc:
+        raise BundleRefused("trust_store", f"cannot read the key epoch: {exc.strerror or exc}", source=source,
+                            field="epoch") from exc
+    if data is None or not _EPOCH_RE.fullmatch(data) or int(data) > MAX_EPOCH:
+        shown = "more than 64 bytes" if data is None else repr(data[:MAX_EPOCH_FILE_BYTES].decode("ascii", "replace"))
+        raise BundleRefused("trust_store", f"epoch: expected one integer in 0..{MAX_EPOCH} (e.g. '1' and a "
+                            f"newline), got {shown}", source=source, field="epoch")
+    return int(data)
