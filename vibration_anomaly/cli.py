@@ -51,6 +51,7 @@ from vibration_anomaly.clikit import (  # noqa: F401 - re-exported: the conventi
 # Modules that contribute subcommands, in the order shown by --help.
 COMMAND_MODULES: tuple[str, ...] = (
     "vibration_anomaly.sim.cli",
+    "vibration_anomaly.sim.soak_cli",
     "vibration_anomaly.model.cli",
     "vibration_anomaly.bundle.cli",
     "vibration_anomaly.engine.cli",
