@@ -47,3 +47,91 @@ def test_runtime_imports_pull_in_neither_torch_nor_rclpy() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]", proc.stdout
+
+
+# Floors of the house, lowest first. A module imports only from its own floor or below (function-level
+# imports included), so nothing runs back up and the subpackages form no circle.
+FLOORS = ("base", "low", "core", "mid", "runtime", "top")
+BASE = {"errors", "fileio", "clikit"}
+LOW = {"engine", "bundle", "power"}
+MID = {"model", "telemetry"}
+
+
+def _floor(module: str) -> str:
+    parts = module.split(".")
+    if len(parts) == 1 or parts[1] in BASE:
+        return "base"
+    if parts[-1] in ("cli", "soak_cli") or parts[1] in ("cli", "__main__", "sim", "nodes"):
+        return "top"  # the adapters: subcommands, simulations, ROS nodes
+    if parts[1] in LOW:
+        return "low"
+    if parts[1] in MID:
+        return "mid"
+    return parts[1]  # core, runtime
+
+
+def _package_imports(path: Path) -> set[str]:
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module)
+        elif isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+    return {m for m in out if m == "vibration_anomaly" or m.startswith("vibration_anomaly.")}
+
+
+def _module_name(path: Path) -> str:
+    name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+    return name[: -len(".__init__")] if name.endswith(".__init__") else name
+
+
+def test_no_import_runs_back_up_the_house() -> None:
+    upward = []
+    for p in PKG.rglob("*.py"):
+        mod = _module_name(p)
+        for target in _package_imports(p):
+            if FLOORS.index(_floor(target)) > FLOORS.index(_floor(mod)):
+                upward.append(f"{mod} ({_floor(mod)}) imports {target} ({_floor(target)})")
+    assert not upward, "\n".join(sorted(upward))
+
+
+def test_module_level_imports_form_no_circle() -> None:
+    graph: dict[str, set[str]] = {}
+    for p in PKG.rglob("*.py"):
+        mod = _module_name(p)
+        deps: set[str] = set()
+        for node in ast.parse(p.read_text(), str(p)).body:  # module level only: what runs at import
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("vibration_anomaly"):
+                # ``from pkg import submodule`` depends on the submodule (the package is imported first anyway)
+                subs = {f"{node.module}.{a.name}" for a in node.names}
+                subs &= {_module_name(q) for q in PKG.rglob("*.py")}
+                deps.update(subs or {node.module})
+            elif isinstance(node, ast.Import):
+                deps.update(a.name for a in node.names if a.name.startswith("vibration_anomaly"))
+        graph[mod] = deps
+    seen: dict[str, int] = {}
+    cycle: list[str] = []
+
+    def visit(m: str, stack: list[str]) -> bool:
+        seen[m] = 1
+        for d in graph.get(m, ()):
+            if d not in graph:
+                continue
+            if seen.get(d) == 1:
+                cycle.extend([*stack[stack.index(d):], d] if d in stack else [m, d])
+                return True
+            if d not in seen and visit(d, [*stack, d]):
+                return True
+        seen[m] = 2
+        return False
+
+    for m in sorted(graph):
+        if m not in seen and visit(m, [m]):
+            break
+    assert not cycle, " -> ".join(cycle)
+
+
+def test_no_package_module_over_400_lines() -> None:
+    long = {str(p.relative_to(ROOT)): n for p in PKG.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 400}
+    assert not long, long

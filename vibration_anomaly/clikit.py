@@ -72,10 +72,9 @@ def _one_line(text: str) -> str:
 
 
 def _refusal_types() -> tuple[type[BaseException], ...]:
-    from vibration_anomaly.bundle import BundleRefused
-    from vibration_anomaly.errors import InputError
+    from vibration_anomaly.errors import Refusal  # InputError, BundleRefused, ...
 
-    return (InputError, BundleRefused)
+    return (Refusal,)
 
 
 def _silence_stdout() -> None:

@@ -11,7 +11,14 @@ class VibrationAnomalyError(Exception):
     """Base class: catch this to catch every error the package raises on purpose."""
 
 
-class InputError(VibrationAnomalyError, ValueError):
+class Refusal(VibrationAnomalyError):
+    """Input the package refuses on purpose (bad data, an untrusted bundle): the caller's to fix, not a bug.
+
+    The command line answers every ``Refusal`` with exit 2 and its one-line message (``clikit``).
+    """
+
+
+class InputError(Refusal, ValueError):
     """Bad input data: names what was wrong so the caller can count or report it."""
 
     def __init__(self, source: str, field: str, problem: str) -> None:

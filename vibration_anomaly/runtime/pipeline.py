@@ -1,21 +1,50 @@
 """Building the detector's pipeline from a verified bundle: model, engine, calibration, scorer, vote.
 
 ROS-free so the lifecycle node's configure transition is one call, and so the
-same checks (the model and any TensorRT plan are the ones the signed bundle
-names) hold wherever a pipeline is built.
+same checks hold wherever a pipeline is built. What is checked is what is
+loaded: every file (ONNX model, TensorRT plan, ``model.json``, the machine's
+calibration) is read once, hashed against the signed bundle, and those very
+bytes are parsed or handed to the engine; no file is opened a second time, so
+replacing one between check and load changes nothing. The calibration must
+also fit the model: made for this model (``model_id``) and with a threshold
+that is plausible against its own healthy scores and, where ``model.json``
+states it, the model's held-out score range.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from vibration_anomaly.bundle import VerifiedBundle, verify_engine_file, verify_model_file
+from vibration_anomaly.bundle import (
+    BundleRefused,
+    VerifiedBundle,
+    read_verified_calibration,
+    read_verified_engine,
+    read_verified_model,
+    read_verified_model_json,
+)
 from vibration_anomaly.core.detector import ScorerLike, VoterLike
 from vibration_anomaly.engine.base import Engine
 from vibration_anomaly.errors import InputError
+
+if TYPE_CHECKING:
+    from vibration_anomaly.core.scoring import Calibration
+    from vibration_anomaly.model import ModelFiles
+
+log = logging.getLogger(__name__)
+
+THRESHOLD_OVER_MEDIAN_MAX = 1000.0
+"""A calibrated threshold is a few times the machine's median healthy score (2-4 on the shipped model);
+a thousand times is no threshold at all: the alarm could never fire."""
+THRESHOLD_RANGE_FACTOR = 100.0
+"""How far outside the model's held-out score range (``model.json`` ``heldout_score_range``) a threshold may lie."""
 
 
 @dataclass
@@ -36,27 +65,107 @@ PipelineFactory = Callable[[VerifiedBundle, dict[str, Any]], Pipeline]
 def build_pipeline(bundle: VerifiedBundle, p: dict[str, Any]) -> Pipeline:
     """Shipped (or ``model``) ONNX model, optional ``engine`` plan for TensorRT, per-machine ``calibration``.
 
-    ``p`` holds ``model``, ``engine``, ``calibration``, ``backend`` and
-    ``duty_cycle_time_scale`` (the detector node's parameters of those names).
-    Raises BundleRefused when the model or plan is not the one the bundle names.
+    ``p`` holds ``model``, ``engine``, ``calibration``, ``backend``,
+    ``duty_cycle_time_scale`` and ``robot_id`` (the detector node's parameters
+    of those names). Raises BundleRefused when a file is not the one the bundle
+    names or the calibration does not fit the model; InputError for a missing
+    or unparsable file.
     """
-    from vibration_anomaly.core.scoring import AlarmVoter, Calibration, Scorer
+    from vibration_anomaly.core.scoring import AlarmVoter, Scorer
     from vibration_anomaly.engine.select import select_engine
     from vibration_anomaly.model import load_default_model, load_model_dir
 
     files = load_model_dir(p["model"]) if p["model"] else load_default_model()
-    verify_model_file(bundle, files.onnx)
+    model_bytes = read_verified_model(bundle, files.onnx)
+    meta_path = files.directory / "model.json"
+    files = dataclasses.replace(files, meta=_json_object(read_verified_model_json(bundle, meta_path), meta_path))
+    if bundle.model_json_sha256 is None:
+        log.warning("%s: bundle names no model_json_sha256; %s (frontend, priors, voting) is not vouched for",
+                    bundle.source_path, meta_path)
     if not p["calibration"]:
         raise InputError("detector parameters", "calibration",
                          "no per-machine calibration file given (make one with `vibration-anomaly calibrate`)")
-    calibration = Calibration.load(p["calibration"])
+    cal_path = Path(p["calibration"])
+    calibration = _calibration(read_verified_calibration(bundle, cal_path, str(p.get("robot_id", ""))), cal_path)
+    check_calibration_fits(bundle, files, calibration, cal_path)
     engine_path = Path(p["engine"]) if p["engine"] else None
+    plan_bytes = None
     if engine_path is not None and p["backend"] in ("auto", "tensorrt"):
-        # A TensorRT plan is loaded only if it is the one the signed bundle names (engine_sha256).
-        verify_engine_file(bundle, engine_path)
+        # A TensorRT plan is loaded only if it is the one the signed bundle names (engine_sha256): these bytes.
+        plan_bytes = read_verified_engine(bundle, engine_path)
     # The TensorRT watchdog forces sleep after this long awake without an inference: one duty period.
     idle_bound = bundle.duty_cycle.period_s * float(p["duty_cycle_time_scale"])
-    engine, why = select_engine(p["backend"], files.onnx, engine_path, max_idle_awake_s=idle_bound)
+    engine, why = select_engine(p["backend"], files.onnx, engine_path, max_idle_awake_s=idle_bound,
+                                model_bytes=model_bytes, engine_bytes=plan_bytes)
     scorer = Scorer(engine, files.frontend(), calibration)
     voter = AlarmVoter(bundle.alarm.votes_required, bundle.alarm.votes_window)
     return Pipeline(engine, scorer, voter, f"{files.onnx} ({files.model_id})", why)
+
+
+def _json_object(data: bytes, path: Path) -> dict[str, Any]:
+    """Parse verified bytes as a JSON object; InputError naming the file otherwise."""
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise InputError(str(path), "encoding", f"not UTF-8 text (byte {e.start}); expected JSON") from None
+    except RecursionError:
+        raise InputError(str(path), "json", "nested too deeply") from None
+    except ValueError as e:
+        raise InputError(str(path), "json", f"not valid JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise InputError(str(path), "json", f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _calibration(data: bytes, path: Path) -> Calibration:
+    from vibration_anomaly.core.scoring import Calibration
+
+    return Calibration.from_dict(_json_object(data, path), source=str(path))
+
+
+def check_calibration_fits(bundle: VerifiedBundle, files: ModelFiles, cal: Calibration, path: Path) -> None:
+    """Refuse a calibration made for another model, or with a threshold at which the alarm cannot work.
+
+    ``calibration_foreign``: its ``model_id`` is not the verified model's (the
+    first 16 hex digits of ``model_sha256``). ``calibration_implausible``: its
+    threshold is below its own median healthy score (alarms on healthy data),
+    more than ``THRESHOLD_OVER_MEDIAN_MAX`` times it (never alarms: the
+    threshold of 1e300 a calibration from another machine once carried), or,
+    where ``model.json`` states ``heldout_score_range`` [low, high], outside
+    [low / ``THRESHOLD_RANGE_FACTOR``, high x ``THRESHOLD_RANGE_FACTOR``].
+    """
+    model_id = bundle.model_sha256[:16]
+    if cal.model_id != model_id:
+        made_for = f"model {cal.model_id}" if cal.model_id else "no model (model_id empty)"
+        raise BundleRefused(
+            "calibration_foreign",
+            f"model_id: calibration made for {made_for}, but this bundle runs model {model_id}; "
+            "calibrate this machine for this model (`vibration-anomaly calibrate`)",
+            source=str(path), field="calibration.model_id",
+        )
+    thr, median = cal.threshold, cal.healthy_score_median
+    known = math.isfinite(median) and median > 0  # unknown median (older calibrations): not checked here
+    if known and not median <= thr <= median * THRESHOLD_OVER_MEDIAN_MAX:
+        raise BundleRefused(
+            "calibration_implausible",
+            f"threshold: {thr:g} against this calibration's median healthy score {median:g} (expected "
+            f"between 1 and {THRESHOLD_OVER_MEDIAN_MAX:g} times it); at this threshold the alarm "
+            f"{'fires on healthy windows' if thr < median else 'can never fire'}",
+            source=str(path), field="calibration.threshold",
+        )
+    span = files.meta.get("heldout_score_range")
+    if span is None:
+        return
+    if (not isinstance(span, list) or len(span) != 2
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in span)
+            or not 0 < span[0] <= span[1]):
+        raise InputError(str(files.directory / "model.json"), "heldout_score_range",
+                         f"expected [low, high] with 0 < low <= high, got {span!r:.60}")
+    low, high = float(span[0]) / THRESHOLD_RANGE_FACTOR, float(span[1]) * THRESHOLD_RANGE_FACTOR
+    if not low <= thr <= high:
+        raise BundleRefused(
+            "calibration_implausible",
+            f"threshold: {thr:g} outside {low:g}..{high:g} ({THRESHOLD_RANGE_FACTOR:g} times beyond the model's "
+            f"held-out score range {span[0]:g}..{span[1]:g}); this calibration does not fit this model",
+            source=str(path), field="calibration.threshold",
+        )

@@ -14,9 +14,7 @@ The time scale (``duty_cycle_time_scale``) is applied here and nowhere else: ``s
 from __future__ import annotations
 
 import logging
-import threading
 import time
-import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -31,10 +29,7 @@ from vibration_anomaly.core.driver import DriverHooks, DutyCycleDriver
 from vibration_anomaly.core.events import (
     ALARM_RESET,
     DROP,
-    ERROR,
     SLEEP,
-    STORAGE,
-    WAKE,
     Event,
     EventBus,
     EventSink,
@@ -46,13 +41,15 @@ from vibration_anomaly.core.imu_buffer import ImuSampler
 from vibration_anomaly.core.latch import AlarmLatch
 from vibration_anomaly.core.queue import LatestBatchQueue
 from vibration_anomaly.core.scheduler import DutyCycleScheduler
-from vibration_anomaly.core.sensor_health import SensorLimits, SensorWatch, baseline_rms_from
+from vibration_anomaly.core.sensor_health import SensorWatch
 from vibration_anomaly.errors import VibrationAnomalyError
+from vibration_anomaly.runtime import awake
+from vibration_anomaly.runtime.awake import ENGINE_TIMEOUT_S, EngineBusy  # noqa: F401 - EngineBusy re-exported
+from vibration_anomaly.runtime.inference import InferenceLoop
 from vibration_anomaly.runtime.params import RuntimeParams
 from vibration_anomaly.runtime.pipeline import Pipeline, PipelineFactory, build_pipeline
 from vibration_anomaly.runtime.worker import EngineWorker
 
-ENGINE_TIMEOUT_S = 60.0
 log = logging.getLogger("vibration_anomaly.runtime")
 
 
@@ -62,10 +59,6 @@ class ConfigureFailed(VibrationAnomalyError):
     def __init__(self, what: str, detail: str, refused: BundleRefused | None = None) -> None:
         self.what, self.detail, self.refused = what, detail, refused
         super().__init__(f"{what}: {detail}")
-
-
-class EngineBusy(VibrationAnomalyError):
-    """The engine thread is still inside a call that overran its bound; try again once it returned."""
 
 
 class DetectorRuntime:
@@ -113,9 +106,7 @@ class DetectorRuntime:
         self.driver: DutyCycleDriver | None = None
         self.stuck: str | None = None  # why the engine thread is still inside an overrun call
         self.storage_errors: dict[str, str] = {}  # what -> why, while writes fail
-        self._infer_lock = threading.Lock()
-        self._infer_pending: Any = None
-        self._want_infer = threading.Event()
+        self.inference = InferenceLoop(self)
 
     # -- numbers ---------------------------------------------------------------------------------
     @property
@@ -249,26 +240,17 @@ class DetectorRuntime:
         open_power(self)
         self.driver_enabled = self.params.use_duty_cycle_driver
 
-    # -- storage ---------------------------------------------------------------------------------
+    # -- storage (runtime.wiring) ------------------------------------------------------------------
     def _open_event_log(self) -> None:
-        path = self.params.event_log_path()
-        if self.event_log is not None and (path is None or self.event_log.path != path):
-            self.event_log.close()
-            self.event_log = None
-        if path is not None and self.event_log is None:
-            self.event_log = JsonlEventLog(path, on_state=lambda ok, msg: self._storage_state("event log", ok, msg))
+        from vibration_anomaly.runtime.wiring import open_event_log
 
-    def _storage_state(self, what: str, ok: bool, message: str) -> None:
-        if ok:
-            self.storage_errors.pop(what, None)
-            self.log.info(message)
-        else:
-            self.storage_errors[what] = message
-            self.log.error(f"{message} (the detector keeps running)")
-        self.emit(STORAGE, ok=ok, what=what, message=message)
+        open_event_log(self)
 
     def storage_failed(self, what: str, message: str) -> None:
-        self._storage_state(what, False, message)
+        """A write the robot depends on fails: an ERROR ``storage`` health, a log line, a ``storage`` event."""
+        from vibration_anomaly.runtime.wiring import storage_state
+
+        storage_state(self, what, False, message)
 
     # -- fleet telemetry of a bundle's life --------------------------------------------------------
     def telemetry_accepted(self, bundle: VerifiedBundle) -> None:
@@ -292,11 +274,9 @@ class DetectorRuntime:
             self.rejects.report(self.now())
 
     def _sensor_watch(self, pipeline: Pipeline) -> SensorWatch:
-        """Sensor checks with this machine's healthy level (stored by calibration) for the loose-mount check."""
-        cal = getattr(pipeline.scorer, "calibration", None)
-        full_scale = self.params.sensor_full_scale
-        return SensorWatch(SensorLimits(full_scale=full_scale if full_scale > 0 else None),
-                           baseline_rms_from(getattr(cal, "extra", None)))
+        from vibration_anomaly.runtime.wiring import sensor_watch
+
+        return sensor_watch(self, pipeline)
 
     def describe(self) -> str:
         assert self.bundle is not None and self.pipeline is not None
@@ -306,97 +286,24 @@ class DetectorRuntime:
                 f"backend {pl.engine.name} ({pl.backend_reason}), "
                 f"{'duty-cycle driver' if self.driver_enabled else 'supervisor drives'}")
 
-    # -- wake / sleep ----------------------------------------------------------------------------
+    # -- wake / sleep (runtime.awake) ---------------------------------------------------------------
     def activate(self, by_supervisor: bool = False) -> float:
-        """Wake the engine on its thread; returns the seconds it took.
-
-        Refused (:class:`EngineBusy`, the node answers FAILURE and stays inactive, recoverable) while
-        the engine thread is still inside an overrun call: waking behind it would hang this caller too.
-        """
-        assert self.detector is not None and self.worker is not None
-        if self.worker.busy:
-            raise EngineBusy(f"engine still inside an overrun call ({self.stuck or 'busy'}); "
-                             "it sleeps as soon as that call returns")
-        self.activated_at = self.now()
-        wake_s = self.worker.call(self.detector.activate)
-        self.read_power("awake")
-        self.active = True
-        if by_supervisor:
-            self.emit(WAKE, what="activated by the supervisor", wake_ms=round(wake_s * 1e3, 3))
-        return wake_s
+        """Wake the engine on its thread; returns the seconds it took (refused while a call overran)."""
+        return awake.activate(self, by_supervisor)
 
     def deactivate(self, by_supervisor: bool = False) -> None:
-        """Sleep: synchronize and free; raises if anything is still held.
-
-        If the engine thread is inside a call that overran its bound (a hung kernel), the sleep is
-        queued behind that call (it runs the moment the call returns) and reported; the node goes
-        inactive and stays recoverable instead of ending in ERROR / finalized.
-        """
-        assert self.detector is not None and self.worker is not None
-        self.active = False
-        if self.worker.busy:
-            self._sleep_when_free("deactivate")
-        else:
-            self.worker.call(self.detector.deactivate)
-        held = () if self.stuck else self.detector.residency().awake_resources()
-        if by_supervisor:
-            awake_s = self.now() - self.activated_at if self.activated_at is not None else 0.0
-            self.emit(SLEEP, awake_s=round(awake_s, 6), held=list(held), what="deactivated by the supervisor")
-        self.activated_at = None
-        if held:
-            raise RuntimeError(f"engine still holds {', '.join(held)} after sleep")
-        self.read_power("asleep")
-
-    def _sleep_when_free(self, why: str) -> None:
-        assert self.detector is not None and self.worker is not None
-        if self.stuck:
-            return
-        self.stuck = f"{why}: engine call overran {self.worker.timeout_s:g} s"
-        detector = self.detector
-
-        def sleep_then_clear() -> None:
-            detector.deactivate()
-            self.stuck = None
-            self.emit(SLEEP, what="queued sleep ran after the overrun engine call returned",
-                      held=list(detector.residency().awake_resources()))
-
-        self.worker.submit(sleep_then_clear)
-        self.emit(ERROR, message=f"{self.stuck}; sleep queued behind it, the node stays recoverable",
-                  what="engine")
+        """Sleep: synchronize and free (queued behind an overrun call); raises if anything is still held."""
+        awake.deactivate(self, by_supervisor)
 
     def held_resources(self) -> tuple[str, ...]:
-        if self.detector is None or self.stuck:
-            return ()
-        return self.detector.residency().awake_resources()
+        return awake.held_resources(self)
 
     def teardown(self) -> None:
         """Sleep and unload on the engine thread, stop that thread, forget the bundle."""
-        self.active = False
-        self.driver = None
-        if self.detector is not None and self.worker is not None:
-            if self.worker.busy:
-                # Unload when the overrun call returns; a new configure gets a fresh thread and engine.
-                self.worker.submit(self.detector.cleanup)
-                self.emit(ERROR, message="teardown: engine call still running; unload queued behind it",
-                          what="engine")
-            else:
-                self.worker.call(self.detector.cleanup, timeout_s=ENGINE_TIMEOUT_S)
-        self._retire_worker()
-        self.monitor = None
-        self.detector = None
-        self.pipeline = None
-        self.bundle = None
-        self.sampler = None
-        self.rejects = None
+        awake.teardown(self)
 
     def _retire_worker(self) -> None:
-        if self.worker is not None:
-            if self.worker.busy:
-                self.worker.abandon()
-            else:
-                self.worker.stop()
-            self.worker = None
-        self.stuck = None
+        awake.retire_worker(self)
 
     def close(self) -> None:
         """At process end: teardown, then close the event log and make the last push."""
@@ -420,54 +327,14 @@ class DetectorRuntime:
             return was
         return self.detector.reset_alarm(who, why)
 
-    # -- inference -------------------------------------------------------------------------------
+    # -- inference (runtime.inference) ------------------------------------------------------------
     def infer_now(self, fresh_after: float) -> None:
         """Driver mode: infer the newest batch of this window on the engine thread, waiting a bounded time."""
-        assert self.worker is not None
-        if self.worker.busy:
-            raise EngineBusy(f"engine still inside an overrun call ({self.stuck or 'busy'})")
-        self.worker.call(self._infer_job, fresh_after)
-
-    def _infer_job(self, fresh_after: float) -> None:
-        """On the engine thread: infer the newest batch while there is demand."""
-        assert self.detector is not None
-        while True:
-            self._want_infer.clear()
-            if self.active and not self.detector.awake:
-                # The engine's watchdog put it to sleep (no batch for a whole period while active,
-                # e.g. the IMU stalled): wake it again rather than fail every later batch.
-                self.detector.activate()
-                self.emit("wake", what="re-woken after the engine watchdog forced sleep")
-            v = self.detector.infer_latest(fresh_after)
-            if v is not None:
-                self.verdicts = [*self.verdicts[-99:], v]
-            # Decide to stop under the lock on_batch takes: a batch that lands between this check
-            # and the return would otherwise find a job "still running" and wait for the next one.
-            with self._infer_lock:
-                if not (self.active and self._want_infer.is_set()):
-                    self._infer_pending = None
-                    return
+        self.inference.infer_now(fresh_after)
 
     def on_batch(self, fresh_after: float) -> None:
         """Supervisor mode: a batch completed while active -> make sure an inference follows."""
-        if self.driver_enabled or not self.active or self.worker is None:
-            return
-        self._want_infer.set()
-        with self._infer_lock:
-            if self._infer_pending is None:
-                fut = self.worker.submit(self._infer_job, fresh_after)
-                fut.add_done_callback(self._job_done)
-                self._infer_pending = fut
-
-    def _job_done(self, fut: Any) -> None:
-        if fut.cancelled() or fut.exception() is None:
-            return
-        with self._infer_lock:
-            if self._infer_pending is fut:
-                self._infer_pending = None
-        exc = fut.exception()
-        self.emit("error", message=f"inference job: {type(exc).__name__}: {exc}",
-                  traceback="".join(traceback.format_exception(exc)))
+        self.inference.on_batch(fresh_after)
 
     # -- power -----------------------------------------------------------------------------------
     def read_power(self, state: str) -> None:

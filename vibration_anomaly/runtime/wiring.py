@@ -37,6 +37,41 @@ def open_power(rt: DetectorRuntime) -> None:
         rt.power = None
 
 
+def open_event_log(rt: DetectorRuntime) -> None:
+    """The event log at ``event_log`` (on by default); its write failures are reported, never raised."""
+    from vibration_anomaly.core.events import JsonlEventLog
+
+    path = rt.params.event_log_path()
+    if rt.event_log is not None and (path is None or rt.event_log.path != path):
+        rt.event_log.close()
+        rt.event_log = None
+    if path is not None and rt.event_log is None:
+        rt.event_log = JsonlEventLog(path, on_state=lambda ok, msg: storage_state(rt, "event log", ok, msg))
+
+
+def storage_state(rt: DetectorRuntime, what: str, ok: bool, message: str) -> None:
+    """A write started or stopped failing: the ``storage`` health reads ``storage_errors``; log and event."""
+    from vibration_anomaly.core.events import STORAGE
+
+    if ok:
+        rt.storage_errors.pop(what, None)
+        rt.log.info(message)
+    else:
+        rt.storage_errors[what] = message
+        rt.log.error(f"{message} (the detector keeps running)")
+    rt.emit(STORAGE, ok=ok, what=what, message=message)
+
+
+def sensor_watch(rt: DetectorRuntime, pipeline: Any) -> Any:
+    """Sensor checks with this machine's healthy level (stored by calibration) for the loose-mount check."""
+    from vibration_anomaly.core.sensor_health import SensorLimits, SensorWatch, baseline_rms_from
+
+    cal = getattr(pipeline.scorer, "calibration", None)
+    full_scale = rt.params.sensor_full_scale
+    return SensorWatch(SensorLimits(full_scale=full_scale if full_scale > 0 else None),
+                       baseline_rms_from(getattr(cal, "extra", None)))
+
+
 def _has_route(settings: Any) -> bool:
     return bool(getattr(settings, "pushgateway_url", None) or getattr(settings, "pushgateway_shards", None)
                 or getattr(settings, "import_url", None))
