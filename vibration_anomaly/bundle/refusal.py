@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from vibration_anomaly.errors import VibrationAnomalyError
+from vibration_anomaly.errors import Refusal
 
 
-class BundleRefused(VibrationAnomalyError):
+class BundleRefused(Refusal):
     """The config bundle cannot be trusted or disagrees with the firmware: do not boot.
 
     ``reason`` is a short machine-readable code (see ``docs/BUNDLE.md`` for the
