@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 
 from vibration_anomaly import fileio
-from vibration_anomaly.core import scoring
-from vibration_anomaly.core.scoring import Calibration
+from vibration_anomaly.core.calibration import Calibration
+from vibration_anomaly.core.calibration import record as calibration_record
 from vibration_anomaly.errors import InputError
 
 
@@ -166,7 +166,7 @@ def test_calibration_load_refuses_an_oversized_file_before_reading(tmp_path: Pat
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     p = tmp_path / "cal.json"
     _cal().save(p)
-    monkeypatch.setattr(scoring, "MAX_CALIBRATION_BYTES", 1000)
+    monkeypatch.setattr(calibration_record, "MAX_CALIBRATION_BYTES", 1000)
     with pytest.raises(InputError) as ei:
         Calibration.load(p)
     assert ei.value.field == "size" and "before reading" in str(ei.value)
@@ -175,7 +175,7 @@ def test_calibration_load_refuses_an_oversized_file_before_reading(tmp_path: Pat
 def test_calibration_load_refuses_a_fifo_at_once(tmp_path: Path) -> None:
     """In a subprocess with a timeout: opening a FIFO for reading would block until a writer appears."""
     fifo = _fifo(tmp_path)
-    code = ("import sys\nfrom vibration_anomaly.core.scoring import Calibration\n"
+    code = ("import sys\nfrom vibration_anomaly.core.calibration import Calibration\n"
             "try:\n    Calibration.load(sys.argv[1])\nexcept Exception as e:\n    print(type(e).__name__, e)\n")
     p = subprocess.run([sys.executable, "-c", code, str(fifo)], capture_output=True, text=True, timeout=60)
     assert p.stdout.startswith(f"InputError {fifo}: path: is a FIFO"), p.stdout + p.stderr

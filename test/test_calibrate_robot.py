@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vibration_anomaly.core.scoring import Calibration, Scorer
+from vibration_anomaly.core.calibration import Calibration
+from vibration_anomaly.core.scoring import Scorer
 from vibration_anomaly.core.window import batch_samples
 from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
 from vibration_anomaly.model import load_default_model

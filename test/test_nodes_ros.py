@@ -72,7 +72,8 @@ def _score_model(path: Path) -> Path:
 def make_factory(model_path: Path, window_s: float, seed: int = 3) -> Callable[[Any, dict[str, Any]], Pipeline]:
     def factory(bundle: Any, params: dict[str, Any]) -> Pipeline:
         from vibration_anomaly.bundle import verify_model_file
-        from vibration_anomaly.core.scoring import AlarmVoter, Scorer, calibrate
+        from vibration_anomaly.core.calibration import calibrate
+        from vibration_anomaly.core.scoring import AlarmVoter, Scorer
         from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
         from vibration_anomaly.model.frontend import Frontend
 

@@ -83,7 +83,8 @@ class SlowEngine:
 def factory(model: Path, sample_s: float, slow: list[SlowEngine] | None = None) -> Any:
     def build(bundle: Any, params: dict[str, Any]) -> Pipeline:
         from vibration_anomaly.bundle import verify_model_file
-        from vibration_anomaly.core.scoring import AlarmVoter, Scorer, calibrate
+        from vibration_anomaly.core.calibration import calibrate
+        from vibration_anomaly.core.scoring import AlarmVoter, Scorer
         from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
         from vibration_anomaly.model.frontend import Frontend
 

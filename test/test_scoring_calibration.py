@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vibration_anomaly.core.scoring import Calibration, Scorer, calibrate, threshold_from_scores
+from vibration_anomaly.core.calibration import Calibration, calibrate, threshold_from_scores
+from vibration_anomaly.core.scoring import Scorer
 from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
 from vibration_anomaly.errors import InputError
 from vibration_anomaly.model import load_default_model
@@ -95,7 +96,7 @@ def test_threshold_quantiles() -> None:
 
 
 def test_drift_prior_widens_the_std_in_quadrature() -> None:
-    from vibration_anomaly.core.scoring import fit_normalisation
+    from vibration_anomaly.core.calibration import fit_normalisation
 
     rng = np.random.default_rng(1)
     f = rng.standard_normal((40, 2, 3, 4)) * 0.1

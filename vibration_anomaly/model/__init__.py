@@ -45,7 +45,7 @@ class ModelFiles:
 
     @property
     def drift_std(self) -> np.ndarray | None:
-        """Healthy drift prior (T, F) added to every calibration's std (``core.scoring.fit_normalisation``)."""
+        """Healthy drift prior (T, F) added to every calibration's std (``core.calibration.fit_normalisation``)."""
         p = self.meta.get("feature_drift_std")
         return None if p is None else np.asarray(p, dtype=np.float64)
 
@@ -63,7 +63,7 @@ class ModelFiles:
         return str(self.meta.get("files", {}).get(self.onnx_int8.name, ""))[:16]
 
     def calibrate(self, engine: Any, windows: Any, fs_hz: float, **kwargs: Any) -> Any:
-        """``core.scoring.calibrate`` with this model's frontend and its training priors (std, weight, drift).
+        """``core.calibration.calibrate`` with this model's frontend and its training priors (std, weight, drift).
 
         The one way callers should calibrate a machine for this model: the priors
         belong to the model, and a caller that forgot one (the drift allowance)
@@ -72,7 +72,7 @@ class ModelFiles:
         import numpy as np
 
         from vibration_anomaly.core import sensor_health
-        from vibration_anomaly.core.scoring import calibrate
+        from vibration_anomaly.core.calibration import calibrate
 
         kwargs.setdefault("model_id", self.model_id)
         cal = calibrate(engine, self.frontend(), windows, fs_hz, prior_std=self.prior_std,

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from vibration_anomaly.core.scoring import calibrate_features, threshold_from_scores
+from vibration_anomaly.core.calibration import calibrate_features, threshold_from_scores
 from vibration_anomaly.errors import InputError
 from vibration_anomaly.model import ModelFiles
 from vibration_anomaly.model.data import Record, cut_windows, load_dataset

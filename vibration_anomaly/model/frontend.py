@@ -18,7 +18,7 @@ Design (why it looks like this):
   as if low-passed there).
 * **Scale free.** Every feature is a logarithm (energy) or a ratio
   (kurtosis, spectral peak-to-mean), so a gain change is a constant offset
-  that the per-machine normalisation (``core.scoring.Calibration``) removes.
+  that the per-machine normalisation (``core.calibration.Calibration``) removes.
 * **Robust to knocks.** A window is cut into ``subframes`` equal parts and the
   energy and kurtosis features are medians / means over them: one knock (a
   robot driving over a floor joint) touches one sub-frame, while a bearing

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from vibration_anomaly.core.scoring import fit_normalisation
+from vibration_anomaly.core.calibration import fit_normalisation
 from vibration_anomaly.errors import InputError
 from vibration_anomaly.fileio import atomic_dir
 from vibration_anomaly.model.data import cut_windows, load_dataset
@@ -142,7 +142,7 @@ def drift_prior(feats: dict[str, np.ndarray], shape: tuple[int, int]) -> np.ndar
 
     Synthetic machines are stationary by construction and are left out: the
     drift prior must come from machines that really aged (see
-    ``core.scoring.fit_normalisation``).
+    ``core.calibration.fit_normalisation``).
     """
     rows = []
     for name, f in feats.items():

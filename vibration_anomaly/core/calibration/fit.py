@@ -1,0 +1,208 @@
+"""Fitting a ``Calibration`` from a machine's healthy windows (numpy only; runs on the robot).
+
+* ``calibrate(...)``: healthy windows -> frontend -> ``calibrate_features``.
+* ``calibrate_features(...)``: held-out threshold and final normalisation from raw features.
+* ``fit_normalisation``: mean and shrunk std (training prior and drift prior).
+* ``threshold_from_scores``: the score threshold for a per-window false-alarm rate.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from vibration_anomaly.core.calibration.record import Z_CLIP, Calibration
+from vibration_anomaly.errors import InputError
+
+
+class _Infer(Protocol):
+    def infer(self, features: np.ndarray) -> np.ndarray: ...
+
+
+class _Frontend(Protocol):
+    def __call__(self, window: Any, fs_hz: Any, source: str = ...) -> np.ndarray: ...
+
+
+def _norm_ppf(p: float) -> float:
+    """Inverse standard normal CDF (Acklam's rational approximation; numpy-only runtime)."""
+    a = (-3.969683028665376e01, 2.209460984245205e02, -2.759285104469687e02, 1.383577518672690e02,
+         -3.066479806614716e01, 2.506628277459239e00)
+    b = (-5.447609879822406e01, 1.615858368580409e02, -1.556989798598866e02, 6.680131188771972e01,
+         -1.328068155288572e01)
+    c = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e00, -2.549732539343734e00,
+         4.374664141464968e00, 2.938163982698783e00)
+    dd = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e00, 3.754408661907416e00)
+    p = min(max(p, 1e-12), 1 - 1e-12)
+    if p < 0.02425:
+        q = math.sqrt(-2 * math.log(p))
+        return (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) / (
+            (((dd[0] * q + dd[1]) * q + dd[2]) * q + dd[3]) * q + 1)
+    if p > 1 - 0.02425:
+        return -_norm_ppf(1 - p)
+    q = p - 0.5
+    r = q * q
+    return (((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * q / (
+        ((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1)
+
+
+def fit_normalisation(
+    features: np.ndarray,
+    prior_std: np.ndarray | None = None,
+    prior_weight: float = 8.0,
+    floor: float = 1e-3,
+    drift_std: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and shrunk std of healthy features (N, C, T, F).
+
+    With a short healthy stretch (CWRU gives about a dozen windows) the sample
+    std of some features is badly estimated; dividing by a too-small std would
+    turn noise into alarms. The variance is therefore shrunk towards a prior
+    (the typical healthy std seen in training, from model.json):
+    ``var = (n s^2 + n0 prior^2) / (n + n0)`` with ``n0 = prior_weight``.
+
+    A calibration stretch lasts minutes; the machine then runs for months.
+    Healthy machines drift between the two (run-in, temperature, load): on
+    the training bearings the mean of a band's log energy moves by about as
+    much between the first and second half of the healthy record as it
+    spreads within it. ``drift_std`` (per token and feature, measured on
+    the training machines and stored in model.json) is added in quadrature,
+    ``var += drift^2``, so that drift of the size healthy machines showed in
+    training is not read as a fault, while impulsiveness and periodicity
+    (which barely drift) keep their full sensitivity.
+    """
+    f = np.asarray(features, dtype=np.float64)
+    n = f.shape[0]
+    mean = f.mean(axis=0)
+    var = f.var(axis=0, ddof=1) if n > 1 else np.zeros_like(mean)
+    if prior_std is not None:
+        prior = np.broadcast_to(np.asarray(prior_std, dtype=np.float64), mean.shape)
+        var = (n * var + prior_weight * prior**2) / (n + prior_weight)
+    if drift_std is not None:
+        var = var + np.broadcast_to(np.asarray(drift_std, dtype=np.float64), mean.shape) ** 2
+    std = np.sqrt(np.maximum(var, floor**2))
+    return mean, std
+
+
+def threshold_from_scores(scores: np.ndarray, target_far: float) -> tuple[float, str]:
+    """Score threshold with a per-window false-alarm rate of ``target_far`` on healthy data.
+
+    With enough held-out healthy scores (at least 5 expected exceedances) it is
+    the empirical quantile; otherwise the log-scores are treated as Gaussian and
+    the quantile is extrapolated. The larger of the two is used, so a short
+    calibration errs towards fewer false alarms.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    s = s[np.isfinite(s)]
+    if len(s) < 3:
+        raise InputError("calibration", "windows", f"need at least 3 healthy windows, got {len(s)}")
+    ls = np.log(np.maximum(s, 1e-9))
+    z = _norm_ppf(1.0 - target_far)
+    para = float(np.exp(ls.mean() + z * ls.std(ddof=1)))
+    if len(s) * target_far >= 5:
+        emp = float(np.quantile(s, 1.0 - target_far))
+        return max(emp, para) if len(s) * target_far < 20 else emp, "empirical quantile"
+    return max(para, float(s.max())), "lognormal extrapolation"
+
+
+def calibrate_features(
+    score_fn: Callable[[np.ndarray], np.ndarray],
+    features: np.ndarray,
+    *,
+    fs_hz: float,
+    window_samples: int,
+    target_far: float = 0.01,
+    folds: int = 4,
+    prior_std: np.ndarray | None = None,
+    prior_weight: float = 8.0,
+    machine: str = "",
+    model_id: str = "",
+    drift_std: np.ndarray | None = None,
+) -> Calibration:
+    """Fit a Calibration from the raw features (N, C, T, F) of N healthy windows in time order.
+
+    ``score_fn`` maps normalised features (M, T, F) (channels flattened into
+    the batch) to scores (M,). The threshold is fitted on *held-out* scores:
+    the windows are cut into ``folds`` contiguous blocks, each block is scored
+    with the normalisation fitted on the others, so that the threshold sees
+    the same out-of-sample inflation that future healthy windows will have.
+    The final normalisation uses all windows.
+    """
+    f = np.asarray(features, dtype=np.float64)
+    if f.ndim != 4 or not np.all(np.isfinite(f)):
+        raise InputError("calibration", "features", f"expected finite (N, C, T, F), got shape {f.shape}")
+    n = f.shape[0]
+    if n < 4:
+        raise InputError("calibration", "windows", f"need at least 4 healthy windows, got {n}")
+    k = max(2, min(folds, n // 2))
+    blocks = np.array_split(np.arange(n), k)
+    held = np.empty(n)
+    for blk in blocks:
+        rest = np.setdiff1d(np.arange(n), blk)
+        mu, sd = fit_normalisation(f[rest], prior_std, prior_weight, drift_std=drift_std)
+        z = np.clip((f[blk] - mu) / sd, -Z_CLIP, Z_CLIP).astype(np.float32)
+        held[blk] = _window_scores(score_fn, z)
+    mean, std = fit_normalisation(f, prior_std, prior_weight, drift_std=drift_std)
+    thr, how = threshold_from_scores(held, target_far)
+    return Calibration(
+        mean=mean,
+        std=std,
+        threshold=thr,
+        target_far=target_far,
+        fs_hz=float(fs_hz),
+        window_samples=int(window_samples),
+        n_windows=n,
+        method=f"{k}-fold held-out healthy scores, {how}; std shrunk to prior (n0={prior_weight:g})"
+        + ("; drift prior added" if drift_std is not None else ""),
+        machine=machine,
+        model_id=model_id,
+        healthy_score_median=float(np.median(held)),
+        created_unix=time.time(),
+        extra={"held_out_scores_p50_p90_max": [float(np.median(held)), float(np.quantile(held, 0.9)),
+                                               float(held.max())]},
+    )
+
+
+def _window_scores(score_fn: Callable[[np.ndarray], np.ndarray], z: np.ndarray) -> np.ndarray:
+    """(N, C, T, F) normalised -> (N,) window scores: the worst channel."""
+    n, c = z.shape[:2]
+    s = np.asarray(score_fn(z.reshape(n * c, *z.shape[2:])), dtype=np.float64).reshape(n, c)
+    return s.max(axis=1)
+
+
+def calibrate(
+    engine: _Infer,
+    frontend: _Frontend,
+    windows: Sequence[np.ndarray] | np.ndarray,
+    fs_hz: float,
+    *,
+    target_far: float = 0.01,
+    prior_std: np.ndarray | None = None,
+    prior_weight: float = 8.0,
+    machine: str = "",
+    model_id: str = "",
+    drift_std: np.ndarray | None = None,
+) -> Calibration:
+    """Calibrate a machine from its healthy windows (each (n_samples, n_channels)), in time order.
+
+    Pass ``drift_std=model.drift_std`` (see ``fit_normalisation``) for robots.
+    """
+    if len(windows) == 0:
+        raise InputError("calibration", "windows", "no healthy windows given")
+    feats = np.stack([frontend(w, fs_hz, f"calibration window {i}") for i, w in enumerate(windows)])
+    n_samples = int(np.asarray(windows[0]).shape[0])
+    return calibrate_features(
+        lambda z: engine.infer(np.ascontiguousarray(z, dtype=np.float32)),
+        feats,
+        fs_hz=fs_hz,
+        window_samples=n_samples,
+        target_far=target_far,
+        prior_std=prior_std,
+        prior_weight=prior_weight,
+        machine=machine,
+        model_id=model_id,
+        drift_std=drift_std,
+    )
