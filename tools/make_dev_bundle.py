@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """(Re)generate the shipped example bundle from its payload, the dev key and the current model.
 
-The example bundle must name the sha256 of the model file shipped next to it
-(vibration_anomaly/model/default/model.onnx), which changes whenever the model is
-retrained; run this after every model change. It rewrites the ``key_id`` and
-``model_sha256`` lines of vibration_anomaly/bundle/example/payload.yaml (comments kept), bumps
+The example bundle must name the sha256 of the model files shipped in the package
+(vibration_anomaly/model/default/model.onnx and its model.json), which change whenever
+the model is retrained; run this after every model change. It rewrites the ``key_id``,
+``model_sha256`` and ``model_json_sha256`` lines of
+vibration_anomaly/bundle/example/payload.yaml (comments kept), bumps
 ``version`` and ``issued_at`` when anything changed (a robot refuses a changed
 bundle under an old version), signs with the DEVELOPMENT key, and verifies the
 result against the shipped trust directory and firmware file.
@@ -68,10 +69,13 @@ def build(model: Path) -> tuple[bytes, bytes, str]:
         print(f"warning: {model} does not exist yet; using the sha256 of an empty file ({EMPTY_SHA256}). "
               "Re-run this tool when the model lands.", file=sys.stderr)
         model_sha = EMPTY_SHA256
+    meta = model.parent / "model.json"
+    meta_sha = sha256_file(meta) if meta.is_file() else EMPTY_SHA256
     key = load_private_key(DEV_KEY)
     old = PAYLOAD.read_text(encoding="utf-8")
     new = _set_line(old, "key_id", f'"{key_id_of(key.public_key())}"')
     new = _set_line(new, "model_sha256", f'"{model_sha}"')
+    new = _set_line(new, "model_json_sha256", f'"{meta_sha}"')
     if new != old:
         new = _set_line(new, "version", str(_current_version(old) + 1))
         stamp = datetime.now(timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -18,8 +18,10 @@ The names below are the public API; import them from here.
 from __future__ import annotations
 
 from vibration_anomaly.bundle.checks import (
+    read_verified_calibration,
     read_verified_engine,
     read_verified_model,
+    read_verified_model_json,
     sha256_file,
     verify_engine_file,
     verify_model_file,
@@ -66,8 +68,10 @@ __all__ = [
     "load_example_bundle",
     "load_verified_bundle",
     "parse_container",
+    "read_verified_calibration",
     "read_verified_engine",
     "read_verified_model",
+    "read_verified_model_json",
     "render_container",
     "sha256_file",
     "sign_payload",

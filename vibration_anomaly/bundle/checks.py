@@ -1,9 +1,11 @@
-"""Hash checks of the files a bundle vouches for: the ONNX model and the TensorRT plan.
+"""Hash checks of the files a bundle vouches for: ONNX model, TensorRT plan, model.json, calibrations.
 
-A plan built from an older model still passes the engine's I/O checks, so the
-identity of every file that will be loaded is checked against the sha256 the
-signed bundle names. The ``read_verified_*`` forms return the checked bytes, so
-that nothing can swap the file between check and load.
+A plan built from an older model still passes the engine's I/O checks, and a
+calibration from another machine still parses, so the identity of every file
+that will be used is checked against the sha256 the signed bundle names. The
+``read_verified_*`` forms read each file once (bounded, never blocking on a
+FIFO) and return the very bytes they hashed: the caller parses or loads those,
+so nothing can swap the file between check and use.
 """
 
 from __future__ import annotations
@@ -11,8 +13,28 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from vibration_anomaly.bundle.files import read_limited
 from vibration_anomaly.bundle.refusal import BundleRefused
 from vibration_anomaly.bundle.schema import VerifiedBundle
+
+MAX_MODEL_BYTES = 2 * 1024**3
+"""ONNX model and TensorRT plan files: the limit ``engine build`` applies (checked before reading)."""
+MAX_MODEL_JSON_BYTES = 16 * 1024 * 1024
+MAX_CALIBRATION_BYTES = 16 * 1024 * 1024
+"""As ``core.scoring.MAX_CALIBRATION_BYTES``: a calibration file is a few hundred KiB at most."""
+
+
+def _read_once(bundle: VerifiedBundle, path: Path, limit: int, what: str, reason: str, field: str) -> bytes:
+    """The whole file, or a ``reason`` refusal naming ``field`` (unreadable, not a regular file, too large)."""
+    try:
+        data = read_limited(path, limit)
+    except OSError as exc:
+        raise BundleRefused(reason, f"{field}: cannot read {what} file {path}: {exc.strerror or exc}",
+                            source=bundle.source_path, field=field) from exc
+    if data is None:
+        raise BundleRefused(reason, f"{field}: {what} file {path} is larger than {limit} bytes",
+                            source=bundle.source_path, field=field)
+    return data
 
 
 def sha256_file(path: Path) -> str:
@@ -52,11 +74,7 @@ def verify_model_file(bundle: VerifiedBundle, path: Path | str) -> str:
 def read_verified_model(bundle: VerifiedBundle, path: Path | str) -> bytes:
     """The model bytes, read once and checked against the bundle (no check-then-swap window)."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise BundleRefused("model_missing", f"model_sha256: cannot read model file {path}: "
-                            f"{exc.strerror or exc}", source=bundle.source_path, field="model_sha256") from exc
+    data = _read_once(bundle, path, MAX_MODEL_BYTES, "model", "model_missing", "model_sha256")
     actual = hashlib.sha256(data).hexdigest()
     if actual != bundle.model_sha256:
         raise _model_refusal(bundle, path, actual)
@@ -117,11 +135,63 @@ def read_verified_engine(bundle: VerifiedBundle, path: Path | str) -> bytes:
     """
     path = Path(path)
     expected = _engine_expected(bundle, path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise _engine_unreadable(bundle, path, exc) from exc
+    data = _read_once(bundle, path, MAX_MODEL_BYTES, "engine", "engine_missing", "engine_sha256")
     actual = hashlib.sha256(data).hexdigest()
     if actual != expected:
         raise _engine_refusal(bundle, path, expected, actual)
+    return data
+
+
+def read_verified_model_json(bundle: VerifiedBundle, path: Path | str) -> bytes:
+    """``model.json`` (frontend, priors, voting) read once and checked against ``model_json_sha256``.
+
+    A bundle whose ``model_json_sha256`` is null vouches for no model.json: the
+    bytes are returned unchecked (the caller warns). Refuses ``model_json_missing``
+    (unreadable) or ``model_json_mismatch`` (both hashes named).
+    """
+    path = Path(path)
+    data = _read_once(bundle, path, MAX_MODEL_JSON_BYTES, "model.json", "model_json_missing", "model_json_sha256")
+    actual = hashlib.sha256(data).hexdigest()
+    if bundle.model_json_sha256 is not None and actual != bundle.model_json_sha256:
+        raise BundleRefused(
+            "model_json_mismatch",
+            f"model_json_sha256: bundle {bundle.model_json_sha256}, file {path} has {actual}; this model.json "
+            "(frontend, priors, voting) is not the one the bundle was made for",
+            source=bundle.source_path, field="model_json_sha256",
+        )
+    return data
+
+
+def read_verified_calibration(bundle: VerifiedBundle, path: Path | str, robot_id: str) -> bytes:
+    """``robot_id``'s calibration file read once and, when the bundle binds calibrations, checked by hash.
+
+    With a ``calibrations`` map the robot must be listed and the file's sha256
+    must be the one named for it (``calibration_mismatch`` otherwise, both
+    hashes named): a calibration from another machine, or edited, is refused.
+    Without the map the bytes are returned unchecked; the caller still checks
+    that they fit the model (``runtime.pipeline``). ``calibration_missing``: unreadable.
+    """
+    path = Path(path)
+    field = f"calibrations.{robot_id}"
+    data = _read_once(bundle, path, MAX_CALIBRATION_BYTES, "calibration", "calibration_missing", field)
+    if bundle.calibrations is None:
+        return data
+    expected = bundle.calibration_sha256(robot_id)
+    if expected is None:
+        listed = [r for r, _ in bundle.calibrations]
+        shown = ", ".join(listed[:5]) + (f" and {len(listed) - 5} more" if len(listed) > 5 else "")
+        raise BundleRefused(
+            "calibration_mismatch",
+            f"{field}: robot {robot_id!r} is not listed in the bundle's calibrations ({shown}); add its "
+            "calibration's sha256, bump version and re-sign",
+            source=bundle.source_path, field=field,
+        )
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected:
+        raise BundleRefused(
+            "calibration_mismatch",
+            f"{field}: bundle {expected}, file {path} has {actual}; this is not the calibration the bundle names "
+            "for this robot (another machine's, or recalibrated without re-signing)",
+            source=bundle.source_path, field=field,
+        )
     return data

@@ -33,10 +33,13 @@ from vibration_anomaly.bundle.trust import MAX_EPOCH, is_key_id
 from vibration_anomaly.errors import InputError
 
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
+_ROBOT_ID_RE = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+MAX_CALIBRATIONS = 1000
+"""More robots than fit a 64 KiB bundle anyway; a fleet that large signs one bundle per group."""
 
 _TOP_FIELDS = {
     "version", "issued_at", "expires_at", "key_id", "epoch", "duty_cycle", "max_queued_batches", "model_sha256",
-    "engine_sha256", "alarm", "telemetry", "health",
+    "engine_sha256", "model_json_sha256", "calibrations", "alarm", "telemetry", "health",
 }
 _SECTION_FIELDS = {
     "duty_cycle": {"sample_s", "period_s"},
@@ -90,6 +93,25 @@ def _build(factory: Any, **kwargs: Any) -> Any:
         raise _field_error(f"{exc.source}.{exc.field}", exc.problem) from None
 
 
+def _calibrations(value: Any) -> tuple[tuple[str, str], ...] | None:
+    """``{robot_id: sha256 of its calibration file}``, sorted; None when the bundle binds no calibration."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not 1 <= len(value) <= MAX_CALIBRATIONS:
+        raise _field_error("calibrations", f"expected null or a mapping of 1..{MAX_CALIBRATIONS} robot ids to "
+                           f"sha256 hex digests, got {format_value(value)}")
+    out = []
+    for robot_id, digest in value.items():
+        if not isinstance(robot_id, str) or not _ROBOT_ID_RE.fullmatch(robot_id):
+            raise _field_error("calibrations", f"expected robot ids of 1-128 characters of [A-Za-z0-9_.:-], "
+                               f"got {format_value(robot_id)}")
+        if not isinstance(digest, str) or not _SHA256_RE.fullmatch(digest):
+            raise _field_error(f"calibrations.{robot_id}", "expected 64 lowercase hex digits (sha256 of the robot's "
+                               f"calibration file), got {format_value(digest)}")
+        out.append((robot_id, digest))
+    return tuple(sorted(out))
+
+
 def check_payload(payload: bytes) -> dict[str, Any]:
     """Parse and validate payload bytes; return the constructor arguments of a VerifiedBundle.
 
@@ -138,6 +160,13 @@ def check_payload(payload: bytes) -> dict[str, Any]:
     if engine_sha256 is not None and (not isinstance(engine_sha256, str) or not _SHA256_RE.fullmatch(engine_sha256)):
         raise _field_error("engine_sha256", "expected null or 64 lowercase hex digits (sha256 of the TensorRT "
                            f"plan file), got {format_value(engine_sha256)}")
+
+    model_json_sha256 = raw.get("model_json_sha256")
+    if model_json_sha256 is not None and (not isinstance(model_json_sha256, str)
+                                          or not _SHA256_RE.fullmatch(model_json_sha256)):
+        raise _field_error("model_json_sha256", "expected null or 64 lowercase hex digits (sha256 of the model's "
+                           f"model.json), got {format_value(model_json_sha256)}")
+    calibrations = _calibrations(raw.get("calibrations"))
 
     dc = _section(raw, "duty_cycle", required=True)
     for name in ("sample_s", "period_s"):
@@ -203,6 +232,8 @@ def check_payload(payload: bytes) -> dict[str, Any]:
         "max_queued_batches": max_queued_batches,
         "model_sha256": model_sha256,
         "engine_sha256": engine_sha256,
+        "model_json_sha256": model_json_sha256,
+        "calibrations": calibrations,
         "alarm": alarm,
         "telemetry": telemetry,
         "health": health,

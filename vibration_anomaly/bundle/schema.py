@@ -204,6 +204,8 @@ class VerifiedBundle:
     max_queued_batches: int
     model_sha256: str
     engine_sha256: str | None
+    model_json_sha256: str | None
+    calibrations: tuple[tuple[str, str], ...] | None
     alarm: AlarmSettings
     telemetry: TelemetrySettings
     health: HealthSettings
@@ -237,6 +239,10 @@ class VerifiedBundle:
             return False
         return _as_utc(now) >= self.expires_at
 
+    def calibration_sha256(self, robot_id: str) -> str | None:
+        """The sha256 the bundle names for ``robot_id``'s calibration file; None when it names none for it."""
+        return None if self.calibrations is None else dict(self.calibrations).get(robot_id)
+
     @property
     def signed_with_dev_key(self) -> bool:
         """True for the shipped development key, whose private half everybody has."""
@@ -254,14 +260,20 @@ class VerifiedBundle:
             "max_queued_batches": self.max_queued_batches,
             "model_sha256": self.model_sha256,
             "engine_sha256": self.engine_sha256,
+            "model_json_sha256": self.model_json_sha256,
+            "calibrations": None if self.calibrations is None else dict(self.calibrations),
             "alarm": dataclasses.asdict(self.alarm),
             "telemetry": dataclasses.asdict(self.telemetry),
             "health": dataclasses.asdict(self.health),
         }
 
     def effective_values(self) -> dict[str, Any]:
-        """``as_dict`` flattened to dotted names, the names used in refusals and the firmware check."""
-        return flatten(self.as_dict())
+        """``as_dict`` flattened to dotted names, the names used in refusals and the firmware check.
+
+        ``calibrations`` is left out: it is per-robot file identity, not a setting
+        the firmware runs, and robot ids may contain dots.
+        """
+        return flatten({k: v for k, v in self.as_dict().items() if k != "calibrations"})
 
 
 def _as_utc(now: datetime | float | None) -> datetime:

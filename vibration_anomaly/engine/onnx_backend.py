@@ -71,29 +71,44 @@ class OnnxRuntimeEngine:
         return opts
 
     def load(self, model_path: Path) -> None:
-        """Validate the model and pre-optimise it; holds only bytes afterwards."""
-        import onnxruntime as ort
-
+        """Read the model file and load it as :meth:`load_bytes` does."""
         if self._state is not EngineState.UNLOADED:
             raise EngineStateError(f"{self.name}: load() while {self._state.value}; unload first")
         path = Path(model_path)
         if not path.is_file():
             raise EngineError(f"model file {path}: not found (expected an .onnx file)")
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise EngineError(f"model file {path}: cannot read: {exc.strerror or exc}") from exc
+        self.load_bytes(data, path)
+
+    def load_bytes(self, model: bytes, source: Path | str = "<model bytes>") -> None:
+        """Validate serialized ONNX ``model`` and pre-optimise it; holds only bytes afterwards.
+
+        The bytes are what gets loaded, not a path re-opened later: a caller that
+        hashed them (``bundle.read_verified_model``) knows the engine runs exactly
+        what it checked. ``source`` only names the model in messages and residency.
+        """
+        import onnxruntime as ort
+
+        if self._state is not EngineState.UNLOADED:
+            raise EngineStateError(f"{self.name}: load() while {self._state.value}; unload first")
         with tempfile.TemporaryDirectory(prefix="va-ort-") as tmp:
             opt_path = os.path.join(tmp, "optimized.onnx")
             opts = self._options(optimize=True)
             opts.optimized_model_filepath = opt_path  # type: ignore[attr-defined]
             try:
-                session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+                session = ort.InferenceSession(bytes(model), sess_options=opts, providers=["CPUExecutionProvider"])
             except Exception as exc:  # onnxruntime raises several unrelated types
-                raise EngineError(f"model file {path}: not a loadable ONNX model: {exc}") from exc
+                raise EngineError(f"model file {source}: not a loadable ONNX model: {exc}") from exc
             self._inputs = tuple(_spec(a) for a in session.get_inputs())
             self._outputs = tuple(_spec(a) for a in session.get_outputs())
             del session
             self._optimized = Path(opt_path).read_bytes()
-        self._model_path = path
+        self._model_path = Path(source)
         self._state = EngineState.LOADED
-        log.debug("loaded %s (%d optimised bytes)", path, len(self._optimized))
+        log.debug("loaded %s (%d optimised bytes)", source, len(self._optimized))
 
     def wake(self) -> None:
         import onnxruntime as ort

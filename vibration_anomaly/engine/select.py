@@ -26,6 +26,8 @@ def select_engine(
     intra_op_threads: int = 1,
     trt_runtime: str = "auto",
     max_idle_awake_s: float | None = None,
+    model_bytes: bytes | None = None,
+    engine_bytes: bytes | None = None,
 ) -> tuple[Engine, str]:
     """Return a LOADED engine and the reason it was chosen.
 
@@ -38,6 +40,11 @@ def select_engine(
     follow the deployment's cadence (e.g. the signed bundle's period), since a
     fixed bound is either too short for a slow period or too long for a fast
     one. ``None`` keeps ``DEFAULT_MAX_IDLE_AWAKE_S``. ONNX Runtime ignores it.
+
+    ``model_bytes`` / ``engine_bytes``: the contents of ``model_path`` /
+    ``engine_path`` already read (and hashed against the signed bundle) by the
+    caller; they are loaded as given and the files are not opened again, so
+    what was checked is what runs. The paths then only name them in messages.
     """
     from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
     from vibration_anomaly.engine.tensorrt import (
@@ -54,7 +61,10 @@ def select_engine(
         DEFAULT_MAX_IDLE_AWAKE_S if max_idle_awake_s is None else check_max_idle_awake_s(max_idle_awake_s, "select_engine")
     )
     onnx_engine = OnnxRuntimeEngine(intra_op_threads=intra_op_threads)
-    onnx_engine.load(Path(model_path))
+    if model_bytes is not None:
+        onnx_engine.load_bytes(model_bytes, model_path)
+    else:
+        onnx_engine.load(Path(model_path))
     if backend == "onnx":
         return onnx_engine, _done("onnx as configured: ONNX Runtime CPU")
 
@@ -64,7 +74,10 @@ def select_engine(
         trt_engine = TensorRTEngine(
             onnx_engine.inputs, onnx_engine.outputs, runtime=trt_runtime, max_idle_awake_s=idle_bound
         )
-        trt_engine.load(Path(engine_path))
+        if engine_bytes is not None:
+            trt_engine.load_bytes(engine_bytes, engine_path)
+        else:
+            trt_engine.load(Path(engine_path))
         res = trt_engine.residency()
         return trt_engine, f"TensorRT {res.details.get('runtime', '')} on {res.details.get('device', 'GPU')}"
 
@@ -77,7 +90,7 @@ def select_engine(
     cause = ""
     if engine_path is None:
         cause = "no TensorRT engine file configured"
-    elif not Path(engine_path).is_file():
+    elif engine_bytes is None and not Path(engine_path).is_file():
         cause = f"engine file {engine_path} not found"
     if not cause:
         try:

@@ -49,6 +49,7 @@ from vibration_anomaly.engine.tensorrt.cuda import (
 )
 from vibration_anomaly.engine.tensorrt.plan import (
     EngineMismatchError,
+    check_engine_blob,
     check_io,
     deserialize_plan,
     engine_io_specs,
@@ -140,11 +141,19 @@ class TensorRTEngine:
     # ----- load / unload
     def load(self, model_path: Path) -> None:
         """Validate the plan (file, TensorRT, GPU, deserialization, I/O) and keep only its bytes."""
+        path = Path(model_path)
+        self._load(lambda: read_engine_file(path), path)
+
+    def load_bytes(self, plan: bytes, source: Path | str = "<plan bytes>") -> None:
+        """As :meth:`load`, from plan bytes already read (and hashed) by the caller: no second read of the file."""
+        path = Path(source)
+        self._load(lambda: check_engine_blob(bytes(plan), path), path)
+
+    def _load(self, read: Callable[[], bytes], path: Path) -> None:
         with self._lock:
             if self._state is not EngineState.UNLOADED:
                 raise EngineStateError(f"{self.name}: load() while {self._state.value}; unload first")
-            path = Path(model_path)
-            blob = read_engine_file(path)
+            blob = read()
             if self._trt_given is not None:
                 trt_mod, flavour = self._trt_given, "given"
             else:

@@ -51,7 +51,14 @@ def read_engine_file(path: Path) -> bytes:
     size = p.stat().st_size
     if size > MAX_ENGINE_BYTES:
         raise CorruptEngineError(f"engine file {p}: {size} bytes, larger than {MAX_ENGINE_BYTES}; not our engine")
-    blob = p.read_bytes()
+    return check_engine_blob(p.read_bytes(), p)
+
+
+def check_engine_blob(blob: bytes, p: Path) -> bytes:
+    """Refuse plan bytes that can be recognised as not-an-engine without a GPU; ``p`` names them."""
+    size = len(blob)
+    if size > MAX_ENGINE_BYTES:
+        raise CorruptEngineError(f"engine file {p}: {size} bytes, larger than {MAX_ENGINE_BYTES}; not our engine")
     head = blob[:512]
     # An ONNX ModelProto as onnx writes it starts with field 1 (ir_version,
     # varint, 3..15) then one of fields 2..8 (strings / graph / opset_import).
