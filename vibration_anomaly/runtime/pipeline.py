@@ -35,7 +35,7 @@ from vibration_anomaly.engine.base import Engine
 from vibration_anomaly.errors import InputError
 
 if TYPE_CHECKING:
-    from vibration_anomaly.core.scoring import Calibration
+    from vibration_anomaly.core.calibration import Calibration
     from vibration_anomaly.model import ModelFiles
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ def _json_object(data: bytes, path: Path) -> dict[str, Any]:
 
 
 def _calibration(data: bytes, path: Path) -> Calibration:
-    from vibration_anomaly.core.scoring import Calibration
+    from vibration_anomaly.core.calibration import Calibration
 
     return Calibration.from_dict(_json_object(data, path), source=str(path))
 
