@@ -22,9 +22,10 @@ Per design, the one JSON line reports: robots sustained (every push succeeded an
 within one interval of its schedule), push latency p50/p99 (request time) and lateness p99
 (schedule to completion, what a queue at the server costs), seconds from the last push until
 every robot's latest state is queryable, whether exactly the faulty robots fire their alerts
-(and no healthy robot has even a pending one), and each server's CPU (cores) and resident memory
-per 1,000 robots over the measured rounds. Clients share the 2 cores with the servers here, so
-every figure is a lower bound for servers on their own hosts. Progress goes to stderr.
+(and no healthy robot has even a pending one), and each server's CPU (cores) over the last round
+(steady state: every robot's series exist) and resident memory, also per 1,000 robots. Clients
+share the 2 cores with the servers here, so every figure is a lower bound for servers on their
+own hosts. Progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -200,6 +202,14 @@ def _count(stack: Stack, promql: str) -> int:
     return int(float(res[0]["value"][1])) if res else 0
 
 
+def _value(stack: Stack, promql: str) -> float | None:
+    try:
+        res = stack.query(promql)
+    except Exception:  # noqa: BLE001
+        return None
+    return round(float(res[0]["value"][1]), 3) if res else None
+
+
 # ------------------------------------------------------------------------------------------ one design
 def run_design(design: str, args: argparse.Namespace, plans: list[fleetsim.RobotPlan], rules: Path,
                workdir: Path) -> dict[str, Any]:
@@ -210,12 +220,11 @@ def run_design(design: str, args: argparse.Namespace, plans: list[fleetsim.Robot
                   not args.no_consistency_check)
     try:
         routes = [route_for(stack.bundle.telemetry, p.robot_id) for p in plans]
-        per_proc = [[] for _ in range(args.procs)]
+        per_proc: list[list[tuple[int, fleetsim.RobotPlan, Any]]] = [[] for _ in range(args.procs)]
         for i, (plan, route) in enumerate(zip(plans, routes, strict=True)):
             per_proc[i % args.procs].append((i, plan, route))
         start = time.time() + 3.0 + n / 4000.0  # time for the workers to build their registries
         deadline = start + (args.rounds + 1) * interval
-        usage0 = stack.usage()
         ctx = mp.get_context("fork")
         out = ctx.Queue()
         procs = [ctx.Process(target=_worker, args=({
@@ -224,9 +233,10 @@ def run_design(design: str, args: argparse.Namespace, plans: list[fleetsim.Robot
         for p in procs:
             p.start()
         print(f"[{design}] {n} robots pushing for {args.rounds} x {interval:g}s", file=sys.stderr)
-        usage_start: dict[str, tuple[float, int]] = {}
-        wait_start = max(0.0, start - time.time())
-        time.sleep(wait_start)
+        # CPU is measured over the last round: the servers then hold every robot's series (steady state),
+        # not creating them as in the first round.
+        measure_from = start + (args.rounds - 1) * interval
+        time.sleep(max(0.0, measure_from - time.time()))
         usage_start = stack.usage()
         summaries: list[dict[str, Any]] = []
         for _ in procs:
@@ -235,7 +245,7 @@ def run_design(design: str, args: argparse.Namespace, plans: list[fleetsim.Robot
             p.join(30)
         t_pushed = time.time()
         usage_end = stack.usage()
-        measured_s = max(1e-9, t_pushed - start)
+        measured_s = max(1e-9, t_pushed - measure_from)
         last_round_start = start + (args.rounds - 1) * interval
 
         # Time until every robot's latest state is queryable (bounded by one more interval).
@@ -258,7 +268,7 @@ def run_design(design: str, args: argparse.Namespace, plans: list[fleetsim.Robot
         faulty = {p.robot_id for p in plans if p.fault != fleetsim.HEALTHY}
         firing: set[tuple[str, str]] = set()
         touched: set[str] = set()
-        limit = time.time() + max(30.0, interval / 2)
+        limit = time.time() + max(60.0, interval)
         while time.time() < limit:
             try:
                 alerts = stack.alerts()
@@ -271,13 +281,24 @@ def run_design(design: str, args: argparse.Namespace, plans: list[fleetsim.Robot
                 break
             time.sleep(1.0)
         usage_final = stack.usage()
+        scrapes: dict[str, Any] = {}
+        if stack.prom is not None:
+            # Failed scrapes of the gateways over the run: a shard that Prometheus cannot scrape in time
+            # looks down, and the silence rule holds back its robots' alerts (docs/FLEET.md).
+            window = f"{int(time.time() - start) + 10}s"
+            scrapes = {
+                "gateway_scrapes_failed": _count(stack, f'sum(count_over_time(up{{job="pushgateway"}}[{window}])) '
+                                                 f'- sum(sum_over_time(up{{job="pushgateway"}}[{window}]))'),
+                "gateway_scrape_max_s": _value(stack, f'max(max_over_time(scrape_duration_seconds'
+                                                 f'{{job="pushgateway"}}[{window}]))'),
+            }
 
         latency = [x for s in summaries for x in s["latency"]]
         lateness = [x for s in summaries for x in s["lateness"]]
         per_k = n / 1000.0
         servers = {}
         for name, (cpu1, _) in usage_end.items():
-            cores = (cpu1 - usage_start.get(name, usage0[name])[0]) / measured_s
+            cores = (cpu1 - usage_start[name][0]) / measured_s
             rss_mib = usage_final[name][1] / 2**20
             servers[name] = {
                 "cpu_cores": round(cores, 3), "rss_mib": round(rss_mib, 1),
@@ -302,8 +323,10 @@ def run_design(design: str, args: argparse.Namespace, plans: list[fleetsim.Robot
             "queryable_robots": max(seen, 0),
             "alerts_exact": firing == expected and not (touched - faulty),
             "alerts_missing": len(expected - firing),
+            "alerts_missing_by_name": dict(Counter(a for _, a in expected - firing)),
             "alerts_extra": len(firing - expected),
             "healthy_touched": len(touched - faulty),
+            **scrapes,
             "servers": servers,
             "total": totals,
         }

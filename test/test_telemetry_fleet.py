@@ -193,8 +193,14 @@ def _run_fleet(
                 time.sleep(0.5)
                 shown = query(expr.replace("$job", ".*"))
             assert shown, f"dashboard panel {title!r} shows nothing: {expr}"
-        # Every robot's pusher got through, without a failed push.
-        assert all(p.stats.failures == 0 and p.stats.successes >= 1 for p in pushers.values())
+        # Every robot's latest push got through. A push that failed on a loaded machine (a timeout, a
+        # reset connection) is retried by design (backoff); what must hold is that none is left failing.
+        deadline = time.monotonic() + 60
+        while any(p.stats.consecutive_failures for p in pushers.values()) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert all(p.stats.successes >= 1 and p.stats.consecutive_failures == 0 for p in pushers.values())
+        retried = sum(p.stats.failures for p in pushers.values())
+        print(f"fleet of {n_robots}: {retried} pushes failed and were retried", file=sys.stderr)
     finally:
         # The shutdown push is covered in test_telemetry_pusher; hundreds of them would only time the gateway.
         for pusher in pushers.values():
@@ -231,15 +237,18 @@ def _bundle_pushers(tmp: Path, n: int, **destination: Any) -> Callable[..., Push
 
     def make(i: int, plan: fleetsim.RobotPlan, metrics: RobotMetrics) -> PushgatewayPusher:
         settings = fast if plan.fault == fleetsim.SILENT else field
+        # First pushes spread as in the 400-robot test: the same pushes per second at any fleet size.
         return pusher_from_settings(metrics, settings, plan.robot_id, timeout_s=20.0,
-                                    first_delay_s=FIRST_PUSH_SPREAD_S * i / n)
+                                    first_delay_s=FIRST_PUSH_SPREAD_S * i / N_ROBOTS)
 
     return make
 
 
 def test_sharded_fleet_flags_exactly_the_faulty_robots(tmp_path: Path) -> None:
     rules = compress_for_durations(RULES, tmp_path / "rules.yml", "1s")
-    gateways = [Pushgateway() for _ in range(N_SHARDS)]
+    # Shards run as docs/FLEET.md deploys them: without the per-push consistency check, whose cost
+    # grows with the groups a gateway holds.
+    gateways = [Pushgateway(extra_args=("--push.disable-consistency-check",)) for _ in range(N_SHARDS)]
     prom: Prometheus | None = None
     try:
         for g in gateways:

@@ -1,10 +1,14 @@
 """Fleet telemetry: Prometheus metrics of one robot, pushed to a Pushgateway.
 
 - ``metrics.RobotMetrics``: the robot's metrics in a registry you pass in, fed by pipeline events.
-- ``pusher.PushgatewayPusher``: background, non-blocking, retrying push of that registry.
+- ``pusher.PushgatewayPusher``: background, non-blocking, retrying push of that registry, to a
+  Pushgateway group or a store's Prometheus import endpoint (VictoriaMetrics).
+- ``routing.route_for``: the robot's destination from the signed bundle (one gateway, its shard by
+  rendezvous hashing, or the store); ``lasttrusted``: report a refused bundle through the last trusted one.
 - ``exporter.MetricsExporter``: optional local ``/metrics`` for robots scraped directly.
-- ``fleetsim`` and ``localservers``: the synthetic fleet and real local servers used by tests and bench.
+- ``fleetsim`` and ``localservers``: the synthetic fleet and real local servers (Pushgateway,
+  Prometheus, VictoriaMetrics, vmalert) used by tests and bench.
 
 The rules, scrape config, Alertmanager routing and Grafana dashboard live in
-``config/prometheus/``; docs/TELEMETRY.md explains them.
+``config/prometheus/``; docs/TELEMETRY.md explains them, docs/FLEET.md the fleet design.
 """
