@@ -30,6 +30,7 @@ import pytest
 
 from vibration_anomaly import cli
 from vibration_anomaly.model import data as data_mod
+from vibration_anomaly.model import records as records_mod
 
 FS = 1000.0
 REPO = Path(__file__).resolve().parents[1]
@@ -379,14 +380,14 @@ def test_the_suite_covers_at_least_60_kinds() -> None:
 
 def test_npz_too_large_is_refused_before_unpacking(ws: Path, capsys: pytest.CaptureFixture[str],
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(data_mod, "MAX_RECORD_BYTES", 10_000)
+    monkeypatch.setattr(records_mod, "MAX_RECORD_BYTES", 10_000)
     assert_refused(ws, cal()(ws), ("good.npz", "size", "before unpacking"), capsys)
 
 
 def test_csv_too_large_is_refused_before_reading(ws: Path, capsys: pytest.CaptureFixture[str],
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     _csv(ws / "big.csv", T, GOOD[:5000])
-    monkeypatch.setattr(data_mod, "MAX_CSV_BYTES", 1000)
+    monkeypatch.setattr(records_mod, "MAX_CSV_BYTES", 1000)
     assert_refused(ws, cal(inp="big.csv")(ws), ("big.csv", "size", "before reading"), capsys)
 
 

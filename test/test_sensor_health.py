@@ -115,7 +115,7 @@ def test_report_as_dict_is_event_ready() -> None:
 
 @pytest.mark.skipif(not (DATA / "femto" / "manifest.csv").is_file(), reason="shared bearing data absent")
 def test_real_healthy_recordings_raise_nothing() -> None:
-    from vibration_anomaly.model.data import load_signal
+    from vibration_anomaly.model.records import load_signal
 
     for f in sorted(DATA.glob("*/normal_*.npz")):
         x, fs = load_signal(f)

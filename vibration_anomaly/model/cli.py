@@ -172,7 +172,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     from vibration_anomaly.core import sensor_health
     from vibration_anomaly.core.window import batch_samples
-    from vibration_anomaly.model.data import cut_windows, load_record, rates_agree
+    from vibration_anomaly.model.data import cut_windows
+    from vibration_anomaly.model.records import load_record, rates_agree
 
     check_output_file(args.out, "--out")
     rec = load_record(Path(args.input))
