@@ -27,8 +27,11 @@ from vibration_anomaly.engine.base import Engine, EngineState, Residency
 
 
 class ScoredLike(Protocol):
-    score: float
-    threshold: float
+    @property
+    def score(self) -> float: ...
+
+    @property
+    def threshold(self) -> float: ...
 
 
 class ScorerLike(Protocol):

@@ -205,6 +205,7 @@ def duty_cycle_health(
         if snap.last_jump_s is not None:
             what = f"moved {'back' if snap.last_jump_s < 0 else 'forward'} {abs(snap.last_jump_s):.1f} s"
         else:
+            assert snap.last_wake_t is not None
             what = f"reads {snap.last_wake_t - now:.1f} s before the last wake"
         return Health(WARN, f"clock jump: the clock {what}; the duty cycle re-armed on the new time", values)
     if snap.last_wake_t is None:

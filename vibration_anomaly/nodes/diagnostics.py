@@ -67,7 +67,7 @@ def wrap_task(du: Any, task: HealthTask) -> Any:
     """A ``diagnostic_updater.DiagnosticTask`` whose ``run`` is :class:`CoreTaskAdapter`'s."""
     adapter = CoreTaskAdapter(task)
 
-    class _Task(du.DiagnosticTask):  # type: ignore[misc, name-defined]
+    class _Task(du.DiagnosticTask):
         def __init__(self) -> None:
             super().__init__(task.name)
 

@@ -69,8 +69,8 @@ def open_power_source(
         "tegrastats": lambda: TegrastatsSource(interval_ms=tegrastats_interval_ms),
     }
     if kind == "modelled":
-        src = ModelledSource(model, is_awake)
-        return src, f"modelled as asked ({src.model.platform}: {src.model.provenance})"
+        modelled = ModelledSource(model, is_awake)
+        return modelled, f"modelled as asked ({modelled.model.platform}: {modelled.model.provenance})"
     if kind != "auto":
         return openers[kind](), f"{kind} as asked"
     skipped: list[str] = []

@@ -106,6 +106,7 @@ class Ina3221Source:
         return tuple(c.label for c in self._channels)
 
     def _watts(self, ch: _Channel) -> float:
+        mw: float
         if ch.kind == "iio":
             mw = _read_int(ch.paths[0])
         else:

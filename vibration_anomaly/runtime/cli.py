@@ -45,7 +45,7 @@ def _reset(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("alarm", help="read or reset the durable alarm latch of a stopped detector",
                        description=__doc__)
     cmds = p.add_subparsers(dest="alarm_command", metavar="ACTION")

@@ -201,8 +201,13 @@ class DetectorRuntime:
                 self.driver = DutyCycleDriver(sched, hooks, self.bus, lead_s=params.sample_lead_s,
                                               tail_s=params.sample_tail_s)
                 queue = self.queue
-                # Batches queued before a jump carry the old time: against the new one they could pass as fresh.
-                self.driver.on_clock_jump = lambda _delta: queue.clear() if queue is not None else None
+
+                def drop_old_time(_delta: float) -> None:
+                    # Batches queued before a jump carry the old time: against the new one they could pass as fresh.
+                    if queue is not None:
+                        queue.clear()
+
+                self.driver.on_clock_jump = drop_old_time
             # Last: only a bundle that is now running becomes the rollback floor.
             commit_accepted(bundle, params.rollback_state or None)
         except Exception as exc:  # noqa: BLE001 - BundleRefused (a newer version won meanwhile), I/O, bad values

@@ -44,7 +44,7 @@ def _fault_after(text: str) -> float | None:
     return float(number(0, MAX_HOURS, lo_open=False, unit="h")(text))
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
         help="run the whole pipeline on a simulated robot (accelerated clock)",

@@ -111,11 +111,12 @@ class SimulatedRobot:
 
     def healthy_rms(self) -> np.ndarray:
         """Per-axis RMS of the healthy vibration (gravity and mean removed), from the first minute."""
-        if self._healthy_rms is None:
+        rms = self._healthy_rms
+        if rms is None:
             healthy = SimulatedRobot(RobotConfig(**{**self.cfg.__dict__, "fault": None}))
             blocks = np.concatenate([healthy._block(b) for b in range(60)])
-            self._healthy_rms = blocks.std(axis=0)
-        return self._healthy_rms
+            rms = self._healthy_rms = blocks.std(axis=0)
+        return rms
 
     def fault_peak(self, t: float) -> float:
         """Impact peak at time ``t`` as a multiple of the healthy RMS (0 before onset)."""
