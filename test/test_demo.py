@@ -182,7 +182,7 @@ def test_a_failed_run_keeps_the_old_trace_and_leaves_no_temp(tmp_path: Path) -> 
 
 
 def test_a_fault_after_the_end_is_not_reported_missed() -> None:
-    from vibration_anomaly.sim.demo import format_summary
+    from vibration_anomaly.sim.demo_text import format_summary
 
     result = run_demo(DemoOptions(hours=0.25, fault_after_h=1.0, hiccups=0))
     text = format_summary({**result.summary, "awake_fraction_max": 0.125})

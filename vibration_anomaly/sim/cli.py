@@ -15,7 +15,8 @@ HALFWAY = -1.0
 
 
 def _run(args: argparse.Namespace) -> int:
-    from vibration_anomaly.sim.demo import DemoOptions, main
+    from vibration_anomaly.sim.demo import DemoOptions
+    from vibration_anomaly.sim.demo_text import main
 
     if args.trace is not None:
         check_output_file(args.trace, "--trace")
