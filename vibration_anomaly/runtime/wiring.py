@@ -151,7 +151,9 @@ def bundle_refused(rt: DetectorRuntime, exc: BundleRefused) -> None:
         if settings is None and rt.metrics is None:
             rt.log.warning("bundle refused and no trusted telemetry settings to report it with")
             return
-        _metrics(rt).set_bundle_refused(exc.reason)
+        from vibration_anomaly.bundle.refusal import metric_class
+
+        _metrics(rt).set_bundle_refused(metric_class(exc.reason))
         if settings is not None:
             _start_pusher(rt, settings)
         if rt.pusher is not None:
