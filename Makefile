@@ -1,7 +1,7 @@
 # The two commands a newcomer needs (both set everything up on a fresh machine):
 #   make demo   - run the detector on a simulated robot (ONNX Runtime CPU backend)
 #   make test   - run the whole test suite
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint typecheck format bench clean
 
 demo:
 	@bash scripts/bootstrap.sh demo
@@ -14,6 +14,17 @@ test:
 lint:
 	@bash scripts/bootstrap.sh test
 	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+typecheck:
+	@bash scripts/bootstrap.sh test
+	.venv/bin/python tools/trt_stubs_for_mypy.py build/trt-stubs
+	.venv/bin/mypy
+
+format:
+	@bash scripts/bootstrap.sh test
+	.venv/bin/ruff format .
+	.venv/bin/ruff check --fix .
 
 bench:
 	@bash scripts/bootstrap.sh test

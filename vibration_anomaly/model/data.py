@@ -112,7 +112,7 @@ def read_manifest(data_dir: Path) -> list[dict[str, str]]:
     for i, r in enumerate(rows, start=2):  # line 1 is the header
         where = f"line {i}"
         if None in r:
-            raise InputError(str(path), where, f"{len(columns) + len(r[None])} values for {len(columns)} columns")  # type: ignore[index]
+            raise InputError(str(path), where, f"{len(columns) + len(r[None])} values for {len(columns)} columns")
         file, cond = r.get("file"), r.get("condition")
         if not file or not file.strip():
             raise InputError(str(path), f"{where}: file", "empty; expected a record path relative to the manifest")
@@ -176,7 +176,7 @@ def load_dataset(data_dir: str | Path, bearing: dict[str, float] | None = None) 
         else:
             st = _stem(r["file"], r["condition"])
             machines = (st,) if st in healthy_names else tuple(sorted(n for n in healthy_names if n))
-        meta = dict(r)
+        meta: dict[str, Any] = dict(r)
         if bearing:
             for k, v in bearing.items():
                 meta.setdefault(k, v)
@@ -188,15 +188,15 @@ def load_dataset(data_dir: str | Path, bearing: dict[str, float] | None = None) 
         if not healthy:
             continue
         ref = healthy[0]
-        for r in out:
-            if name not in r.machines or r is ref:
+        for rec in out:
+            if name not in rec.machines or rec is ref:
                 continue
-            if not rates_agree(r.fs_hz, ref.fs_hz):
-                raise InputError(mpath, f"{r.file}: fs_hz", f"{r.fs_hz:g} Hz, but machine {name} was recorded at "
+            if not rates_agree(rec.fs_hz, ref.fs_hz):
+                raise InputError(mpath, f"{rec.file}: fs_hz", f"{rec.fs_hz:g} Hz, but machine {name} was recorded at "
                                  f"{ref.fs_hz:g} Hz ({ref.file}); one machine, one rate (resample, or give it "
                                  "its own machine name)")
-            if r.signal.shape[1] != ref.signal.shape[1]:
-                raise InputError(mpath, f"{r.file}: channels", f"{r.signal.shape[1]} channels, but machine {name} "
+            if rec.signal.shape[1] != ref.signal.shape[1]:
+                raise InputError(mpath, f"{rec.file}: channels", f"{rec.signal.shape[1]} channels, but machine {name} "
                                  f"has {ref.signal.shape[1]} ({ref.file})")
     return out
 

@@ -261,7 +261,7 @@ def evaluate(
         d = cat[m]
         h = d["healthy"]
         f = np.concatenate([d[c] for c in conds if c in d]) if conds else np.zeros(0)
-        out = summarize(h, f)
+        out: dict[str, Any] = dict(summarize(h, f))
         out["per_condition"] = {c: summarize(h, d[c]) for c in conds if c in d}
         return out
 

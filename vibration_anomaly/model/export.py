@@ -27,7 +27,7 @@ def export_onnx(model: object, path: str | Path, opset: int = OPSET) -> Path:
     torch.onnx.export(
         m,  # type: ignore[arg-type]
         (dummy,),
-        buf,
+        buf,  # type: ignore[arg-type]  # a file-like object works; the stubs name only paths
         input_names=["features"],
         output_names=["score"],
         dynamic_axes={"features": {0: "batch"}, "score": {0: "batch"}},

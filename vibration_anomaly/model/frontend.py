@@ -95,7 +95,7 @@ def band_edges(cfg: FrontendConfig, fs_hz: float) -> np.ndarray:
     """(T, 2) band edges in Hz, level by level (level 0 first), low to high within a level."""
     top = min(fs_hz / 2.0, cfg.max_analysis_hz)
     lo = cfg.hp_frac * top
-    edges = []
+    edges: list[tuple[float, float]] = []
     for level in range(cfg.levels + 1):
         n = 2**level
         e = np.linspace(lo, top, n + 1)

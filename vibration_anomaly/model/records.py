@@ -216,7 +216,7 @@ def _load_rosbag(path: Path) -> LoadedSignal:
             for conn, ts, raw in reader.messages(connections=conns):
                 if n >= count:
                     raise InputError(src, topic, f"more messages than the bag's metadata states ({count})")
-                m = reader.deserialize(raw, conn.msgtype)
+                m: Any = reader.deserialize(raw, conn.msgtype)
                 a = m.linear_acceleration
                 vals[n] = (m.header.stamp.sec + m.header.stamp.nanosec * 1e-9, ts * 1e-9, a.x, a.y, a.z)
                 n += 1

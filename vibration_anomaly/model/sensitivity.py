@@ -113,11 +113,11 @@ def sensitivity(
                 raw.setdefault(bname, {}).setdefault(key, []).append(v)
         steps += len(md.held)
         for mname in raw:
-            v = AlarmVoter(k, n)
+            voter = AlarmVoter(k, n)
             for above in raw[mname]["knock"][-1] > 1:
-                if v.update(bool(above)):
+                if voter.update(bool(above)):
                     alarms[mname] = alarms.get(mname, 0) + 1
-                    v.reset()
+                    voter.reset()
     sys.stderr.write(f"\rsensitivity: machine {len(machines)}/{len(machines)}\n")
     out: dict[str, Any] = {"methods": {}}
     for mname, d in raw.items():

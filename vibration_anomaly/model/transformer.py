@@ -133,14 +133,19 @@ class BandTransformer(nn.Module):
         self.n_features = n_features
         self.n_masks = n_masks
         self.clip = clip
-        self.embed = nn.Linear(n_features, d_model)
+        self.embed: nn.Linear = nn.Linear(n_features, d_model)
         self.pos = nn.Parameter(torch.randn(n_tokens, d_model) * 0.02)
         self.qpos = nn.Parameter(torch.randn(n_tokens, d_model) * 0.02)
         self.mask_token = nn.Parameter(torch.zeros(d_model))
         self.ln_c = nn.LayerNorm(d_model)
-        self.blocks = nn.ModuleList([_Block(d_model, n_heads, d_ff) for _ in range(n_layers)])
+        self.blocks: nn.ModuleList = nn.ModuleList([_Block(d_model, n_heads, d_ff) for _ in range(n_layers)])
         self.ln = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, n_features)
+        # Buffers move with the module (device, state_dict); annotated so their type is a tensor, not a Module.
+        self.masks: torch.Tensor
+        self.attn_mask: torch.Tensor
+        self.res_std: torch.Tensor
+        self.feature_w: torch.Tensor
         self.register_buffer("masks", group_masks(n_tokens, n_masks))
         self.register_buffer("attn_mask", block_mask(n_tokens, n_masks))
         self.register_buffer("res_std", torch.ones(n_tokens, n_features))
@@ -157,7 +162,7 @@ class BandTransformer(nn.Module):
             "d_model": self.embed.out_features,
             "n_heads": self.blocks[0].heads,
             "n_layers": len(self.blocks),
-            "d_ff": self.blocks[0].ff1.out_features,
+            "d_ff": self.blocks[0].ff1.out_features,  # type: ignore[union-attr]  # a _Block's nn.Linear
             "n_masks": self.n_masks,
             "clip": self.clip,
             "feature_weights": [round(float(v), 6) for v in self.feature_w],

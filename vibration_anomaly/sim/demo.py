@@ -37,6 +37,7 @@ from vibration_anomaly.core.events import (
     SKIP,
     SLEEP,
     Event,
+    EventSink,
     JsonlEventLog,
     RejectReporter,
 )
@@ -238,7 +239,8 @@ def _run_demo(opts: DemoOptions, out: TextIO | None, progress: TextIO | None) ->
     trace = JsonlEventLog(opts.trace, fsync_every=10_000) if opts.trace else None
     events: list[Event] = []
     rt = _runtime(opts, bundle, robot, clock)
-    for sink in (events.append, *([trace] if trace else [])):
+    sinks: list[EventSink] = [events.append, *([trace] if trace else [])]
+    for sink in sinks:
         rt.bus.add(sink)
     windower = Windower(batch_samples(opts.rate_hz, dc.sample_s), channels=3, fs_hz=opts.rate_hz, source="imu")
     hooks = _SimHooks(robot, windower, rt, clock, qos_depth(opts.rate_hz, dc.sample_s))
