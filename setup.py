@@ -34,7 +34,7 @@ setup(
         # Training and export; install torch first (see README) to get the CPU build.
         "train": ["torch>=2.1", "onnx>=1.14", "scipy>=1.8"],
         "gpu": ["pycuda>=2022.1", "nvidia-ml-py>=12.0"],
-        "test": ["pytest>=7", "ruff>=0.5", "mypy>=1.8", "onnx>=1.14", "types-PyYAML"],
+        "test": ["pytest>=7", "ruff>=0.5", "mypy>=1.8", "onnx>=1.14", "types-PyYAML", "hypothesis>=6"],
     },
     zip_safe=True,
     maintainer="vibration_anomaly maintainers",
