@@ -58,7 +58,6 @@ from vibration_anomaly.core.events import (
     INFER,
     SLEEP,
     STORAGE,
-    WAKE,
     Event,
 )
 from vibration_anomaly.core.health import LEVEL_NAMES, OK
@@ -74,6 +73,7 @@ POOL_WINDOWS = 6  # pre-generated windows per machine model and condition
 COMMISSIONING_WINDOWS = 30
 PUSH_INTERVAL_S = 2.0  # wall seconds between pushes (the fleet runs ~300x faster than real time)
 HUNG_CALL_BOUND_S = 1.0  # the hung robot's engine-call bound, in wall seconds (the runtime's is 30 s)
+RETRY_PERIODS = 5  # a robot that failed to configure is retried every 5 duty periods (the supervisor's back-off)
 STALE_TOLERANCE_S = 1e-3
 log = logging.getLogger("vibration_anomaly.soak")
 
@@ -431,7 +431,10 @@ class _Robot:
         self.bearing_from: float | None = None
         self.skip_deactivate = False
         self.stray_wakes = 0
-        self.threaded = False
+        self.hang_rt: Any = None
+        self.inline_worker: Any = None  # the runtime's own (inline) engine worker while a threaded one stands in
+        self.jump_generation = 0
+        self.inferred_windows: set[tuple[int, int]] = set()
         self.hang_gate = threading.Event()
         self.hang_armed = False
         self.hang_until: float | None = None
@@ -455,7 +458,6 @@ class _Robot:
         self.events = Counter[str]()
         self.stale_old = 0
         self.stale_future = 0
-        self.infers_this_window = 0
         self.multi_infer_periods = 0
         self.alarm_true_t: list[float] = []
         self.period_events: dict[str, Any] = {}
@@ -485,11 +487,11 @@ class _Robot:
                 self.stale_old += 1
             elif age < -0.5:
                 self.stale_future += 1
-            self.infers_this_window += 1
-            if self.infers_this_window == 2:
+            # One inference per window: the window is known from the batch's stamps (and the clock's era).
+            key = (self.jump_generation, math.floor(float(ev["batch_t1"]) / self.fleet.period_s))
+            if key in self.inferred_windows:
                 self.multi_infer_periods += 1
-        elif name == WAKE and ev.get("what") == "sample window opens":
-            self.infers_this_window = 0
+            self.inferred_windows.add(key)
         elif name == SLEEP:
             if self.awake_since is not None:
                 awake = max(0.0, self.true_now() - self.awake_since)
@@ -511,7 +513,7 @@ class _Robot:
         self.infers_since_start = 0
 
         self.rt = DetectorRuntime(self.clock, pipeline_factory=self.fleet.factory, name=f"soak-{self.index}",
-                                  threaded=self.threaded, logger=self.quiet)
+                                  threaded=False, logger=self.quiet)
         self.rt.sinks.append(self.sink)
 
     def configure(self, why: str) -> bool:
@@ -532,12 +534,11 @@ class _Robot:
             self.configures[f"failed ({why})"] += 1
             for f in self.active_faults:
                 f.events[f"configure_failed:{reason}"] += 1
-                self.sample_health(f)
+                if f.health_samples < 6:
+                    self.sample_health(f)
             self.go_down()
             return False
         self.configures[why] += 1
-        if self.threaded and self.rt.worker is not None:
-            self.rt.worker.timeout_s = HUNG_CALL_BOUND_S
         driver = self.rt.driver
         if driver is None:
             raise RuntimeError("DetectorRuntime.configure built no duty-cycle driver from the soak's hooks")
@@ -551,7 +552,7 @@ class _Robot:
         self.due = None
         if self.down_since is None:
             self.down_since = self.true_now()
-        self.retry_at = self.true_now() + self.fleet.period_s
+        self.retry_at = self.true_now() + RETRY_PERIODS * self.fleet.period_s
 
     def crash(self) -> None:
         """The process dies: no final push, no orderly sleep; the OS closes the files."""
@@ -732,6 +733,15 @@ class _Robot:
         return f
 
     def _act_end(self, kind: str) -> None:
+        if kind == "hung_engine_call" and self.inline_worker is not None:
+            rt = self.rt
+            if rt is not None and rt.worker is not None and rt.worker.busy:
+                self._schedule(self.true_now() + self.fleet.period_s, "end", kind=kind)  # still inside the call
+                return
+            if rt is self.hang_rt and rt.worker is not None and rt.worker is not self.inline_worker and rt.bundle is not None:
+                rt.worker.stop()
+                rt.worker = self.inline_worker
+            self.inline_worker = None
         for f in [f for f in self.active_faults if f.kind == kind]:
             self.active_faults.remove(f)
             f.t1 = self.true_now()
@@ -764,6 +774,7 @@ class _Robot:
         t = self.true_now()
         self.offset += delta
         self.clock.now = t + self.offset
+        self.jump_generation += 1
         if self.rt is not None and self.rt.driver is not None and self.due is not None:
             # The node's steady-time clock watch steps the driver within a second of a jump.
             self.clock.now += 1.0
@@ -778,6 +789,20 @@ class _Robot:
         self._schedule(self.true_now() + 3 * self.fleet.period_s, "end", kind="wake_without_sleep")
 
     def _act_hang(self, duration: float) -> None:
+        """One inference hangs for ``duration`` simulated seconds, on a real engine thread with a real bound.
+
+        The fleet runs its engine calls inline (one thread, no hand-offs: fast); for the hang this robot's
+        runtime gets a threaded ``EngineWorker`` bounded at ``HUNG_CALL_BOUND_S`` wall seconds, so the
+        runtime's own timeout, busy-engine and queued-sleep paths run for real. The hung call returns when
+        the robot's simulated clock reaches the hang's end; the inline worker is put back afterwards.
+        """
+        from vibration_anomaly.runtime.worker import EngineWorker
+
+        if self.rt is None or self.rt.worker is None or self.due is None:
+            self._fault("hung_engine_call", self.true_now(), skipped="robot down at the time")
+            return
+        self.inline_worker, self.hang_rt = self.rt.worker, self.rt
+        self.rt.worker = EngineWorker(self.rt.name, HUNG_CALL_BOUND_S, threaded=True)
         self.hang_armed = True
         self.hang_gate.clear()
         f = self._fault("hung_engine_call", self.true_now() + duration, hang_s=duration)
@@ -933,7 +958,6 @@ def _plan(robot: _Robot, kinds: list[str], hours: float, rng: random.Random) -> 
         elif kind == "full_disk":
             robot._schedule(sampling_t, "restart_fault", kind=kind, duration=unit)
         elif kind == "hung_engine_call":
-            robot.threaded = True
             robot._schedule(window_t, "hang", duration=2.5 * p)
         elif kind == "restart_with_alarm":
             robot.bearing_from = max(p, base - 10 * p)
