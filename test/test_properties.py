@@ -50,10 +50,14 @@ QUEUE_OP = st.one_of(
 
 @settings(max_examples=300, deadline=None)
 @given(bound=st.integers(1, 6), ops=st.lists(QUEUE_OP, max_size=80))
-def test_queue_bounded_newest_only_fresh_only_and_every_batch_accounted(bound: int, ops: list[tuple[str, float]]) -> None:
+def test_queue_bounded_newest_only_fresh_only_and_every_batch_accounted(
+    bound: int, ops: list[tuple[str, float]]
+) -> None:
     drops: list[str] = []
     q = LatestBatchQueue(bound, on_drop=lambda reason, _b: drops.append(reason))
-    model: deque[Batch] = deque()  # what should be queued: the newest ``bound`` batches put since the last take
+    model: deque[Batch] = (
+        deque()
+    )  # what should be queued: the newest ``bound`` batches put since the last take
     for op, x in ops:
         if op == "put":
             b = _batch(x)
@@ -104,7 +108,9 @@ class _Harness:
     queue: LatestBatchQueue = field(init=False)
     driver: DutyCycleDriver = field(init=False)
     due: float | None = field(init=False)
-    inferred: list[tuple[float, float, Batch, SampleWindow]] = field(default_factory=list)  # (true, clock, batch, w)
+    inferred: list[tuple[float, float, Batch, SampleWindow]] = field(
+        default_factory=list
+    )  # (true, clock, batch, w)
     opened_true: float | None = None
     open_s: list[float] = field(default_factory=list)
     ops: list[str] = field(default_factory=list)  # what happened, in order: for the inference spacing check
@@ -201,7 +207,9 @@ def test_driver_never_infers_stale_data_once_per_period_and_sleeps_between(
         age = clock - b.t1
         assert b.t1 >= w.start, "a batch of an earlier window was inferred"
         assert age <= period_s + EPS, f"inferred a batch {age:.3f} s old (period {period_s:g} s)"
-        assert age >= -JUMP_TOLERANCE_S - EPS, "inferred a batch stamped after the inference (from before a jump)"
+        assert age >= -JUMP_TOLERANCE_S - EPS, (
+            "inferred a batch stamped after the inference (from before a jump)"
+        )
         assert id(w) not in windows_seen, "a window inferred twice"
         windows_seen.add(id(w))
 
@@ -214,7 +222,9 @@ def test_driver_never_infers_stale_data_once_per_period_and_sleeps_between(
             continue
         t = next(times)
         if last is not None:
-            assert t - last >= period_s - EPS, f"two inferences {t - last:.3f} s apart (period {period_s:g} s)"
+            assert t - last >= period_s - EPS, (
+                f"two inferences {t - last:.3f} s apart (period {period_s:g} s)"
+            )
         last = t
 
     # The subscription is open for one window at most (lead-in + window + tail), whatever the clock did.
@@ -224,8 +234,11 @@ def test_driver_never_infers_stale_data_once_per_period_and_sleeps_between(
 
 @settings(max_examples=200, deadline=None)
 @given(
-    sample_s=st.floats(0.5, 30.0), extra=st.floats(0.5, 600.0), epoch=st.floats(-1e5, 1e5),
-    t=st.floats(-1e6, 1e6), batch_age=st.floats(0.0, 1e4),
+    sample_s=st.floats(0.5, 30.0),
+    extra=st.floats(0.5, 600.0),
+    epoch=st.floats(-1e5, 1e5),
+    t=st.floats(-1e6, 1e6),
+    batch_age=st.floats(0.0, 1e4),
 )
 def test_scheduler_windows_tile_the_clock_and_fresh_means_this_period(
     sample_s: float, extra: float, epoch: float, t: float, batch_age: float

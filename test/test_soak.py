@@ -15,8 +15,18 @@ import pytest
 from vibration_anomaly import cli
 from vibration_anomaly.sim.soak import DATA_FAULTS, FAULT_KINDS, STRUCTURAL_FAULTS
 
-KEYS = ("stale_inferences", "alarms_lost", "inferences_per_robot_hour", "awake_fraction_max",
-        "energy_wh_per_robot_hour", "faults", "before", "mishandled", "telemetry", "per_robot")
+KEYS = (
+    "stale_inferences",
+    "alarms_lost",
+    "inferences_per_robot_hour",
+    "awake_fraction_max",
+    "energy_wh_per_robot_hour",
+    "faults",
+    "before",
+    "mishandled",
+    "telemetry",
+    "per_robot",
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +44,12 @@ def report() -> dict[str, Any]:
 def test_report_has_the_issue_keys_for_the_fleet_and_the_before_robot(report: dict[str, Any]) -> None:
     for key in KEYS:
         assert key in report, key
-    for key in ("stale_inferences", "inferences_per_robot_hour", "awake_fraction_max", "energy_wh_per_robot_hour"):
+    for key in (
+        "stale_inferences",
+        "inferences_per_robot_hour",
+        "awake_fraction_max",
+        "energy_wh_per_robot_hour",
+    ):
         assert key in report["before"], key
     assert set(report["inferences_per_robot_hour"]) >= {"min", "max"}
     assert set(report["faults"]) == set(FAULT_KINDS)
@@ -48,7 +63,9 @@ def test_every_fault_kind_was_injected_and_reported(report: dict[str, Any]) -> N
     if report["telemetry"]["mode"] == "local":
         gw = report["faults"]["pushgateway_down"]
         assert gw["injected"] == 1 and gw["push_failures_during"] >= 1
-        assert gw["robots_at_gateway_after"] == report["robots"]  # every robot reported again after the outage
+        assert (
+            gw["robots_at_gateway_after"] == report["robots"]
+        )  # every robot reported again after the outage
     else:
         assert report["telemetry"]["why"]  # off, and the report says why
 
@@ -75,15 +92,20 @@ def test_awake_and_energy_come_from_the_modelled_power_source(report: dict[str, 
     assert 0 < report["awake_fraction_max"] <= 1
 
 
-@pytest.mark.parametrize("argv, names", [
-    (["--robots", "0"], "--robots"),
-    (["--robots", "nan"], "--robots"),
-    (["--hours", "0.5"], "--hours"),
-    (["--hours", "inf"], "--hours"),
-    (["--pushgateway", "ftp://x", "--hours", "1"], "--pushgateway"),
-    (["--pushgateway", "http://127.0.0.1:9", "--no-telemetry"], "--no-telemetry"),
-])
-def test_bad_options_are_refused_with_one_line(argv: list[str], names: str, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "argv, names",
+    [
+        (["--robots", "0"], "--robots"),
+        (["--robots", "nan"], "--robots"),
+        (["--hours", "0.5"], "--hours"),
+        (["--hours", "inf"], "--hours"),
+        (["--pushgateway", "ftp://x", "--hours", "1"], "--pushgateway"),
+        (["--pushgateway", "http://127.0.0.1:9", "--no-telemetry"], "--no-telemetry"),
+    ],
+)
+def test_bad_options_are_refused_with_one_line(
+    argv: list[str], names: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert cli.main(["soak", *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and names in err[0], err

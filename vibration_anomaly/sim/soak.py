@@ -73,33 +73,68 @@ POOL_WINDOWS = 6  # pre-generated windows per machine model and condition
 COMMISSIONING_WINDOWS = 30
 PUSH_INTERVAL_S = 2.0  # wall seconds between pushes (the fleet runs ~300x faster than real time)
 HUNG_CALL_BOUND_S = 1.0  # the hung robot's engine-call bound, in wall seconds (the runtime's is 30 s)
-RETRY_PERIODS = 5  # a robot that failed to configure is retried every 5 duty periods (the supervisor's back-off)
+RETRY_PERIODS = (
+    5  # a robot that failed to configure is retried every 5 duty periods (the supervisor's back-off)
+)
 STALE_TOLERANCE_S = 1e-3
 log = logging.getLogger("vibration_anomaly.soak")
 
 # Faults every robot gets (cheap, data-level) and the structural ones dealt round-robin.
 DATA_FAULTS = ("hiccup_burst", "nan_inf_burst", "nan_inf_sparse", "duplicate_stamps", "out_of_order_stamps")
 STRUCTURAL_FAULTS = (
-    "restart_with_alarm", "clock_jump_back_asleep", "clock_jump_back_sampling", "clock_jump_forward",
-    "wake_without_sleep", "bundle_refused_after_good", "bundle_unusable_after_good", "firmware_update_disagreement",
-    "corrupt_model", "hung_engine_call", "full_disk", "imu_dropout", "imu_rate_change", "boot_disagreement",
+    "restart_with_alarm",
+    "clock_jump_back_asleep",
+    "clock_jump_back_sampling",
+    "clock_jump_forward",
+    "wake_without_sleep",
+    "bundle_refused_after_good",
+    "bundle_unusable_after_good",
+    "firmware_update_disagreement",
+    "corrupt_model",
+    "hung_engine_call",
+    "full_disk",
+    "imu_dropout",
+    "imu_rate_change",
+    "boot_disagreement",
 )
 FLEET_FAULTS = ("pushgateway_down",)
 FAULT_KINDS = DATA_FAULTS + STRUCTURAL_FAULTS + FLEET_FAULTS
 # Which health task should show each fault (``runtime.board``), when one should.
 HEALTH_FOR = {
-    "hiccup_burst": ("backlog",), "nan_inf_burst": ("backlog", "sensor"), "nan_inf_sparse": ("backlog", "sensor"),
-    "duplicate_stamps": ("backlog",), "out_of_order_stamps": ("backlog",), "restart_with_alarm": (),
-    "clock_jump_back_asleep": ("duty cycle",), "clock_jump_back_sampling": ("duty cycle",),
-    "clock_jump_forward": ("duty cycle",), "wake_without_sleep": ("power", "duty cycle", "model"),
-    "bundle_refused_after_good": ("bundle",), "bundle_unusable_after_good": ("bundle", "model"),
-    "firmware_update_disagreement": ("bundle",), "corrupt_model": ("bundle", "model"),
-    "hung_engine_call": ("model", "power", "duty cycle"), "full_disk": ("storage",), "imu_dropout": ("sensor", "backlog", "duty cycle"),
-    "imu_rate_change": ("sensor", "backlog"), "boot_disagreement": ("bundle",), "pushgateway_down": (),
+    "hiccup_burst": ("backlog",),
+    "nan_inf_burst": ("backlog", "sensor"),
+    "nan_inf_sparse": ("backlog", "sensor"),
+    "duplicate_stamps": ("backlog",),
+    "out_of_order_stamps": ("backlog",),
+    "restart_with_alarm": (),
+    "clock_jump_back_asleep": ("duty cycle",),
+    "clock_jump_back_sampling": ("duty cycle",),
+    "clock_jump_forward": ("duty cycle",),
+    "wake_without_sleep": ("power", "duty cycle", "model"),
+    "bundle_refused_after_good": ("bundle",),
+    "bundle_unusable_after_good": ("bundle", "model"),
+    "firmware_update_disagreement": ("bundle",),
+    "corrupt_model": ("bundle", "model"),
+    "hung_engine_call": ("model", "power", "duty cycle"),
+    "full_disk": ("storage",),
+    "imu_dropout": ("sensor", "backlog", "duty cycle"),
+    "imu_rate_change": ("sensor", "backlog"),
+    "boot_disagreement": ("bundle",),
+    "pushgateway_down": (),
 }
 # Faults during which inference is legitimately impossible: their hours are left out of the 60 +/- 1 check.
-OUTAGE_FAULTS = frozenset(("restart_with_alarm", "firmware_update_disagreement", "corrupt_model", "hung_engine_call",
-                           "imu_dropout", "imu_rate_change", "boot_disagreement", "nan_inf_burst"))
+OUTAGE_FAULTS = frozenset(
+    (
+        "restart_with_alarm",
+        "firmware_update_disagreement",
+        "corrupt_model",
+        "hung_engine_call",
+        "imu_dropout",
+        "imu_rate_change",
+        "boot_disagreement",
+        "nan_inf_burst",
+    )
+)
 
 
 @dataclass
@@ -107,7 +142,9 @@ class SoakOptions:
     robots: int = 50
     hours: float = 24.0
     seed: int = 0
-    pushgateway: str | None = None  # a gateway's URL; None: start one on loopback if installed (see telemetry)
+    pushgateway: str | None = (
+        None  # a gateway's URL; None: start one on loopback if installed (see telemetry)
+    )
     telemetry: bool = True  # False: no telemetry at all
     machine_models: int = 4
     workdir: Path | None = None  # None: a temp folder (on /dev/shm when there is one), removed at the end
@@ -171,8 +208,9 @@ class _PooledOnnxEngine(OnnxRuntimeEngine):
         def make() -> Any:
             import onnxruntime as ort
 
-            return ort.InferenceSession(optimized, sess_options=self._options(optimize=False),
-                                        providers=["CPUExecutionProvider"])
+            return ort.InferenceSession(
+                optimized, sess_options=self._options(optimize=False), providers=["CPUExecutionProvider"]
+            )
 
         self._session = self.soak_pool.take(self.soak_key, make)
         self._state = EngineState.AWAKE
@@ -202,7 +240,7 @@ class _MemoFrontend:
 
     def __call__(self, window: Any, fs_hz: Any, source: str = "window") -> np.ndarray:
         w = np.ascontiguousarray(window)
-        key = hashlib.blake2b(w.view(np.uint8).reshape(-1), digest_size=16, person=b"%d" % int(fs_hz)).digest()
+        key = hashlib.blake2b(w.data, digest_size=16, person=b"%d" % int(fs_hz)).digest()
         hit = self.cache.get(key)
         if hit is not None:
             return hit
@@ -240,8 +278,12 @@ class _Fleet:
         (self.trust / f"{key_id}.pub").write_bytes(public_key_pem(key.public_key()))
         base = example_payload()
         base.update(key_id=key_id, expires_at=None)
-        base["telemetry"] = {**base.get("telemetry", {}), "pushgateway_url": gateway_url, "job": "vibration_anomaly_soak",
-                             "push_interval_s": PUSH_INTERVAL_S}
+        base["telemetry"] = {
+            **base.get("telemetry", {}),
+            "pushgateway_url": gateway_url,
+            "job": "vibration_anomaly_soak",
+            "push_interval_s": PUSH_INTERVAL_S,
+        }
         self.payload = base
         dc = base["duty_cycle"]
         self.sample_s, self.period_s = float(dc["sample_s"]), float(dc["period_s"])
@@ -267,9 +309,15 @@ class _Fleet:
         self.tampered.write_bytes(bytes(data))
         # Validly signed and newer, but it cannot run: the failure comes after verification, in configure.
         self.unusable = sign("unusable_v12.yaml", version=12, duty_cycle={"sample_s": 0.001, "period_s": 60})
-        self.firmware_ok = json.dumps({"duty_cycle": {"sample_s": dc["sample_s"], "period_s": dc["period_s"]}}) + "\n"
-        self.firmware_unusable = json.dumps({"duty_cycle": {"sample_s": 0.001, "period_s": dc["period_s"]}}) + "\n"
-        self.firmware_bad = json.dumps({"duty_cycle": {"sample_s": dc["sample_s"], "period_s": dc["period_s"] + 40}}) + "\n"
+        self.firmware_ok = (
+            json.dumps({"duty_cycle": {"sample_s": dc["sample_s"], "period_s": dc["period_s"]}}) + "\n"
+        )
+        self.firmware_unusable = (
+            json.dumps({"duty_cycle": {"sample_s": 0.001, "period_s": dc["period_s"]}}) + "\n"
+        )
+        self.firmware_bad = (
+            json.dumps({"duty_cycle": {"sample_s": dc["sample_s"], "period_s": dc["period_s"] + 40}}) + "\n"
+        )
         # A corrupt copy of the shipped model (one byte flipped mid-file), with its model.json.
         self.corrupt_model = root / "corrupt_model"
         self.corrupt_model.mkdir()
@@ -291,14 +339,21 @@ class _Fleet:
         for m in range(n):
             seed = self.opts.seed * 1000 + m
             healthy = SimulatedRobot(RobotConfig(rate_hz=RATE_HZ, seed=seed))
-            windows = [healthy.frames(k * p + s + 20.0, k * p + 2 * s + 20.0)[1] for k in range(COMMISSIONING_WINDOWS)]
+            windows = [
+                healthy.frames(k * p + s + 20.0, k * p + 2 * s + 20.0)[1]
+                for k in range(COMMISSIONING_WINDOWS)
+            ]
             cal = self.model.calibrate(engine, windows, RATE_HZ, machine=f"soak-machine-{m}")
             path = self.root / f"calibration_m{m}.json"
             cal.save(path)
             self.calibrations[m] = path
-            self.pools[(m, False)] = [healthy.frames(k * p, k * p + s)[1]
-                                      for k in range(COMMISSIONING_WINDOWS, COMMISSIONING_WINDOWS + POOL_WINDOWS)]
-            faulty = SimulatedRobot(RobotConfig(rate_hz=RATE_HZ, seed=seed, fault=FaultSpec(start_s=0.0, growth_s=1.0)))
+            self.pools[(m, False)] = [
+                healthy.frames(k * p, k * p + s)[1]
+                for k in range(COMMISSIONING_WINDOWS, COMMISSIONING_WINDOWS + POOL_WINDOWS)
+            ]
+            faulty = SimulatedRobot(
+                RobotConfig(rate_hz=RATE_HZ, seed=seed, fault=FaultSpec(start_s=0.0, growth_s=1.0))
+            )
             self.pools[(m, True)] = [faulty.frames(k * p, k * p + s)[1] for k in range(10, 10 + POOL_WINDOWS)]
         engine.sleep()
         engine.unload()
@@ -407,9 +462,15 @@ class _Robot:
         self.firmware = self.dir / "firmware.json"
         self.firmware.write_text(fleet.firmware_ok)
         self.params_base: dict[str, Any] = dict(
-            robot_id=f"soak-robot-{index:03d}", bundle=str(fleet.good), trust_dir=str(fleet.trust),
-            firmware=str(self.firmware), require_firmware=True, rollback_state=str(self.dir / "state" / "rollback.json"),
-            calibration=str(fleet.calibrations[self.machine]), backend="onnx", event_log=str(self.dir / "log" / "events.jsonl"),
+            robot_id=f"soak-robot-{index:03d}",
+            bundle=str(fleet.good),
+            trust_dir=str(fleet.trust),
+            firmware=str(self.firmware),
+            require_firmware=True,
+            rollback_state=str(self.dir / "state" / "rollback.json"),
+            calibration=str(fleet.calibrations[self.machine]),
+            backend="onnx",
+            event_log=str(self.dir / "log" / "events.jsonl"),
             power_source="modelled",
         )
         self.clock = SimClock()
@@ -432,7 +493,9 @@ class _Robot:
         self.skip_deactivate = False
         self.stray_wakes = 0
         self.hang_rt: Any = None
-        self.inline_worker: Any = None  # the runtime's own (inline) engine worker while a threaded one stands in
+        self.inline_worker: Any = (
+            None  # the runtime's own (inline) engine worker while a threaded one stands in
+        )
         self.jump_generation = 0
         self.inferred_windows: set[tuple[int, int]] = set()
         self.hang_gate = threading.Event()
@@ -512,17 +575,25 @@ class _Robot:
 
         self.infers_since_start = 0
 
-        self.rt = DetectorRuntime(self.clock, pipeline_factory=self.fleet.factory, name=f"soak-{self.index}",
-                                  threaded=False, logger=self.quiet)
+        self.rt = DetectorRuntime(
+            self.clock,
+            pipeline_factory=self.fleet.factory,
+            name=f"soak-{self.index}",
+            threaded=False,
+            logger=self.quiet,
+        )
         self.rt.sinks.append(self.sink)
 
     def configure(self, why: str) -> bool:
         """Configure (verify bundle + firmware, load, wire); True when it runs. A refusal leaves the robot down."""
         if self.rt is None:
             self.new_runtime()
+
         def attach(queue: Any, sample_s: float) -> ImuSampler:
             # The window follows the bundle that is being configured (a bad one must fail here, as on a robot).
-            self.windower = Windower(batch_samples(RATE_HZ, sample_s), channels=3, fs_hz=RATE_HZ, source="imu")
+            self.windower = Windower(
+                batch_samples(RATE_HZ, sample_s), channels=3, fs_hz=RATE_HZ, source="imu"
+            )
             return ImuSampler(self.windower, queue, capacity=qos_depth(RATE_HZ, sample_s))
 
         try:
@@ -686,8 +757,12 @@ class _Robot:
         if self.resident_since is None:
             return
         rt = self.rt
-        still = rt is not None and rt.detector is not None and rt.detector.awake and not (
-            rt.driver is not None and rt.driver.state.value == "sampling")
+        still = (
+            rt is not None
+            and rt.detector is not None
+            and rt.detector.awake
+            and not (rt.driver is not None and rt.driver.state.value == "sampling")
+        )
         if not still:
             self.resident_s += max(0.0, self.true_now() - self.resident_since)
             self.resident_since = None
@@ -714,8 +789,13 @@ class _Robot:
         self.crash()
         self.configure(f"restart ({why})")
         after = self.latched()
-        x = {"robot": self.index, "t_h": round(now / 3600, 3), "why": why, "latched_before": before,
-             "latched_after": after}
+        x = {
+            "robot": self.index,
+            "t_h": round(now / 3600, 3),
+            "why": why,
+            "latched_before": before,
+            "latched_after": after,
+        }
         f.details.update(x)
         self.restarts.append(x)
         self.outages.append((now, now + self.fleet.period_s))
@@ -736,9 +816,16 @@ class _Robot:
         if kind == "hung_engine_call" and self.inline_worker is not None:
             rt = self.rt
             if rt is not None and rt.worker is not None and rt.worker.busy:
-                self._schedule(self.true_now() + self.fleet.period_s, "end", kind=kind)  # still inside the call
+                self._schedule(
+                    self.true_now() + self.fleet.period_s, "end", kind=kind
+                )  # still inside the call
                 return
-            if rt is self.hang_rt and rt.worker is not None and rt.worker is not self.inline_worker and rt.bundle is not None:
+            if (
+                rt is self.hang_rt
+                and rt.worker is not None
+                and rt.worker is not self.inline_worker
+                and rt.bundle is not None
+            ):
                 rt.worker.stop()
                 rt.worker = self.inline_worker
             self.inline_worker = None
@@ -770,7 +857,9 @@ class _Robot:
         if self._defer("clock_jump", want, 2.0 if want == "sampling" else 20.0, kind=kind, delta=delta):
             return
         f = self._fault(kind, self.true_now() + 3600.0, delta_s=round(delta, 3))
-        f.details["state_at_jump"] = self.rt.driver.state.value if self.rt is not None and self.rt.driver else "down"
+        f.details["state_at_jump"] = (
+            self.rt.driver.state.value if self.rt is not None and self.rt.driver else "down"
+        )
         t = self.true_now()
         self.offset += delta
         self.clock.now = t + self.offset
@@ -1087,7 +1176,11 @@ class _Telemetry:
         except Exception as exc:  # noqa: BLE001 - the soak runs without telemetry, and says so
             self.why = f"could not start a local Pushgateway ({type(exc).__name__}: {exc}); telemetry off"
             return
-        self.url, self.mode, self.why = self.gateway.url, "local", "started prometheus-pushgateway on 127.0.0.1"
+        self.url, self.mode, self.why = (
+            self.gateway.url,
+            "local",
+            "started prometheus-pushgateway on 127.0.0.1",
+        )
 
     @property
     def can_stop(self) -> bool:
@@ -1114,14 +1207,14 @@ class _Telemetry:
         text = http_get(self.url + "/metrics", timeout=30).decode()
         out: dict[str, dict[str, float]] = {}
         for line in text.splitlines():
-            if line.startswith("#") or "robot_id=\"" not in line:
+            if line.startswith("#") or 'robot_id="' not in line:
                 continue
             name = line.split("{", 1)[0]
-            rid = line.split("robot_id=\"", 1)[1].split("\"", 1)[0]
+            rid = line.split('robot_id="', 1)[1].split('"', 1)[0]
             with contextlib.suppress(ValueError):
                 value = float(line.rsplit(" ", 1)[1])
                 if "{" in line and "reason=" in line:
-                    reason = line.split("reason=\"", 1)[1].split("\"", 1)[0]
+                    reason = line.split('reason="', 1)[1].split('"', 1)[0]
                     name = f"{name}[{reason}]"
                 out.setdefault(rid, {})[name] = out.get(rid, {}).get(name, 0.0) + value
         return out
@@ -1222,8 +1315,10 @@ def run_soak(opts: SoakOptions, progress: TextIO | None = None) -> dict[str, Any
             before.advance(target)
             if progress is not None and (time.perf_counter() - last_progress > 1.0 or k == n_periods - 1):
                 last_progress = time.perf_counter()
-                progress.write(f"\rsoak: {target / 3600:6.2f} h of {hours:g} h, {opts.robots} robots "
-                               f"({(k + 1) / n_periods:4.0%}, {time.perf_counter() - wall0:5.0f} s)")
+                progress.write(
+                    f"\rsoak: {target / 3600:6.2f} h of {hours:g} h, {opts.robots} robots "
+                    f"({(k + 1) / n_periods:4.0%}, {time.perf_counter() - wall0:5.0f} s)"
+                )
                 progress.flush()
         if progress is not None:
             progress.write("\n")
@@ -1237,8 +1332,9 @@ def run_soak(opts: SoakOptions, progress: TextIO | None = None) -> dict[str, Any
             except Exception as exc:  # noqa: BLE001
                 gateway = {"error": {"message": 0.0}}
                 log.warning(f"gateway read failed: {exc}")
-        report = _report(opts, fleet, robots, hours, before_report, tel, gateway, fleet_fault,
-                         time.perf_counter() - wall0)
+        report = _report(
+            opts, fleet, robots, hours, before_report, tel, gateway, fleet_fault, time.perf_counter() - wall0
+        )
     finally:
         for r in robots:
             r.hang_gate.set()
@@ -1270,9 +1366,17 @@ def _clean_hours(r: _Robot, hours: float) -> list[int]:
     return out
 
 
-def _report(opts: SoakOptions, fleet: _Fleet, robots: list[_Robot], hours: float, before: dict[str, Any],
-            tel: _Telemetry, gateway: dict[str, dict[str, float]], fleet_fault: FaultRecord | None,
-            wall_s: float) -> dict[str, Any]:
+def _report(
+    opts: SoakOptions,
+    fleet: _Fleet,
+    robots: list[_Robot],
+    hours: float,
+    before: dict[str, Any],
+    tel: _Telemetry,
+    gateway: dict[str, dict[str, float]],
+    fleet_fault: FaultRecord | None,
+    wall_s: float,
+) -> dict[str, Any]:
     from vibration_anomaly.power.modelled import DEFAULT_PLATFORM, PLATFORM_MODELS
 
     total_s = hours * 3600.0
@@ -1314,40 +1418,64 @@ def _report(opts: SoakOptions, fleet: _Fleet, robots: list[_Robot], hours: float
         "alarms_lost": lost,
         "restarts_with_alarm_latched": sum(1 for x in restarts if x["latched_before"]),
         "inferences_per_robot_hour": {
-            "min": min(per_clean) if per_clean else None, "max": max(per_clean) if per_clean else None,
-            "robot_hours": len(per_clean), "outside_60_pm_1": n_off, "examples_outside": off,
+            "min": min(per_clean) if per_clean else None,
+            "max": max(per_clean) if per_clean else None,
+            "robot_hours": len(per_clean),
+            "outside_60_pm_1": n_off,
+            "examples_outside": off,
             "what": "robot-hours without an injected outage (refused boot, restart, dropout, rate change, "
-                    "NaN burst, hung call); clock jumps, hiccups, bursts, disk and gateway faults are included",
+            "NaN burst, hung call); clock jumps, hiccups, bursts, disk and gateway faults are included",
         },
-        "inferences_per_robot_hour_all": {"min": min(per_all) if per_all else None,
-                                          "max": max(per_all) if per_all else None},
+        "inferences_per_robot_hour_all": {
+            "min": min(per_all) if per_all else None,
+            "max": max(per_all) if per_all else None,
+        },
         "multiple_inferences_in_one_period": sum(r.multi_infer_periods for r in robots),
         "awake_fraction_max": round(max(awake), 6),
         "awake_fraction_mean": round(sum(awake) / len(awake), 6),
         "awake_fraction_limit": fleet.awake_fraction_limit,
-        "energy_wh_per_robot_hour": {"mean": round(sum(energy) / len(energy), 4), "max": round(max(energy), 4),
-                                     "asleep_w": watts.asleep_w, "awake_w": watts.awake_w,
-                                     "source": f"modelled {watts.platform} (power/modelled.py)"},
+        "energy_wh_per_robot_hour": {
+            "mean": round(sum(energy) / len(energy), 4),
+            "max": round(max(energy), 4),
+            "asleep_w": watts.asleep_w,
+            "awake_w": watts.awake_w,
+            "source": f"modelled {watts.platform} (power/modelled.py)",
+        },
         "false_alarms": false_alarms,
         "events": dict(sum((r.events for r in robots), Counter())),
         "configures": dict(sum((r.configures for r in robots), Counter())),
         "refusals": dict(sum((r.refusals for r in robots), Counter())),
         "restarts": restarts,
-        "telemetry": {"mode": tel.mode, "url": tel.url, "why": tel.why, "outages": tel.outages,
-                      "robots_at_gateway": len([k for k in gateway if k.startswith("soak-robot-")])},
+        "telemetry": {
+            "mode": tel.mode,
+            "url": tel.url,
+            "why": tel.why,
+            "outages": tel.outages,
+            "robots_at_gateway": len([k for k in gateway if k.startswith("soak-robot-")]),
+        },
         "faults": faults,
-        "per_robot": [{"robot": r.index, "faults": sorted({f.kind for f in r.faults}), "inferences": r.events.get(INFER, 0),
-                       "awake_fraction": round(a, 5), "engine_resident_while_asleep_s": round(r.resident_s, 3),
-                       "subscription_open_max_s": round(r.sampling_open_max_s, 3), "alarms": len(r.alarm_true_t),
-                       "bearing_fault_from_h": None if r.bearing_from is None else round(r.bearing_from / 3600, 3),
-                       "configured_at_end": r.configured_at_end, "refusals": dict(r.refusals)}
-                      for r, a in zip(robots, awake, strict=True)],
+        "per_robot": [
+            {
+                "robot": r.index,
+                "faults": sorted({f.kind for f in r.faults}),
+                "inferences": r.events.get(INFER, 0),
+                "awake_fraction": round(a, 5),
+                "engine_resident_while_asleep_s": round(r.resident_s, 3),
+                "subscription_open_max_s": round(r.sampling_open_max_s, 3),
+                "alarms": len(r.alarm_true_t),
+                "bearing_fault_from_h": None if r.bearing_from is None else round(r.bearing_from / 3600, 3),
+                "configured_at_end": r.configured_at_end,
+                "refusals": dict(r.refusals),
+            }
+            for r, a in zip(robots, awake, strict=True)
+        ],
         "before": before,
         "sessions_created": fleet.sessions.created,
     }
     report["comparison"] = {
-        "energy_ratio_before_over_after": round(before["energy_wh_per_robot_hour"]["mean"]
-                                                / report["energy_wh_per_robot_hour"]["mean"], 3),
+        "energy_ratio_before_over_after": round(
+            before["energy_wh_per_robot_hour"]["mean"] / report["energy_wh_per_robot_hour"]["mean"], 3
+        ),
         "stale_inferences": {"after": report["stale_inferences"], "before": before["stale_inferences"]},
         "awake_fraction_max": {"after": report["awake_fraction_max"], "before": before["awake_fraction_max"]},
     }
@@ -1355,8 +1483,12 @@ def _report(opts: SoakOptions, fleet: _Fleet, robots: list[_Robot], hours: float
     return report
 
 
-def _faults(robots: list[_Robot], fleet_fault: FaultRecord | None, gateway: dict[str, dict[str, float]],
-            tel: _Telemetry) -> dict[str, Any]:
+def _faults(
+    robots: list[_Robot],
+    fleet_fault: FaultRecord | None,
+    gateway: dict[str, dict[str, float]],
+    tel: _Telemetry,
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     by_kind: dict[str, list[FaultRecord]] = {}
     for r in robots:
@@ -1394,20 +1526,31 @@ def _faults(robots: list[_Robot], fleet_fault: FaultRecord | None, gateway: dict
             if g and int(g.get("vibration_anomaly_inferences_total", -1)) == since:
                 inf_ok += 1
         h0 = int(fleet_fault.t0 // 3600)
-        during = [r.infer_hours.get(h0, 0) for r in robots if not any(
-            x0 < (h0 + 1) * 3600 and x1 > h0 * 3600 for x0, x1 in r.outages)]
+        during = [
+            r.infer_hours.get(h0, 0)
+            for r in robots
+            if not any(x0 < (h0 + 1) * 3600 and x1 > h0 * 3600 for x0, x1 in r.outages)
+        ]
         out["pushgateway_down"] = {
-            "injected": 1, "down_h": [round(fleet_fault.t0 / 3600, 3), round(fleet_fault.t1 / 3600, 3)],
-            "events": dict(fleet_fault.events), "push_failures_during": fleet_fault.details.get("push_failures_during"),
+            "injected": 1,
+            "down_h": [round(fleet_fault.t0 / 3600, 3), round(fleet_fault.t1 / 3600, 3)],
+            "events": dict(fleet_fault.events),
+            "push_failures_during": fleet_fault.details.get("push_failures_during"),
             "robots_at_gateway_after": len(reporting),
             "robots_whose_inference_count_matches_at_gateway": inf_ok,
-            "inferences_in_the_down_hour": {"min": min(during) if during else None,
-                                            "max": max(during) if during else None},
+            "inferences_in_the_down_hour": {
+                "min": min(during) if during else None,
+                "max": max(during) if during else None,
+            },
         }
     else:
-        out["pushgateway_down"] = {"injected": 0, "why": tel.why if tel.url is None else
-                                   "the gateway was given (--pushgateway): the soak stops only one it started; "
-                                   "or the run is shorter than 3 h"}
+        out["pushgateway_down"] = {
+            "injected": 0,
+            "why": tel.why
+            if tel.url is None
+            else "the gateway was given (--pushgateway): the soak stops only one it started; "
+            "or the run is shorter than 3 h",
+        }
     return out
 
 
@@ -1427,23 +1570,39 @@ def _fault_figures(out: dict[str, Any], robots: list[_Robot]) -> None:
                 e.setdefault("clock_jump_events", 0)
                 e["clock_jump_events"] += f.events.get(CLOCK_JUMP, 0)
             elif f.kind == "wake_without_sleep":
-                e["engine_resident_while_asleep_s"] = round(sum(x.resident_s for x in robots
-                                                                if any(g.kind == f.kind for g in x.faults)), 3)
+                e["engine_resident_while_asleep_s"] = round(
+                    sum(x.resident_s for x in robots if any(g.kind == f.kind for g in x.faults)), 3
+                )
             elif f.kind == "hung_engine_call":
                 t_end = f.t0 + f.details.get("hang_s", 0.0)
-                e.setdefault("after", []).append({
-                    "robot": r.index, "error_events": f.events.get(ERROR, 0),
-                    "inferences_in_hour_after_release": sum(1 for t in r.infer_true_t if t_end + p <= t < t_end + 3600 + p),
-                    "longest_gap_after_s": round(_longest_gap(r.infer_true_t, f.t0), 1),
-                    "first_inference_after_release_s": _first_after(r.infer_true_t, t_end),
-                    "engine_resident_s": round(r.resident_s, 3), "configured_at_end": r.configured_at_end,
-                    "released_by_safety_timeout": bool(f.details.get("released_by_safety_timeout"))})
+                e.setdefault("after", []).append(
+                    {
+                        "robot": r.index,
+                        "error_events": f.events.get(ERROR, 0),
+                        "inferences_in_hour_after_release": sum(
+                            1 for t in r.infer_true_t if t_end + p <= t < t_end + 3600 + p
+                        ),
+                        "longest_gap_after_s": round(_longest_gap(r.infer_true_t, f.t0), 1),
+                        "first_inference_after_release_s": _first_after(r.infer_true_t, t_end),
+                        "engine_resident_s": round(r.resident_s, 3),
+                        "configured_at_end": r.configured_at_end,
+                        "released_by_safety_timeout": bool(f.details.get("released_by_safety_timeout")),
+                    }
+                )
             elif f.kind == "full_disk":
                 e.setdefault("storage_events", 0)
                 e["storage_events"] += f.events.get(f"{STORAGE}", 0) + sum(
-                    v for k, v in f.events.items() if k.startswith(STORAGE))
-    for kind in ("imu_dropout", "imu_rate_change", "nan_inf_burst", "nan_inf_sparse", "duplicate_stamps",
-                 "out_of_order_stamps", "hiccup_burst"):
+                    v for k, v in f.events.items() if k.startswith(STORAGE)
+                )
+    for kind in (
+        "imu_dropout",
+        "imu_rate_change",
+        "nan_inf_burst",
+        "nan_inf_sparse",
+        "duplicate_stamps",
+        "out_of_order_stamps",
+        "hiccup_burst",
+    ):
         e = out.get(kind)
         if e is None:
             continue
@@ -1470,15 +1629,21 @@ def _mishandled(rep: dict[str, Any]) -> list[str]:
     if rep["stale_inferences"]:
         out.append(f"stale inferences: {rep['stale_inferences']} ({rep['stale_detail']})")
     if rep["alarms_lost"]:
-        out.append(f"restart forgot the latched alarm: {rep['alarms_lost']} of "
-                   f"{rep['restarts_with_alarm_latched']} restarts with an alarm latched")
+        out.append(
+            f"restart forgot the latched alarm: {rep['alarms_lost']} of "
+            f"{rep['restarts_with_alarm_latched']} restarts with an alarm latched"
+        )
     ipr = rep["inferences_per_robot_hour"]
     if ipr["outside_60_pm_1"]:
-        out.append(f"inferences per robot-hour outside 60 +/- 1 in {ipr['outside_60_pm_1']} robot-hours without an "
-                   f"injected outage (min {ipr['min']}, max {ipr['max']})")
+        out.append(
+            f"inferences per robot-hour outside 60 +/- 1 in {ipr['outside_60_pm_1']} robot-hours without an "
+            f"injected outage (min {ipr['min']}, max {ipr['max']})"
+        )
     if rep["awake_fraction_max"] > rep["awake_fraction_limit"]:
-        out.append(f"awake fraction {rep['awake_fraction_max']:.3f} above the bundle's limit "
-                   f"{rep['awake_fraction_limit']}")
+        out.append(
+            f"awake fraction {rep['awake_fraction_max']:.3f} above the bundle's limit "
+            f"{rep['awake_fraction_limit']}"
+        )
     for kind in ("clock_jump_back_asleep", "clock_jump_back_sampling", "clock_jump_forward"):
         e = f[kind]
         if not e["injected"]:
@@ -1486,8 +1651,10 @@ def _mishandled(rep: dict[str, Any]) -> list[str]:
         limit = 2 * rep["duty_cycle"]["period_s"]
         slow = [x for x in e.get("first_inference_after_s", []) if x is None or x > limit]
         if slow:
-            out.append(f"{kind}: inference stalled after the jump (seconds to the first inference after it: "
-                       f"{e.get('first_inference_after_s')}; more than {limit:g} s in {len(slow)} of {e['injected']})")
+            out.append(
+                f"{kind}: inference stalled after the jump (seconds to the first inference after it: "
+                f"{e.get('first_inference_after_s')}; more than {limit:g} s in {len(slow)} of {e['injected']})"
+            )
         if not e.get("clock_jump_events"):
             out.append(f"{kind}: no clock_jump event")
         if e["health_showed_it"] is False:
@@ -1497,13 +1664,22 @@ def _mishandled(rep: dict[str, Any]) -> list[str]:
             continue
         if e.get("health_showed_it") is False:
             out.append(f"{kind}: health never showed it (expected in {', '.join(e['health_expected_in'])})")
-    for d in f["bundle_unusable_after_good"].get("details", []) + f["bundle_refused_after_good"].get("details", []):
+    for d in f["bundle_unusable_after_good"].get("details", []) + f["bundle_refused_after_good"].get(
+        "details", []
+    ):
         if d.get("back_on_good_bundle") is False:
-            out.append(f"after refusing {d.get('bundle')}, the previous good bundle was refused too: robot blind "
-                       f"from {d.get('robot_blind_from_h')} h")
+            out.append(
+                f"after refusing {d.get('bundle')}, the previous good bundle was refused too: robot blind "
+                f"from {d.get('robot_blind_from_h')} h"
+            )
     w = f["wake_without_sleep"]
-    if w["injected"] and w.get("engine_resident_while_asleep_s", 0) > 1.5 * rep["duty_cycle"]["period_s"] * w["injected"]:
-        out.append(f"wake without sleep: engine resident while asleep {w['engine_resident_while_asleep_s']} s")
+    if (
+        w["injected"]
+        and w.get("engine_resident_while_asleep_s", 0) > 1.5 * rep["duty_cycle"]["period_s"] * w["injected"]
+    ):
+        out.append(
+            f"wake without sleep: engine resident while asleep {w['engine_resident_while_asleep_s']} s"
+        )
     for a in f["hung_engine_call"].get("after", []):
         if not a["configured_at_end"]:
             out.append(f"hung engine call: robot {a['robot']} not configured at the end")
@@ -1535,7 +1711,9 @@ def format_summary(rep: dict[str, Any]) -> str:
     ]
     for kind, e in rep["faults"].items():
         lines.append(f"  {kind:30s} {e.get('injected', 0):3d}  {e.get('health_showed_it')}")
-    lines.append("Mishandled by the runtime in this run:" if rep["mishandled"] else "Mishandled: nothing seen.")
+    lines.append(
+        "Mishandled by the runtime in this run:" if rep["mishandled"] else "Mishandled: nothing seen."
+    )
     lines.extend(f"  - {m}" for m in rep["mishandled"])
     return "\n".join(lines)
 

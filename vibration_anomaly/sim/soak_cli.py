@@ -16,9 +16,16 @@ def _run(args: argparse.Namespace) -> int:
     if args.pushgateway is not None and args.no_telemetry:
         from vibration_anomaly.errors import InputError
 
-        raise InputError("--pushgateway", args.pushgateway, "expected either --pushgateway or --no-telemetry, not both")
-    opts = SoakOptions(robots=args.robots, hours=args.hours, seed=args.seed, pushgateway=args.pushgateway,
-                       telemetry=not args.no_telemetry)
+        raise InputError(
+            "--pushgateway", args.pushgateway, "expected either --pushgateway or --no-telemetry, not both"
+        )
+    opts = SoakOptions(
+        robots=args.robots,
+        hours=args.hours,
+        seed=args.seed,
+        pushgateway=args.pushgateway,
+        telemetry=not args.no_telemetry,
+    )
     return main(opts, as_json=args.json)
 
 
@@ -26,11 +33,13 @@ def _url(text: str) -> str:
     import re
 
     if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", text.strip()):
-        raise argparse.ArgumentTypeError(f"got {text!r}; expected an http(s):// URL such as http://127.0.0.1:9091")
+        raise argparse.ArgumentTypeError(
+            f"got {text!r}; expected an http(s):// URL such as http://127.0.0.1:9091"
+        )
     return text.strip()
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "soak",
         help="run a simulated fleet for hours through the shared runtime, injecting field faults",
@@ -46,14 +55,23 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         ),
     )
     p.add_argument("--robots", type=number(0, MAX_ROBOTS, integer=True), default=50, help="simulated robots")
-    p.add_argument("--hours", type=number(0, MAX_HOURS, unit="h"), default=24.0,
-                   help="simulated hours (at least 1)")
-    p.add_argument("--seed", type=number(0, 2**32 - 1, lo_open=False, integer=True), default=0,
-                   help="seed of the fault schedule and the robots")
+    p.add_argument(
+        "--hours", type=number(0, MAX_HOURS, unit="h"), default=24.0, help="simulated hours (at least 1)"
+    )
+    p.add_argument(
+        "--seed",
+        type=number(0, 2**32 - 1, lo_open=False, integer=True),
+        default=0,
+        help="seed of the fault schedule and the robots",
+    )
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--pushgateway", type=_url, metavar="URL",
-                   help="push every robot's metrics to this Pushgateway (default: start prometheus-pushgateway on "
-                   "127.0.0.1 when installed, else telemetry off)")
+    g.add_argument(
+        "--pushgateway",
+        type=_url,
+        metavar="URL",
+        help="push every robot's metrics to this Pushgateway (default: start prometheus-pushgateway on "
+        "127.0.0.1 when installed, else telemetry off)",
+    )
     g.add_argument("--no-telemetry", action="store_true", help="no metrics pushed at all")
     p.set_defaults(func=guarded(_run, "soak"))
