@@ -203,7 +203,8 @@ def test_exposition_follows_prometheus_naming() -> None:
     units = ("_seconds", "_watts", "_joules", "_ratio", "_info", "_total")
     gauges = {f.name for f in families if f.type == "gauge" and not f.name.endswith("_created")}
     unitless_flags = {"vibration_anomaly_awake", "vibration_anomaly_alarm_active", "vibration_anomaly_bundle_expired",
-                      "vibration_anomaly_bundle_refused", "vibration_anomaly_anomaly_score"}
+                      "vibration_anomaly_bundle_refused", "vibration_anomaly_anomaly_score",
+                      "vibration_anomaly_sensor_health_level", "vibration_anomaly_storage_failing"}
     assert all(g.endswith(units) or g in unitless_flags for g in gauges), sorted(gauges - unitless_flags)
     # Labels stay low-cardinality: no robot identity and no free text.
     labels = {k for f in families for s in f.samples for k in s.labels}

@@ -26,6 +26,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from vibration_anomaly.core import events
 from vibration_anomaly.errors import InputError
 
 NAMESPACE = "vibration_anomaly"
@@ -33,26 +34,17 @@ NAMESPACE = "vibration_anomaly"
 POWER_STATES: tuple[str, ...] = ("asleep", "awake")
 """Label values of ``power_watts`` / ``energy_joules_total``: the two duty-cycle states."""
 
-DROP_REASONS: tuple[str, ...] = ("overflow", "superseded", "stale", "cleared", "other")
-"""Why frames were dropped; matches the latest-batch queue's reasons."""
+DROP_REASONS: tuple[str, ...] = (*sorted(events.DROP_REASONS), "other")
+"""Why frames were dropped: the one vocabulary of ``core.events`` (queue, keep-last, window), plus ``other``."""
 
-REJECT_REASONS: tuple[str, ...] = (
-    "nonfinite",
-    "out_of_order",
-    "duplicate",
-    "bad_stamp",
-    "shape",
-    "before_window",
-    "gap",
-    "partial",
-    "other",
-)
-"""Why input samples were refused; matches the windower's reasons."""
+REJECT_REASONS: tuple[str, ...] = (*sorted(events.REJECT_REASONS), "before_window", "gap", "partial", "other")
+"""Why input samples were refused: ``core.events``' reject reasons (and the windower's discard reasons)."""
 
 REFUSAL_REASONS: tuple[str, ...] = ("signature", "expired", "mismatch", "invalid", "missing", "untrusted", "other")
 """Why a config bundle was refused at start-up. ``mismatch`` is firmware and container disagreeing."""
 
-KNOWN_EVENTS: tuple[str, ...] = ("wake", "infer", "sleep", "drop", "alarm", "stale", "reject", "error", "other")
+KNOWN_EVENTS: tuple[str, ...] = (*sorted(events.EVENT_NAMES), "stale", "other")
+"""Event names counted by name: ``core.events`` owns them; anything else is ``other``."""
 
 DEFAULT_WINDOW_S = 600.0
 """Awake ratio is measured over this much of the pipeline clock: ten default duty periods."""
@@ -144,6 +136,9 @@ class RobotMetrics:
         self.batch_age = gauge("batch_age_seconds", "Age of the latest scored batch when it was scored.", nan=True)
         self.inputs_rejected = counter("inputs_rejected", "IMU samples refused as bad input, by reason.", ("reason",))
         # Configuration and backend.
+        # The sensor itself and the robot's own writes: faults that are not a bearing alarm.
+        self.sensor_level = gauge("sensor_health_level", "IMU sensor health of the latest checked batch: 0 OK, 1 WARN, 2 ERROR.")
+        self.storage_failing = gauge("storage_failing", "1 while a write the robot depends on fails (event log, alarm latch).")
         self.bundle_info = gauge("bundle_info", "The verified config bundle in use (value 1).", ("version",))
         self.bundle_expired = gauge("bundle_expired", "1 when the bundle in use is past its expiry.")
         self.bundle_refused = gauge(
@@ -256,6 +251,12 @@ class RobotMetrics:
         self.frames_dropped.labels(reason=reason).inc(_number("drop event", "frames", frames))
         if reason == "stale":
             self.stale_refused.inc(_number("drop event", "count", event.get("count", 1)))
+
+    def _on_sensor(self, t: float, event: Mapping[str, Any]) -> None:
+        self.sensor_level.set({"OK": 0, "WARN": 1, "ERROR": 2}.get(str(event.get("level")), 2))
+
+    def _on_storage(self, t: float, event: Mapping[str, Any]) -> None:
+        self.storage_failing.set(0 if event.get("ok") else 1)
 
     def _on_stale(self, t: float, event: Mapping[str, Any]) -> None:
         self.stale_refused.inc(_number("stale event", "count", event.get("count", 1)))
