@@ -386,3 +386,33 @@ def test_an_overrun_engine_call_leaves_the_runtime_recoverable_and_the_engine_as
     feed(rt, clock, robot, 5006.0)  # and the next period works again
     assert rt.detector.inferences >= 1
     rt.close()
+
+
+def test_a_wake_without_its_sleep_is_freed_at_the_end_of_the_period(tmp_path: Path, model_path: Path) -> None:
+    """A deactivate that never came: the driver frees the engine at once instead of for the whole sleep."""
+    clock = Clock(20_000.0)
+    files = deploy(tmp_path / "b", model_path)
+    rt = DetectorRuntime(clock, pipeline_factory=factory(model_path, 0.5), threaded=False)
+    events: list[dict[str, Any]] = []
+    rt.sinks.append(events.append)
+
+    class Forgetful(Hooks):
+        def infer_once(self, w: SampleWindow) -> None:
+            rt.activate()  # woken, and the matching deactivate is lost
+            rt.infer_now(w.start)
+
+        def held_resources(self) -> tuple[str, ...]:
+            return rt.held_resources()
+
+    rt.configure(RuntimeParams(**{**params(files, tmp_path / "state").as_dict(), "use_duty_cycle_driver": True}),
+                 hooks=Forgetful(clock))
+    assert rt.driver is not None and rt.detector is not None
+    due = rt.driver.start()
+    while rt.driver.periods < 1:
+        clock.t = max(clock.t, due)
+        due = rt.driver.step()
+    assert rt.detector.residency().asleep, "the engine stayed resident through the sleep"
+    forced = [e for e in events if e["event"] == "error" and "forced to sleep" in e["message"]]
+    assert forced and forced[0]["held"]
+    assert [e for e in events if e["event"] == "sleep"][-1]["held"] == []
+    rt.close()

@@ -82,6 +82,7 @@ class DutyCycleDriver:
         self.jumps = 0
         self._last_now: float | None = None
         self.on_clock_jump: Callable[[float], None] | None = None  # e.g. drop queued batches of the old time
+        self.force_sleep: Callable[[], None] | None = None  # frees the engine when a period ends still holding it
 
     @property
     def clock(self) -> Callable[[], float]:
@@ -139,8 +140,15 @@ class DutyCycleDriver:
         done = self.clock()
         self._last_now = max(now, done)
         held = list(self.hooks.held_resources())
+        if held and self.force_sleep is not None:
+            # A wake without its sleep (a deactivate that failed or never came) would keep the engine
+            # resident for the whole sleep: the 11 W idle minute of the fleet incident. Free it now.
+            self._guard("force_sleep", lambda _w: self.force_sleep() if self.force_sleep else None, w)
+            self.bus.emit(done, ERROR, what="engine", held=held,
+                          message=f"duty cycle: engine still held {', '.join(held)} after the period; forced to sleep")
+            held = list(self.hooks.held_resources())
         opened = self.opened_at if self.opened_at is not None else w.start
-        self.bus.emit(done, "sleep", period=w.period, awake_s=round(max(0.0, done - opened), 6), held=held)
+        self.bus.emit(done, SLEEP, period=w.period, awake_s=round(max(0.0, done - opened), 6), held=held)
         self.periods += 1
         self.state = DriverState.WAITING
         self.target = self._first_window(max(done, w.end))

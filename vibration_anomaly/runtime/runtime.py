@@ -208,6 +208,7 @@ class DetectorRuntime:
                         queue.clear()
 
                 self.driver.on_clock_jump = drop_old_time
+                self.driver.force_sleep = self._force_sleep
             # Last: only a bundle that is now running becomes the rollback floor.
             commit_accepted(bundle, params.rollback_state or None)
         except Exception as exc:  # noqa: BLE001 - BundleRefused (a newer version won meanwhile), I/O, bad values
@@ -306,6 +307,15 @@ class DetectorRuntime:
     def teardown(self) -> None:
         """Sleep and unload on the engine thread, stop that thread, forget the bundle."""
         awake.teardown(self)
+
+    def _force_sleep(self) -> None:
+        """The duty cycle found the engine still awake after its period: sleep it (engine thread, bounded)."""
+        if self.detector is not None and self.worker is not None and not self.detector.residency().asleep:
+            self.active = False
+            if self.worker.busy:
+                awake.sleep_when_free(self, "forced sleep")
+            else:
+                self.worker.call(self.detector.deactivate)
 
     def _retire_worker(self) -> None:
         awake.retire_worker(self)
