@@ -100,7 +100,9 @@ def _worker(args: dict[str, Any], out: Any) -> None:
                 raise TimeoutError("past the run's deadline")
             timeout = max(1.0, min(interval, deadline - t0))
             if route.kind == "import":
-                import_registry(m.registry, url=route.url, job=route.job, robot_id=rid, push_unix=t0, timeout_s=timeout)
+                import_registry(
+                    m.registry, url=route.url, job=route.job, robot_id=rid, push_unix=t0, timeout_s=timeout
+                )
             else:
                 push_registry(m.registry, url=route.url, job=route.job, robot_id=rid, timeout_s=timeout)
         except Exception:  # noqa: BLE001 - a failed push is a result, not a crash
@@ -124,12 +126,20 @@ def _worker(args: dict[str, Any], out: Any) -> None:
     for pos, (idx, _, _, _, silent) in enumerate(robots):
         pushes = per_robot.get(pos, [])
         expected = 1 if silent else rounds
-        sustained = len(pushes) == expected and all(ok and t1 - due <= interval for _, ok, due, _, t1 in pushes)
-        summary.append({"idx": idx, "silent": silent, "sustained": sustained,
-                        "latency": [t1 - t0 for _, ok, _, t0, t1 in pushes if ok],
-                        "lateness": [t1 - due for _, ok, due, _, t1 in pushes if ok],
-                        "failures": sum(1 for _, ok, *_ in pushes if not ok),
-                        "last_end": max((t1 for *_, t1 in pushes), default=math.nan)})
+        sustained = len(pushes) == expected and all(
+            ok and t1 - due <= interval for _, ok, due, _, t1 in pushes
+        )
+        summary.append(
+            {
+                "idx": idx,
+                "silent": silent,
+                "sustained": sustained,
+                "latency": [t1 - t0 for _, ok, _, t0, t1 in pushes if ok],
+                "lateness": [t1 - due for _, ok, due, _, t1 in pushes if ok],
+                "failures": sum(1 for _, ok, *_ in pushes if not ok),
+                "last_end": max((t1 for *_, t1 in pushes), default=math.nan),
+            }
+        )
     out.put(summary)
 
 
@@ -144,8 +154,16 @@ def _quantile(values: list[float], q: float) -> float | None:
 class Stack:
     """The servers of one design, started on loopback, and how to ask them what they hold."""
 
-    def __init__(self, design: str, shards: int, scrape: str, evaluation: str, rules: Path, workdir: Path,
-                 consistency: bool) -> None:
+    def __init__(
+        self,
+        design: str,
+        shards: int,
+        scrape: str,
+        evaluation: str,
+        rules: Path,
+        workdir: Path,
+        consistency: bool,
+    ) -> None:
         self.design = design
         self.gateways: list[Pushgateway] = []
         self.prom: Prometheus | None = None
@@ -158,10 +176,16 @@ class Stack:
             telemetry: dict[str, Any] = {"import_url": self.vm.url}
         else:
             k = 1 if design == "single" else shards
-            self.gateways = [Pushgateway(extra_args=extra if design == "sharded" else ()).start() for _ in range(k)]
+            self.gateways = [
+                Pushgateway(extra_args=extra if design == "sharded" else ()).start() for _ in range(k)
+            ]
             urls = [g.url for g in self.gateways]
-            self.prom = Prometheus(urls[0] if design == "single" else urls, [rules], scrape_interval=scrape,
-                                   evaluation_interval=evaluation).start()
+            self.prom = Prometheus(
+                urls[0] if design == "single" else urls,
+                [rules],
+                scrape_interval=scrape,
+                evaluation_interval=evaluation,
+            ).start()
             telemetry = {"pushgateway_url": urls[0]} if design == "single" else {"pushgateway_shards": urls}
         # The robots' destination comes from a signed, verified bundle, as on a robot.
         files = sign_dev_bundle(workdir / design, telemetry=telemetry)
@@ -171,7 +195,9 @@ class Stack:
         named: dict[str, Any] = {f"pushgateway_{i}": g for i, g in enumerate(self.gateways)}
         for name in ("prom", "vm", "vmalert"):
             if getattr(self, name) is not None:
-                named[{"prom": "prometheus", "vm": "victoriametrics", "vmalert": "vmalert"}[name]] = getattr(self, name)
+                named[{"prom": "prometheus", "vm": "victoriametrics", "vmalert": "vmalert"}[name]] = getattr(
+                    self, name
+                )
         return named
 
     def usage(self) -> dict[str, tuple[float, int]]:
@@ -211,13 +237,21 @@ def _value(stack: Stack, promql: str) -> float | None:
 
 
 # ------------------------------------------------------------------------------------------ one design
-def run_design(design: str, args: argparse.Namespace, plans: list[fleetsim.RobotPlan], rules: Path,
-               workdir: Path) -> dict[str, Any]:
+def run_design(
+    design: str, args: argparse.Namespace, plans: list[fleetsim.RobotPlan], rules: Path, workdir: Path
+) -> dict[str, Any]:
     n = len(plans)
     interval = args.interval
     print(f"[{design}] starting servers", file=sys.stderr)
-    stack = Stack(design, args.shards, args.scrape_interval, args.evaluation_interval, rules, workdir,
-                  not args.no_consistency_check)
+    stack = Stack(
+        design,
+        args.shards,
+        args.scrape_interval,
+        args.evaluation_interval,
+        rules,
+        workdir,
+        not args.no_consistency_check,
+    )
     try:
         routes = [route_for(stack.bundle.telemetry, p.robot_id) for p in plans]
         per_proc: list[list[tuple[int, fleetsim.RobotPlan, Any]]] = [[] for _ in range(args.procs)]
@@ -227,9 +261,24 @@ def run_design(design: str, args: argparse.Namespace, plans: list[fleetsim.Robot
         deadline = start + (args.rounds + 1) * interval
         ctx = mp.get_context("fork")
         out = ctx.Queue()
-        procs = [ctx.Process(target=_worker, args=({
-            "robots": share, "interval": interval, "rounds": args.rounds, "start": start, "deadline": deadline,
-            "n_total": n, "threads": args.threads}, out)) for share in per_proc]
+        procs = [
+            ctx.Process(
+                target=_worker,
+                args=(
+                    {
+                        "robots": share,
+                        "interval": interval,
+                        "rounds": args.rounds,
+                        "start": start,
+                        "deadline": deadline,
+                        "n_total": n,
+                        "threads": args.threads,
+                    },
+                    out,
+                ),
+            )
+            for share in per_proc
+        ]
         for p in procs:
             p.start()
         print(f"[{design}] {n} robots pushing for {args.rounds} x {interval:g}s", file=sys.stderr)
@@ -274,8 +323,11 @@ def run_design(design: str, args: argparse.Namespace, plans: list[fleetsim.Robot
                 alerts = stack.alerts()
             except Exception:  # noqa: BLE001
                 alerts = []
-            firing = {(a["labels"].get("robot_id", ""), a["labels"]["alertname"]) for a in alerts
-                      if a.get("state") == "firing" and a["labels"].get("robot_id")}
+            firing = {
+                (a["labels"].get("robot_id", ""), a["labels"]["alertname"])
+                for a in alerts
+                if a.get("state") == "firing" and a["labels"].get("robot_id")
+            }
             touched = {a["labels"].get("robot_id", "") for a in alerts if a["labels"].get("robot_id")}
             if firing == expected:
                 break
@@ -287,10 +339,14 @@ def run_design(design: str, args: argparse.Namespace, plans: list[fleetsim.Robot
             # looks down, and the silence rule holds back its robots' alerts (docs/FLEET.md).
             window = f"{int(time.time() - start) + 10}s"
             scrapes = {
-                "gateway_scrapes_failed": _count(stack, f'sum(count_over_time(up{{job="pushgateway"}}[{window}])) '
-                                                 f'- sum(sum_over_time(up{{job="pushgateway"}}[{window}]))'),
-                "gateway_scrape_max_s": _value(stack, f'max(max_over_time(scrape_duration_seconds'
-                                                 f'{{job="pushgateway"}}[{window}]))'),
+                "gateway_scrapes_failed": _count(
+                    stack,
+                    f'sum(count_over_time(up{{job="pushgateway"}}[{window}])) '
+                    f'- sum(sum_over_time(up{{job="pushgateway"}}[{window}]))',
+                ),
+                "gateway_scrape_max_s": _value(
+                    stack, f'max(max_over_time(scrape_duration_seconds{{job="pushgateway"}}[{window}]))'
+                ),
             }
 
         latency = [x for s in summaries for x in s["latency"]]
@@ -301,14 +357,17 @@ def run_design(design: str, args: argparse.Namespace, plans: list[fleetsim.Robot
             cores = (cpu1 - usage_start[name][0]) / measured_s
             rss_mib = usage_final[name][1] / 2**20
             servers[name] = {
-                "cpu_cores": round(cores, 3), "rss_mib": round(rss_mib, 1),
+                "cpu_cores": round(cores, 3),
+                "rss_mib": round(rss_mib, 1),
                 "cpu_cores_per_1000_robots": round(cores / per_k, 4),
                 "rss_mib_per_1000_robots": round(rss_mib / per_k, 1),
             }
         totals = {
             "cpu_cores": round(sum(s["cpu_cores"] for s in servers.values()), 3),
             "rss_mib": round(sum(s["rss_mib"] for s in servers.values()), 1),
-            "cpu_cores_per_1000_robots": round(sum(s["cpu_cores_per_1000_robots"] for s in servers.values()), 4),
+            "cpu_cores_per_1000_robots": round(
+                sum(s["cpu_cores_per_1000_robots"] for s in servers.values()), 4
+            ),
             "rss_mib_per_1000_robots": round(sum(s["rss_mib_per_1000_robots"] for s in servers.values()), 1),
         }
         return {
@@ -335,21 +394,41 @@ def run_design(design: str, args: argparse.Namespace, plans: list[fleetsim.Robot
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--robots", type=int, default=1000, help="simulated robots")
-    parser.add_argument("--interval", type=float, default=None,
-                        help="push interval, seconds (default: the example bundle's telemetry.push_interval_s)")
-    parser.add_argument("--rounds", type=int, default=2, help="intervals pushed (the last one is the latest state)")
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=None,
+        help="push interval, seconds (default: the example bundle's telemetry.push_interval_s)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="intervals pushed (the last one is the latest state)"
+    )
     parser.add_argument("--designs", default="single,sharded,vm", help="comma list of single, sharded, vm")
-    parser.add_argument("--shards", type=int, default=0, help="Pushgateway shards (default: one per 1,000 robots)")
-    parser.add_argument("--no-consistency-check", action="store_true",
-                        help="shards run with --push.disable-consistency-check (the baseline never does)")
+    parser.add_argument(
+        "--shards", type=int, default=0, help="Pushgateway shards (default: one per 1,000 robots)"
+    )
+    parser.add_argument(
+        "--no-consistency-check",
+        action="store_true",
+        help="shards run with --push.disable-consistency-check (the baseline never does)",
+    )
     parser.add_argument("--procs", type=int, default=4, help="client processes")
-    parser.add_argument("--threads", type=int, default=64,
-                        help="push threads per client process (pushes in flight: enough that a slow server, not the clients, limits)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=64,
+        help="push threads per client process (pushes in flight: enough that a slow server, not the clients, limits)",
+    )
     parser.add_argument("--scrape-interval", default="5s", help="Prometheus scrape interval of the gateways")
-    parser.add_argument("--evaluation-interval", default="5s",
-                        help="rule evaluation interval of Prometheus and vmalert (production: 30s-1m)")
+    parser.add_argument(
+        "--evaluation-interval",
+        default="5s",
+        help="rule evaluation interval of Prometheus and vmalert (production: 30s-1m)",
+    )
     parser.add_argument("--faulty-per-kind", type=int, default=5, help="robots of each fault kind")
     args = parser.parse_args(argv)
     if args.interval is None:
@@ -357,22 +436,34 @@ def main(argv: list[str] | None = None) -> int:
     if args.shards <= 0:
         args.shards = max(2, math.ceil(args.robots / 1000))
     designs = [d.strip() for d in args.designs.split(",") if d.strip()]
-    need = {"single": (PUSHGATEWAY_BINARIES, PROMETHEUS_BINARIES), "sharded": (PUSHGATEWAY_BINARIES, PROMETHEUS_BINARIES),
-            "vm": (VICTORIAMETRICS_BINARIES, VMALERT_BINARIES)}
+    need = {
+        "single": (PUSHGATEWAY_BINARIES, PROMETHEUS_BINARIES),
+        "sharded": (PUSHGATEWAY_BINARIES, PROMETHEUS_BINARIES),
+        "vm": (VICTORIAMETRICS_BINARIES, VMALERT_BINARIES),
+    }
     for d in designs:
         if d not in need:
             parser.error(f"--designs: unknown design {d!r} (expected single, sharded, vm)")
         missing = [names[0] for names in need[d] if not find_binary(names)]
         if missing:
-            print(f"{d}: missing {', '.join(missing)} (apt-get install prometheus prometheus-pushgateway "
-                  "victoria-metrics)", file=sys.stderr)
+            print(
+                f"{d}: missing {', '.join(missing)} (apt-get install prometheus prometheus-pushgateway "
+                "victoria-metrics)",
+                file=sys.stderr,
+            )
             return 2
     plans = fleetsim.fleet_plans(args.robots, args.faulty_per_kind)
     result: dict[str, Any] = {
-        "bench": "fleet", "robots": args.robots, "interval_s": args.interval, "rounds": args.rounds,
-        "shards": args.shards, "shard_consistency_check": not args.no_consistency_check,
-        "scrape_interval": args.scrape_interval, "evaluation_interval": args.evaluation_interval,
-        "vm_latency_offset": "1s", "procs": args.procs,
+        "bench": "fleet",
+        "robots": args.robots,
+        "interval_s": args.interval,
+        "rounds": args.rounds,
+        "shards": args.shards,
+        "shard_consistency_check": not args.no_consistency_check,
+        "scrape_interval": args.scrape_interval,
+        "evaluation_interval": args.evaluation_interval,
+        "vm_latency_offset": "1s",
+        "procs": args.procs,
         "cpus": os.cpu_count(),
     }
     with tempfile.TemporaryDirectory(prefix="va-bench-fleet-") as tmp:
@@ -383,7 +474,9 @@ def main(argv: list[str] | None = None) -> int:
     if base:
         for d in designs:
             if d != "single":
-                result[d]["sustained_over_single"] = round(result[d]["sustained"] / max(1, base["sustained"]), 2)
+                result[d]["sustained_over_single"] = round(
+                    result[d]["sustained"] / max(1, base["sustained"]), 2
+                )
     result["load_avg_1m"] = round(os.getloadavg()[0], 2)
     print(json.dumps(result, separators=(",", ":")))
     return 0

@@ -43,7 +43,9 @@ def publisher(rate: float, seconds: float) -> int:
 
     rclpy.init()
     node = rclpy.create_node("bench_imu_publisher")
-    pub = node.create_publisher(Imu, "imu/data", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+    pub = node.create_publisher(
+        Imu, "imu/data", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+    )
     msg = Imu()
     msg.header.frame_id = "imu_link"
     msg.linear_acceleration.z = 9.80665
@@ -66,7 +68,9 @@ def publisher(rate: float, seconds: float) -> int:
         time.sleep(0.0005)
     node.destroy_node()
     rclpy.shutdown()
-    sys.stdout.write(json.dumps({"published": k, "stamps_first_last": [log[0], log[-1]] if log else []}) + "\n")
+    sys.stdout.write(
+        json.dumps({"published": k, "stamps_first_last": [log[0], log[-1]] if log else []}) + "\n"
+    )
     # The stamps go to a file so the parent can count what was published inside each window.
     with open(os.environ["BENCH_STAMPS"], "w") as fh:
         fh.write("\n".join(f"{t:.6f}" for t in log))
@@ -84,11 +88,13 @@ def subscriber(mode: str, sample_s: float, period_s: float, periods: int, rate: 
 
     rclpy.init()
     take = "drain" if mode.endswith("drain") else "callback"
-    node = ImuSubscriberNode(parameter_overrides=[
-        rclpy.parameter.Parameter("take_mode", value=take),
-        rclpy.parameter.Parameter("imu_rate_hz", value=rate),
-        rclpy.parameter.Parameter("frame_id", value="imu_link"),
-    ])
+    node = ImuSubscriberNode(
+        parameter_overrides=[
+            rclpy.parameter.Parameter("take_mode", value=take),
+            rclpy.parameter.Parameter("imu_rate_hz", value=rate),
+            rclpy.parameter.Parameter("frame_id", value="imu_link"),
+        ]
+    )
     queue = LatestBatchQueue(3)
     node.attach(queue, sample_s)
     assert node.sampler is not None
@@ -146,10 +152,17 @@ def subscriber(mode: str, sample_s: float, period_s: float, periods: int, rate: 
     in_windows = sum(bisect.bisect_left(seen, e) - bisect.bisect_left(seen, b) for b, e in windows)
     out = {
         "received_in_windows": in_windows,
-        "mode": mode, "cpu_share_of_one_core": cpu, "wall_s": w1 - w0, "periods": periods,
-        "windows": windows, "batches": s.stats.batches, "received": s.stats.received,
-        "decoded": s.stats.decoded, "rejected": dict(s.windower.rejected) | dict(s.rejected),
-        "discarded": dict(s.windower.discarded), "subscriptions_created": node.subscriptions_created,
+        "mode": mode,
+        "cpu_share_of_one_core": cpu,
+        "wall_s": w1 - w0,
+        "periods": periods,
+        "windows": windows,
+        "batches": s.stats.batches,
+        "received": s.stats.received,
+        "decoded": s.stats.decoded,
+        "rejected": dict(s.windower.rejected) | dict(s.rejected),
+        "discarded": dict(s.windower.discarded),
+        "subscriptions_created": node.subscriptions_created,
         "depth": node.depth,
     }
     ex.shutdown()
@@ -160,8 +173,11 @@ def subscriber(mode: str, sample_s: float, period_s: float, periods: int, rate: 
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
     ap.add_argument("--rate", type=float, default=1000.0, help="IMU rate in Hz (default 1000)")
     ap.add_argument("--period", type=float, default=6.0, help="accelerated duty period in s (default 6)")
     ap.add_argument("--periods", type=int, default=4, help="whole periods measured per mode (default 4)")
@@ -184,16 +200,37 @@ def main() -> int:
     modes = a.modes.split(",")
     per_mode_s = (a.periods + 2) * a.period + 6.0
     total = per_mode_s * len(modes) + 5.0
-    pub = subprocess.Popen([PY, __file__, "--_role", "pub", "--rate", str(a.rate), "--_seconds", str(total)],
-                           env=env, stdout=subprocess.PIPE, text=True)
+    pub = subprocess.Popen(
+        [PY, __file__, "--_role", "pub", "--rate", str(a.rate), "--_seconds", str(total)],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     results = []
     try:
         time.sleep(2.0)
         for m in modes:
             print(f"measuring {m} ({a.periods} periods of {a.period:g} s) ...", file=sys.stderr)
-            r = subprocess.run([PY, __file__, "--_role", "sub", "--_mode", m, "--rate", str(a.rate),
-                                "--period", str(a.period), "--periods", str(a.periods)],
-                               env=env, capture_output=True, text=True, timeout=per_mode_s + 60)
+            r = subprocess.run(
+                [
+                    PY,
+                    __file__,
+                    "--_role",
+                    "sub",
+                    "--_mode",
+                    m,
+                    "--rate",
+                    str(a.rate),
+                    "--period",
+                    str(a.period),
+                    "--periods",
+                    str(a.periods),
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=per_mode_s + 60,
+            )
             if r.returncode != 0:
                 print(r.stderr[-3000:], file=sys.stderr)
                 return 1
@@ -206,13 +243,19 @@ def main() -> int:
     import bisect
 
     for r in results:
-        in_win = sum(bisect.bisect_left(pub_stamps, e) - bisect.bisect_left(pub_stamps, s) for s, e in r["windows"])
+        in_win = sum(
+            bisect.bisect_left(pub_stamps, e) - bisect.bisect_left(pub_stamps, s) for s, e in r["windows"]
+        )
         r["published_in_windows"] = in_win
         r.pop("windows")
     base = next((r for r in results if r["mode"] == "always_callback"), None)
     summary = {
-        "rate_hz": a.rate, "period_s": a.period, "sample_s": sample, "window_to_period": sample / a.period,
-        "periods_per_mode": a.periods, "cpu_count": os.cpu_count(),
+        "rate_hz": a.rate,
+        "period_s": a.period,
+        "sample_s": sample,
+        "window_to_period": sample / a.period,
+        "periods_per_mode": a.periods,
+        "cpu_count": os.cpu_count(),
         "results": {r["mode"]: r for r in results},
     }
     if base is not None:
@@ -222,12 +265,20 @@ def main() -> int:
     dd = summary["results"].get("duty_drain")
     if dd is not None:
         summary["target"] = {
-            "cpu_share_max": 0.03, "duty_drain_cpu_share": round(dd["cpu_share_of_one_core"], 4),
+            "cpu_share_max": 0.03,
+            "duty_drain_cpu_share": round(dd["cpu_share_of_one_core"], 4),
             "met": dd["cpu_share_of_one_core"] <= 0.03,
-            "window_frames_received": dd["received_in_windows"], "window_frames_published": dd["published_in_windows"],
+            "window_frames_received": dd["received_in_windows"],
+            "window_frames_published": dd["published_in_windows"],
             "every_frame": dd["received_in_windows"] >= dd["published_in_windows"],
         }
-    print(json.dumps(summary, separators=(",", ":"), default=lambda o: None if isinstance(o, float) and math.isnan(o) else o))
+    print(
+        json.dumps(
+            summary,
+            separators=(",", ":"),
+            default=lambda o: None if isinstance(o, float) and math.isnan(o) else o,
+        )
+    )
     return 0
 
 

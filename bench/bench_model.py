@@ -61,8 +61,24 @@ def main() -> int:
     x = rng.standard_normal((args.channels, hp["n_tokens"], hp["n_features"])).astype(np.float32)
 
     res: dict[str, object] = {"pinned_one_core": pinned, "batch": args.channels, "runs": args.runs}
-    tm = BandTransformer(**{k: hp[k] for k in ("n_tokens", "n_features", "d_model", "n_heads", "n_layers", "d_ff",
-                                               "n_masks", "clip", "feature_weights", "residual") if k in hp}).eval()
+    tm = BandTransformer(
+        **{
+            k: hp[k]
+            for k in (
+                "n_tokens",
+                "n_features",
+                "d_model",
+                "n_heads",
+                "n_layers",
+                "d_ff",
+                "n_masks",
+                "clip",
+                "feature_weights",
+                "residual",
+            )
+            if k in hp
+        }
+    ).eval()
     wpath = files.directory / "weights.npz"
     res["torch_weights"] = "trained (weights.npz)" if wpath.is_file() else "random init (no weights.npz)"
     if wpath.is_file():
@@ -114,9 +130,15 @@ def main() -> int:
     fr = files.frontend()
     w = rng.standard_normal((5000, 3))
     res["frontend_5s_1khz_3axis_ms"] = _median_ms(lambda: fr(w, 1000.0), max(30, args.runs // 5))
-    res["targets"] = {"speedup_best_ort_vs_torch >= 2": res["speedup_best_ort_vs_torch"] >= 2,
-                      "duty_cycle_ms < 15": min(v for k, v in res.items() if k.startswith("duty_cycle")) < 15}
-    print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in res.items()}, separators=(",", ":")))
+    res["targets"] = {
+        "speedup_best_ort_vs_torch >= 2": res["speedup_best_ort_vs_torch"] >= 2,
+        "duty_cycle_ms < 15": min(v for k, v in res.items() if k.startswith("duty_cycle")) < 15,
+    }
+    print(
+        json.dumps(
+            {k: (round(v, 3) if isinstance(v, float) else v) for k, v in res.items()}, separators=(",", ":")
+        )
+    )
     return 0
 
 

@@ -61,8 +61,13 @@ def bench_push_one(n: int) -> dict[str, float]:
             put(b)
     ours = n / (time.perf_counter() - start)
     assert w.accepted == n
-    return {"samples_per_s": round(ours), "baseline_list_append_per_s": round(base), "ratio_to_baseline": round(ours / base, 3),
-            "target_per_s": 200_000, "meets_target": ours >= 200_000}
+    return {
+        "samples_per_s": round(ours),
+        "baseline_list_append_per_s": round(base),
+        "ratio_to_baseline": round(ours / base, 3),
+        "target_per_s": 200_000,
+        "meets_target": ours >= 200_000,
+    }
 
 
 def bench_push_many(n: int, chunk: int = 5000) -> dict[str, float]:
@@ -78,8 +83,13 @@ def bench_push_many(n: int, chunk: int = 5000) -> dict[str, float]:
             q.put(b)
     ours = n / (time.perf_counter() - start)
     assert w.accepted == n
-    return {"samples_per_s": round(ours), "baseline_numpy_copy_per_s": round(base), "ratio_to_baseline": round(ours / base, 3),
-            "target_per_s": 5_000_000, "meets_target": ours >= 5_000_000}
+    return {
+        "samples_per_s": round(ours),
+        "baseline_numpy_copy_per_s": round(base),
+        "ratio_to_baseline": round(ours / base, 3),
+        "target_per_s": 5_000_000,
+        "meets_target": ours >= 5_000_000,
+    }
 
 
 def bench_infer(repeats: int) -> dict[str, float]:
@@ -110,8 +120,14 @@ def bench_infer(repeats: int) -> dict[str, float]:
         eng.append(time.perf_counter() - s)
     engine.unload()
     f, e = statistics.median(full) * 1000, statistics.median(eng) * 1000
-    return {"window": f"{w.shape[0]} samples x {w.shape[1]} axes @ 1 kHz (one 5 s sample window)", "median_ms": round(f, 3), "p90_ms": round(float(np.percentile(full, 90)) * 1000, 3),
-            "baseline_engine_only_median_ms": round(e, 3), "ratio_to_baseline": round(f / e, 2), "model": model.model_id}
+    return {
+        "window": f"{w.shape[0]} samples x {w.shape[1]} axes @ 1 kHz (one 5 s sample window)",
+        "median_ms": round(f, 3),
+        "p90_ms": round(float(np.percentile(full, 90)) * 1000, 3),
+        "baseline_engine_only_median_ms": round(e, 3),
+        "ratio_to_baseline": round(f / e, 2),
+        "model": model.model_id,
+    }
 
 
 def bench_awake_cycle(repeats: int) -> dict[str, object]:
@@ -140,8 +156,10 @@ def bench_awake_cycle(repeats: int) -> dict[str, object]:
 
     clock = [0.0]
     rt = DetectorRuntime(lambda: clock[0], pipeline_factory=factory, threaded=False)
-    rt.configure(RuntimeParams(require_firmware=False, event_log="", power_source="modelled"),
-                 bundle=load_example_bundle())
+    rt.configure(
+        RuntimeParams(require_firmware=False, event_log="", power_source="modelled"),
+        bundle=load_example_bundle(),
+    )
     assert rt.queue is not None
     cpu, wall = [], []
     for k in range(repeats):
@@ -156,10 +174,14 @@ def bench_awake_cycle(repeats: int) -> dict[str, object]:
         cpu.append(time.process_time() - c)
         wall.append(time.perf_counter() - s)
     rt.close()
-    return {"first_cycle_cpu_ms": round(cpu[0] * 1000, 2), "median_cpu_ms": round(statistics.median(cpu) * 1000, 2),
-            "p90_cpu_ms": round(float(np.percentile(cpu, 90)) * 1000, 2),
-            "median_wall_ms": round(statistics.median(wall) * 1000, 2), "cycles": repeats,
-            "what": "wake + sensor check + frontend + engine + vote + events + sleep, DetectorRuntime, one thread"}
+    return {
+        "first_cycle_cpu_ms": round(cpu[0] * 1000, 2),
+        "median_cpu_ms": round(statistics.median(cpu) * 1000, 2),
+        "p90_cpu_ms": round(float(np.percentile(cpu, 90)) * 1000, 2),
+        "median_wall_ms": round(statistics.median(wall) * 1000, 2),
+        "cycles": repeats,
+        "what": "wake + sensor check + frontend + engine + vote + events + sleep, DetectorRuntime, one thread",
+    }
 
 
 def _fresh(what: str, repeats: int) -> object:
@@ -167,8 +189,12 @@ def _fresh(what: str, repeats: int) -> object:
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, __file__, "--fresh", what, "--repeats", str(repeats)],
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--fresh", what, "--repeats", str(repeats)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 

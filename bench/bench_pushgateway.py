@@ -73,7 +73,9 @@ def sustained(url: str, registry: CollectorRegistry, n_robots: int, clients: int
         i = k
         while time.monotonic() < stop:
             try:
-                push_registry(registry, url=url, job="bench", robot_id=f"robot-{i % n_robots:05d}", timeout_s=30)
+                push_registry(
+                    registry, url=url, job="bench", robot_id=f"robot-{i % n_robots:05d}", timeout_s=30
+                )
                 counts[k] += 1
             except OSError:
                 errors[k] += 1
@@ -91,16 +93,24 @@ def sustained(url: str, registry: CollectorRegistry, n_robots: int, clients: int
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", default="100,400,800", help="fleet sizes held by the gateway (comma list)")
     parser.add_argument("--clients", type=int, default=4, help="concurrent pushing threads")
     parser.add_argument("--seconds", type=float, default=4.0, help="duration of each sustained measurement")
     parser.add_argument("--repeats", type=int, default=200, help="samples for the per-push timings")
     parser.add_argument("--interval", type=float, default=60.0, help="push interval the fleet uses, seconds")
-    parser.add_argument("--no-consistency-check", action="store_true",
-                        help="run the gateway with --push.disable-consistency-check")
-    parser.add_argument("--no-created", action="store_true",
-                        help="leave out the counters' _created series (prometheus_client.disable_created_metrics)")
+    parser.add_argument(
+        "--no-consistency-check",
+        action="store_true",
+        help="run the gateway with --push.disable-consistency-check",
+    )
+    parser.add_argument(
+        "--no-created",
+        action="store_true",
+        help="leave out the counters' _created series (prometheus_client.disable_created_metrics)",
+    )
     args = parser.parse_args(argv)
     if args.no_created:
         disable_created_metrics()
@@ -117,7 +127,9 @@ def main(argv: list[str] | None = None) -> int:
         print("baseline: generate_latest", file=sys.stderr)
         baseline = timings(lambda: generate_latest(registry), args.repeats)
         print("one push to an empty gateway", file=sys.stderr)
-        empty = timings(lambda: push_registry(registry, url=gw.url, job="bench", robot_id="robot-solo"), args.repeats)
+        empty = timings(
+            lambda: push_registry(registry, url=gw.url, job="bench", robot_id="robot-solo"), args.repeats
+        )
         gw.wipe()
 
         per_size = []
@@ -138,18 +150,23 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  sustained pushes with {args.clients} clients for {args.seconds}s", file=sys.stderr)
             rate = sustained(gw.url, registry, n, args.clients, args.seconds)
             capacity = rate * args.interval
-            per_size.append({
-                "robots_held": n,
-                "push": one,
-                "push_over_baseline_p50": one["p50_s"] / baseline["p50_s"],
-                "sustained_pushes_per_s": rate,
-                "robots_at_interval": capacity,
-                "covers_fleet": capacity >= n,
-                "gateway_render_metrics": render,
-                "fill_s": fill_s,
-            })
-            print(f"  {n} robots: push p50 {one['p50_s'] * 1e3:.1f} ms, {rate:.0f} pushes/s, "
-                  f"render {render['p50_s'] * 1e3:.0f} ms", file=sys.stderr)
+            per_size.append(
+                {
+                    "robots_held": n,
+                    "push": one,
+                    "push_over_baseline_p50": one["p50_s"] / baseline["p50_s"],
+                    "sustained_pushes_per_s": rate,
+                    "robots_at_interval": capacity,
+                    "covers_fleet": capacity >= n,
+                    "gateway_render_metrics": render,
+                    "fill_s": fill_s,
+                }
+            )
+            print(
+                f"  {n} robots: push p50 {one['p50_s'] * 1e3:.1f} ms, {rate:.0f} pushes/s, "
+                f"render {render['p50_s'] * 1e3:.0f} ms",
+                file=sys.stderr,
+            )
     finally:
         gw.stop()
 
@@ -160,7 +177,12 @@ def main(argv: list[str] | None = None) -> int:
             supported = float(cur["robots_held"])
         elif prev is not None and prev["covers_fleet"]:
             # capacity(N) falls roughly linearly with N: interpolate the crossing capacity(N) = N.
-            n0, c0, n1, c1 = prev["robots_held"], prev["robots_at_interval"], cur["robots_held"], cur["robots_at_interval"]
+            n0, c0, n1, c1 = (
+                prev["robots_held"],
+                prev["robots_at_interval"],
+                cur["robots_held"],
+                cur["robots_at_interval"],
+            )
             slope = (c1 - c0) / (n1 - n0)
             supported = n0 + (c0 - n0) / (1 - slope) if slope != 1 else float(n0)
             break
@@ -171,7 +193,9 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"cpus": os.cpu_count(), "load_avg_1m": os.getloadavg()[0]},
         "gateway_consistency_check": not args.no_consistency_check,
         "created_series": not args.no_created,
-        "series_per_robot": sum(1 for line in body.decode().splitlines() if line and not line.startswith("#")),
+        "series_per_robot": sum(
+            1 for line in body.decode().splitlines() if line and not line.startswith("#")
+        ),
         "payload_bytes_per_robot": len(body),
         "baseline_generate_latest": baseline,
         "push_empty_gateway": empty,

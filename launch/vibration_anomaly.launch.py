@@ -40,7 +40,16 @@ ARGS = {
 }
 
 # Node parameters set from launch arguments (strings passed through as they are).
-STRING_OVERRIDES = ("robot_id", "bundle", "trust_dir", "firmware", "model", "engine", "calibration", "backend")
+STRING_OVERRIDES = (
+    "robot_id",
+    "bundle",
+    "trust_dir",
+    "firmware",
+    "model",
+    "engine",
+    "calibration",
+    "backend",
+)
 # Node parameters set from true/false launch arguments.
 BOOL_OVERRIDES = ("use_duty_cycle_driver", "use_sim_time")
 # Every parameter this file sets: none may appear in a node section of params_file.
@@ -56,14 +65,19 @@ def generate_launch_description() -> LaunchDescription:
     overrides: dict = {name: cfg[name] for name in STRING_OVERRIDES}
     overrides.update({name: _is_true(cfg[name]) for name in BOOL_OVERRIDES})
     overrides["autostart"] = True
-    return LaunchDescription([
-        *[DeclareLaunchArgument(name, default_value=default, description=doc) for name, (default, doc) in ARGS.items()],
-        Node(
-            package="vibration_anomaly",
-            executable="vibration_anomaly_node",
-            namespace=cfg["namespace"],
-            output="screen",
-            parameters=[cfg["params_file"], overrides],
-            remappings=[("imu/data", cfg["imu_topic"])],
-        ),
-    ])
+    return LaunchDescription(
+        [
+            *[
+                DeclareLaunchArgument(name, default_value=default, description=doc)
+                for name, (default, doc) in ARGS.items()
+            ],
+            Node(
+                package="vibration_anomaly",
+                executable="vibration_anomaly_node",
+                namespace=cfg["namespace"],
+                output="screen",
+                parameters=[cfg["params_file"], overrides],
+                remappings=[("imu/data", cfg["imu_topic"])],
+            ),
+        ]
+    )

@@ -41,8 +41,11 @@ class Signer:
             "max_queued_batches": 3,
             "model_sha256": model_sha(),
             "alarm": {"votes_required": 3, "votes_window": 5, "score_threshold": None},
-            "telemetry": {"pushgateway_url": "http://127.0.0.1:9091", "job": "vibration_anomaly",
-                          "push_interval_s": 60},
+            "telemetry": {
+                "pushgateway_url": "http://127.0.0.1:9091",
+                "job": "vibration_anomaly",
+                "push_interval_s": 60,
+            },
             "health": {"period_tolerance_s": 1.0, "awake_fraction_max": 0.125, "asleep_power_max_w": 2.5},
         }
         payload.update(changes)

@@ -77,8 +77,12 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     fault[::97] += 6.0  # impacts
     _npz(ds / "fault_a.npz", fault)
     _manifest(ds, ["normal_a.npz,normal,1000,a", "fault_a.npz,outer_race,1000,a"])
-    assert cli.main(["calibrate", "--input", str(ws / "good.npz"), "--out", str(ws / "cal.json"),
-                     "--window-s", "1"]) == 0
+    assert (
+        cli.main(
+            ["calibrate", "--input", str(ws / "good.npz"), "--out", str(ws / "cal.json"), "--window-s", "1"]
+        )
+        == 0
+    )
     return ws
 
 
@@ -108,8 +112,9 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
     return rc, out, err
 
 
-def assert_refused(ws: Path, argv: list[str], needles: tuple[str, ...], capsys: pytest.CaptureFixture[str],
-                   rc: int = 2) -> str:
+def assert_refused(
+    ws: Path, argv: list[str], needles: tuple[str, ...], capsys: pytest.CaptureFixture[str], rc: int = 2
+) -> str:
     before = snapshot(ws)
     got, _out, err = run(argv, capsys)
     lines = [ln for ln in err.splitlines() if ln.strip()]
@@ -140,7 +145,9 @@ def ev(*extra: str, data: str = "ds") -> Callable[[Path], list[str]]:
     return lambda ws: ["evaluate", "--data", str(ws / data), *extra]
 
 
-def with_file(make: Callable[[Path], object], argv: Callable[[Path], list[str]]) -> Callable[[Path], list[str]]:
+def with_file(
+    make: Callable[[Path], object], argv: Callable[[Path], list[str]]
+) -> Callable[[Path], list[str]]:
     def setup(ws: Path) -> list[str]:
         make(ws)
         return argv(ws)
@@ -161,8 +168,11 @@ def _rec(name: str, x: np.ndarray, fs: float | None = FS) -> Callable[[Path], ob
     return lambda ws: _npz(ws / name, x, fs)
 
 
-def _ds(rows: list[str], files: dict[str, tuple[np.ndarray, float | None]] | None = None,
-        header: str = "file,condition,fs_hz,machine") -> Callable[[Path], object]:
+def _ds(
+    rows: list[str],
+    files: dict[str, tuple[np.ndarray, float | None]] | None = None,
+    header: str = "file,condition,fs_hz,machine",
+) -> Callable[[Path], object]:
     def make(ws: Path) -> object:
         d = ws / "ds"
         for name, (x, fs) in (files or {}).items():
@@ -246,121 +256,319 @@ CASES: list[Case] = [
     Case("power interval NaN", lambda ws: ["power", "--interval", "nan", "--count", "1"], ("--interval",)),
     Case("power count negative", lambda ws: ["power", "--count", "-1"], ("--count",)),
     Case("power model-watts inf", lambda ws: ["power", "--model-watts", "inf,inf"], ("--model-watts",)),
-    Case("power model-watts asleep above awake", lambda ws: ["power", "--model-watts", "11,4"],
-         ("--model-watts", "asleep <= awake")),
-    Case("engine build batch zero", lambda ws: ["engine", "build", str(ws / "m.onnx"), "--out", str(ws / "e.plan"),
-                                                "--min-batch", "0"], ("--min-batch",)),
-    Case("engine build min above max", with_file(_write("m.onnx", b"x"), lambda ws: [
-        "engine", "build", str(ws / "m.onnx"), "--out", str(ws / "e.plan"), "--min-batch", "9"]),
-        ("min <= opt <= max",)),
+    Case(
+        "power model-watts asleep above awake",
+        lambda ws: ["power", "--model-watts", "11,4"],
+        ("--model-watts", "asleep <= awake"),
+    ),
+    Case(
+        "engine build batch zero",
+        lambda ws: ["engine", "build", str(ws / "m.onnx"), "--out", str(ws / "e.plan"), "--min-batch", "0"],
+        ("--min-batch",),
+    ),
+    Case(
+        "engine build min above max",
+        with_file(
+            _write("m.onnx", b"x"),
+            lambda ws: [
+                "engine",
+                "build",
+                str(ws / "m.onnx"),
+                "--out",
+                str(ws / "e.plan"),
+                "--min-batch",
+                "9",
+            ],
+        ),
+        ("min <= opt <= max",),
+    ),
     Case("train steps zero", lambda ws: ["train", "--out", str(ws / "m"), "--steps", "0"], ("--steps",)),
     Case("unknown option", cal("--fast"), ("unrecognized arguments", "--help")),
     # recordings
     Case("input missing", cal(inp="nope.npz"), ("nope.npz", "not found")),
-    Case("input a plain directory", with_file(lambda ws: (ws / "d").mkdir(), cal(inp="d")),
-         ("metadata.yaml",)),
-    Case("input a device", lambda ws: ["calibrate", "--input", "/dev/zero", "--out", str(ws / "cal.json")],
-         ("/dev/zero", "a device")),
-    Case("npz corrupt", with_file(_write("bad.npz", os.urandom(4096)), cal(inp="bad.npz")), ("bad.npz", "npz")),
+    Case(
+        "input a plain directory", with_file(lambda ws: (ws / "d").mkdir(), cal(inp="d")), ("metadata.yaml",)
+    ),
+    Case(
+        "input a device",
+        lambda ws: ["calibrate", "--input", "/dev/zero", "--out", str(ws / "cal.json")],
+        ("/dev/zero", "a device"),
+    ),
+    Case(
+        "npz corrupt", with_file(_write("bad.npz", os.urandom(4096)), cal(inp="bad.npz")), ("bad.npz", "npz")
+    ),
     Case("npz truncated", with_file(_truncated, cal(inp="trunc.npz")), ("trunc.npz", "truncated")),
     Case("npz with pickled objects", with_file(_pickled, cal(inp="pickled.npz")), ("pickled.npz",)),
-    Case("npz without signal arrays", with_file(lambda ws: np.savez(ws / "e.npz", fs=np.float64(FS)),
-                                                cal(inp="e.npz")), ("e.npz", "no 1-D signal")),
-    Case("npz fs NaN", with_file(_rec("f.npz", GOOD, float("nan")), cal(inp="f.npz")), ("f.npz", "fs", "nan")),
+    Case(
+        "npz without signal arrays",
+        with_file(lambda ws: np.savez(ws / "e.npz", fs=np.float64(FS)), cal(inp="e.npz")),
+        ("e.npz", "no 1-D signal"),
+    ),
+    Case(
+        "npz fs NaN", with_file(_rec("f.npz", GOOD, float("nan")), cal(inp="f.npz")), ("f.npz", "fs", "nan")
+    ),
     Case("npz fs zero", with_file(_rec("f.npz", GOOD, 0.0), cal(inp="f.npz")), ("f.npz", "fs")),
-    Case("npz NaN burst", with_file(_rec("n.npz", _nan_burst()), cal(inp="n.npz")), ("n.npz", "NaN", "sample 1000")),
-    Case("npz without a rate and no --fs-hz", with_file(_rec("r.npz", GOOD, None), cal(inp="r.npz")),
-         ("r.npz", "--fs-hz")),
-    Case("unknown file type", with_file(_write("rec.txt", "1,2\n"), cal(inp="rec.txt")), ("rec.txt", "unknown format")),
-    Case("csv timestamps backward", with_file(lambda ws: _csv(ws / "b.csv", T[::-1].copy(), GOOD[:5000]),
-                                              cal(inp="b.csv")), ("b.csv", "line 3", "backward")),
-    Case("csv timestamps shuffled", with_file(
-        lambda ws: _csv(ws / "s.csv", np.random.default_rng(0).permutation(T), GOOD[:5000]), cal(inp="s.csv")),
-        ("s.csv", "timestamps must increase")),
-    Case("csv timestamps repeated", with_file(
-        lambda ws: _csv(ws / "r.csv", np.repeat(T[:2500], 2), GOOD[:5000]), cal(inp="r.csv")), ("r.csv", "repeats")),
-    Case("csv not numeric", with_file(_write("t.csv", "t,x\n0,a\n0.001,b\n"), cal(inp="t.csv")), ("t.csv", "numeric")),
-    Case("csv wrong columns", with_file(_write("w.csv", "t,x,y\n0,1,2\n0.001,1,2\n"), cal(inp="w.csv")),
-         ("w.csv", "columns")),
+    Case(
+        "npz NaN burst",
+        with_file(_rec("n.npz", _nan_burst()), cal(inp="n.npz")),
+        ("n.npz", "NaN", "sample 1000"),
+    ),
+    Case(
+        "npz without a rate and no --fs-hz",
+        with_file(_rec("r.npz", GOOD, None), cal(inp="r.npz")),
+        ("r.npz", "--fs-hz"),
+    ),
+    Case(
+        "unknown file type",
+        with_file(_write("rec.txt", "1,2\n"), cal(inp="rec.txt")),
+        ("rec.txt", "unknown format"),
+    ),
+    Case(
+        "csv timestamps backward",
+        with_file(lambda ws: _csv(ws / "b.csv", T[::-1].copy(), GOOD[:5000]), cal(inp="b.csv")),
+        ("b.csv", "line 3", "backward"),
+    ),
+    Case(
+        "csv timestamps shuffled",
+        with_file(
+            lambda ws: _csv(ws / "s.csv", np.random.default_rng(0).permutation(T), GOOD[:5000]),
+            cal(inp="s.csv"),
+        ),
+        ("s.csv", "timestamps must increase"),
+    ),
+    Case(
+        "csv timestamps repeated",
+        with_file(lambda ws: _csv(ws / "r.csv", np.repeat(T[:2500], 2), GOOD[:5000]), cal(inp="r.csv")),
+        ("r.csv", "repeats"),
+    ),
+    Case(
+        "csv not numeric",
+        with_file(_write("t.csv", "t,x\n0,a\n0.001,b\n"), cal(inp="t.csv")),
+        ("t.csv", "numeric"),
+    ),
+    Case(
+        "csv wrong columns",
+        with_file(_write("w.csv", "t,x,y\n0,1,2\n0.001,1,2\n"), cal(inp="w.csv")),
+        ("w.csv", "columns"),
+    ),
     Case("csv empty", with_file(_write("e.csv", "t,x\n"), cal(inp="e.csv")), ("e.csv", "rows")),
-    Case("csv not text", with_file(_write("u.csv", b"t,x\n\xff\xfe\x00\x01\n"), cal(inp="u.csv")), ("u.csv",)),
-    Case("rosbag2 directory with broken metadata", with_file(_write("bag/metadata.yaml", "{{{ not yaml"),
-                                                             cal(inp="bag")), ("bag", "rosbag2")),
-    Case("rosbag2 .db3 not a database", with_file(_write("x/rec.db3", b"junk" * 100), cal(inp="x/rec.db3")),
-         ("rec.db3", "metadata.yaml")),
+    Case(
+        "csv not text", with_file(_write("u.csv", b"t,x\n\xff\xfe\x00\x01\n"), cal(inp="u.csv")), ("u.csv",)
+    ),
+    Case(
+        "rosbag2 directory with broken metadata",
+        with_file(_write("bag/metadata.yaml", "{{{ not yaml"), cal(inp="bag")),
+        ("bag", "rosbag2"),
+    ),
+    Case(
+        "rosbag2 .db3 not a database",
+        with_file(_write("x/rec.db3", b"junk" * 100), cal(inp="x/rec.db3")),
+        ("rec.db3", "metadata.yaml"),
+    ),
     # sensor health at calibration
-    Case("dead channel recording", with_file(_rec("dead.npz", _dead()), cal("--window-s", "1", inp="dead.npz")),
-         ("dead.npz", "dead_channel", "channel 1")),
-    Case("clipped recording", with_file(_rec("clip.npz", _clipped()), cal("--window-s", "1", inp="clip.npz")),
-         ("clip.npz", "clipping")),
-    Case("stuck recording", with_file(_rec("stuck.npz", _stuck()), cal("--window-s", "1", inp="stuck.npz")),
-         ("stuck.npz", "stuck_value", "channel 2")),
+    Case(
+        "dead channel recording",
+        with_file(_rec("dead.npz", _dead()), cal("--window-s", "1", inp="dead.npz")),
+        ("dead.npz", "dead_channel", "channel 1"),
+    ),
+    Case(
+        "clipped recording",
+        with_file(_rec("clip.npz", _clipped()), cal("--window-s", "1", inp="clip.npz")),
+        ("clip.npz", "clipping"),
+    ),
+    Case(
+        "stuck recording",
+        with_file(_rec("stuck.npz", _stuck()), cal("--window-s", "1", inp="stuck.npz")),
+        ("stuck.npz", "stuck_value", "channel 2"),
+    ),
     # outputs
-    Case("--out is a directory", lambda ws: ["calibrate", "--input", str(ws / "good.npz"), "--out", str(ws / "ds")],
-         ("--out", "directory")),
-    Case("--out under a file", lambda ws: ["calibrate", "--input", str(ws / "good.npz"), "--out",
-                                           str(ws / "good.npz" / "cal.json")], ("--out", "not a folder")),
+    Case(
+        "--out is a directory",
+        lambda ws: ["calibrate", "--input", str(ws / "good.npz"), "--out", str(ws / "ds")],
+        ("--out", "directory"),
+    ),
+    Case(
+        "--out under a file",
+        lambda ws: ["calibrate", "--input", str(ws / "good.npz"), "--out", str(ws / "good.npz" / "cal.json")],
+        ("--out", "not a folder"),
+    ),
     Case("--report is a directory", ev("--report", "/tmp"), ("--report", "directory")),
     Case("--trace is a directory", lambda ws: ["demo", "--trace", str(ws / "ds")], ("--trace", "directory")),
-    Case("train --out is a file", lambda ws: ["train", "--out", str(ws / "good.npz")], ("--out", "not a directory")),
+    Case(
+        "train --out is a file",
+        lambda ws: ["train", "--out", str(ws / "good.npz")],
+        ("--out", "not a directory"),
+    ),
     # datasets and manifests
     Case("--data missing", ev(data="nope"), ("--data", "not found")),
     Case("--data is a file", ev(data="good.npz"), ("--data", "not a directory")),
-    Case("manifest missing", with_file(lambda ws: (ws / "ds" / "manifest.csv").unlink(), ev()), ("manifest.csv",)),
-    Case("manifest fs_hz NaN", with_file(_ds(["normal_a.npz,normal,nan,a", "fault_a.npz,outer_race,1000,a"]), ev()),
-         ("manifest.csv", "line 2: fs_hz", "nan")),
-    Case("manifest fs_hz zero", with_file(_ds(["normal_a.npz,normal,0,a", "fault_a.npz,outer_race,1000,a"]), ev()),
-         ("line 2: fs_hz",)),
-    Case("manifest fs_hz negative", with_file(_ds(["normal_a.npz,normal,1000,a", "fault_a.npz,outer_race,-1,a"]),
-                                              ev()), ("line 3: fs_hz",)),
-    Case("manifest fs_hz text", with_file(_ds(["normal_a.npz,normal,fast,a", "fault_a.npz,outer_race,1000,a"]),
-                                          ev()), ("line 2: fs_hz", "fast")),
-    Case("manifest fs_hz absurd", with_file(_ds(["normal_a.npz,normal,1e9,a", "fault_a.npz,outer_race,1000,a"]),
-                                            ev()), ("line 2: fs_hz",)),
-    Case("manifest fs_hz disagrees with the file", with_file(
-        _ds(["normal_a.npz,normal,1000,a", "fault_a.npz,outer_race,1000,a"],
-            {"normal_a.npz": (_signal(30_000), 2000.0)}), ev()), ("normal_a.npz", "2000", "1000")),
-    Case("label 'Normal ' (space)", with_file(_ds(["normal_a.npz,Normal ,1000,a", "fault_a.npz,outer_race,1000,a"]),
-                                              ev()), ("line 2: condition", "exactly")),
-    Case("label 'NORMAL'", with_file(_ds(["normal_a.npz,NORMAL,1000,a", "fault_a.npz,outer_race,1000,a"]), ev()),
-         ("line 2: condition", "'normal'")),
-    Case("label empty", with_file(_ds(["normal_a.npz,normal,1000,a", "fault_a.npz,,1000,a"]), ev()),
-         ("line 3: condition", "empty")),
-    Case("record listed twice", with_file(_ds(["normal_a.npz,normal,1000,a", "normal_a.npz,normal,1000,a",
-                                               "fault_a.npz,outer_race,1000,a"]), ev()), ("line 3: file", "twice")),
-    Case("manifest row with extra values", with_file(_ds(["normal_a.npz,normal,1000,a,extra",
-                                                          "fault_a.npz,outer_race,1000,a"]), ev()), ("line 2",)),
-    Case("manifest without condition column", with_file(_ds(["normal_a.npz,1000,a"], header="file,fs_hz,machine"),
-                                                        ev()), ("condition", "column missing")),
-    Case("manifest record missing", with_file(_ds(["normal_a.npz,normal,1000,a", "gone.npz,outer_race,1000,a"]),
-                                              ev()), ("gone.npz", "not found")),
-    Case("one machine at two rates", with_file(_ds(
-        ["normal_a.npz,normal,1000,a", "normal_b.npz,normal,2000,a", "fault_a.npz,outer_race,1000,a"],
-        {"normal_b.npz": (_signal(30_000), 2000.0)}), ev()), ("normal_b.npz", "machine a", "one rate")),
-    Case("fault record at another rate than its machine", with_file(_ds(
-        ["normal_a.npz,normal,1000,a", "fault_b.npz,outer_race,2000,a"], {"fault_b.npz": (_signal(20_000), 2000.0)}),
-        ev()), ("fault_b.npz", "2000 Hz", "machine a")),
-    Case("no faulty records (would be a NaN table)", with_file(_ds(["normal_a.npz,normal,1000,a"]), ev()),
-         ("condition", "no faulty windows")),
-    Case("no healthy records", with_file(_ds(["fault_a.npz,outer_race,1000,a"]), ev()), ("no record with condition",)),
-    Case("manifest not UTF-8", with_file(_write("ds/manifest.csv", b"file,condition\n\xff\xfe,normal\n"), ev()),
-         ("manifest.csv", "UTF-8")),
+    Case(
+        "manifest missing",
+        with_file(lambda ws: (ws / "ds" / "manifest.csv").unlink(), ev()),
+        ("manifest.csv",),
+    ),
+    Case(
+        "manifest fs_hz NaN",
+        with_file(_ds(["normal_a.npz,normal,nan,a", "fault_a.npz,outer_race,1000,a"]), ev()),
+        ("manifest.csv", "line 2: fs_hz", "nan"),
+    ),
+    Case(
+        "manifest fs_hz zero",
+        with_file(_ds(["normal_a.npz,normal,0,a", "fault_a.npz,outer_race,1000,a"]), ev()),
+        ("line 2: fs_hz",),
+    ),
+    Case(
+        "manifest fs_hz negative",
+        with_file(_ds(["normal_a.npz,normal,1000,a", "fault_a.npz,outer_race,-1,a"]), ev()),
+        ("line 3: fs_hz",),
+    ),
+    Case(
+        "manifest fs_hz text",
+        with_file(_ds(["normal_a.npz,normal,fast,a", "fault_a.npz,outer_race,1000,a"]), ev()),
+        ("line 2: fs_hz", "fast"),
+    ),
+    Case(
+        "manifest fs_hz absurd",
+        with_file(_ds(["normal_a.npz,normal,1e9,a", "fault_a.npz,outer_race,1000,a"]), ev()),
+        ("line 2: fs_hz",),
+    ),
+    Case(
+        "manifest fs_hz disagrees with the file",
+        with_file(
+            _ds(
+                ["normal_a.npz,normal,1000,a", "fault_a.npz,outer_race,1000,a"],
+                {"normal_a.npz": (_signal(30_000), 2000.0)},
+            ),
+            ev(),
+        ),
+        ("normal_a.npz", "2000", "1000"),
+    ),
+    Case(
+        "label 'Normal ' (space)",
+        with_file(_ds(["normal_a.npz,Normal ,1000,a", "fault_a.npz,outer_race,1000,a"]), ev()),
+        ("line 2: condition", "exactly"),
+    ),
+    Case(
+        "label 'NORMAL'",
+        with_file(_ds(["normal_a.npz,NORMAL,1000,a", "fault_a.npz,outer_race,1000,a"]), ev()),
+        ("line 2: condition", "'normal'"),
+    ),
+    Case(
+        "label empty",
+        with_file(_ds(["normal_a.npz,normal,1000,a", "fault_a.npz,,1000,a"]), ev()),
+        ("line 3: condition", "empty"),
+    ),
+    Case(
+        "record listed twice",
+        with_file(
+            _ds(
+                ["normal_a.npz,normal,1000,a", "normal_a.npz,normal,1000,a", "fault_a.npz,outer_race,1000,a"]
+            ),
+            ev(),
+        ),
+        ("line 3: file", "twice"),
+    ),
+    Case(
+        "manifest row with extra values",
+        with_file(_ds(["normal_a.npz,normal,1000,a,extra", "fault_a.npz,outer_race,1000,a"]), ev()),
+        ("line 2",),
+    ),
+    Case(
+        "manifest without condition column",
+        with_file(_ds(["normal_a.npz,1000,a"], header="file,fs_hz,machine"), ev()),
+        ("condition", "column missing"),
+    ),
+    Case(
+        "manifest record missing",
+        with_file(_ds(["normal_a.npz,normal,1000,a", "gone.npz,outer_race,1000,a"]), ev()),
+        ("gone.npz", "not found"),
+    ),
+    Case(
+        "one machine at two rates",
+        with_file(
+            _ds(
+                ["normal_a.npz,normal,1000,a", "normal_b.npz,normal,2000,a", "fault_a.npz,outer_race,1000,a"],
+                {"normal_b.npz": (_signal(30_000), 2000.0)},
+            ),
+            ev(),
+        ),
+        ("normal_b.npz", "machine a", "one rate"),
+    ),
+    Case(
+        "fault record at another rate than its machine",
+        with_file(
+            _ds(
+                ["normal_a.npz,normal,1000,a", "fault_b.npz,outer_race,2000,a"],
+                {"fault_b.npz": (_signal(20_000), 2000.0)},
+            ),
+            ev(),
+        ),
+        ("fault_b.npz", "2000 Hz", "machine a"),
+    ),
+    Case(
+        "no faulty records (would be a NaN table)",
+        with_file(_ds(["normal_a.npz,normal,1000,a"]), ev()),
+        ("condition", "no faulty windows"),
+    ),
+    Case(
+        "no healthy records",
+        with_file(_ds(["fault_a.npz,outer_race,1000,a"]), ev()),
+        ("no record with condition",),
+    ),
+    Case(
+        "manifest not UTF-8",
+        with_file(_write("ds/manifest.csv", b"file,condition\n\xff\xfe,normal\n"), ev()),
+        ("manifest.csv", "UTF-8"),
+    ),
     # bundles and keys
-    Case("keygen one path for both keys", lambda ws: ["bundle", "keygen", "--private", str(ws / "k"), "--public",
-                                                      str(ws / "k")], ("--private/--public", "two different")),
-    Case("keygen public key under a file", lambda ws: ["bundle", "keygen", "--private", str(ws / "k.pem"),
-                                                       "--public", str(ws / "good.npz" / "k.pub")],
-         ("--public", "not a folder")),
-    Case("sign --out is a directory", lambda ws: ["bundle", "sign", str(EXAMPLE / "payload.yaml"), "--key",
-                                                  str(EXAMPLE / "DEV_KEY_DO_NOT_USE_ON_ROBOTS.pem"), "--out",
-                                                  str(ws / "ds")], ("--out", "directory")),
-    Case("verify --trust is a file", lambda ws: ["bundle", "verify", str(EXAMPLE / "dev_bundle.yaml"), "--trust",
-                                                 str(ws / "good.npz")], ("trust_store", "not a directory")),
-    Case("verify bundle is a directory", lambda ws: ["bundle", "verify", str(ws / "ds"), "--trust",
-                                                     str(EXAMPLE / "trust")], ("ds", "directory")),
-    Case("engine info on a missing file", lambda ws: ["engine", "info", str(ws / "none.plan")],
-         ("ENGINE", "does not exist")),
-    Case("engine info on a directory", lambda ws: ["engine", "info", str(ws / "ds")], ("ENGINE", "a directory")),
+    Case(
+        "keygen one path for both keys",
+        lambda ws: ["bundle", "keygen", "--private", str(ws / "k"), "--public", str(ws / "k")],
+        ("--private/--public", "two different"),
+    ),
+    Case(
+        "keygen public key under a file",
+        lambda ws: [
+            "bundle",
+            "keygen",
+            "--private",
+            str(ws / "k.pem"),
+            "--public",
+            str(ws / "good.npz" / "k.pub"),
+        ],
+        ("--public", "not a folder"),
+    ),
+    Case(
+        "sign --out is a directory",
+        lambda ws: [
+            "bundle",
+            "sign",
+            str(EXAMPLE / "payload.yaml"),
+            "--key",
+            str(EXAMPLE / "DEV_KEY_DO_NOT_USE_ON_ROBOTS.pem"),
+            "--out",
+            str(ws / "ds"),
+        ],
+        ("--out", "directory"),
+    ),
+    Case(
+        "verify --trust is a file",
+        lambda ws: ["bundle", "verify", str(EXAMPLE / "dev_bundle.yaml"), "--trust", str(ws / "good.npz")],
+        ("trust_store", "not a directory"),
+    ),
+    Case(
+        "verify bundle is a directory",
+        lambda ws: ["bundle", "verify", str(ws / "ds"), "--trust", str(EXAMPLE / "trust")],
+        ("ds", "directory"),
+    ),
+    Case(
+        "engine info on a missing file",
+        lambda ws: ["engine", "info", str(ws / "none.plan")],
+        ("ENGINE", "does not exist"),
+    ),
+    Case(
+        "engine info on a directory", lambda ws: ["engine", "info", str(ws / "ds")], ("ENGINE", "a directory")
+    ),
 ]
 
 
@@ -378,21 +586,24 @@ def test_the_suite_covers_at_least_60_kinds() -> None:
 # ---------------------------------------------------------------- limits (our own constants, lowered)
 
 
-def test_npz_too_large_is_refused_before_unpacking(ws: Path, capsys: pytest.CaptureFixture[str],
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_npz_too_large_is_refused_before_unpacking(
+    ws: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(records_mod, "MAX_RECORD_BYTES", 10_000)
     assert_refused(ws, cal()(ws), ("good.npz", "size", "before unpacking"), capsys)
 
 
-def test_csv_too_large_is_refused_before_reading(ws: Path, capsys: pytest.CaptureFixture[str],
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_csv_too_large_is_refused_before_reading(
+    ws: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     _csv(ws / "big.csv", T, GOOD[:5000])
     monkeypatch.setattr(records_mod, "MAX_CSV_BYTES", 1000)
     assert_refused(ws, cal(inp="big.csv")(ws), ("big.csv", "size", "before reading"), capsys)
 
 
-def test_manifest_too_large_is_refused(ws: Path, capsys: pytest.CaptureFixture[str],
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_manifest_too_large_is_refused(
+    ws: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(data_mod, "MAX_MANIFEST_BYTES", 10)
     assert_refused(ws, ev()(ws), ("manifest.csv", "size"), capsys)
 
@@ -400,7 +611,9 @@ def test_manifest_too_large_is_refused(ws: Path, capsys: pytest.CaptureFixture[s
 # ---------------------------------------------------------------- rosbag2 written with rosbags
 
 
-@pytest.mark.skipif(importlib.util.find_spec("rosbags") is None, reason="rosbags ([eval] extra) not installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("rosbags") is None, reason="rosbags ([eval] extra) not installed"
+)
 def test_bag_without_imu_topic_is_named(ws: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import Stores, get_typestore
@@ -418,15 +631,22 @@ def test_bag_without_imu_topic_is_named(ws: Path, capsys: pytest.CaptureFixture[
 
 def test_keygen_leaves_no_orphan_private_key(ws: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The public key's folder is a file: refused before the private key is written."""
-    assert_refused(ws, ["bundle", "keygen", "--private", str(ws / "new.pem"), "--public",
-                        str(ws / "good.npz" / "k.pub")], ("--public",), capsys)
+    assert_refused(
+        ws,
+        ["bundle", "keygen", "--private", str(ws / "new.pem"), "--public", str(ws / "good.npz" / "k.pub")],
+        ("--public",),
+        capsys,
+    )
     assert not (ws / "new.pem").exists()
 
 
-def test_calibrate_success_is_atomic_and_records_the_sensor_baseline(ws: Path,
-                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_calibrate_success_is_atomic_and_records_the_sensor_baseline(
+    ws: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = ws / "new" / "cal.json"  # a missing folder is created on success only
-    rc, stdout, err = run(["calibrate", "--input", str(ws / "good.npz"), "--out", str(out), "--window-s", "1"], capsys)
+    rc, stdout, err = run(
+        ["calibrate", "--input", str(ws / "good.npz"), "--out", str(out), "--window-s", "1"], capsys
+    )
     assert rc == 0, err
     doc = json.loads(out.read_text())
     assert len(doc["extra"]["sensor"]["rms"]) == 3 and doc["threshold"] > 0
@@ -450,8 +670,13 @@ def test_evaluate_json_is_strict_json(ws: Path, capsys: pytest.CaptureFixture[st
 
 
 def _proc(*argv: str, timeout: float = 60, **kw: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "vibration_anomaly", *argv], capture_output=True, text=True,
-                          timeout=timeout, **kw)  # type: ignore[call-overload]
+    return subprocess.run(
+        [sys.executable, "-m", "vibration_anomaly", *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kw,
+    )  # type: ignore[call-overload]
 
 
 def test_fifo_input_is_refused_at_once_not_a_hang(tmp_path: Path) -> None:
@@ -461,11 +686,27 @@ def test_fifo_input_is_refused_at_once_not_a_hang(tmp_path: Path) -> None:
     assert p.returncode == 2 and "FIFO" in p.stderr and "Traceback" not in p.stderr
     p = _proc("bundle", "verify", str(fifo), "--trust", str(EXAMPLE / "trust"), timeout=30)
     assert p.returncode == 2 and "FIFO" in p.stderr and "Traceback" not in p.stderr
-    p = _proc("bundle", "verify", str(EXAMPLE / "dev_bundle.yaml"), "--trust", str(EXAMPLE / "trust"), "--model",
-              str(fifo), timeout=30)
+    p = _proc(
+        "bundle",
+        "verify",
+        str(EXAMPLE / "dev_bundle.yaml"),
+        "--trust",
+        str(EXAMPLE / "trust"),
+        "--model",
+        str(fifo),
+        timeout=30,
+    )
     assert p.returncode == 2 and "FIFO" in p.stderr and "Traceback" not in p.stderr
-    p = _proc("bundle", "sign", str(fifo), "--key", str(EXAMPLE / "DEV_KEY_DO_NOT_USE_ON_ROBOTS.pem"), "--out",
-              str(tmp_path / "b.yaml"), timeout=30)
+    p = _proc(
+        "bundle",
+        "sign",
+        str(fifo),
+        "--key",
+        str(EXAMPLE / "DEV_KEY_DO_NOT_USE_ON_ROBOTS.pem"),
+        "--out",
+        str(tmp_path / "b.yaml"),
+        timeout=30,
+    )
     assert p.returncode == 2 and "FIFO" in p.stderr and "Traceback" not in p.stderr
     p = _proc("engine", "info", str(fifo), timeout=30)
     assert p.returncode == 2 and "FIFO" in p.stderr and "Traceback" not in p.stderr
@@ -473,22 +714,34 @@ def test_fifo_input_is_refused_at_once_not_a_hang(tmp_path: Path) -> None:
 
 
 def test_refusal_exit_code_and_one_line_through_a_process(tmp_path: Path) -> None:
-    p = _proc("calibrate", "--input", str(tmp_path / "x.npz"), "--out", str(tmp_path / "c.json"),
-              "--target-far", "nan")
+    p = _proc(
+        "calibrate",
+        "--input",
+        str(tmp_path / "x.npz"),
+        "--out",
+        str(tmp_path / "c.json"),
+        "--target-far",
+        "nan",
+    )
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and "--target-far" in p.stderr and not p.stdout
 
 
 def test_bundle_show_into_a_closed_pipe_is_quiet() -> None:
     """``bundle show | head -1``: no BrokenPipeError, no "Exception ignored" noise."""
-    cmd = (f"{sys.executable} -m vibration_anomaly bundle show {EXAMPLE / 'dev_bundle.yaml'} | head -c 1 >/dev/null;"
-           " echo rc=${PIPESTATUS[0]}")
+    cmd = (
+        f"{sys.executable} -m vibration_anomaly bundle show {EXAMPLE / 'dev_bundle.yaml'} | head -c 1 >/dev/null;"
+        " echo rc=${PIPESTATUS[0]}"
+    )
     p = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=60)
-    assert "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr and "Exception ignored" not in p.stderr
+    assert (
+        "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr and "Exception ignored" not in p.stderr
+    )
     assert "rc=0" in p.stdout
 
 
-def test_internal_error_is_one_line_and_traceback_only_with_debug(monkeypatch: pytest.MonkeyPatch,
-                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_internal_error_is_one_line_and_traceback_only_with_debug(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from vibration_anomaly.power import cli as power_cli
 
     def boom(_args: object) -> int:
@@ -509,7 +762,9 @@ def test_every_option_help_shows_its_default(capsys: pytest.CaptureFixture[str])
         assert "default" in text
     assert cli.main(["evaluate", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
-    for needle in ("--cal-frac CAL_FRAC share of each machine's healthy windows to calibrate on, the rest held out "
-                   "(default: 0.5)", "--target-far TARGET_FAR per-window false-alarm rate of the threshold "
-                   "(default: 0.01)"):
+    for needle in (
+        "--cal-frac CAL_FRAC share of each machine's healthy windows to calibrate on, the rest held out "
+        "(default: 0.5)",
+        "--target-far TARGET_FAR per-window false-alarm rate of the threshold (default: 0.01)",
+    ):
         assert needle in text

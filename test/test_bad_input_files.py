@@ -30,9 +30,18 @@ from vibration_anomaly.errors import InputError
 
 def _cal(**over: Any) -> Calibration:
     rng = np.random.default_rng(0)
-    kw: dict[str, Any] = dict(mean=rng.normal(size=(3, 31, 4)), std=np.abs(rng.normal(size=(3, 31, 4))) + 0.1,
-                              threshold=2.5, target_far=0.01, fs_hz=1000.0, window_samples=4900, n_windows=40,
-                              method="empirical quantile", machine="m1", healthy_score_median=float("nan"))
+    kw: dict[str, Any] = dict(
+        mean=rng.normal(size=(3, 31, 4)),
+        std=np.abs(rng.normal(size=(3, 31, 4))) + 0.1,
+        threshold=2.5,
+        target_far=0.01,
+        fs_hz=1000.0,
+        window_samples=4900,
+        n_windows=40,
+        method="empirical quantile",
+        machine="m1",
+        healthy_score_median=float("nan"),
+    )
     kw.update(over)
     return Calibration(**kw)
 
@@ -89,7 +98,9 @@ FIELD_CASES: list[tuple[str, dict[str, Any], str]] = [
 ]
 
 
-@pytest.mark.parametrize(("over", "field"), [(o, f) for _, o, f in FIELD_CASES], ids=[k for k, _, _ in FIELD_CASES])
+@pytest.mark.parametrize(
+    ("over", "field"), [(o, f) for _, o, f in FIELD_CASES], ids=[k for k, _, _ in FIELD_CASES]
+)
 def test_calibration_field_is_a_named_refusal(over: dict[str, Any], field: str) -> None:
     d = _doc(**{k: v for k, v in over.items() if v is not ...})
     for k in (k for k, v in over.items() if v is ...):
@@ -144,7 +155,9 @@ LOAD_CASES: list[tuple[str, Any, tuple[str, ...]]] = [
 ]
 
 
-@pytest.mark.parametrize(("make", "needles"), [(m, n) for _, m, n in LOAD_CASES], ids=[k for k, _, _ in LOAD_CASES])
+@pytest.mark.parametrize(
+    ("make", "needles"), [(m, n) for _, m, n in LOAD_CASES], ids=[k for k, _, _ in LOAD_CASES]
+)
 def test_calibration_load_refuses_bad_files(tmp_path: Path, make: Any, needles: tuple[str, ...]) -> None:
     path = make(tmp_path)
     before = snapshot(tmp_path)
@@ -162,8 +175,9 @@ def test_calibration_load_refuses_a_device() -> None:
         Calibration.load("/dev/zero")
 
 
-def test_calibration_load_refuses_an_oversized_file_before_reading(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_calibration_load_refuses_an_oversized_file_before_reading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     p = tmp_path / "cal.json"
     _cal().save(p)
     monkeypatch.setattr(calibration_record, "MAX_CALIBRATION_BYTES", 1000)
@@ -175,15 +189,19 @@ def test_calibration_load_refuses_an_oversized_file_before_reading(tmp_path: Pat
 def test_calibration_load_refuses_a_fifo_at_once(tmp_path: Path) -> None:
     """In a subprocess with a timeout: opening a FIFO for reading would block until a writer appears."""
     fifo = _fifo(tmp_path)
-    code = ("import sys\nfrom vibration_anomaly.core.calibration import Calibration\n"
-            "try:\n    Calibration.load(sys.argv[1])\nexcept Exception as e:\n    print(type(e).__name__, e)\n")
+    code = (
+        "import sys\nfrom vibration_anomaly.core.calibration import Calibration\n"
+        "try:\n    Calibration.load(sys.argv[1])\nexcept Exception as e:\n    print(type(e).__name__, e)\n"
+    )
     p = subprocess.run([sys.executable, "-c", code, str(fifo)], capture_output=True, text=True, timeout=60)
     assert p.stdout.startswith(f"InputError {fifo}: path: is a FIFO"), p.stdout + p.stderr
 
 
 def test_core_does_not_import_the_command_line() -> None:
-    code = ("import sys\nimport vibration_anomaly.core.scoring\n"
-            "print(sorted(m for m in sys.modules if m in ('vibration_anomaly.cli', 'argparse')))")
+    code = (
+        "import sys\nimport vibration_anomaly.core.scoring\n"
+        "print(sorted(m for m in sys.modules if m in ('vibration_anomaly.cli', 'argparse')))"
+    )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and "vibration_anomaly.cli" not in p.stdout, p.stdout + p.stderr
 
@@ -192,7 +210,9 @@ def test_core_does_not_import_the_command_line() -> None:
 
 
 def test_calibration_round_trips_through_a_dict_with_an_unknown_median() -> None:
-    back = Calibration.from_dict(_cal().to_dict())  # healthy_score_median NaN in memory, as calibrate leaves it
+    back = Calibration.from_dict(
+        _cal().to_dict()
+    )  # healthy_score_median NaN in memory, as calibrate leaves it
     assert math.isnan(back.healthy_score_median) and back.window_samples == 4900
 
 
@@ -233,7 +253,9 @@ def test_calibration_save_uses_a_unique_temp_name(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- engine build: the ONNX file, the plan
 
 
-def test_engine_build_refuses_oversized_onnx_before_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_engine_build_refuses_oversized_onnx_before_reading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from vibration_anomaly.engine import build
 
     onnx = tmp_path / "m.onnx"
@@ -320,9 +342,19 @@ def test_train_refuses_no_data_as_input_error(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- power --model-watts, demo --fault-after
 
 
-@pytest.mark.parametrize(("spec", "field"), [("nan,4", "asleep"), ("4,nan", "awake"), ("inf,inf", "asleep"),
-                                             ("-1,4", "asleep"), ("4,-inf", "awake"), ("4,5000", "awake"),
-                                             ("11,4", "value"), ("4", "value")])
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        ("nan,4", "asleep"),
+        ("4,nan", "awake"),
+        ("inf,inf", "asleep"),
+        ("-1,4", "asleep"),
+        ("4,-inf", "awake"),
+        ("4,5000", "awake"),
+        ("11,4", "value"),
+        ("4", "value"),
+    ],
+)
 def test_custom_power_model_refuses_non_finite_or_negative_watts(spec: str, field: str) -> None:
     from vibration_anomaly.power.modelled import custom_model
 
@@ -343,4 +375,8 @@ def test_parse_fault_after_refuses(text: str) -> None:
 def test_parse_fault_after_accepts() -> None:
     from vibration_anomaly.sim.demo import parse_fault_after
 
-    assert parse_fault_after("1.5") == 1.5 and parse_fault_after(" none ") is None and parse_fault_after("0") == 0.0
+    assert (
+        parse_fault_after("1.5") == 1.5
+        and parse_fault_after(" none ") is None
+        and parse_fault_after("0") == 0.0
+    )

@@ -40,7 +40,9 @@ def calibration(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     engine = OnnxRuntimeEngine()
     engine.load(model.onnx)
     engine.wake()
-    cal = model.calibrate(engine, [robot.frames(20 + 60 * k, 20 + 60 * k + n / 1000)[1] for k in range(10)], 1000.0)
+    cal = model.calibrate(
+        engine, [robot.frames(20 + 60 * k, 20 + 60 * k + n / 1000)[1] for k in range(10)], 1000.0
+    )
     engine.unload()
     path = tmp_path_factory.mktemp("cal") / "calibration.json"
     cal.save(path)
@@ -61,8 +63,15 @@ def model_dir(tmp_path: Path) -> Path:
 
 
 def params(**changes: object) -> dict[str, object]:
-    return {"model": "", "engine": "", "calibration": "", "backend": "onnx", "duty_cycle_time_scale": 1.0,
-            "robot_id": "r042", **changes}
+    return {
+        "model": "",
+        "engine": "",
+        "calibration": "",
+        "backend": "onnx",
+        "duty_cycle_time_scale": 1.0,
+        "robot_id": "r042",
+        **changes,
+    }
 
 
 def refused(bundle: VerifiedBundle, p: dict[str, object]) -> BundleRefused:
@@ -83,11 +92,16 @@ def scores(engine: Any, x: np.ndarray) -> np.ndarray:
 
 
 def test_a_model_replaced_right_after_its_check_does_not_get_loaded(
-    model_dir: Path, tmp_path: Path, calibration: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+    model_dir: Path,
+    tmp_path: Path,
+    calibration: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     onnx = model_dir / "model.onnx"
     verified = onnx.read_bytes()
-    impostor = (model_dir / "model_fp32.onnx").read_bytes()  # same I/O, other weights: loads, scores differently
+    impostor = (
+        model_dir / "model_fp32.onnx"
+    ).read_bytes()  # same I/O, other weights: loads, scores differently
     real_read = pipeline_mod.read_verified_model
     swapped: list[bytes] = []
 
@@ -116,7 +130,10 @@ def test_a_model_replaced_right_after_its_check_does_not_get_loaded(
 
 
 def test_a_plan_is_handed_over_as_the_verified_bytes(
-    model_dir: Path, tmp_path: Path, calibration: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+    model_dir: Path,
+    tmp_path: Path,
+    calibration: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     plan = tmp_path / "model.engine"
     plan.write_bytes(b"\x01plan bytes" * 200)
@@ -170,7 +187,9 @@ def test_the_shipped_bundle_names_the_shipped_model_json() -> None:
 
 
 def test_a_model_json_the_bundle_does_not_name_is_refused(
-    model_dir: Path, tmp_path: Path, calibration: dict[str, Any],
+    model_dir: Path,
+    tmp_path: Path,
+    calibration: dict[str, Any],
 ) -> None:
     meta = json.loads((model_dir / "model.json").read_text())
     meta["voting"] = {"k": 1, "n": 1}
@@ -193,7 +212,9 @@ def test_a_calibration_made_for_another_model_is_refused(tmp_path: Path, calibra
 
 @pytest.mark.parametrize("factor", [1e300 / 3.0, 0.5])
 def test_a_threshold_at_which_the_alarm_cannot_work_is_refused(
-    tmp_path: Path, calibration: dict[str, Any], factor: float,
+    tmp_path: Path,
+    calibration: dict[str, Any],
+    factor: float,
 ) -> None:
     """1e300 from another machine: never fires; below the healthy median: fires on healthy windows."""
     median = calibration["healthy_score_median"]
@@ -203,12 +224,16 @@ def test_a_threshold_at_which_the_alarm_cannot_work_is_refused(
 
 
 def test_the_models_held_out_score_range_bounds_the_threshold(
-    model_dir: Path, tmp_path: Path, calibration: dict[str, Any],
+    model_dir: Path,
+    tmp_path: Path,
+    calibration: dict[str, Any],
 ) -> None:
     meta = json.loads((model_dir / "model.json").read_text())
     meta["heldout_score_range"] = [1.0, 1.5]
     (model_dir / "model.json").write_bytes(json.dumps(meta).encode())
-    files = write_test_bundle(tmp_path / "deploy", model_json_sha256=sha((model_dir / "model.json").read_bytes()))
+    files = write_test_bundle(
+        tmp_path / "deploy", model_json_sha256=sha((model_dir / "model.json").read_bytes())
+    )
     bundle = load_verified_bundle(files.bundle, files.trust_dir, firmware_path=files.firmware)
     ok = write_cal(tmp_path / "ok.json", calibration)
     build_pipeline(bundle, params(model=str(model_dir), calibration=str(ok))).engine.unload()
@@ -218,11 +243,14 @@ def test_the_models_held_out_score_range_bounds_the_threshold(
     assert exc.reason == "calibration_implausible" and "held-out" in exc.detail
 
 
-def test_a_bundle_can_bind_each_robots_calibration_by_hash(tmp_path: Path, calibration: dict[str, Any]) -> None:
+def test_a_bundle_can_bind_each_robots_calibration_by_hash(
+    tmp_path: Path, calibration: dict[str, Any]
+) -> None:
     mine = write_cal(tmp_path / "mine.json", calibration)
     theirs = write_cal(tmp_path / "theirs.json", calibration, machine="r043")  # plausible, but not ours
-    files = write_test_bundle(tmp_path / "deploy", calibrations={"r042": sha(mine.read_bytes()),
-                                                                 "r043": sha(theirs.read_bytes())})
+    files = write_test_bundle(
+        tmp_path / "deploy", calibrations={"r042": sha(mine.read_bytes()), "r043": sha(theirs.read_bytes())}
+    )
     bundle = load_verified_bundle(files.bundle, files.trust_dir, firmware_path=files.firmware)
     assert bundle.calibration_sha256("r042") == sha(mine.read_bytes())
     build_pipeline(bundle, params(calibration=str(mine))).engine.unload()
@@ -244,13 +272,16 @@ def test_calibration_file_problems_are_named(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- payload fields
 
 
-@pytest.mark.parametrize(("changes", "field"), [
-    ({"model_json_sha256": "ABC"}, "model_json_sha256"),
-    ({"calibrations": {}}, "calibrations"),
-    ({"calibrations": ["r1"]}, "calibrations"),
-    ({"calibrations": {"bad id!": "0" * 64}}, "calibrations"),
-    ({"calibrations": {"r1": "0" * 63}}, "calibrations.r1"),
-])
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"model_json_sha256": "ABC"}, "model_json_sha256"),
+        ({"calibrations": {}}, "calibrations"),
+        ({"calibrations": ["r1"]}, "calibrations"),
+        ({"calibrations": {"bad id!": "0" * 64}}, "calibrations"),
+        ({"calibrations": {"r1": "0" * 63}}, "calibrations.r1"),
+    ],
+)
 def test_binding_fields_are_checked(tmp_path: Path, changes: dict[str, Any], field: str) -> None:
     files = write_test_bundle(tmp_path, **changes)
     with pytest.raises(BundleRefused) as info:

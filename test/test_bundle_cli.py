@@ -36,8 +36,18 @@ def _payload_for(signer_key_id: str, tmp_path: Path, **changes: object) -> Path:
 
 
 def _keygen(tmp_path: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> str:
-    assert run("bundle", "keygen", "--private", tmp_path / "k.pem", "--public", tmp_path / "trust" / "k.pub",
-               *extra) == 0
+    assert (
+        run(
+            "bundle",
+            "keygen",
+            "--private",
+            tmp_path / "k.pem",
+            "--public",
+            tmp_path / "trust" / "k.pub",
+            *extra,
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     return out.split("key_id:")[1].strip()
 
@@ -65,16 +75,30 @@ def test_keygen_sign_verify_show(tmp_path: Path, capsys: pytest.CaptureFixture[s
 def test_keygen_refuses_to_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _keygen(tmp_path, capsys)
     before = (tmp_path / "k.pem").read_bytes()
-    assert run("bundle", "keygen", "--private", tmp_path / "k.pem", "--public", tmp_path / "trust" / "k.pub") == 2
+    assert (
+        run("bundle", "keygen", "--private", tmp_path / "k.pem", "--public", tmp_path / "trust" / "k.pub")
+        == 2
+    )
     assert "exists" in capsys.readouterr().err
     assert (tmp_path / "k.pem").read_bytes() == before
-    assert run("bundle", "keygen", "--private", tmp_path / "k.pem", "--public", tmp_path / "trust" / "k.pub",
-               "--force") == 0
+    assert (
+        run(
+            "bundle",
+            "keygen",
+            "--private",
+            tmp_path / "k.pem",
+            "--public",
+            tmp_path / "trust" / "k.pub",
+            "--force",
+        )
+        == 0
+    )
     assert (tmp_path / "k.pem").read_bytes() != before
 
 
-def test_passphrase_protected_key(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_passphrase_protected_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("BUNDLE_KEY_PASS", "correct horse battery staple")
     key_id = _keygen(tmp_path, capsys, "--passphrase-env", "BUNDLE_KEY_PASS")
     assert b"ENCRYPTED PRIVATE KEY" in (tmp_path / "k.pem").read_bytes()
@@ -83,19 +107,47 @@ def test_passphrase_protected_key(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert run("bundle", "sign", payload, "--key", tmp_path / "k.pem", "--out", out) == 2
     assert "passphrase" in capsys.readouterr().err
     assert not out.exists()
-    assert run("bundle", "sign", payload, "--key", tmp_path / "k.pem", "--out", out,
-               "--passphrase-env", "BUNDLE_KEY_PASS") == 0
+    assert (
+        run(
+            "bundle",
+            "sign",
+            payload,
+            "--key",
+            tmp_path / "k.pem",
+            "--out",
+            out,
+            "--passphrase-env",
+            "BUNDLE_KEY_PASS",
+        )
+        == 0
+    )
     monkeypatch.setenv("BUNDLE_KEY_PASS", "wrong")
-    assert run("bundle", "sign", payload, "--key", tmp_path / "k.pem", "--out", out,
-               "--passphrase-env", "BUNDLE_KEY_PASS") == 2
+    assert (
+        run(
+            "bundle",
+            "sign",
+            payload,
+            "--key",
+            tmp_path / "k.pem",
+            "--out",
+            out,
+            "--passphrase-env",
+            "BUNDLE_KEY_PASS",
+        )
+        == 2
+    )
 
 
-@pytest.mark.parametrize(("changes", "message"), [
-    ({"key_id": "0123456789abcdef"}, "key_id: payload 0123456789abcdef, signing key"),
-    ({"duty_cycle": {"sample_s": 60, "period_s": 60}}, "duty_cycle.sample_s"),
-])
-def test_sign_refuses_a_bad_payload_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                       changes: dict[str, object], message: str) -> None:
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"key_id": "0123456789abcdef"}, "key_id: payload 0123456789abcdef, signing key"),
+        ({"duty_cycle": {"sample_s": 60, "period_s": 60}}, "duty_cycle.sample_s"),
+    ],
+)
+def test_sign_refuses_a_bad_payload_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], changes: dict[str, object], message: str
+) -> None:
     key_id = _keygen(tmp_path, capsys)
     payload = _payload_for(key_id, tmp_path, **changes)
     out = tmp_path / "b.bundle"
@@ -104,7 +156,9 @@ def test_sign_refuses_a_bad_payload_and_writes_nothing(tmp_path: Path, capsys: p
     assert not out.exists()
 
 
-def test_verify_refusals_exit_2_with_reason_on_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_verify_refusals_exit_2_with_reason_on_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     signer = Signer(tmp_path)
     bundle = signer.write(tmp_path / "b.yaml", version=4)
     trust = signer.trust_dir
@@ -127,8 +181,18 @@ def test_verify_refusals_exit_2_with_reason_on_stderr(tmp_path: Path, capsys: py
     assert "(bad_signature)" in capsys.readouterr().err
 
     state = tmp_path / "state.json"
-    assert run("bundle", "verify", signer.write(tmp_path / "v5.yaml", version=5), "--trust", trust,
-               "--state", state) == 0
+    assert (
+        run(
+            "bundle",
+            "verify",
+            signer.write(tmp_path / "v5.yaml", version=5),
+            "--trust",
+            trust,
+            "--state",
+            state,
+        )
+        == 0
+    )
     assert run("bundle", "verify", bundle, "--trust", trust, "--state", state) == 2
     assert "(rollback)" in capsys.readouterr().err
 
@@ -140,7 +204,9 @@ def test_verify_refusals_exit_2_with_reason_on_stderr(tmp_path: Path, capsys: py
     assert run("bundle", "verify", bundle, "--trust", trust, "--model", model) == 0
 
 
-def test_show_reports_expired_and_refuses_untrusted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_show_reports_expired_and_refuses_untrusted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     signer = Signer(tmp_path)
     bundle = signer.write(tmp_path / "b.yaml", expires_at="2025-07-01T00:00:00Z")
     assert run("bundle", "show", bundle) == 0
@@ -172,16 +238,50 @@ def test_real_process_exit_codes(tmp_path: Path) -> None:
         "a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    ok = subprocess.run([sys.executable, "-c", script, "bundle", "verify", str(EXAMPLE / "dev_bundle.yaml"),
-                         "--trust", str(EXAMPLE / "trust"), "--firmware", str(EXAMPLE / "firmware.json")],
-                        capture_output=True, text=True, env=env, timeout=60)
+    ok = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            script,
+            "bundle",
+            "verify",
+            str(EXAMPLE / "dev_bundle.yaml"),
+            "--trust",
+            str(EXAMPLE / "trust"),
+            "--firmware",
+            str(EXAMPLE / "firmware.json"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert ok.returncode == 0, ok.stderr
     assert "DEVELOPMENT key" in ok.stdout
     fw = write_firmware(tmp_path / "fw.json", 5, 100)
-    bad = subprocess.run([sys.executable, "-c", script, "bundle", "verify", str(EXAMPLE / "dev_bundle.yaml"),
-                          "--trust", str(EXAMPLE / "trust"), "--firmware", str(fw)],
-                         capture_output=True, text=True, env=env, timeout=60)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            script,
+            "bundle",
+            "verify",
+            str(EXAMPLE / "dev_bundle.yaml"),
+            "--trust",
+            str(EXAMPLE / "trust"),
+            "--firmware",
+            str(fw),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert bad.returncode == 2
     assert "period_s: bundle 60, firmware 100" in bad.stderr
-    assert load_verified_bundle(EXAMPLE / "dev_bundle.yaml", EXAMPLE / "trust",
-                                firmware_path=EXAMPLE / "firmware.json").version >= 1
+    assert (
+        load_verified_bundle(
+            EXAMPLE / "dev_bundle.yaml", EXAMPLE / "trust", firmware_path=EXAMPLE / "firmware.json"
+        ).version
+        >= 1
+    )

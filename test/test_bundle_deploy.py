@@ -63,14 +63,17 @@ class Robot:
         self.model.write_bytes(MODEL_BYTES)
 
     def configure(self, bundle: Path) -> VerifiedBundle:
-        b = load_verified_bundle(bundle, self.signer.trust_dir, firmware_path=self.firmware,
-                                 state_path=self.state, record=False)
+        b = load_verified_bundle(
+            bundle, self.signer.trust_dir, firmware_path=self.firmware, state_path=self.state, record=False
+        )
         verify_model_file(b, self.model)
         commit_accepted(b, self.state)
         return b
 
 
-def test_bundle_whose_model_failed_to_deploy_does_not_block_the_revert(tmp_path: Path, signer: Signer) -> None:
+def test_bundle_whose_model_failed_to_deploy_does_not_block_the_revert(
+    tmp_path: Path, signer: Signer
+) -> None:
     robot = Robot(tmp_path, signer)
     v7 = signer.write(tmp_path / "v7.yaml", version=7, model_sha256=model_sha())
     v8 = signer.write(tmp_path / "v8.yaml", version=8, model_sha256=sha(NEW_MODEL_BYTES))
@@ -108,8 +111,9 @@ def test_record_true_records_before_a_later_caller_check(tmp_path: Path, signer:
 
 
 @pytest.mark.parametrize("which", ["model", "engine"])
-def test_model_or_engine_checked_by_the_loader_is_checked_before_recording(tmp_path: Path, signer: Signer,
-                                                                            which: str) -> None:
+def test_model_or_engine_checked_by_the_loader_is_checked_before_recording(
+    tmp_path: Path, signer: Signer, which: str
+) -> None:
     state = tmp_path / "state.json"
     good = signer.write(tmp_path / "v7.yaml", version=7, engine_sha256=sha(ENGINE_BYTES))
     load_verified_bundle(good, signer.trust_dir, require_firmware=False, state_path=state)
@@ -124,24 +128,49 @@ def test_model_or_engine_checked_by_the_loader_is_checked_before_recording(tmp_p
 
 def test_record_false_still_refuses_rollback_and_writes_nothing(tmp_path: Path, signer: Signer) -> None:
     state = tmp_path / "state.json"
-    load_verified_bundle(signer.write(tmp_path / "v9.yaml", version=9), signer.trust_dir, require_firmware=False,
-                         state_path=state)
+    load_verified_bundle(
+        signer.write(tmp_path / "v9.yaml", version=9),
+        signer.trust_dir,
+        require_firmware=False,
+        state_path=state,
+    )
     before = state.read_bytes()
-    exc = refused(load_verified_bundle, signer.write(tmp_path / "v7.yaml", version=7), signer.trust_dir,
-                  require_firmware=False, state_path=state, record=False)
+    exc = refused(
+        load_verified_bundle,
+        signer.write(tmp_path / "v7.yaml", version=7),
+        signer.trust_dir,
+        require_firmware=False,
+        state_path=state,
+        record=False,
+    )
     assert exc.reason == "rollback"
-    b = load_verified_bundle(signer.write(tmp_path / "v10.yaml", version=10), signer.trust_dir,
-                             require_firmware=False, state_path=state, record=False)
+    b = load_verified_bundle(
+        signer.write(tmp_path / "v10.yaml", version=10),
+        signer.trust_dir,
+        require_firmware=False,
+        state_path=state,
+        record=False,
+    )
     assert b.version == 10
     assert state.read_bytes() == before
 
 
 def test_commit_accepted_rechecks_the_state_it_writes(tmp_path: Path, signer: Signer) -> None:
     state = tmp_path / "state.json"
-    v9 = load_verified_bundle(signer.write(tmp_path / "v9.yaml", version=9), signer.trust_dir,
-                              require_firmware=False, state_path=state, record=False)
-    v9_other = load_verified_bundle(signer.write(tmp_path / "v9b.yaml", version=9, max_queued_batches=2),
-                                    signer.trust_dir, require_firmware=False, state_path=state, record=False)
+    v9 = load_verified_bundle(
+        signer.write(tmp_path / "v9.yaml", version=9),
+        signer.trust_dir,
+        require_firmware=False,
+        state_path=state,
+        record=False,
+    )
+    v9_other = load_verified_bundle(
+        signer.write(tmp_path / "v9b.yaml", version=9, max_queued_batches=2),
+        signer.trust_dir,
+        require_firmware=False,
+        state_path=state,
+        record=False,
+    )
     assert not state.exists()
     assert commit_accepted(v9, state) is True
     assert state_version(state) == 9
@@ -151,8 +180,12 @@ def test_commit_accepted_rechecks_the_state_it_writes(tmp_path: Path, signer: Si
     exc = refused(commit_accepted, v9_other, state)
     assert exc.reason == "version_reuse" and exc.source == v9_other.source_path
     # Another process accepted v10 between our load and our commit.
-    load_verified_bundle(signer.write(tmp_path / "v10.yaml", version=10), signer.trust_dir,
-                         require_firmware=False, state_path=state)
+    load_verified_bundle(
+        signer.write(tmp_path / "v10.yaml", version=10),
+        signer.trust_dir,
+        require_firmware=False,
+        state_path=state,
+    )
     assert refused(commit_accepted, v9, state).reason == "rollback"
     assert state_version(state) == 10
 
@@ -173,17 +206,21 @@ def test_commit_accepted_without_state_and_with_corrupt_state(tmp_path: Path, si
 # ------------------------------------------------------------------ finding 2: dotted firmware keys
 
 
-@pytest.mark.parametrize(("content", "dotted"), [
-    # The bypass: nested 20 disagrees, the dotted 60 would have overwritten it under the same name.
-    ('{"duty_cycle": {"sample_s": 5, "period_s": 20}, "duty_cycle.period_s": 60}', "duty_cycle.period_s"),
-    ('{"duty_cycle.period_s": 60, "duty_cycle": {"sample_s": 5, "period_s": 20}}', "duty_cycle.period_s"),
-    # Dotted only: would have satisfied the "must state the duty cycle" check without nesting.
-    ('{"duty_cycle.sample_s": 5, "duty_cycle.period_s": 60}', "duty_cycle.sample_s"),
-    # A dot inside a section.
-    ('{"duty_cycle": {"sample_s": 5, "period_s": 60}, "alarm": {"votes.required": 3}}', "votes.required"),
-])
-def test_firmware_key_containing_a_dot_is_refused(tmp_path: Path, signer: Signer, content: str,
-                                                  dotted: str) -> None:
+@pytest.mark.parametrize(
+    ("content", "dotted"),
+    [
+        # The bypass: nested 20 disagrees, the dotted 60 would have overwritten it under the same name.
+        ('{"duty_cycle": {"sample_s": 5, "period_s": 20}, "duty_cycle.period_s": 60}', "duty_cycle.period_s"),
+        ('{"duty_cycle.period_s": 60, "duty_cycle": {"sample_s": 5, "period_s": 20}}', "duty_cycle.period_s"),
+        # Dotted only: would have satisfied the "must state the duty cycle" check without nesting.
+        ('{"duty_cycle.sample_s": 5, "duty_cycle.period_s": 60}', "duty_cycle.sample_s"),
+        # A dot inside a section.
+        ('{"duty_cycle": {"sample_s": 5, "period_s": 60}, "alarm": {"votes.required": 3}}', "votes.required"),
+    ],
+)
+def test_firmware_key_containing_a_dot_is_refused(
+    tmp_path: Path, signer: Signer, content: str, dotted: str
+) -> None:
     fw = tmp_path / "fw.json"
     fw.write_text(content)
     exc = refused(load_verified_bundle, signer.write(tmp_path / "b.yaml"), signer.trust_dir, firmware_path=fw)
@@ -203,20 +240,32 @@ def test_firmware_non_string_key_is_refused(tmp_path: Path, signer: Signer) -> N
 
 def test_compare_with_firmware_refuses_dotted_keys_given_directly(tmp_path: Path, signer: Signer) -> None:
     b = load_verified_bundle(signer.write(tmp_path / "b.yaml"), signer.trust_dir, require_firmware=False)
-    exc = refused(compare_with_firmware, b.effective_values(),
-                  {"duty_cycle": {"sample_s": 5, "period_s": 20}, "duty_cycle.period_s": 60}, "fw.json")
+    exc = refused(
+        compare_with_firmware,
+        b.effective_values(),
+        {"duty_cycle": {"sample_s": 5, "period_s": 20}, "duty_cycle.period_s": 60},
+        "fw.json",
+    )
     assert exc.reason == "firmware_invalid" and exc.field == "duty_cycle.period_s"
     # The same statement without the dotted key is compared, and the nested 20 is caught.
-    exc = refused(compare_with_firmware, b.effective_values(),
-                  {"duty_cycle": {"sample_s": 5, "period_s": 20}}, "fw.json")
+    exc = refused(
+        compare_with_firmware,
+        b.effective_values(),
+        {"duty_cycle": {"sample_s": 5, "period_s": 20}},
+        "fw.json",
+    )
     assert exc.reason == "firmware_mismatch" and "period_s: bundle 60, firmware 20" in exc.detail
 
 
 def test_payload_with_a_dotted_top_level_key_is_refused(tmp_path: Path, signer: Signer) -> None:
     payload = signer.payload()
     payload["duty_cycle.period_s"] = 20
-    exc = refused(load_verified_bundle, signer.write(tmp_path / "b.yaml", payload), signer.trust_dir,
-                  require_firmware=False)
+    exc = refused(
+        load_verified_bundle,
+        signer.write(tmp_path / "b.yaml", payload),
+        signer.trust_dir,
+        require_firmware=False,
+    )
     assert exc.reason == "field" and exc.field == "duty_cycle.period_s"
 
 
@@ -224,8 +273,9 @@ def test_payload_with_a_dotted_top_level_key_is_refused(tmp_path: Path, signer: 
 
 
 def _bundle(tmp_path: Path, signer: Signer, **changes: Any) -> VerifiedBundle:
-    return load_verified_bundle(signer.write(tmp_path / "b.yaml", **changes), signer.trust_dir,
-                                require_firmware=False)
+    return load_verified_bundle(
+        signer.write(tmp_path / "b.yaml", **changes), signer.trust_dir, require_firmware=False
+    )
 
 
 def test_engine_file_matching_the_bundle(tmp_path: Path, signer: Signer) -> None:
@@ -251,12 +301,15 @@ def test_stale_engine_is_refused_naming_both_hashes(tmp_path: Path, signer: Sign
 
 
 @pytest.mark.parametrize("changes", [{}, {"engine_sha256": None}])
-def test_bundle_without_engine_sha256_vouches_for_no_engine(tmp_path: Path, signer: Signer,
-                                                            changes: dict[str, Any]) -> None:
+def test_bundle_without_engine_sha256_vouches_for_no_engine(
+    tmp_path: Path, signer: Signer, changes: dict[str, Any]
+) -> None:
     payload = signer.payload(**changes)
     if not changes:
         payload.pop("engine_sha256", None)
-    b = load_verified_bundle(signer.write(tmp_path / "b.yaml", payload), signer.trust_dir, require_firmware=False)
+    b = load_verified_bundle(
+        signer.write(tmp_path / "b.yaml", payload), signer.trust_dir, require_firmware=False
+    )
     assert b.engine_sha256 is None
     plan = tmp_path / "model.plan"
     plan.write_bytes(ENGINE_BYTES)
@@ -268,12 +321,18 @@ def test_bundle_without_engine_sha256_vouches_for_no_engine(tmp_path: Path, sign
 @pytest.mark.parametrize("value", ["ABCDEF" * 10 + "ABCD", "00" * 31, 12345, True, "g" * 64, ["00" * 32]])
 def test_bad_engine_sha256_is_a_field_refusal(tmp_path: Path, signer: Signer, value: Any) -> None:
     text = yaml.safe_dump(signer.payload(engine_sha256=value), sort_keys=False)
-    exc = refused(load_verified_bundle, signer.write(tmp_path / "b.yaml", text), signer.trust_dir,
-                  require_firmware=False)
+    exc = refused(
+        load_verified_bundle,
+        signer.write(tmp_path / "b.yaml", text),
+        signer.trust_dir,
+        require_firmware=False,
+    )
     assert (exc.reason, exc.field) == ("field", "engine_sha256")
 
 
-def test_cli_verify_checks_the_engine(tmp_path: Path, signer: Signer, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_verify_checks_the_engine(
+    tmp_path: Path, signer: Signer, capsys: pytest.CaptureFixture[str]
+) -> None:
     import argparse
 
     from vibration_anomaly.bundle import cli
@@ -288,10 +347,14 @@ def test_cli_verify_checks_the_engine(tmp_path: Path, signer: Signer, capsys: py
     plan = tmp_path / "model.plan"
     plan.write_bytes(STALE_ENGINE_BYTES)
     state = tmp_path / "state.json"
-    assert run("bundle", "verify", bundle, "--trust", signer.trust_dir, "--engine", plan, "--state", state) == 2
+    assert (
+        run("bundle", "verify", bundle, "--trust", signer.trust_dir, "--engine", plan, "--state", state) == 2
+    )
     assert "engine_mismatch" in capsys.readouterr().err
     assert not state.exists()
     plan.write_bytes(ENGINE_BYTES)
-    assert run("bundle", "verify", bundle, "--trust", signer.trust_dir, "--engine", plan, "--state", state) == 0
+    assert (
+        run("bundle", "verify", bundle, "--trust", signer.trust_dir, "--engine", plan, "--state", state) == 0
+    )
     assert "engine: sha256 matches" in capsys.readouterr().out
     assert state_version(state) == 7

@@ -55,7 +55,9 @@ class Robot:
         (self.trust / "EPOCH").write_text(f"{epoch}\n")
 
     def load(self, bundle: Path, **kw: object):  # type: ignore[no-untyped-def]
-        return load_verified_bundle(bundle, self.trust, firmware_path=self.firmware, state_path=self.state, **kw)
+        return load_verified_bundle(
+            bundle, self.trust, firmware_path=self.firmware, state_path=self.state, **kw
+        )
 
 
 def test_a_revoked_key_with_an_inflated_version_is_left_behind_by_an_epoch_bump(tmp_path: Path) -> None:
@@ -144,8 +146,16 @@ def test_a_record_from_before_epochs_reads_as_epoch_zero(tmp_path: Path) -> None
     key = Signer(tmp_path, "k")
     robot = Robot(tmp_path, key)
     robot.state.parent.mkdir(parents=True)
-    robot.state.write_text(json.dumps({"version": 9, "payload_sha256": "0" * 64, "key_id": key.key_id,
-                                       "recorded_at": "2025-06-01T00:00:00+00:00"}))
+    robot.state.write_text(
+        json.dumps(
+            {
+                "version": 9,
+                "payload_sha256": "0" * 64,
+                "key_id": key.key_id,
+                "recorded_at": "2025-06-01T00:00:00+00:00",
+            }
+        )
+    )
     assert refused(robot.load, key.write(tmp_path / "v8.yaml", version=8)).reason == "rollback"
     robot.set_epoch(1)
     assert robot.load(key.write(tmp_path / "e1.yaml", version=1, epoch=1)).epoch == 1
@@ -177,8 +187,12 @@ def test_an_epoch_file_that_is_a_fifo_is_refused_not_waited_on(tmp_path: Path) -
 @pytest.mark.parametrize("value", ["1", -1, True, 1.0, 2**31])
 def test_the_payload_epoch_is_a_plain_integer(tmp_path: Path, value: object) -> None:
     key = Signer(tmp_path, "k")
-    exc = refused(load_verified_bundle, key.write(tmp_path / "b.yaml", epoch=value), key.trust_dir,
-                  require_firmware=False)
+    exc = refused(
+        load_verified_bundle,
+        key.write(tmp_path / "b.yaml", epoch=value),
+        key.trust_dir,
+        require_firmware=False,
+    )
     assert exc.reason == "field" and exc.field == "epoch"
 
 

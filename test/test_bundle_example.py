@@ -30,7 +30,9 @@ MODEL = ROOT / "vibration_anomaly" / "model" / "default" / "model.onnx"
 
 
 def test_shipped_example_verifies_against_shipped_trust_and_firmware() -> None:
-    b = load_verified_bundle(EXAMPLE / "dev_bundle.yaml", EXAMPLE / "trust", firmware_path=EXAMPLE / "firmware.json")
+    b = load_verified_bundle(
+        EXAMPLE / "dev_bundle.yaml", EXAMPLE / "trust", firmware_path=EXAMPLE / "firmware.json"
+    )
     firmware = json.loads((EXAMPLE / "firmware.json").read_text())
     assert b.duty_cycle.sample_s == firmware["duty_cycle"]["sample_s"]
     assert b.duty_cycle.period_s == firmware["duty_cycle"]["period_s"]
@@ -82,8 +84,12 @@ def test_dev_key_is_marked_and_matches_the_trust_dir() -> None:
 
 def test_make_dev_bundle_reports_the_example_up_to_date() -> None:
     """Fails when the model (or payload) changed: run tools/make_dev_bundle.py and commit."""
-    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "make_dev_bundle.py"), "--check"],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "make_dev_bundle.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
 
 
@@ -106,8 +112,18 @@ def test_write_test_bundle_makes_files_the_real_loader_accepts(tmp_path: Path) -
     assert info.value.reason == "unknown_key"
 
 
-_CONTRACT_NAMES = ("sample_s", "period_s", "sleep_s", "max_queued_batches", "max_queued", "votes_required",
-                   "votes_window", "push_interval_s", "period_tolerance_s", "awake_fraction_max")
+_CONTRACT_NAMES = (
+    "sample_s",
+    "period_s",
+    "sleep_s",
+    "max_queued_batches",
+    "max_queued",
+    "votes_required",
+    "votes_window",
+    "push_interval_s",
+    "period_tolerance_s",
+    "awake_fraction_max",
+)
 _LITERAL_DEFAULT = re.compile(
     r"\b(" + "|".join(_CONTRACT_NAMES) + r")\b\s*(?::\s*[A-Za-z_.| \[\]]+)?\s*=\s*-?[0-9]"
 )

@@ -37,7 +37,9 @@ def _load(path: Path, signer: Signer, **kw: object) -> VerifiedBundle:
 
 
 def test_round_trip_gives_the_signed_numbers(tmp_path: Path, signer: Signer) -> None:
-    path = signer.write(tmp_path / "b.yaml", duty_cycle={"sample_s": 4.5, "period_s": 90}, max_queued_batches=2)
+    path = signer.write(
+        tmp_path / "b.yaml", duty_cycle={"sample_s": 4.5, "period_s": 90}, max_queued_batches=2
+    )
     fw = write_firmware(tmp_path / "fw.json", 4.5, 90)
     b = load_verified_bundle(path, signer.trust_dir, firmware_path=fw)
     assert (b.duty_cycle.sample_s, b.duty_cycle.period_s) == (4.5, 90.0)
@@ -58,8 +60,11 @@ def test_json_payload_is_accepted(tmp_path: Path, signer: Signer) -> None:
 
 
 def test_optional_fields_take_the_documented_defaults(tmp_path: Path, signer: Signer) -> None:
-    minimal = {k: v for k, v in signer.payload().items()
-               if k in ("version", "issued_at", "key_id", "duty_cycle", "model_sha256")}
+    minimal = {
+        k: v
+        for k, v in signer.payload().items()
+        if k in ("version", "issued_at", "key_id", "duty_cycle", "model_sha256")
+    }
     minimal["duty_cycle"] = {"sample_s": 2, "period_s": 40}
     b = _load(signer.write(tmp_path / "b.yaml", minimal), signer)
     assert b.max_queued_batches == defaults.MAX_QUEUED_BATCHES
@@ -100,7 +105,7 @@ def _regions(data: bytes) -> dict[str, range]:
 
 
 def _flip(data: bytes, pos: int, mask: int) -> bytes:
-    return data[:pos] + bytes([data[pos] ^ mask]) + data[pos + 1:]
+    return data[:pos] + bytes([data[pos] ^ mask]) + data[pos + 1 :]
 
 
 def _expected_reasons(regions: dict[str, range], pos: int) -> set[str]:
@@ -132,8 +137,10 @@ def test_every_single_flipped_byte_anywhere_in_the_file_is_refused(tmp_path: Pat
     assert {"bad_signature", "format", "unknown_key"} <= set(seen)
 
 
-@pytest.mark.parametrize("fraction", [0.0, 0.01, 0.03, 0.05, 0.08, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7,
-                                      0.8, 0.9, 0.95, 0.99, 1.0])
+@pytest.mark.parametrize(
+    "fraction",
+    [0.0, 0.01, 0.03, 0.05, 0.08, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0],
+)
 def test_flipped_byte_through_the_file_loader(tmp_path: Path, signer: Signer, fraction: float) -> None:
     path = signer.write(tmp_path / "b.yaml")
     good = path.read_bytes()
@@ -146,7 +153,9 @@ def test_flipped_byte_through_the_file_loader(tmp_path: Path, signer: Signer, fr
 
 
 @pytest.mark.parametrize("byte_index", range(64))
-def test_flipped_byte_in_the_raw_signature_is_bad_signature(tmp_path: Path, signer: Signer, byte_index: int) -> None:
+def test_flipped_byte_in_the_raw_signature_is_bad_signature(
+    tmp_path: Path, signer: Signer, byte_index: int
+) -> None:
     c = parse_container(signer.write(tmp_path / "b.yaml").read_bytes())
     for mask in (0x01, 0x80):
         sig = bytearray(c.signature)
@@ -157,7 +166,9 @@ def test_flipped_byte_in_the_raw_signature_is_bad_signature(tmp_path: Path, sign
         assert info.value.reason == "bad_signature"
 
 
-def test_non_canonical_base64_spelling_of_the_same_signature_is_refused(tmp_path: Path, signer: Signer) -> None:
+def test_non_canonical_base64_spelling_of_the_same_signature_is_refused(
+    tmp_path: Path, signer: Signer
+) -> None:
     """The last base64 letter carries 2 unused bits; accepting variants would let a flip pass."""
     good = signer.write(tmp_path / "b.yaml").read_bytes()
     c = parse_container(good)
@@ -237,7 +248,9 @@ def test_just_under_the_limit_is_fine(tmp_path: Path, signer: Signer) -> None:
 # ------------------------------------------------------------------ VerifiedBundle cannot be forged
 
 
-def test_verified_bundle_cannot_be_built_or_altered_outside_the_loader(tmp_path: Path, signer: Signer) -> None:
+def test_verified_bundle_cannot_be_built_or_altered_outside_the_loader(
+    tmp_path: Path, signer: Signer
+) -> None:
     b = _load(signer.write(tmp_path / "b.yaml"), signer)
     fields = {f.name: getattr(b, f.name) for f in dataclasses.fields(b)}
     with pytest.raises(TypeError, match="load_verified_bundle"):

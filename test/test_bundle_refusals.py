@@ -50,7 +50,9 @@ def test_header_claims_a_trusted_key_but_another_key_signed(tmp_path: Path, sign
     from vibration_anomaly.bundle import parse_container, render_container
 
     stranger = Signer(tmp_path, "stranger")
-    c = parse_container(stranger.write(tmp_path / "s.yaml", stranger.payload(key_id=signer.key_id)).read_bytes())
+    c = parse_container(
+        stranger.write(tmp_path / "s.yaml", stranger.payload(key_id=signer.key_id)).read_bytes()
+    )
     (tmp_path / "b.yaml").write_bytes(render_container(signer.key_id, c.signature, c.payload))
     assert refused(tmp_path / "b.yaml", signer.trust_dir).reason == "bad_signature"
 
@@ -69,7 +71,9 @@ def test_key_rotation_old_and_new_keys_then_old_removed(tmp_path: Path) -> None:
     trust = tmp_path / "fleet_trust"
     trust.mkdir()
     for s in (old, new):
-        (trust / f"{s.key_id}.pub").write_bytes((s.trust_dir / f"{'old' if s is old else 'new'}.pub").read_bytes())
+        (trust / f"{s.key_id}.pub").write_bytes(
+            (s.trust_dir / f"{'old' if s is old else 'new'}.pub").read_bytes()
+        )
     (trust / "README.txt").write_text("not a key; ignored (only *.pub is read)")
     by_old, by_new = old.write(tmp_path / "o.yaml"), new.write(tmp_path / "n.yaml", version=8)
     assert load_verified_bundle(by_old, trust, require_firmware=False).key_id == old.key_id
@@ -94,8 +98,11 @@ def test_bad_trust_store_is_refused_with_the_file_named(tmp_path: Path, signer: 
     elif problem == "private_key":
         bad.write_bytes(private_key_pem(signer.key))
     elif problem == "ed448":
-        bad.write_bytes(Ed448PrivateKey.generate().public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+        bad.write_bytes(
+            Ed448PrivateKey.generate()
+            .public_key()
+            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        )
     elif problem == "huge":
         bad.write_bytes(b"x" * 10000)
     exc = refused(bundle, trust)
@@ -106,14 +113,17 @@ def test_bad_trust_store_is_refused_with_the_file_named(tmp_path: Path, signer: 
 # ------------------------------------------------------------------ parse and fields
 
 
-@pytest.mark.parametrize("text", [
-    b"duty_cycle: [unclosed\n",
-    b"- just\n- a list\n",
-    b"\xff\xfe not utf-8\n",
-    b"version: 7\nversion: 8\n",  # duplicate keys: a reader and the loader would disagree
-    b"a: &x 1\nb: *x\n",
-    b"",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"duty_cycle: [unclosed\n",
+        b"- just\n- a list\n",
+        b"\xff\xfe not utf-8\n",
+        b"version: 7\nversion: 8\n",  # duplicate keys: a reader and the loader would disagree
+        b"a: &x 1\nb: *x\n",
+        b"",
+    ],
+)
 def test_signed_payload_that_does_not_parse(tmp_path: Path, signer: Signer, text: bytes) -> None:
     exc = refused(signer.write(tmp_path / "b.yaml", text), signer.trust_dir)
     assert exc.reason == "parse", exc
@@ -155,8 +165,11 @@ FIELD_CASES: list[tuple[str, dict[str, Any], str]] = [
     ("votes_k_gt_n", {"alarm": {"votes_required": 6, "votes_window": 5}}, "alarm.votes_required"),
     ("votes_zero", {"alarm": {"votes_required": 0, "votes_window": 5}}, "alarm.votes_required"),
     ("threshold_text", {"alarm": {"score_threshold": "high"}}, "alarm.score_threshold"),
-    ("url_ftp", {"telemetry": {"pushgateway_url": "ftp://gw:9091", "job": "j", "push_interval_s": 60}},
-     "telemetry.pushgateway_url"),
+    (
+        "url_ftp",
+        {"telemetry": {"pushgateway_url": "ftp://gw:9091", "job": "j", "push_interval_s": 60}},
+        "telemetry.pushgateway_url",
+    ),
     ("job_empty", {"telemetry": {"job": "", "push_interval_s": 60}}, "telemetry.job"),
     ("push_zero", {"telemetry": {"push_interval_s": 0}}, "telemetry.push_interval_s"),
     ("awake_below_duty", {"health": {"awake_fraction_max": 0.01}}, "health.awake_fraction_max"),
@@ -168,8 +181,9 @@ FIELD_CASES: list[tuple[str, dict[str, Any], str]] = [
 
 
 @pytest.mark.parametrize(("case", "changes", "field"), FIELD_CASES, ids=[c[0] for c in FIELD_CASES])
-def test_field_missing_or_out_of_range(tmp_path: Path, signer: Signer, case: str, changes: dict[str, Any],
-                                       field: str) -> None:
+def test_field_missing_or_out_of_range(
+    tmp_path: Path, signer: Signer, case: str, changes: dict[str, Any], field: str
+) -> None:
     payload = signer.payload()
     for key, value in changes.items():
         payload[key] = value
@@ -210,15 +224,28 @@ def test_rollback_is_refused_and_remembered_across_loads(tmp_path: Path, signer:
 
 def test_same_version_with_different_content_is_refused(tmp_path: Path, signer: Signer) -> None:
     state = tmp_path / "state.json"
-    load_verified_bundle(signer.write(tmp_path / "a.yaml", version=5), signer.trust_dir, require_firmware=False,
-                         state_path=state)
+    load_verified_bundle(
+        signer.write(tmp_path / "a.yaml", version=5),
+        signer.trust_dir,
+        require_firmware=False,
+        state_path=state,
+    )
     changed = signer.write(tmp_path / "b.yaml", version=5, max_queued_batches=2)
     exc = refused(changed, signer.trust_dir, state_path=state)
     assert exc.reason == "version_reuse"
 
 
-@pytest.mark.parametrize("content", [b"", b"{not json", b"[]", b'{"version": "9", "payload_sha256": "00"}',
-                                     b'{"version": 3}', b"\x00" * 5000])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"{not json",
+        b"[]",
+        b'{"version": "9", "payload_sha256": "00"}',
+        b'{"version": 3}',
+        b"\x00" * 5000,
+    ],
+)
 def test_corrupt_state_is_a_refusal_not_a_crash(tmp_path: Path, signer: Signer, content: bytes) -> None:
     state = tmp_path / "state.json"
     state.write_bytes(content)
@@ -231,17 +258,27 @@ def test_corrupt_state_is_a_refusal_not_a_crash(tmp_path: Path, signer: Signer, 
 def test_state_is_not_recorded_when_a_later_check_refuses(tmp_path: Path, signer: Signer) -> None:
     state = tmp_path / "state.json"
     fw = write_firmware(tmp_path / "fw.json", 5, 100)
-    exc = refused(signer.write(tmp_path / "b.yaml", version=3), signer.trust_dir, state_path=state,
-                  firmware_path=fw, require_firmware=True)
+    exc = refused(
+        signer.write(tmp_path / "b.yaml", version=3),
+        signer.trust_dir,
+        state_path=state,
+        firmware_path=fw,
+        require_firmware=True,
+    )
     assert exc.reason == "firmware_mismatch"
     assert not state.exists()
 
 
-def test_failed_state_write_leaves_the_old_record(tmp_path: Path, signer: Signer,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_state_write_leaves_the_old_record(
+    tmp_path: Path, signer: Signer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     state = tmp_path / "state.json"
-    load_verified_bundle(signer.write(tmp_path / "a.yaml", version=2), signer.trust_dir, require_firmware=False,
-                         state_path=state)
+    load_verified_bundle(
+        signer.write(tmp_path / "a.yaml", version=2),
+        signer.trust_dir,
+        require_firmware=False,
+        state_path=state,
+    )
     before = state.read_bytes()
 
     def power_cut(src: str, dst: str) -> None:
@@ -260,7 +297,9 @@ def test_failed_state_write_leaves_the_old_record(tmp_path: Path, signer: Signer
 
 def test_firmware_disagreement_names_field_and_both_values(tmp_path: Path, signer: Signer) -> None:
     fw = write_firmware(tmp_path / "fw.json", 5, 100)
-    exc = refused(signer.write(tmp_path / "b.yaml"), signer.trust_dir, firmware_path=fw, require_firmware=True)
+    exc = refused(
+        signer.write(tmp_path / "b.yaml"), signer.trust_dir, firmware_path=fw, require_firmware=True
+    )
     assert exc.reason == "firmware_mismatch"
     assert "period_s: bundle 60, firmware 100" in str(exc)
     assert exc.field == "duty_cycle.period_s"
@@ -268,16 +307,21 @@ def test_firmware_disagreement_names_field_and_both_values(tmp_path: Path, signe
 
 def test_forty_seconds_apart_and_both_fields_reported(tmp_path: Path, signer: Signer) -> None:
     fw = write_firmware(tmp_path / "fw.json", 4, 100)
-    exc = refused(signer.write(tmp_path / "b.yaml"), signer.trust_dir, firmware_path=fw, require_firmware=True)
+    exc = refused(
+        signer.write(tmp_path / "b.yaml"), signer.trust_dir, firmware_path=fw, require_firmware=True
+    )
     assert "duty_cycle.sample_s: bundle 5, firmware 4" in exc.detail
     assert "duty_cycle.period_s: bundle 60, firmware 100" in exc.detail
 
 
-@pytest.mark.parametrize(("fw_value", "shown"), [("60", "'60' (a string)"), (60.5, "60.5"), (True, "True"),
-                                                 (None, "null")])
+@pytest.mark.parametrize(
+    ("fw_value", "shown"), [("60", "'60' (a string)"), (60.5, "60.5"), (True, "True"), (None, "null")]
+)
 def test_agreement_is_exact(tmp_path: Path, signer: Signer, fw_value: Any, shown: str) -> None:
     fw = write_firmware(tmp_path / "fw.json", 5, fw_value)
-    exc = refused(signer.write(tmp_path / "b.yaml"), signer.trust_dir, firmware_path=fw, require_firmware=True)
+    exc = refused(
+        signer.write(tmp_path / "b.yaml"), signer.trust_dir, firmware_path=fw, require_firmware=True
+    )
     assert exc.reason == "firmware_mismatch"
     assert f"period_s: bundle 60, firmware {shown}" in exc.detail
 
@@ -289,12 +333,14 @@ def test_yaml_firmware_file_and_equal_numbers_agree(tmp_path: Path, signer: Sign
     assert b.duty_cycle.period_s == 60
 
 
-def test_firmware_field_the_bundle_left_to_default_is_compared_with_the_default(tmp_path: Path,
-                                                                              signer: Signer) -> None:
+def test_firmware_field_the_bundle_left_to_default_is_compared_with_the_default(
+    tmp_path: Path, signer: Signer
+) -> None:
     payload = _without(signer.payload(), "max_queued_batches")
     fw = write_firmware(tmp_path / "fw.json", 5, 60, max_queued_batches=5)
-    exc = refused(signer.write(tmp_path / "b.yaml", payload), signer.trust_dir, firmware_path=fw,
-                  require_firmware=True)
+    exc = refused(
+        signer.write(tmp_path / "b.yaml", payload), signer.trust_dir, firmware_path=fw, require_firmware=True
+    )
     assert "max_queued_batches: bundle 3, firmware 5" in exc.detail
 
 
@@ -304,28 +350,36 @@ def test_missing_firmware_file_refuses_unless_bench_mode(tmp_path: Path, signer:
     assert exc.reason == "firmware_missing" and "absent.json" in str(exc)
     exc = refused(bundle, signer.trust_dir, require_firmware=True)  # none configured at all
     assert exc.reason == "firmware_missing"
-    b = load_verified_bundle(bundle, signer.trust_dir, firmware_path=tmp_path / "absent.json",
-                             require_firmware=False)
+    b = load_verified_bundle(
+        bundle, signer.trust_dir, firmware_path=tmp_path / "absent.json", require_firmware=False
+    )
     assert b.version == 7
 
 
 def test_bench_mode_still_compares_a_firmware_file_that_exists(tmp_path: Path, signer: Signer) -> None:
     fw = write_firmware(tmp_path / "fw.json", 5, 100)
-    exc = refused(signer.write(tmp_path / "b.yaml"), signer.trust_dir, firmware_path=fw, require_firmware=False)
+    exc = refused(
+        signer.write(tmp_path / "b.yaml"), signer.trust_dir, firmware_path=fw, require_firmware=False
+    )
     assert exc.reason == "firmware_mismatch"
 
 
-@pytest.mark.parametrize(("content", "reason"), [
-    ('{"duty_cycle": {"sample_s": 5}}', "firmware_invalid"),
-    ('{"duty_cycle": {"sample_s": 5, "period_s": 60, "perod_s": 100}}', "firmware_invalid"),
-    ('[5, 60]', "firmware_invalid"),
-    ('{"duty_cycle": {', "firmware_invalid"),
-    ("x" * (MAX_FIRMWARE_FILE_BYTES + 1), "too_large"),
-])
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        ('{"duty_cycle": {"sample_s": 5}}', "firmware_invalid"),
+        ('{"duty_cycle": {"sample_s": 5, "period_s": 60, "perod_s": 100}}', "firmware_invalid"),
+        ("[5, 60]", "firmware_invalid"),
+        ('{"duty_cycle": {', "firmware_invalid"),
+        ("x" * (MAX_FIRMWARE_FILE_BYTES + 1), "too_large"),
+    ],
+)
 def test_malformed_firmware_file(tmp_path: Path, signer: Signer, content: str, reason: str) -> None:
     fw = tmp_path / "fw.json"
     fw.write_text(content)
-    exc = refused(signer.write(tmp_path / "b.yaml"), signer.trust_dir, firmware_path=fw, require_firmware=True)
+    exc = refused(
+        signer.write(tmp_path / "b.yaml"), signer.trust_dir, firmware_path=fw, require_firmware=True
+    )
     assert exc.reason == reason
     assert str(fw) in str(exc)
 
@@ -366,8 +420,9 @@ def test_model_mismatch_at_load_does_not_record_the_version(tmp_path: Path, sign
 # ------------------------------------------------------------------ expiry
 
 
-def test_expired_bundle_still_boots_but_reports_expired(tmp_path: Path, signer: Signer,
-                                                        caplog: pytest.LogCaptureFixture) -> None:
+def test_expired_bundle_still_boots_but_reports_expired(
+    tmp_path: Path, signer: Signer, caplog: pytest.LogCaptureFixture
+) -> None:
     path = signer.write(tmp_path / "b.yaml", expires_at="2025-07-01T00:00:00Z")
     later = datetime(2025, 8, 1, tzinfo=timezone.utc)
     with caplog.at_level("WARNING"):

@@ -21,7 +21,8 @@ from vibration_anomaly.sim.robot import FaultSpec, RobotConfig, SimulatedRobot
 # A skip mark, never a module-level importorskip: launch_testing's pytest plugin (loaded whenever ROS is
 # sourced) imports every test module while collecting, and a Skipped raised there skips the whole folder.
 pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("rosbags") is None, reason="writing rosbag2 needs the rosbags package ([eval] extra)"
+    importlib.util.find_spec("rosbags") is None,
+    reason="writing rosbag2 needs the rosbags package ([eval] extra)",
 )
 
 
@@ -41,8 +42,15 @@ def _write_imu_bag(path: Path, t: np.ndarray, x: np.ndarray) -> None:
         for ti, xi in zip(t, x, strict=True):
             sec = int(ti)
             stamp = Time(sec=sec, nanosec=int(round((ti - sec) * 1e9)))
-            msg = Imu(Header(stamp, "imu_link"), Quat(0.0, 0.0, 0.0, 1.0), cov, Vec(0.0, 0.0, 0.0), cov,
-                      Vec(*map(float, xi)), cov)
+            msg = Imu(
+                Header(stamp, "imu_link"),
+                Quat(0.0, 0.0, 0.0, 1.0),
+                cov,
+                Vec(0.0, 0.0, 0.0),
+                cov,
+                Vec(*map(float, xi)),
+                cov,
+            )
             w.write(conn, int(ti * 1e9), ts.serialize_cdr(msg, Imu.__msgtype__))
 
 
@@ -53,9 +61,21 @@ def test_bag_calibration_fits_the_detector_batches(tmp_path: Path) -> None:
     _write_imu_bag(bag, t, x)
     cal_path = tmp_path / "calibration.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "vibration_anomaly", "calibrate", "--input", str(bag), "--out", str(cal_path),
-         "--machine", "robot-11"],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "vibration_anomaly",
+            "calibrate",
+            "--input",
+            str(bag),
+            "--out",
+            str(cal_path),
+            "--machine",
+            "robot-11",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     cal = Calibration.load(cal_path)
@@ -66,7 +86,9 @@ def test_bag_calibration_fits_the_detector_batches(tmp_path: Path) -> None:
     try:
         scorer = Scorer(engine, model.frontend(), cal)
         n = batch_samples(1000.0, 5.0)
-        healthy = [scorer.score_window(robot.frames(s, s + n / 1000)[1], 1000.0) for s in (200.0, 260.0, 320.0)]
+        healthy = [
+            scorer.score_window(robot.frames(s, s + n / 1000)[1], 1000.0) for s in (200.0, 260.0, 320.0)
+        ]
         faulty = [scorer.score_window(robot.frames(s, s + n / 1000)[1], 1000.0) for s in (500.0, 560.0)]
     finally:
         engine.unload()
@@ -76,8 +98,18 @@ def test_bag_calibration_fits_the_detector_batches(tmp_path: Path) -> None:
 
 def test_calibrate_names_a_missing_recording(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "vibration_anomaly", "calibrate", "--input", str(tmp_path / "nope.db3"),
-         "--out", str(tmp_path / "c.json")],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "vibration_anomaly",
+            "calibrate",
+            "--input",
+            str(tmp_path / "nope.db3"),
+            "--out",
+            str(tmp_path / "c.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 2 and "nope.db3" in proc.stderr

@@ -22,7 +22,9 @@ def _colcon() -> str:
 
 
 def _copy_sources(dst: Path) -> None:
-    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
     for rel in files:
         target = dst / rel
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -38,7 +40,11 @@ def test_colcon_build_installs_nodes_launch_and_config(tmp_path: Path) -> None:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     proc = subprocess.run(
         [colcon, "build", "--packages-select", "vibration_anomaly", "--event-handlers", "console_direct+"],
-        cwd=tmp_path / "ws", capture_output=True, text=True, env=env, timeout=300,
+        cwd=tmp_path / "ws",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     inst = tmp_path / "ws" / "install" / "vibration_anomaly"
@@ -58,6 +64,9 @@ def test_colcon_build_installs_nodes_launch_and_config(tmp_path: Path) -> None:
     # The installed copy imports and runs its CLI without the source tree.
     run = subprocess.run(
         [sys.executable, "-c", "import vibration_anomaly, sys; print(vibration_anomaly.__file__)"],
-        env={**env, "PYTHONPATH": str(site)}, capture_output=True, text=True, cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(site)},
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
     )
     assert run.returncode == 0 and str(site) in run.stdout, run.stderr

@@ -34,7 +34,9 @@ def parts() -> tuple[OnnxRuntimeEngine, Scorer, SimulatedRobot]:
 def make(parts: tuple, events: list) -> Detector:
     engine, scorer, _ = parts
     now = [0.0]
-    return Detector(engine, scorer, AlarmVoter(2, 3), LatestBatchQueue(3), EventBus(events.append), lambda: now[0])
+    return Detector(
+        engine, scorer, AlarmVoter(2, 3), LatestBatchQueue(3), EventBus(events.append), lambda: now[0]
+    )
 
 
 def good_batch(robot: SimulatedRobot, t0: float) -> Batch:
@@ -96,8 +98,9 @@ def test_a_non_finite_score_is_an_error_not_a_healthy_verdict(parts: tuple) -> N
             return SimpleNamespace(score=float("nan"), threshold=v.threshold)
 
     events: list[dict] = []
-    det = Detector(engine, NonFiniteScorer(), AlarmVoter(1, 1), LatestBatchQueue(3), EventBus(events.append),
-                   lambda: 0.0)
+    det = Detector(
+        engine, NonFiniteScorer(), AlarmVoter(1, 1), LatestBatchQueue(3), EventBus(events.append), lambda: 0.0
+    )
     det.activate()
     det.queue.put(good_batch(robot, 60.0))
     assert det.infer_latest(fresh_after=0.0) is None

@@ -79,9 +79,22 @@ def test_healthy_robot_raises_no_alarm() -> None:
 def test_cli_json_and_trace(tmp_path: Path) -> None:
     trace = tmp_path / "t.jsonl"
     proc = subprocess.run(
-        [sys.executable, "-m", "vibration_anomaly", "demo", "--hours", "0.5", "--fault-after", "0.25",
-         "--json", "--trace", str(trace)],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "vibration_anomaly",
+            "demo",
+            "--hours",
+            "0.5",
+            "--fault-after",
+            "0.25",
+            "--json",
+            "--trace",
+            str(trace),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
@@ -94,7 +107,9 @@ def test_cli_json_and_trace(tmp_path: Path) -> None:
 def test_cli_rejects_a_bad_fault_time() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "vibration_anomaly", "demo", "--fault-after", "-3"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 2 and "--fault-after" in proc.stderr
 
@@ -102,7 +117,9 @@ def test_cli_rejects_a_bad_fault_time() -> None:
 def test_cli_refuses_a_run_shorter_than_one_period() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "vibration_anomaly", "demo", "--hours", "0.005"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 2 and "shorter than one duty period" in proc.stderr
 
@@ -111,8 +128,13 @@ def test_cli_refuses_a_run_shorter_than_one_period() -> None:
 
 
 def _demo(*argv: str, **kw: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "vibration_anomaly", "demo", *argv], capture_output=True,
-                          text=True, timeout=180, **kw)  # type: ignore[call-overload]
+    return subprocess.run(
+        [sys.executable, "-m", "vibration_anomaly", "demo", *argv],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        **kw,
+    )  # type: ignore[call-overload]
 
 
 def test_text_output_says_what_it_simulates_and_explains_the_timeline() -> None:
@@ -146,8 +168,13 @@ def test_progress_goes_to_a_terminal_only() -> None:
 
     master, slave = pty.openpty()
     try:
-        proc = subprocess.run([sys.executable, "-m", "vibration_anomaly", "demo", "--hours", "1", "--json"],
-                              stdout=subprocess.PIPE, stderr=slave, text=True, timeout=180)
+        proc = subprocess.run(
+            [sys.executable, "-m", "vibration_anomaly", "demo", "--hours", "1", "--json"],
+            stdout=subprocess.PIPE,
+            stderr=slave,
+            text=True,
+            timeout=180,
+        )
         os.close(slave)
         slave = -1
         seen = b""

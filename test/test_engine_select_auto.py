@@ -49,7 +49,9 @@ def test_auto_with_missing_engine_file(tiny_onnx_model: Path, tmp_path: Path) ->
     check_runs_on_onnx(engine)
 
 
-def test_auto_when_tensorrt_is_missing(tiny_onnx_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_when_tensorrt_is_missing(
+    tiny_onnx_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     plan = tmp_path / "m.engine"
     plan.write_bytes(bytes(range(256)) * 8)
     hide_tensorrt(monkeypatch)
@@ -82,6 +84,7 @@ class _FakeCudaDriverError(Exception):
 
 def gpu_whose_context_cannot_be_made(monkeypatch: pytest.MonkeyPatch, why: str) -> None:
     """The GPU edge: TensorRT imports, the driver sees a GPU, and pycuda's make_context raises like pycuda does."""
+
     class Device:
         def __init__(self, ordinal: int) -> None:
             self.ordinal = ordinal
@@ -109,7 +112,10 @@ def gpu_whose_context_cannot_be_made(monkeypatch: pytest.MonkeyPatch, why: str) 
 
 @pytest.mark.parametrize(
     "why",
-    ["cuCtxCreate failed: out of memory", "cuCtxCreate failed: CUDA-capable device(s) is/are busy or unavailable"],
+    [
+        "cuCtxCreate failed: out of memory",
+        "cuCtxCreate failed: CUDA-capable device(s) is/are busy or unavailable",
+    ],
 )
 def test_auto_falls_back_when_the_cuda_context_cannot_be_made(
     tiny_onnx_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, why: str
@@ -135,7 +141,9 @@ def test_bad_choices_are_input_errors(tiny_onnx_model: Path) -> None:
         select_engine("tensorrt", tiny_onnx_model)
 
 
-def test_engine_cli_help_and_errors(tiny_onnx_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_engine_cli_help_and_errors(
+    tiny_onnx_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import argparse
 
     from vibration_anomaly.engine import cli

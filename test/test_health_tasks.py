@@ -76,12 +76,22 @@ def test_power_levels() -> None:
     assert "MODELLED" in power_health(**{**base, "modelled": True}, asleep_power_max_w=None).message
     h = power_health(**base, asleep_power_max_w=None, held_while_asleep=("context", "stream"))
     assert h.level == ERROR and "context, stream" in h.message
-    assert power_health(source="x", modelled=True, asleep_w=None, awake_w=None, asleep_power_max_w=None).level == WARN
+    assert (
+        power_health(source="x", modelled=True, asleep_w=None, awake_w=None, asleep_power_max_w=None).level
+        == WARN
+    )
 
 
 def counts(**kw: Any) -> BacklogCounts:
-    base: dict[str, Any] = {"queue_bound": 3, "queue_depth": 0, "queue_max_depth": 1, "dropped_frames": 0,
-                            "dropped_overflow": 0, "refused_stale": 0, "rejected": {}}
+    base: dict[str, Any] = {
+        "queue_bound": 3,
+        "queue_depth": 0,
+        "queue_max_depth": 1,
+        "dropped_frames": 0,
+        "dropped_overflow": 0,
+        "refused_stale": 0,
+        "rejected": {},
+    }
     return BacklogCounts(**{**base, **kw})
 
 
@@ -98,14 +108,25 @@ def test_backlog_warns_on_new_drops_and_refusals_only() -> None:
 
 
 def test_model_and_bundle_levels() -> None:
-    assert model_health(lifecycle_state="unconfigured", backend=None, model=None, engine_state=None).level == ERROR
+    assert (
+        model_health(lifecycle_state="unconfigured", backend=None, model=None, engine_state=None).level
+        == ERROR
+    )
     ok = model_health(lifecycle_state="inactive", backend="onnxruntime", model="m", engine_state="loaded")
     assert ok.level == OK and ok.values["engine holds"] == "nothing"
-    bad = model_health(lifecycle_state="active", backend="onnxruntime", model="m", engine_state="awake",
-                       errors=2, last_error="InputError: x")
+    bad = model_health(
+        lifecycle_state="active",
+        backend="onnxruntime",
+        model="m",
+        engine_state="awake",
+        errors=2,
+        last_error="InputError: x",
+    )
     assert bad.level == WARN and "InputError" in bad.message
     assert bundle_health(version=None, key_id=None, source=None).level == STALE
-    r = bundle_health(version=None, key_id=None, source="b.yaml", refused_reason="bad_signature", refused_detail="no")
+    r = bundle_health(
+        version=None, key_id=None, source="b.yaml", refused_reason="bad_signature", refused_detail="no"
+    )
     assert r.level == ERROR and r.values["refused"] == "bad_signature"
     assert bundle_health(version=3, key_id="ab", source="b", expired=True).level == WARN
     assert bundle_health(version=3, key_id="ab", source="b", dev_key=True).level == WARN
@@ -113,11 +134,15 @@ def test_model_and_bundle_levels() -> None:
 
 
 def test_task_fills_a_status_and_survives_a_broken_check() -> None:
-    rec = HealthTask("bundle", lambda: Health(WARN, "old", {"version": 3, "ratio": math.nan})).run(StatusRecord())
+    rec = HealthTask("bundle", lambda: Health(WARN, "old", {"version": 3, "ratio": math.nan})).run(
+        StatusRecord()
+    )
     assert isinstance(rec, StatusRecord)
     assert (rec.level, rec.message, rec.values) == (WARN, "old", [("version", "3"), ("ratio", "nan")])
     broken = HealthTask("x", lambda: 1 / 0).run(StatusRecord())  # type: ignore[arg-type, return-value]
-    assert isinstance(broken, StatusRecord) and broken.level == ERROR and "ZeroDivisionError" in broken.message
+    assert (
+        isinstance(broken, StatusRecord) and broken.level == ERROR and "ZeroDivisionError" in broken.message
+    )
 
 
 class Clock:
@@ -174,8 +199,14 @@ def test_driver_runs_the_demo_sequence_on_the_scheduler_grid() -> None:
     assert closes == pytest.approx([125.05, 185.05, 245.05])
     sleeps = [e for e in events if e["event"] == "sleep"]
     assert [s["awake_s"] for s in sleeps] == pytest.approx([5.17] * 3)
-    h = duty_cycle_health(mon.snapshot(), sample_s=5.0, period_s=60.0, period_tolerance_s=1.0,
-                          awake_fraction_max=0.125, now=clock.t)
+    h = duty_cycle_health(
+        mon.snapshot(),
+        sample_s=5.0,
+        period_s=60.0,
+        period_tolerance_s=1.0,
+        awake_fraction_max=0.125,
+        now=clock.t,
+    )
     assert h.level == OK and driver.state is DriverState.WAITING
 
 

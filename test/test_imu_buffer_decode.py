@@ -14,7 +14,9 @@ from vibration_anomaly.core.window import Windower
 from vibration_anomaly.errors import InputError
 
 
-def imu_cdr(stamp: float, acc: tuple[float, float, float], frame_id: str = "imu_link", xcdr2: bool = False) -> bytes:
+def imu_cdr(
+    stamp: float, acc: tuple[float, float, float], frame_id: str = "imu_link", xcdr2: bool = False
+) -> bytes:
     """A sensor_msgs/Imu serialized by hand, following the CDR rules (little endian)."""
     sec = math.floor(stamp)
     name = frame_id.encode() + b"\0"

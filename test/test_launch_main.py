@@ -24,8 +24,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _why_not() -> str:
-    gone = [m for m in ("launch", "launch_ros", "launch_testing", "ament_index_python", "rclpy")
-            if importlib.util.find_spec(m) is None]
+    gone = [
+        m
+        for m in ("launch", "launch_ros", "launch_testing", "ament_index_python", "rclpy")
+        if importlib.util.find_spec(m) is None
+    ]
     if gone:
         return f"{', '.join(gone)} not installed (not on PyPI; a full ROS 2 install has them)"
     from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
@@ -56,12 +59,20 @@ def _deployment(tmp: Path) -> dict[str, str]:
     engine = OnnxRuntimeEngine()
     engine.load(model.onnx)
     engine.wake()
-    cal = model.calibrate(engine, [robot.frames(20 + 60 * k, 20 + 60 * k + n / 1000)[1] for k in range(8)], 1000.0)
+    cal = model.calibrate(
+        engine, [robot.frames(20 + 60 * k, 20 + 60 * k + n / 1000)[1] for k in range(8)], 1000.0
+    )
     engine.unload()
     cal.save(tmp / "calibration.json")
-    return {"robot_id": "r042", "bundle": str(files.bundle), "trust_dir": str(files.trust_dir),
-            "firmware": str(files.firmware), "calibration": str(tmp / "calibration.json"), "backend": "onnx",
-            "use_duty_cycle_driver": "false"}
+    return {
+        "robot_id": "r042",
+        "bundle": str(files.bundle),
+        "trust_dir": str(files.trust_dir),
+        "firmware": str(files.firmware),
+        "calibration": str(tmp / "calibration.json"),
+        "backend": "onnx",
+        "use_duty_cycle_driver": "false",
+    }
 
 
 if not WHY_NOT:
@@ -83,8 +94,11 @@ if not WHY_NOT:
         # rollback_state is a detector parameter the launch file does not expose: a params_file of our own
         # (the packaged one plus this path), keeping launch-controlled keys out of its node section.
         params = tmp / "params.yaml"
-        params.write_text((ROOT / "config" / "params.yaml").read_text().replace(
-            "/var/lib/vibration_anomaly/bundle_state.json", str(tmp / "bundle_state.json")))
+        params.write_text(
+            (ROOT / "config" / "params.yaml")
+            .read_text()
+            .replace("/var/lib/vibration_anomaly/bundle_state.json", str(tmp / "bundle_state.json"))
+        )
         main = IncludeLaunchDescription(
             PythonLaunchDescriptionSource(str(ROOT / "launch" / "vibration_anomaly.launch.py")),
             launch_arguments={**args, "params_file": str(params)}.items(),
@@ -121,19 +135,27 @@ if not WHY_NOT:
                 self.assertLess(time.monotonic(), deadline, f"detector never reached {label}")
                 time.sleep(0.2)
 
-        def test_active_then_driven_by_a_supervisor_with_true_diagnostic_levels(self, proc_output: Any) -> None:
+        def test_active_then_driven_by_a_supervisor_with_true_diagnostic_levels(
+            self, proc_output: Any
+        ) -> None:
             from diagnostic_msgs.msg import DiagnosticArray
             from rcl_interfaces.srv import GetParameters
             from rclpy.parameter import parameter_value_to_python
 
             self._wait_state("active")  # autostart in supervisor mode: configure + activate
-            res = self._call(GetParameters, "/detector/get_parameters",
-                             GetParameters.Request(names=["use_duty_cycle_driver"]))
+            res = self._call(
+                GetParameters,
+                "/detector/get_parameters",
+                GetParameters.Request(names=["use_duty_cycle_driver"]),
+            )
             self.assertIs(parameter_value_to_python(res.values[0]), False)
-            for tid, label in ((Transition.TRANSITION_DEACTIVATE, "inactive"),
-                               (Transition.TRANSITION_ACTIVATE, "active")):
-                ok = self._call(ChangeState, "/detector/change_state",
-                                ChangeState.Request(transition=Transition(id=tid))).success
+            for tid, label in (
+                (Transition.TRANSITION_DEACTIVATE, "inactive"),
+                (Transition.TRANSITION_ACTIVATE, "active"),
+            ):
+                ok = self._call(
+                    ChangeState, "/detector/change_state", ChangeState.Request(transition=Transition(id=tid))
+                ).success
                 self.assertTrue(ok)
                 self.assertEqual(self._state(), label)
             got: list[Any] = []

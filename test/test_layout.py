@@ -9,8 +9,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "vibration_anomaly"
-ROS_MODULES = {"rclpy", "sensor_msgs", "std_msgs", "diagnostic_msgs", "diagnostic_updater", "lifecycle_msgs",
-               "rosgraph_msgs", "launch", "launch_ros", "builtin_interfaces"}
+ROS_MODULES = {
+    "rclpy",
+    "sensor_msgs",
+    "std_msgs",
+    "diagnostic_msgs",
+    "diagnostic_updater",
+    "lifecycle_msgs",
+    "rosgraph_msgs",
+    "launch",
+    "launch_ros",
+    "builtin_interfaces",
+}
 
 
 def _imports(path: Path) -> set[str]:
@@ -101,7 +111,11 @@ def test_module_level_imports_form_no_circle() -> None:
         mod = _module_name(p)
         deps: set[str] = set()
         for node in ast.parse(p.read_text(), str(p)).body:  # module level only: what runs at import
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("vibration_anomaly"):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.module
+                and node.module.startswith("vibration_anomaly")
+            ):
                 # ``from pkg import submodule`` depends on the submodule (the package is imported first anyway)
                 subs = {f"{node.module}.{a.name}" for a in node.names}
                 subs &= {_module_name(q) for q in PKG.rglob("*.py")}
@@ -118,7 +132,7 @@ def test_module_level_imports_form_no_circle() -> None:
             if d not in graph:
                 continue
             if seen.get(d) == 1:
-                cycle.extend([*stack[stack.index(d):], d] if d in stack else [m, d])
+                cycle.extend([*stack[stack.index(d) :], d] if d in stack else [m, d])
                 return True
             if d not in seen and visit(d, [*stack, d]):
                 return True
@@ -132,6 +146,7 @@ def test_module_level_imports_form_no_circle() -> None:
 
 
 def test_no_package_module_over_400_lines() -> None:
-    long = {str(p.relative_to(ROOT)): n for p in PKG.rglob("*.py")
-            if (n := len(p.read_text().splitlines())) > 400}
+    long = {
+        str(p.relative_to(ROOT)): n for p in PKG.rglob("*.py") if (n := len(p.read_text().splitlines())) > 400
+    }
     assert not long, long

@@ -20,9 +20,22 @@ def test_every_event_name_and_drop_reason_has_its_own_label() -> None:
     reg = CollectorRegistry()
     m = RobotMetrics(reg)
     for i, name in enumerate(sorted(events.EVENT_NAMES)):
-        m.observe_event({"t": float(i), "event": name, "frames": 1, "count": 1, "reason": "keep_last",
-                         "score": 0.1, "threshold": 1.0, "above": False, "alarm": False, "awake_s": 0.0,
-                         "level": "OK", "ok": True})
+        m.observe_event(
+            {
+                "t": float(i),
+                "event": name,
+                "frames": 1,
+                "count": 1,
+                "reason": "keep_last",
+                "score": 0.1,
+                "threshold": 1.0,
+                "above": False,
+                "alarm": False,
+                "awake_s": 0.0,
+                "level": "OK",
+                "ok": True,
+            }
+        )
     for name in events.EVENT_NAMES:
         assert _value(reg, "events_total", event=name) == 1.0, name
     assert _value(reg, "events_total", event="other") in (None, 0.0)
@@ -36,9 +49,15 @@ def test_every_event_name_and_drop_reason_has_its_own_label() -> None:
 def test_sensor_and_storage_faults_reach_the_fleet() -> None:
     reg = CollectorRegistry()
     m = RobotMetrics(reg)
-    m.observe_event({"t": 1.0, "event": "sensor", "level": "ERROR", "kinds": ["dead_channel"], "message": "dead"})
-    m.observe_event({"t": 2.0, "event": "storage", "ok": False, "what": "event log", "message": "No space left"})
+    m.observe_event(
+        {"t": 1.0, "event": "sensor", "level": "ERROR", "kinds": ["dead_channel"], "message": "dead"}
+    )
+    m.observe_event(
+        {"t": 2.0, "event": "storage", "ok": False, "what": "event log", "message": "No space left"}
+    )
     assert _value(reg, "sensor_health_level") == 2.0 and _value(reg, "storage_failing") == 1.0
     m.observe_event({"t": 3.0, "event": "sensor", "level": "OK", "kinds": [], "message": "sensor OK"})
-    m.observe_event({"t": 4.0, "event": "storage", "ok": True, "what": "event log", "message": "written again"})
+    m.observe_event(
+        {"t": 4.0, "event": "storage", "ok": True, "what": "event log", "message": "written again"}
+    )
     assert _value(reg, "sensor_health_level") == 0.0 and _value(reg, "storage_failing") == 0.0

@@ -31,8 +31,15 @@ def _bag(path: Path, x: np.ndarray, plugin: str) -> None:
         conn = w.add_connection("/imu", imu_t.__msgtype__, typestore=ts)
         for i, row in enumerate(x):
             ns = 1_000_000_000 + i * 1_000_000
-            msg = imu_t(hdr_t(time_t(ns // 10**9, ns % 10**9), "imu"), q_t(0.0, 0.0, 0.0, 1.0), z9,
-                        v_t(0.0, 0.0, 0.0), z9, v_t(*map(float, row)), z9)
+            msg = imu_t(
+                hdr_t(time_t(ns // 10**9, ns % 10**9), "imu"),
+                q_t(0.0, 0.0, 0.0, 1.0),
+                z9,
+                v_t(0.0, 0.0, 0.0),
+                z9,
+                v_t(*map(float, row)),
+                z9,
+            )
             w.write(conn, ns, ts.serialize_cdr(msg, imu_t.__msgtype__))
 
 
@@ -55,12 +62,22 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
             np.savez_compressed(d / "a_normal.npz", x=h[:, 0], y=h[:, 1], z=h[:, 2], fs=FS)
             rows.append(["a_normal.npz", "normal", m])
             f = _faulty(rng, spec, 5000, 4.0)
-            np.savetxt(d / "a_outer.csv", np.c_[np.arange(len(f)) / FS, f], delimiter=",", header="t,x,y,z",
-                       comments="")
+            np.savetxt(
+                d / "a_outer.csv",
+                np.c_[np.arange(len(f)) / FS, f],
+                delimiter=",",
+                header="t,x,y,z",
+                comments="",
+            )
             rows.append(["a_outer.csv", "outer_race", m])
         else:
-            np.savetxt(d / "b_normal.csv", np.c_[np.arange(len(h)) / FS, h], delimiter=",", header="t,x,y,z",
-                       comments="")
+            np.savetxt(
+                d / "b_normal.csv",
+                np.c_[np.arange(len(h)) / FS, h],
+                delimiter=",",
+                header="t,x,y,z",
+                comments="",
+            )
             rows.append(["b_normal.csv", "normal", m])
             _bag(d / "b_outer_mcap", _faulty(rng, spec, 4000, 4.0), "MCAP")
             rows.append(["b_outer_mcap", "outer_race", m])
@@ -81,10 +98,25 @@ def _cli(argv: list[str]) -> int:
     return int(args.func(args))
 
 
-def test_evaluate_json_report_and_sensitivity(dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_evaluate_json_report_and_sensitivity(
+    dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     png = tmp_path / "r.png"
-    rc = _cli(["evaluate", "--data", str(dataset), "--window-s", "0.5", "--json", "--report", str(png),
-               "--sensitivity", "--amplitudes", "1,4"])
+    rc = _cli(
+        [
+            "evaluate",
+            "--data",
+            str(dataset),
+            "--window-s",
+            "0.5",
+            "--json",
+            "--report",
+            str(png),
+            "--sensitivity",
+            "--amplitudes",
+            "1,4",
+        ]
+    )
     assert rc == 0
     res = json.loads(capsys.readouterr().out)
     assert set(res["baselines"]) == {"rms", "kurtosis", "band_kurtosis", "envelope", "isoforest"}
@@ -101,7 +133,10 @@ def test_evaluate_json_report_and_sensitivity(dataset: Path, tmp_path: Path, cap
 
 def test_calibrate_writes_json(dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "cal.json"
-    assert _cli(["calibrate", "--input", str(dataset / "b_normal.csv"), "--out", str(out), "--window-s", "2"]) == 0
+    assert (
+        _cli(["calibrate", "--input", str(dataset / "b_normal.csv"), "--out", str(out), "--window-s", "2"])
+        == 0
+    )
     cal = json.loads(out.read_text())
     # Windows are the detector's batches: 98 % of the 2 s sample window (core.window.batch_samples).
     assert cal["fs_hz"] == pytest.approx(FS) and cal["window_samples"] == 1960 and cal["n_windows"] == 12

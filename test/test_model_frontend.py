@@ -10,7 +10,9 @@ from vibration_anomaly.model.frontend import Frontend, FrontendConfig, band_edge
 from vibration_anomaly.model.synth import healthy_signal, random_machine
 
 
-@pytest.mark.parametrize(("fs", "n", "c"), [(1000.0, 5000, 3), (12000.0, 2400, 2), (25600.0, 2560, 1), (51200.0, 4096, 1)])
+@pytest.mark.parametrize(
+    ("fs", "n", "c"), [(1000.0, 5000, 3), (12000.0, 2400, 2), (25600.0, 2560, 1), (51200.0, 4096, 1)]
+)
 def test_shapes_at_each_rate(fs: float, n: int, c: int) -> None:
     fr = Frontend()
     x = healthy_signal(np.random.default_rng(0), random_machine(np.random.default_rng(1), fs, c), n)

@@ -29,9 +29,12 @@ def engine() -> OnnxRuntimeEngine:
     eng.unload()
 
 
-@pytest.mark.parametrize(("fs", "n", "channels", "seed"), [(1000.0, 4900, 3, 1), (8000.0, 4096, 1, 2), (51200.0, 8192, 2, 3)])
-def test_unseen_rate_detects_3x_impacts_gain_free(engine: OnnxRuntimeEngine, fs: float, n: int, channels: int,
-                                                   seed: int) -> None:
+@pytest.mark.parametrize(
+    ("fs", "n", "channels", "seed"), [(1000.0, 4900, 3, 1), (8000.0, 4096, 1, 2), (51200.0, 8192, 2, 3)]
+)
+def test_unseen_rate_detects_3x_impacts_gain_free(
+    engine: OnnxRuntimeEngine, fs: float, n: int, channels: int, seed: int
+) -> None:
     files = load_default_model()
     fr = files.frontend()
     rng = np.random.default_rng(seed)
@@ -42,7 +45,9 @@ def test_unseen_rate_detects_3x_impacts_gain_free(engine: OnnxRuntimeEngine, fs:
     top = min(fs / 2, fr.config.max_analysis_hz)
     for w in (healthy_signal(rng, spec, n) for _ in range(12)):
         w = w.copy()
-        w[:, 0] += defect_impacts(rng, fs, n, float(np.clip(fs / 100, 5, 200)), 0.4 * top, 3.0 * w[:, 0].std())
+        w[:, 0] += defect_impacts(
+            rng, fs, n, float(np.clip(fs / 100, 5, 200)), 0.4 * top, 3.0 * w[:, 0].std()
+        )
         faulty.append(w)
     scores = {}
     for gain in (0.1, 100.0):

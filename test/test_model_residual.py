@@ -35,7 +35,9 @@ def int8() -> OnnxRuntimeEngine:
     eng.unload()
 
 
-def quieter(window: np.ndarray, fs: float, centre_hz: float, depth_db: float = 10.0, width: float = 0.5) -> np.ndarray:
+def quieter(
+    window: np.ndarray, fs: float, centre_hz: float, depth_db: float = 10.0, width: float = 0.5
+) -> np.ndarray:
     """Attenuate a smooth log-frequency bump (gain <= 1 everywhere): the machine only loses energy."""
     f = np.fft.rfftfreq(len(window), 1.0 / fs)
     lf = np.log(np.maximum(f, 1.0))
@@ -43,7 +45,9 @@ def quieter(window: np.ndarray, fs: float, centre_hz: float, depth_db: float = 1
     return np.fft.irfft(np.fft.rfft(window, axis=0) * g[:, None], n=len(window), axis=0)
 
 
-def _machine(fs: float, n: int, channels: int, seed: int) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+def _machine(
+    fs: float, n: int, channels: int, seed: int
+) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
     fr = load_default_model().frontend()
     rng = np.random.default_rng(seed)
     spec = random_machine(rng, fs, channels)
@@ -53,7 +57,9 @@ def _machine(fs: float, n: int, channels: int, seed: int) -> tuple[list[np.ndarr
     faulty = []
     for w in quiet:
         w = w.copy()
-        w[:, 0] += defect_impacts(rng, fs, n, float(np.clip(fs / 100, 5, 200)), 0.4 * top, 3.0 * w[:, 0].std())
+        w[:, 0] += defect_impacts(
+            rng, fs, n, float(np.clip(fs / 100, 5, 200)), 0.4 * top, 3.0 * w[:, 0].std()
+        )
         faulty.append(w)
     return cal_w, quiet, faulty
 
@@ -89,8 +95,9 @@ def test_at_or_below_calibration_everywhere_scores_zero(which: str) -> None:
 
 
 @pytest.mark.parametrize(("fs", "n", "channels", "seed"), CASES)
-def test_run_in_does_not_alarm_but_impacts_on_top_do(int8: OnnxRuntimeEngine, fs: float, n: int, channels: int,
-                                                      seed: int) -> None:
+def test_run_in_does_not_alarm_but_impacts_on_top_do(
+    int8: OnnxRuntimeEngine, fs: float, n: int, channels: int, seed: int
+) -> None:
     cal_w, quiet, faulty = _machine(fs, n, channels, seed)
     q, f = _ratios(int8, fs, cal_w, quiet, faulty)
     assert (q > 1).sum() <= 1
@@ -106,7 +113,17 @@ def test_two_sided_head_on_the_same_weights_would_alarm() -> None:
 
     files = load_default_model()
     hp = files.meta["model"]
-    keys = ("n_tokens", "n_features", "d_model", "n_heads", "n_layers", "d_ff", "n_masks", "clip", "feature_weights")
+    keys = (
+        "n_tokens",
+        "n_features",
+        "d_model",
+        "n_heads",
+        "n_layers",
+        "d_ff",
+        "n_masks",
+        "clip",
+        "feature_weights",
+    )
 
     class _Torch:
         def __init__(self, residual: str) -> None:

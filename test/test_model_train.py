@@ -15,7 +15,9 @@ from vibration_anomaly.model import load_model_dir
 # Skip marks, never a module-level importorskip (launch_testing's plugin imports test modules at
 # collection; a Skipped raised there skips the whole folder).
 _MISSING = [m for m in ("torch", "onnx") if importlib.util.find_spec(m) is None]
-pytestmark = pytest.mark.skipif(bool(_MISSING), reason=f"training needs {', '.join(_MISSING)} (the [train] extra)")
+pytestmark = pytest.mark.skipif(
+    bool(_MISSING), reason=f"training needs {', '.join(_MISSING)} (the [train] extra)"
+)
 
 
 def _run(out: Path, seed: int) -> np.ndarray:

@@ -25,8 +25,24 @@ def test_weights_npz_reproduces_onnx_fp32() -> None:
 
     files = load_default_model()
     hp = files.meta["model"]
-    m = BandTransformer(**{k: hp[k] for k in ("n_tokens", "n_features", "d_model", "n_heads", "n_layers", "d_ff",
-                                              "n_masks", "clip", "feature_weights", "residual") if k in hp}).eval()
+    m = BandTransformer(
+        **{
+            k: hp[k]
+            for k in (
+                "n_tokens",
+                "n_features",
+                "d_model",
+                "n_heads",
+                "n_layers",
+                "d_ff",
+                "n_masks",
+                "clip",
+                "feature_weights",
+                "residual",
+            )
+            if k in hp
+        }
+    ).eval()
     with np.load(files.directory / "weights.npz") as wz:
         m.load_state_dict({k: torch.from_numpy(wz[k]) for k in wz.files})
     assert (files.directory / "weights.npz").stat().st_size < 200_000

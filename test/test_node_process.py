@@ -27,7 +27,11 @@ from bundle_testkit import write_test_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = ROOT / "config" / "params.yaml"
-NO_ROS = "" if importlib.util.find_spec("rclpy") else "needs the real rclpy (ros-jazzy-* wheels or a ROS 2 install)"
+NO_ROS = (
+    ""
+    if importlib.util.find_spec("rclpy")
+    else "needs the real rclpy (ros-jazzy-* wheels or a ROS 2 install)"
+)
 pytestmark = [pytest.mark.ros, pytest.mark.slow, pytest.mark.skipif(bool(NO_ROS), reason=NO_ROS or "-")]
 WIRE_LEVELS = {b"\x00", b"\x01", b"\x02", b"\x03"}
 TASKS = {"duty cycle", "power", "backlog", "model", "bundle"}
@@ -41,7 +45,11 @@ def entry_point() -> list[str]:
     found = shutil.which("vibration_anomaly_node")
     if found:
         return [found]
-    return [sys.executable, "-c", "import sys; from vibration_anomaly.nodes.main import main; sys.exit(main())"]
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from vibration_anomaly.nodes.main import main; sys.exit(main())",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -74,10 +82,20 @@ class NodeProcess:
         over.write_text(yaml.safe_dump({"/**": {"ros__parameters": {**launch_args, "autostart": True}}}))
         site_file = tmp / "site_params.yaml"
         site_file.write_text(yaml.safe_dump({"detector": {"ros__parameters": site}}))
-        cmd = [*entry_point(), "--ros-args", "--params-file", str(PARAMS), "--params-file", str(over),
-               "--params-file", str(site_file)]
+        cmd = [
+            *entry_point(),
+            "--ros-args",
+            "--params-file",
+            str(PARAMS),
+            "--params-file",
+            str(over),
+            "--params-file",
+            str(site_file),
+        ]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "RCUTILS_COLORIZED_OUTPUT": "0"}
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True
+        )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -94,7 +112,9 @@ class NodeProcess:
     def wait_for_line(self, text: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while not any(text in ln for ln in self.lines):
-            assert self.proc.poll() is None, f"process exited ({self.proc.returncode}) before {text!r}:\n{self.output}"
+            assert self.proc.poll() is None, (
+                f"process exited ({self.proc.returncode}) before {text!r}:\n{self.output}"
+            )
             assert time.monotonic() < deadline, f"no {text!r} within {timeout} s:\n{self.output}"
             time.sleep(0.05)
 
@@ -183,11 +203,14 @@ class Probe:
 
     def full_diagnostics(self, timeout: float = 30.0) -> dict[str, bytes]:
         """The levels of the latest /diagnostics array that carries every task."""
+
         def complete() -> bool:
             return any({s.name.split(": ", 1)[-1] for s in a.status} >= TASKS for a in self.diagnostics)
 
         self.spin_until(complete, timeout, "/diagnostics with every task")
-        arr = next(a for a in reversed(self.diagnostics) if {s.name.split(": ", 1)[-1] for s in a.status} >= TASKS)
+        arr = next(
+            a for a in reversed(self.diagnostics) if {s.name.split(": ", 1)[-1] for s in a.status} >= TASKS
+        )
         return {s.name.split(": ", 1)[-1]: s.level for s in arr.status}
 
     def close(self) -> None:
@@ -207,9 +230,17 @@ def probe() -> Iterator[Probe]:
 
 def deployment(tmp: Path, calibration: Path, **bundle_changes: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     files = write_test_bundle(tmp / "deploy", **bundle_changes)
-    launch_args = {"robot_id": "r042", "bundle": str(files.bundle), "trust_dir": str(files.trust_dir),
-                   "firmware": str(files.firmware), "model": "", "engine": "", "calibration": str(calibration),
-                   "backend": "onnx", "use_sim_time": False}
+    launch_args = {
+        "robot_id": "r042",
+        "bundle": str(files.bundle),
+        "trust_dir": str(files.trust_dir),
+        "firmware": str(files.firmware),
+        "model": "",
+        "engine": "",
+        "calibration": str(calibration),
+        "backend": "onnx",
+        "use_sim_time": False,
+    }
     site = {"rollback_state": str(tmp / "state" / "bundle_state.json"), "power_source": "modelled"}
     return launch_args, site
 
@@ -240,7 +271,9 @@ def test_supervisor_mode_comes_up_active_with_true_levels_and_ctrl_c_exits_0(
     assert_clean(p)
 
 
-def test_driver_mode_configures_itself_and_ctrl_c_exits_0(tmp_path: Path, calibration: Path, probe: Probe) -> None:
+def test_driver_mode_configures_itself_and_ctrl_c_exits_0(
+    tmp_path: Path, calibration: Path, probe: Probe
+) -> None:
     launch_args, site = deployment(tmp_path, calibration)
     p = NodeProcess(tmp_path, {**launch_args, "use_duty_cycle_driver": True}, site)
     try:

@@ -15,7 +15,11 @@ import pytest
 
 from vibration_anomaly.core.health import ERROR, OK, STALE, WARN, Health, HealthTask
 
-NO_ROS = "" if importlib.util.find_spec("rclpy") else "needs the real rclpy (ros-jazzy-* wheels or a ROS 2 install)"
+NO_ROS = (
+    ""
+    if importlib.util.find_spec("rclpy")
+    else "needs the real rclpy (ros-jazzy-* wheels or a ROS 2 install)"
+)
 pytestmark = [pytest.mark.ros, pytest.mark.skipif(bool(NO_ROS), reason=NO_ROS or "-")]
 WIRE_LEVELS = {b"\x00", b"\x01", b"\x02", b"\x03"}
 

@@ -12,8 +12,18 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.py"))
-ARGS = {"robot_id", "namespace", "bundle", "firmware", "model", "engine", "backend", "imu_topic",
-        "use_duty_cycle_driver", "params_file"}
+ARGS = {
+    "robot_id",
+    "namespace",
+    "bundle",
+    "firmware",
+    "model",
+    "engine",
+    "backend",
+    "imu_topic",
+    "use_duty_cycle_driver",
+    "params_file",
+}
 
 
 def _missing(*mods: str) -> str | None:
@@ -24,14 +34,18 @@ def _missing(*mods: str) -> str | None:
 def test_launch_files_parse_and_declare_the_documented_arguments() -> None:
     assert {p.name for p in LAUNCH_FILES} == {"vibration_anomaly.launch.py", "replay_rosbag.launch.py"}
     tree = ast.parse((ROOT / "launch" / "vibration_anomaly.launch.py").read_text())
-    args = next(n for n in ast.walk(tree) if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "ARGS")
+    args = next(
+        n for n in ast.walk(tree) if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "ARGS"
+    )
     declared = {k.value for k in args.value.keys}  # type: ignore[attr-defined]
     assert declared >= ARGS
     for p in LAUNCH_FILES:
         compile(p.read_text(), str(p), "exec")
 
 
-@pytest.mark.skipif(_missing("launch", "launch_ros") is not None, reason=str(_missing("launch", "launch_ros")))
+@pytest.mark.skipif(
+    _missing("launch", "launch_ros") is not None, reason=str(_missing("launch", "launch_ros"))
+)
 def test_launch_description_builds() -> None:
     from launch.actions import DeclareLaunchArgument
 
@@ -94,9 +108,12 @@ def test_fallback_diagnostics_publish_the_same_statuses() -> None:
     ctx = rclpy.context.Context()
     rclpy.init(context=ctx)
     try:
-        node = DiagnosticsNode([HealthTask("bundle", lambda: Health(ERROR, "refused", {"refused": "bad_signature"}))],
-                               context=ctx, use_updater=False,
-                               parameter_overrides=[rclpy.parameter.Parameter("robot_id", value="r042")])
+        node = DiagnosticsNode(
+            [HealthTask("bundle", lambda: Health(ERROR, "refused", {"refused": "bad_signature"}))],
+            context=ctx,
+            use_updater=False,
+            parameter_overrides=[rclpy.parameter.Parameter("robot_id", value="r042")],
+        )
         (st,) = node.statuses()
         assert st.name == "diagnostics: bundle" and st.level == bytes([ERROR]) and st.hardware_id == "r042"
         assert [(kv.key, kv.value) for kv in st.values] == [("refused", "bad_signature")]
@@ -112,4 +129,6 @@ def test_every_launch_argument_has_a_default_so_each_file_launches_on_its_own() 
         for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call)):
             if getattr(call.func, "id", "") == "DeclareLaunchArgument":
                 kw = {k.arg for k in call.keywords}
-                assert "default_value" in kw, f"{p.name}:{call.lineno}: a launch argument without default_value"
+                assert "default_value" in kw, (
+                    f"{p.name}:{call.lineno}: a launch argument without default_value"
+                )

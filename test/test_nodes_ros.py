@@ -61,15 +61,21 @@ def _score_model(path: Path) -> Path:
 
     x = helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", "T", "F"])
     y = helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch"])
-    nodes = [helper.make_node("Mul", ["features", "features"], ["sq"]),
-             helper.make_node("ReduceMean", ["sq"], ["score"], axes=[1, 2], keepdims=0)]
-    model = helper.make_model(helper.make_graph(nodes, "zsq", [x], [y]), opset_imports=[helper.make_opsetid("", 17)])
+    nodes = [
+        helper.make_node("Mul", ["features", "features"], ["sq"]),
+        helper.make_node("ReduceMean", ["sq"], ["score"], axes=[1, 2], keepdims=0),
+    ]
+    model = helper.make_model(
+        helper.make_graph(nodes, "zsq", [x], [y]), opset_imports=[helper.make_opsetid("", 17)]
+    )
     model.ir_version = 8
     onnx.save(model, path)
     return path
 
 
-def make_factory(model_path: Path, window_s: float, seed: int = 3) -> Callable[[Any, dict[str, Any]], Pipeline]:
+def make_factory(
+    model_path: Path, window_s: float, seed: int = 3
+) -> Callable[[Any, dict[str, Any]], Pipeline]:
     def factory(bundle: Any, params: dict[str, Any]) -> Pipeline:
         from vibration_anomaly.bundle import verify_model_file
         from vibration_anomaly.core.calibration import calibrate
@@ -141,7 +147,9 @@ class Ros:
         return bool(self.call(cli, ChangeState.Request(transition=Transition(id=transition))).success)
 
     def state(self, node: str) -> str:
-        return str(self.call(self._client(GetState, f"/{node}/get_state"), GetState.Request()).current_state.label)
+        return str(
+            self.call(self._client(GetState, f"/{node}/get_state"), GetState.Request()).current_state.label
+        )
 
     def _client(self, srv: Any, name: str) -> Any:
         key = f"_cli{name}"
@@ -177,11 +185,26 @@ def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def stack(ros: Ros, tmp: Path, model: Path, *, sample_s: float = 0.5, period_s: float = 6.0, driver: bool = False,
-          scale: float = 1.0, extra: dict[str, Any] | None = None, bundle_changes: dict[str, Any] | None = None,
-          sim_time: bool = False) -> tuple[ImuSubscriberNode, DetectorNode, Any]:
-    files = write_test_bundle(tmp, duty_cycle={"sample_s": sample_s, "period_s": period_s}, model_sha256=sha(model),
-                              alarm={"votes_required": 2, "votes_window": 3}, **(bundle_changes or {}))
+def stack(
+    ros: Ros,
+    tmp: Path,
+    model: Path,
+    *,
+    sample_s: float = 0.5,
+    period_s: float = 6.0,
+    driver: bool = False,
+    scale: float = 1.0,
+    extra: dict[str, Any] | None = None,
+    bundle_changes: dict[str, Any] | None = None,
+    sim_time: bool = False,
+) -> tuple[ImuSubscriberNode, DetectorNode, Any]:
+    files = write_test_bundle(
+        tmp,
+        duty_cycle={"sample_s": sample_s, "period_s": period_s},
+        model_sha256=sha(model),
+        alarm={"votes_required": 2, "votes_window": 3},
+        **(bundle_changes or {}),
+    )
     params = [
         rclpy.parameter.Parameter("bundle", value=str(files.bundle)),
         rclpy.parameter.Parameter("trust_dir", value=str(files.trust_dir)),
@@ -195,8 +218,14 @@ def stack(ros: Ros, tmp: Path, model: Path, *, sample_s: float = 0.5, period_s: 
         *[rclpy.parameter.Parameter(k, value=v) for k, v in (extra or {}).items()],
     ]
     imu = ros.add(ImuSubscriberNode(context=ros.context, parameter_overrides=params))
-    det = ros.add(DetectorNode(imu, pipeline_factory=make_factory(model, sample_s * scale),
-                               context=ros.context, parameter_overrides=params))
+    det = ros.add(
+        DetectorNode(
+            imu,
+            pipeline_factory=make_factory(model, sample_s * scale),
+            context=ros.context,
+            parameter_overrides=params,
+        )
+    )
     return imu, det, files
 
 
@@ -218,11 +247,16 @@ class ImuPublisher:
         self._thread: threading.Thread | None = None
         self.on_tick: Callable[[], None] | None = None
 
-    def msg(self, stamp: float, acc: np.ndarray | tuple[float, float, float], frame_id: str | None = None) -> Imu:
+    def msg(
+        self, stamp: float, acc: np.ndarray | tuple[float, float, float], frame_id: str | None = None
+    ) -> Imu:
         m = Imu()
         m.header.frame_id = self.frame_id if frame_id is None else frame_id
         sec = math.floor(stamp)
-        m.header.stamp.sec, m.header.stamp.nanosec = int(sec), min(999_999_999, int(round((stamp - sec) * 1e9)))
+        m.header.stamp.sec, m.header.stamp.nanosec = (
+            int(sec),
+            min(999_999_999, int(round((stamp - sec) * 1e9))),
+        )
         m.linear_acceleration.x, m.linear_acceleration.y, m.linear_acceleration.z = (float(v) for v in acc)
         return m
 
@@ -385,10 +419,12 @@ def test_a_bundle_whose_model_is_missing_does_not_lock_out_the_previous_one(
     from rclpy.parameter import Parameter
 
     state = tmp_path / "state" / "accepted_version"
-    _, det, files = stack(ros, tmp_path / "v7", score_model, bundle_changes={"version": 7},
-                          extra={"rollback_state": str(state)})
-    v8 = write_test_bundle(tmp_path / "v8", version=8, duty_cycle={"sample_s": 0.5, "period_s": 6.0},
-                           model_sha256="0" * 64)
+    _, det, files = stack(
+        ros, tmp_path / "v7", score_model, bundle_changes={"version": 7}, extra={"rollback_state": str(state)}
+    )
+    v8 = write_test_bundle(
+        tmp_path / "v8", version=8, duty_cycle={"sample_s": 0.5, "period_s": 6.0}, model_sha256="0" * 64
+    )
     for pub in v8.trust_dir.iterdir():  # one robot trusts both signing keys (key rotation)
         shutil.copy(pub, files.trust_dir / pub.name)
     det.set_parameters([Parameter("bundle", value=str(v8.bundle))])
@@ -423,7 +459,11 @@ def test_1khz_then_burst_infers_only_the_newest_and_the_queue_stays_bounded(
     pub = ImuPublisher(ros)
     wait_for(lambda: pub.pub.get_subscription_count() == 1, 5.0, "the subscription to match")
     pub.start()
-    wait_for(lambda: det.runtime.detector is not None and det.runtime.detector.inferences >= 2, 10.0, "live inferences")
+    wait_for(
+        lambda: det.runtime.detector is not None and det.runtime.detector.inferences >= 2,
+        10.0,
+        "live inferences",
+    )
     # The link drops for 3 s; the firmware then releases what it buffered in one burst.
     t_down = pub.pause()
     time.sleep(3.0)
@@ -461,7 +501,9 @@ def test_1khz_then_burst_infers_only_the_newest_and_the_queue_stays_bounded(
     assert round(max(t1 for _, t1 in put_batches), 6) == inferred[-1]
 
 
-def test_bad_frames_are_counted_and_the_node_keeps_running(ros: Ros, tmp_path: Path, score_model: Path) -> None:
+def test_bad_frames_are_counted_and_the_node_keeps_running(
+    ros: Ros, tmp_path: Path, score_model: Path
+) -> None:
     imu, det, _ = stack(ros, tmp_path, score_model)
     evs = events_of(det)
     assert ros.change("detector", Transition.TRANSITION_CONFIGURE)
@@ -470,9 +512,15 @@ def test_bad_frames_are_counted_and_the_node_keeps_running(ros: Ros, tmp_path: P
     wait_for(lambda: pub.pub.get_subscription_count() == 1, 5.0, "the subscription to match")
     now = time.time()
     good = (0.1, 0.2, 9.8)
-    bad = [pub.msg(now + 0.001, (math.nan, 0.0, 9.8)), pub.msg(now + 0.002, (0.0, math.inf, 9.8)),
-           pub.msg(0.0, good), pub.msg(now + 0.003, good), pub.msg(now + 0.0025, good),  # zero, ok, out of order
-           pub.msg(now + 0.004, good, frame_id="base_link"), pub.msg(now + 0.005, good, frame_id="")]
+    bad = [
+        pub.msg(now + 0.001, (math.nan, 0.0, 9.8)),
+        pub.msg(now + 0.002, (0.0, math.inf, 9.8)),
+        pub.msg(0.0, good),
+        pub.msg(now + 0.003, good),
+        pub.msg(now + 0.0025, good),  # zero, ok, out of order
+        pub.msg(now + 0.004, good, frame_id="base_link"),
+        pub.msg(now + 0.005, good, frame_id=""),
+    ]
     for m in bad:
         pub.pub.publish(m)
         time.sleep(0.001)
@@ -488,7 +536,11 @@ def test_bad_frames_are_counted_and_the_node_keeps_running(ros: Ros, tmp_path: P
     assert run_task(det, "backlog").level == 1  # WARN: frames refused since the last report
     # Still alive: good data after the bad is windowed and inferred.
     pub.start()
-    wait_for(lambda: det.runtime.detector is not None and det.runtime.detector.inferences >= 1, 10.0, "an inference after bad data")
+    wait_for(
+        lambda: det.runtime.detector is not None and det.runtime.detector.inferences >= 1,
+        10.0,
+        "an inference after bad data",
+    )
     pub.stop()
     assert ros.state("detector") == "active"
     assert ros.change("detector", Transition.TRANSITION_DEACTIVATE)
@@ -505,12 +557,19 @@ def test_alarm_is_published_after_the_fault_starts(ros: Ros, tmp_path: Path, sco
     assert ros.change("detector", Transition.TRANSITION_CONFIGURE)
     assert ros.change("detector", Transition.TRANSITION_ACTIVATE)
     fault_at = 3.0  # seconds after the publisher starts
-    robot = SimulatedRobot(RobotConfig(rate_hz=RATE, seed=3, fault=FaultSpec(start_s=fault_at, initial_peak=4.0,
-                                                                             final_peak=6.0, growth_s=5.0)))
+    robot = SimulatedRobot(
+        RobotConfig(
+            rate_hz=RATE,
+            seed=3,
+            fault=FaultSpec(start_s=fault_at, initial_peak=4.0, final_peak=6.0, growth_s=5.0),
+        )
+    )
     pub = ImuPublisher(ros, robot)
     alarms: list[tuple[float, bool]] = []
     sub_node = Node("operator", context=ros.context)
-    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    latched = QoSProfile(
+        depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+    )
     ros.add(sub_node)
     sub_node.create_subscription(Bool, "alarm", lambda m: alarms.append((time.time(), m.data)), latched)
     wait_for(lambda: pub.pub.get_subscription_count() == 1, 5.0, "the subscription to match")
@@ -521,7 +580,9 @@ def test_alarm_is_published_after_the_fault_starts(ros: Ros, tmp_path: Path, sco
     first = min(t for t, a in alarms if a)
     assert all(not a for t, a in alarms if t < pub.t0 + fault_at), "alarm before the fault"
     assert first > pub.t0 + fault_at
-    assert any(not a for _, a in alarms), "healthy batches before the fault should have been scored as no alarm"
+    assert any(not a for _, a in alarms), (
+        "healthy batches before the fault should have been scored as no alarm"
+    )
     # Latched: an operator who connects later still gets the alarm.
     late: list[bool] = []
     late_node = ros.add(Node("late_operator", context=ros.context))
@@ -535,14 +596,24 @@ def test_duty_cycle_unsubscribes_between_windows_and_never_infers_a_sleep_burst(
     ros: Ros, tmp_path: Path, score_model: Path
 ) -> None:
     # The bundle's 5 s / 60 s cycle at a 0.06 time scale (0.3 s / 3.6 s): the same 5/60 ratio.
-    imu, det, _ = stack(ros, tmp_path, score_model, sample_s=5.0, period_s=60.0, driver=True, scale=0.06,
-                        extra={"sample_lead_s": 0.05})
+    imu, det, _ = stack(
+        ros,
+        tmp_path,
+        score_model,
+        sample_s=5.0,
+        period_s=60.0,
+        driver=True,
+        scale=0.06,
+        extra={"sample_lead_s": 0.05},
+    )
     evs = events_of(det)
     pub = ImuPublisher(ros)
     matched: list[tuple[float, int]] = []
     received: list[tuple[float, int]] = []
-    pub.on_tick = lambda: (matched.append((time.time(), pub.pub.get_subscription_count())),
-                           received.append((time.time(), imu.sampler.stats.received if imu.sampler else 0)))
+    pub.on_tick = lambda: (
+        matched.append((time.time(), pub.pub.get_subscription_count())),
+        received.append((time.time(), imu.sampler.stats.received if imu.sampler else 0)),
+    )
     pub.start()
     assert ros.change("detector", Transition.TRANSITION_CONFIGURE)
     bursts: list[tuple[float, float]] = []
@@ -550,8 +621,12 @@ def test_duty_cycle_unsubscribes_between_windows_and_never_infers_a_sleep_burst(
     while time.monotonic() < deadline and len([e for e in evs if e["event"] == "sleep"]) < 3:
         # Mid-sleep: a firmware burst of 400 frames stamped during the sleep.
         sleeps = [e for e in evs if e["event"] == "sleep"]
-        if (sleeps and (not bursts or bursts[-1][0] < sleeps[-1]["t"]) and imu.sampling is False
-                and time.time() > sleeps[-1]["t"] + 0.6):
+        if (
+            sleeps
+            and (not bursts or bursts[-1][0] < sleeps[-1]["t"])
+            and imu.sampling is False
+            and time.time() > sleeps[-1]["t"] + 0.6
+        ):
             t = time.time()
             stamps, acc = pub.sim_frames(t - 0.4, t)
             pub.send(stamps, acc)
@@ -674,12 +749,17 @@ def test_a_latched_alarm_survives_a_node_restart_and_only_the_reset_service_clea
     imu, det, _ = stack(ros, tmp_path, score_model, extra=state)
     assert ros.change("detector", Transition.TRANSITION_CONFIGURE)
     assert ros.change("detector", Transition.TRANSITION_ACTIVATE)
-    robot = SimulatedRobot(RobotConfig(rate_hz=RATE, seed=3, fault=FaultSpec(start_s=0.0, initial_peak=5.0,
-                                                                             final_peak=6.0, growth_s=2.0)))
+    robot = SimulatedRobot(
+        RobotConfig(
+            rate_hz=RATE, seed=3, fault=FaultSpec(start_s=0.0, initial_peak=5.0, final_peak=6.0, growth_s=2.0)
+        )
+    )
     pub = ImuPublisher(ros, robot)
     wait_for(lambda: pub.pub.get_subscription_count() == 1, 5.0, "the subscription to match")
     pub.start()
-    wait_for(lambda: det.runtime.detector is not None and det.runtime.detector.voter.latched, 20.0, "an alarm")
+    wait_for(
+        lambda: det.runtime.detector is not None and det.runtime.detector.voter.latched, 20.0, "an alarm"
+    )
     pub.stop()
     assert ros.change("detector", Transition.TRANSITION_DEACTIVATE)
     # The process restarts: a new node on the same state file, fed a healthy machine.
@@ -696,14 +776,18 @@ def test_a_latched_alarm_survives_a_node_restart_and_only_the_reset_service_clea
     healthy = ImuPublisher(ros, SimulatedRobot(RobotConfig(rate_hz=RATE, seed=3)))  # the calibrated machine
     wait_for(lambda: healthy.pub.get_subscription_count() == 1, 5.0, "the subscription to match")
     healthy.start()
-    wait_for(lambda: len([e for e in evs if e["event"] == "infer"]) >= 2, 20.0, "inferences after the restart")
+    wait_for(
+        lambda: len([e for e in evs if e["event"] == "infer"]) >= 2, 20.0, "inferences after the restart"
+    )
     infers = [e for e in evs if e["event"] == "infer"]
     assert all(e["alarm"] is True for e in infers), "the restart forgot the latched alarm"
     cli = ros.sup.create_client(Trigger, "/detector/reset_alarm")
     res = ros.call(cli, Trigger.Request())
     assert res.success and res.message == "alarm reset"
     n = len(infers)
-    wait_for(lambda: len([e for e in evs if e["event"] == "infer"]) >= n + 2, 20.0, "inferences after the reset")
+    wait_for(
+        lambda: len([e for e in evs if e["event"] == "infer"]) >= n + 2, 20.0, "inferences after the reset"
+    )
     healthy.stop()
     assert [e for e in evs if e["event"] == "infer"][-1]["alarm"] is False
     assert [e for e in evs if e["event"] == "alarm_reset"][0]["who"] == "service ~/reset_alarm"
@@ -739,13 +823,17 @@ def test_a_backward_jump_of_the_ros_clock_re_arms_the_duty_cycle_within_a_period
         sim["t"] -= 3600.0
         jumped_at = sim["t"]
         wait_for(lambda: any(e["event"] == "clock_jump" for e in evs), 5.0, "the jump to be seen")
+
         # No IMU here: each period is wake -> (no fresh batch) -> sleep; the next one comes on the new time.
         def after_jump() -> list[dict[str, Any]]:
             i = next(i for i, e in enumerate(evs) if e["event"] == "clock_jump")
-            return evs[i + 1:]
+            return evs[i + 1 :]
 
-        wait_for(lambda: any(e["event"] == "sleep" and e.get("awake_s", 0) > 0 for e in after_jump()), 20.0,
-                 "a whole period after the jump")
+        wait_for(
+            lambda: any(e["event"] == "sleep" and e.get("awake_s", 0) > 0 for e in after_jump()),
+            20.0,
+            "a whole period after the jump",
+        )
     finally:
         stop.set()
         th.join(5.0)

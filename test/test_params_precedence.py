@@ -21,7 +21,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = ROOT / "config" / "params.yaml"
 LAUNCH = ROOT / "launch" / "vibration_anomaly.launch.py"
-NO_RCLPY = "" if importlib.util.find_spec("rclpy") else "needs the real rclpy (ros-jazzy-* wheels or a ROS 2 install)"
+NO_RCLPY = (
+    ""
+    if importlib.util.find_spec("rclpy")
+    else "needs the real rclpy (ros-jazzy-* wheels or a ROS 2 install)"
+)
 
 
 def launch_constant(name: str) -> tuple[str, ...]:
@@ -50,7 +54,9 @@ def test_no_launch_controlled_key_sits_in_a_node_section_of_the_packaged_file() 
         if section == "/**":
             continue
         clash = controlled & set(body["ros__parameters"])
-        assert not clash, f"{PARAMS.name}: section {section!r} sets {sorted(clash)}, which launch arguments control"
+        assert not clash, (
+            f"{PARAMS.name}: section {section!r} sets {sorted(clash)}, which launch arguments control"
+        )
 
 
 def _detector_params(tmp_path: Path, *files: Path) -> dict[str, Any]:
@@ -65,8 +71,10 @@ def _detector_params(tmp_path: Path, *files: Path) -> dict[str, Any]:
     try:
         node = DetectorNode(context=ctx)
         try:
-            return {name: node.get_parameter(name).value for name in ("use_duty_cycle_driver", "backend",
-                                                                       "require_firmware", "bundle", "robot_id")}
+            return {
+                name: node.get_parameter(name).value
+                for name in ("use_duty_cycle_driver", "backend", "require_firmware", "bundle", "robot_id")
+            }
         finally:
             node.destroy_node()
     finally:
@@ -85,8 +93,15 @@ def _launch_overrides_file(tmp_path: Path, params: dict[str, Any]) -> Path:
 def test_launch_overrides_beat_the_packaged_file_through_rclpy(tmp_path: Path) -> None:
     packaged = _detector_params(tmp_path, PARAMS)
     assert packaged["use_duty_cycle_driver"] is True and packaged["backend"] == "auto"
-    over = _launch_overrides_file(tmp_path, {"use_duty_cycle_driver": False, "backend": "onnx",
-                                             "bundle": "/etc/va/bundle.yaml", "robot_id": "r042"})
+    over = _launch_overrides_file(
+        tmp_path,
+        {
+            "use_duty_cycle_driver": False,
+            "backend": "onnx",
+            "bundle": "/etc/va/bundle.yaml",
+            "robot_id": "r042",
+        },
+    )
     got = _detector_params(tmp_path, PARAMS, over)
     assert got["use_duty_cycle_driver"] is False
     assert got["backend"] == "onnx" and got["bundle"] == "/etc/va/bundle.yaml" and got["robot_id"] == "r042"
@@ -101,8 +116,9 @@ def test_a_node_section_in_a_users_file_beats_the_launch_argument_as_documented(
     because rcl merges every wildcard section into the place of the first one and node sections apply
     after it. Were this ever to change, the docs would need to change too."""
     mine = tmp_path / "my_params.yaml"
-    mine.write_text("/**:\n  ros__parameters:\n    robot_id: mine\n"
-                    "detector:\n  ros__parameters:\n    backend: tensorrt\n")
+    mine.write_text(
+        "/**:\n  ros__parameters:\n    robot_id: mine\ndetector:\n  ros__parameters:\n    backend: tensorrt\n"
+    )
     over = _launch_overrides_file(tmp_path, {"backend": "onnx", "robot_id": "r042"})
     got = _detector_params(tmp_path, mine, over)
     assert got["backend"] == "tensorrt" and got["robot_id"] == "r042"

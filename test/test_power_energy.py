@@ -63,7 +63,9 @@ def test_power_cli_prints_modelled_readings(capsys: pytest.CaptureFixture[str]) 
 
     parser = argparse.ArgumentParser()
     cli.register(parser.add_subparsers())
-    args = parser.parse_args(["power", "--source", "modelled", "--count", "2", "--interval", "0.01", "--json"])
+    args = parser.parse_args(
+        ["power", "--source", "modelled", "--count", "2", "--interval", "0.01", "--json"]
+    )
     assert args.func(args) == 0
     out = capsys.readouterr()
     lines = [ln for ln in out.out.splitlines() if ln.strip()]

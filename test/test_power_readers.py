@@ -94,7 +94,11 @@ def tegra_lines() -> dict[str, str]:
         ("orin_nx_jp6", {"VDD_IN": 6.12, "VDD_CPU_GPU_CV": 0.436, "VDD_SOC": 2.464}, 6.12),
         ("orin_nano_r39", {"VDD_IN": 9.761, "VDD_CPU_GPU_CV": 4.238, "VDD_SOC": 1.825}, 9.761),
         ("nano_jp4", {"POM_5V_IN": 4.52, "POM_5V_GPU": 0.0, "POM_5V_CPU": 1.078}, 4.52),
-        ("agx_xavier_jp4", {"GPU": 0.0, "CPU": 0.465, "SOC": 1.242, "CV": 0.0, "VDDRQ": 0.155, "SYS5V": 2.76}, 4.622),
+        (
+            "agx_xavier_jp4",
+            {"GPU": 0.0, "CPU": 0.465, "SOC": 1.242, "CV": 0.0, "VDDRQ": 0.155, "SYS5V": 2.76},
+            4.622,
+        ),
     ],
 )
 def test_tegrastats_lines_of_each_generation(case: str, rails: dict[str, float], total: float) -> None:
@@ -152,7 +156,9 @@ class RecordedNvml:
     """pynvml stand-in answering from nvml_answers.json, raising the real pynvml error types."""
 
     def __init__(self, case: str) -> None:
-        pynvml = pytest.importorskip("pynvml", reason="nvidia-ml-py is not installed (its error types are used)")
+        pynvml = pytest.importorskip(
+            "pynvml", reason="nvidia-ml-py is not installed (its error types are used)"
+        )
 
         self.NVMLError = pynvml.NVMLError
         self._err = pynvml.NVMLError

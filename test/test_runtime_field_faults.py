@@ -49,9 +49,13 @@ def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     x = helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", "T", "F"])
     y = helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch"])
-    nodes = [helper.make_node("Mul", ["features", "features"], ["sq"]),
-             helper.make_node("ReduceMean", ["sq"], ["score"], axes=[1, 2], keepdims=0)]
-    m = helper.make_model(helper.make_graph(nodes, "zsq", [x], [y]), opset_imports=[helper.make_opsetid("", 17)])
+    nodes = [
+        helper.make_node("Mul", ["features", "features"], ["sq"]),
+        helper.make_node("ReduceMean", ["sq"], ["score"], axes=[1, 2], keepdims=0),
+    ]
+    m = helper.make_model(
+        helper.make_graph(nodes, "zsq", [x], [y]), opset_imports=[helper.make_opsetid("", 17)]
+    )
     m.ir_version = 8
     path = tmp_path_factory.mktemp("model") / "zsq.onnx"
     onnx.save(m, path)
@@ -94,8 +98,13 @@ def factory(model: Path, sample_s: float, slow: list[SlowEngine] | None = None) 
         robot = SimulatedRobot(RobotConfig(rate_hz=RATE, seed=3))
         n = batch_samples(RATE, sample_s)
         engine.wake()
-        cal = calibrate(engine, Frontend(), [robot.frames(100 + 3 * k, 100 + 3 * k + n / RATE)[1] for k in range(12)],
-                        RATE, target_far=0.001)
+        cal = calibrate(
+            engine,
+            Frontend(),
+            [robot.frames(100 + 3 * k, 100 + 3 * k + n / RATE)[1] for k in range(12)],
+            RATE,
+            target_far=0.001,
+        )
         engine.sleep()
         if slow is not None:
             engine = SlowEngine(engine)
@@ -107,14 +116,25 @@ def factory(model: Path, sample_s: float, slow: list[SlowEngine] | None = None) 
 
 
 def deploy(tmp: Path, model: Path, **changes: Any) -> Any:
-    return write_test_bundle(tmp, model_sha256=sha(model), duty_cycle={"sample_s": 0.5, "period_s": 6.0},
-                             alarm={"votes_required": 2, "votes_window": 3}, **changes)
+    return write_test_bundle(
+        tmp,
+        model_sha256=sha(model),
+        duty_cycle={"sample_s": 0.5, "period_s": 6.0},
+        alarm={"votes_required": 2, "votes_window": 3},
+        **changes,
+    )
 
 
 def params(files: Any, state: Path, **kw: Any) -> RuntimeParams:
-    return RuntimeParams(bundle=str(files.bundle), trust_dir=str(files.trust_dir), firmware=str(files.firmware),
-                         rollback_state=str(state / "bundle_state.json"), event_log=str(state / "events.jsonl"),
-                         use_duty_cycle_driver=False, **kw)
+    return RuntimeParams(
+        bundle=str(files.bundle),
+        trust_dir=str(files.trust_dir),
+        firmware=str(files.firmware),
+        rollback_state=str(state / "bundle_state.json"),
+        event_log=str(state / "events.jsonl"),
+        use_duty_cycle_driver=False,
+        **kw,
+    )
 
 
 def health(rt: DetectorRuntime, name: str) -> StatusRecord:
@@ -148,17 +168,26 @@ def test_a_configure_that_fails_after_verification_does_not_raise_the_rollback_f
     rt.teardown()
     # A validly signed v11 with a value this robot cannot run (a window too short for one batch).
     key_dir = v1.trust_dir
-    v11 = write_test_bundle(tmp_path / "v11", model_sha256=sha(model_path), version=11,
-                            duty_cycle={"sample_s": 0.001, "period_s": 6.0})
+    v11 = write_test_bundle(
+        tmp_path / "v11",
+        model_sha256=sha(model_path),
+        version=11,
+        duty_cycle={"sample_s": 0.001, "period_s": 6.0},
+    )
     (Path(key_dir) / next(Path(v11.trust_dir).glob("*.pub")).name).write_bytes(
-        next(Path(v11.trust_dir).glob("*.pub")).read_bytes())
+        next(Path(v11.trust_dir).glob("*.pub")).read_bytes()
+    )
     from vibration_anomaly.core.imu_buffer import ImuSampler
     from vibration_anomaly.core.window import Windower
 
     def attach(queue: Any, sample_s: float) -> ImuSampler:
-        return ImuSampler(Windower(batch_samples(RATE, sample_s), channels=3, fs_hz=RATE), queue, capacity=8192)
+        return ImuSampler(
+            Windower(batch_samples(RATE, sample_s), channels=3, fs_hz=RATE), queue, capacity=8192
+        )
 
-    bad = RuntimeParams(**{**params(v1, state).as_dict(), "bundle": str(v11.bundle), "firmware": str(v11.firmware)})
+    bad = RuntimeParams(
+        **{**params(v1, state).as_dict(), "bundle": str(v11.bundle), "firmware": str(v11.firmware)}
+    )
     with pytest.raises(ConfigureFailed):
         rt.configure(bad, attach=attach)
     assert rt.detector is None  # nothing left loaded
@@ -187,7 +216,9 @@ def test_a_read_only_event_log_does_not_stop_the_detector(tmp_path: Path, model_
 # --------------------------------------------------------------------------------- 2. the latch
 
 
-def test_a_raised_alarm_survives_restart_and_reconfigure_until_reset(tmp_path: Path, model_path: Path) -> None:
+def test_a_raised_alarm_survives_restart_and_reconfigure_until_reset(
+    tmp_path: Path, model_path: Path
+) -> None:
     files = deploy(tmp_path / "b", model_path)
     state = tmp_path / "state"
     faulty = SimulatedRobot(RobotConfig(rate_hz=RATE, seed=3, fault=FaultSpec(start_s=0.0, growth_s=1.0)))
@@ -251,14 +282,18 @@ class Hooks:
         return ()
 
 
-def _driver(tmp_path: Path, model_path: Path, clock: Clock) -> tuple[DetectorRuntime, Hooks, list[dict[str, Any]]]:
+def _driver(
+    tmp_path: Path, model_path: Path, clock: Clock
+) -> tuple[DetectorRuntime, Hooks, list[dict[str, Any]]]:
     files = deploy(tmp_path / "b", model_path)
     rt = DetectorRuntime(clock, pipeline_factory=factory(model_path, 0.5), threaded=False)
     events: list[dict[str, Any]] = []
     rt.sinks.append(events.append)
     hooks = Hooks(clock)
-    rt.configure(RuntimeParams(**{**params(files, tmp_path / "state").as_dict(), "use_duty_cycle_driver": True}),
-                 hooks=hooks)
+    rt.configure(
+        RuntimeParams(**{**params(files, tmp_path / "state").as_dict(), "use_duty_cycle_driver": True}),
+        hooks=hooks,
+    )
     assert rt.driver is not None
     return rt, hooks, events
 
@@ -272,7 +307,9 @@ def _run(rt: DetectorRuntime, clock: Clock, until: float) -> None:
 
 
 @pytest.mark.parametrize("jump_s", [-3600.0, -30.0, 3600.0])
-def test_a_clock_jump_while_asleep_re_arms_within_one_period(tmp_path: Path, model_path: Path, jump_s: float) -> None:
+def test_a_clock_jump_while_asleep_re_arms_within_one_period(
+    tmp_path: Path, model_path: Path, jump_s: float
+) -> None:
     clock = Clock(10_000.0)
     rt, hooks, events = _driver(tmp_path, model_path, clock)
     assert rt.driver is not None
@@ -283,7 +320,9 @@ def test_a_clock_jump_while_asleep_re_arms_within_one_period(tmp_path: Path, mod
     at_jump = clock.t
     n_infers = sum(1 for c in hooks.calls if c[0] == "infer")
     _run(rt, clock, at_jump + 6.0 + 1.0)  # one period (6 s) and a little
-    assert sum(1 for c in hooks.calls if c[0] == "infer") > n_infers, "no inference within a period of the jump"
+    assert sum(1 for c in hooks.calls if c[0] == "infer") > n_infers, (
+        "no inference within a period of the jump"
+    )
     jumps = [e for e in events if e["event"] == "clock_jump"]
     assert jumps and jumps[0]["delta_s"] == pytest.approx(jump_s + 2.0 - 0.0, abs=6.5)
     rec = health(rt, "duty cycle")
@@ -340,7 +379,9 @@ def test_the_event_log_rotates_and_stays_bounded(tmp_path: Path) -> None:
     assert read_events(tmp_path / "events.jsonl")[-1]["t"] == 399.0
 
 
-def test_the_event_log_is_on_by_default_beside_ros_logs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_event_log_is_on_by_default_beside_ros_logs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("ROS_LOG_DIR", str(tmp_path / "roslog"))
     assert RuntimeParams().event_log_path() == tmp_path / "roslog" / "vibration_anomaly" / "events.jsonl"
     assert RuntimeParams(event_log="").event_log_path() is None
@@ -404,8 +445,10 @@ def test_a_wake_without_its_sleep_is_freed_at_the_end_of_the_period(tmp_path: Pa
         def held_resources(self) -> tuple[str, ...]:
             return rt.held_resources()
 
-    rt.configure(RuntimeParams(**{**params(files, tmp_path / "state").as_dict(), "use_duty_cycle_driver": True}),
-                 hooks=Forgetful(clock))
+    rt.configure(
+        RuntimeParams(**{**params(files, tmp_path / "state").as_dict(), "use_duty_cycle_driver": True}),
+        hooks=Forgetful(clock),
+    )
     assert rt.driver is not None and rt.detector is not None
     due = rt.driver.start()
     while rt.driver.periods < 1:

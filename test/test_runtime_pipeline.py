@@ -32,8 +32,14 @@ def calibration_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def params(**changes: object) -> dict[str, object]:
-    return {"model": "", "engine": "", "calibration": "", "backend": "auto", "duty_cycle_time_scale": 1.0,
-            **changes}
+    return {
+        "model": "",
+        "engine": "",
+        "calibration": "",
+        "backend": "auto",
+        "duty_cycle_time_scale": 1.0,
+        **changes,
+    }
 
 
 def test_builds_a_loaded_onnx_pipeline_with_the_bundles_vote(calibration_file: Path) -> None:
@@ -52,7 +58,9 @@ def test_missing_calibration_is_named(calibration_file: Path) -> None:
         build_pipeline(load_example_bundle(), params())
 
 
-def test_a_plan_the_bundle_does_not_name_is_refused_before_loading(calibration_file: Path, tmp_path: Path) -> None:
+def test_a_plan_the_bundle_does_not_name_is_refused_before_loading(
+    calibration_file: Path, tmp_path: Path
+) -> None:
     plan = tmp_path / "model.engine"
     plan.write_bytes(b"not the engine the bundle names")
     with pytest.raises(BundleRefused) as exc:

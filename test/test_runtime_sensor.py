@@ -38,7 +38,9 @@ def healthy() -> Callable[[float], np.ndarray]:
     return lambda t0: robot.frames(t0, t0 + n / RATE)[1]
 
 
-def _runtime(healthy: Callable[[float], np.ndarray], **params: Any) -> tuple[DetectorRuntime, Clock, list[Any]]:
+def _runtime(
+    healthy: Callable[[float], np.ndarray], **params: Any
+) -> tuple[DetectorRuntime, Clock, list[Any]]:
     from vibration_anomaly.core.scoring import AlarmVoter, Scorer
     from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
     from vibration_anomaly.model import load_default_model
@@ -97,11 +99,19 @@ def loose(x: np.ndarray) -> np.ndarray:
     return (x - x.mean(axis=0)) * 0.05 + x.mean(axis=0)  # the mount let go: vibration barely reaches it
 
 
-@pytest.mark.parametrize(("broken", "kind", "word", "level"), [(dead, "dead_channel", "dead", ERROR),
-                                                               (clipped, "clipping", "clipped", ERROR),
-                                                               (loose, "loose_mount", "loose", WARN)])
+@pytest.mark.parametrize(
+    ("broken", "kind", "word", "level"),
+    [
+        (dead, "dead_channel", "dead", ERROR),
+        (clipped, "clipping", "clipped", ERROR),
+        (loose, "loose_mount", "loose", WARN),
+    ],
+)
 def test_a_broken_sensor_is_a_sensor_finding_within_one_period_and_never_an_alarm(
-    healthy: Callable[[float], np.ndarray], broken: Callable[[np.ndarray], np.ndarray], kind: str, word: str,
+    healthy: Callable[[float], np.ndarray],
+    broken: Callable[[np.ndarray], np.ndarray],
+    kind: str,
+    word: str,
     level: int,
 ) -> None:
     rt, clock, events = _runtime(healthy)
@@ -132,7 +142,9 @@ def test_a_rate_far_from_the_configured_one_is_an_error(healthy: Callable[[float
         assert rt.queue is not None
         x = healthy(400.0)
         clock.t = 1005.0
-        rt.queue.put(Batch(1000.0, 1000.0 + (len(x) - 1) / 800.0, x.astype(np.float32), RATE))  # really 800 Hz
+        rt.queue.put(
+            Batch(1000.0, 1000.0 + (len(x) - 1) / 800.0, x.astype(np.float32), RATE)
+        )  # really 800 Hz
         rt.activate()
         rt.infer_now(1000.0)
         rt.deactivate()

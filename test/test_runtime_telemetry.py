@@ -20,8 +20,11 @@ from bundle_testkit import write_test_bundle
 from vibration_anomaly.runtime import ConfigureFailed, DetectorRuntime, Pipeline, RuntimeParams
 from vibration_anomaly.telemetry.localservers import Pushgateway, find_binary
 
-NO_GATEWAY = "" if find_binary(("prometheus-pushgateway", "pushgateway")) else \
-    "prometheus-pushgateway is not installed (apt-get install prometheus-pushgateway)"
+NO_GATEWAY = (
+    ""
+    if find_binary(("prometheus-pushgateway", "pushgateway"))
+    else "prometheus-pushgateway is not installed (apt-get install prometheus-pushgateway)"
+)
 pytestmark = pytest.mark.skipif(bool(NO_GATEWAY), reason=NO_GATEWAY or "-")
 
 
@@ -41,7 +44,9 @@ def _model(tmp: Path) -> Path:
     x = helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", "T", "F"])
     y = helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch"])
     nodes = [helper.make_node("ReduceMean", ["features"], ["score"], axes=[1, 2], keepdims=0)]
-    m = helper.make_model(helper.make_graph(nodes, "mean", [x], [y]), opset_imports=[helper.make_opsetid("", 17)])
+    m = helper.make_model(
+        helper.make_graph(nodes, "mean", [x], [y]), opset_imports=[helper.make_opsetid("", 17)]
+    )
     m.ir_version = 8
     path = tmp / "mean.onnx"
     onnx.save(m, path)
@@ -100,15 +105,27 @@ def test_telemetry_follows_accepted_expired_and_refused_bundles(tmp_path: Path, 
     rt = DetectorRuntime(lambda: time.time(), pipeline_factory=_factory(model), threaded=False)
 
     def params(files: Any, trust: Path | None = None) -> RuntimeParams:
-        return RuntimeParams(robot_id=robot, bundle=str(files.bundle), trust_dir=str(trust or files.trust_dir),
-                             firmware=str(files.firmware), rollback_state=str(state / "bundle_state.json"),
-                             event_log="", use_duty_cycle_driver=False)
+        return RuntimeParams(
+            robot_id=robot,
+            bundle=str(files.bundle),
+            trust_dir=str(trust or files.trust_dir),
+            firmware=str(files.firmware),
+            rollback_state=str(state / "bundle_state.json"),
+            event_log="",
+            use_duty_cycle_driver=False,
+        )
 
     rt.configure(params(v1))
     _wait(gateway, "bundle_info", robot, {"1": 1.0})
     # v2, signed by the same fleet key, past its expiry: accepted (expiry warns), and shown as expired.
-    v2 = write_test_bundle(tmp_path / "v2", version=2, model_sha256=sha, telemetry=tel,
-                           issued_at="1999-01-01T00:00:00Z", expires_at="2000-01-01T00:00:00Z")
+    v2 = write_test_bundle(
+        tmp_path / "v2",
+        version=2,
+        model_sha256=sha,
+        telemetry=tel,
+        issued_at="1999-01-01T00:00:00Z",
+        expires_at="2000-01-01T00:00:00Z",
+    )
     trust = tmp_path / "trust"
     trust.mkdir()
     for d in (v1.trust_dir, v2.trust_dir):
@@ -120,8 +137,12 @@ def test_telemetry_follows_accepted_expired_and_refused_bundles(tmp_path: Path, 
     _wait(gateway, "bundle_expired", robot, {"": 1.0})
     # v3 signed by a key this robot does not trust, naming another gateway: refused, and the refusal reaches
     # the fleet through v2's (trusted, re-verified) settings, never through the refused bundle's own.
-    v3 = write_test_bundle(tmp_path / "v3", version=3, model_sha256=sha,
-                           telemetry={**tel, "pushgateway_url": "http://127.0.0.1:9"})
+    v3 = write_test_bundle(
+        tmp_path / "v3",
+        version=3,
+        model_sha256=sha,
+        telemetry={**tel, "pushgateway_url": "http://127.0.0.1:9"},
+    )
     rt.teardown()
     with pytest.raises(ConfigureFailed):
         rt.configure(params(v3, trust))

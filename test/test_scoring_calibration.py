@@ -75,8 +75,18 @@ def test_load_rejects_bad_files(tmp_path: Path) -> None:
     p.write_text("{not json")
     with pytest.raises(InputError):
         Calibration.load(p)
-    p.write_text(json.dumps({"version": 1, "mean": [[[0.0]]], "std": [[[0.0]]], "threshold": 1, "fs_hz": 1,
-                             "window_samples": 1}))
+    p.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "mean": [[[0.0]]],
+                "std": [[[0.0]]],
+                "threshold": 1,
+                "fs_hz": 1,
+                "window_samples": 1,
+            }
+        )
+    )
     with pytest.raises(InputError) as ei:
         Calibration.load(p)
     assert ei.value.field == "mean/std"

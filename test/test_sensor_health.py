@@ -60,7 +60,9 @@ def test_clipping_with_and_without_a_known_full_scale() -> None:
     x = np.clip(healthy() * 5, -2.0, 2.0)
     inferred = [g for g in sh.check_batch(x, FS) if g.kind == sh.CLIPPING]
     assert inferred and inferred[0].level == sh.ERROR
-    known = [g for g in sh.check_batch(x, FS, limits=sh.SensorLimits(full_scale=2.0)) if g.kind == sh.CLIPPING]
+    known = [
+        g for g in sh.check_batch(x, FS, limits=sh.SensorLimits(full_scale=2.0)) if g.kind == sh.CLIPPING
+    ]
     assert len(known) == 3 and "full scale" in known[0].message
     assert sh.CLIPPING not in kinds(sh.check_batch(healthy(), FS, limits=sh.SensorLimits(full_scale=16.0)))
 

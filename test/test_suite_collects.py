@@ -40,7 +40,11 @@ def test_no_test_module_skips_itself_at_import() -> None:
     for path in sorted(TEST_DIR.glob("*.py")):
         for call in _module_level_calls(ast.parse(path.read_text(), str(path))):
             fn = call.func
-            if isinstance(fn, ast.Attribute) and fn.attr in SKIPPERS and getattr(fn.value, "id", "") == "pytest":
+            if (
+                isinstance(fn, ast.Attribute)
+                and fn.attr in SKIPPERS
+                and getattr(fn.value, "id", "") == "pytest"
+            ):
                 offenders.append(f"{path.name}:{call.lineno}: pytest.{fn.attr} at module level")
     assert not offenders, "use a skipif mark or import inside the test:\n" + "\n".join(offenders)
 
@@ -48,12 +52,29 @@ def test_no_test_module_skips_itself_at_import() -> None:
 @pytest.mark.slow
 def test_collection_under_launch_testings_hook_with_an_optional_package_missing() -> None:
     """Collect the whole folder through the launch_testing-style hook with ``rosbags`` unimportable."""
-    env = {**os.environ, "VA_HIDE_MODULES": "rosbags",
-           "PYTHONPATH": os.pathsep.join([str(TEST_DIR), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "VA_HIDE_MODULES": "rosbags",
+        "PYTHONPATH": os.pathsep.join([str(TEST_DIR), os.environ.get("PYTHONPATH", "")]),
+    }
     res = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "launch_testing_collect_plugin",
-         "-p", "no:cacheprovider", str(TEST_DIR)],
-        capture_output=True, text=True, env=env, cwd=TEST_DIR.parent, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "-p",
+            "launch_testing_collect_plugin",
+            "-p",
+            "no:cacheprovider",
+            str(TEST_DIR),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=TEST_DIR.parent,
+        timeout=300,
     )
     tail = (res.stdout + res.stderr)[-3000:]
     assert res.returncode == 0, tail

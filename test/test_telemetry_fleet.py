@@ -91,7 +91,9 @@ def _dashboard_queries() -> list[tuple[str, str]]:
 
 def _firing(alerts_of: Callable[[], list[dict]]) -> tuple[set[tuple[str, str]], list[dict]]:
     alerts = alerts_of()
-    firing = {(a["labels"].get("robot_id", ""), a["labels"]["alertname"]) for a in alerts if a["state"] == "firing"}
+    firing = {
+        (a["labels"].get("robot_id", ""), a["labels"]["alertname"]) for a in alerts if a["state"] == "firing"
+    }
     return firing, alerts
 
 
@@ -210,13 +212,19 @@ def _run_fleet(
 def test_fleet_of_400_flags_exactly_the_faulty_robots(stack) -> None:
     gateway, prom = stack
     plans = fleetsim.fleet_plans(N_ROBOTS, FAULTY_PER_KIND)
-    assert len({p.robot_id for p in plans if p.fault != fleetsim.HEALTHY}) == FAULTY_PER_KIND * len(fleetsim.FAULTS)
+    assert len({p.robot_id for p in plans if p.fault != fleetsim.HEALTHY}) == FAULTY_PER_KIND * len(
+        fleetsim.FAULTS
+    )
 
     def make(i: int, plan: fleetsim.RobotPlan, metrics: RobotMetrics) -> PushgatewayPusher:
         return PushgatewayPusher(
-            metrics, url=gateway.url, job=JOB, robot_id=plan.robot_id,
+            metrics,
+            url=gateway.url,
+            job=JOB,
+            robot_id=plan.robot_id,
             interval_s=SILENT_INTERVAL_S if plan.fault == fleetsim.SILENT else PUSH_INTERVAL_S,
-            timeout_s=20.0, first_delay_s=FIRST_PUSH_SPREAD_S * i / len(plans),
+            timeout_s=20.0,
+            first_delay_s=FIRST_PUSH_SPREAD_S * i / len(plans),
         )
 
     _run_fleet(plans, make, prom.query, prom.alerts)
@@ -238,8 +246,9 @@ def _bundle_pushers(tmp: Path, n: int, **destination: Any) -> Callable[..., Push
     def make(i: int, plan: fleetsim.RobotPlan, metrics: RobotMetrics) -> PushgatewayPusher:
         settings = fast if plan.fault == fleetsim.SILENT else field
         # First pushes spread as in the 400-robot test: the same pushes per second at any fleet size.
-        return pusher_from_settings(metrics, settings, plan.robot_id, timeout_s=20.0,
-                                    first_delay_s=FIRST_PUSH_SPREAD_S * i / N_ROBOTS)
+        return pusher_from_settings(
+            metrics, settings, plan.robot_id, timeout_s=20.0, first_delay_s=FIRST_PUSH_SPREAD_S * i / N_ROBOTS
+        )
 
     return make
 
@@ -256,7 +265,9 @@ def test_sharded_fleet_flags_exactly_the_faulty_robots(tmp_path: Path) -> None:
         urls = [g.url for g in gateways]
         prom = Prometheus(urls, [rules], scrape_interval="1s", evaluation_interval="1s").start()
         plans = fleetsim.fleet_plans(N_SHARDED, FAULTY_PER_KIND)
-        _run_fleet(plans, _bundle_pushers(tmp_path, len(plans), pushgateway_shards=urls), prom.query, prom.alerts)
+        _run_fleet(
+            plans, _bundle_pushers(tmp_path, len(plans), pushgateway_shards=urls), prom.query, prom.alerts
+        )
         # Each robot landed on the shard its id hashes to, and on no other; every shard holds its share.
         for g in gateways:
             held = {grp["labels"]["robot_id"] for grp in g.groups()}
@@ -282,8 +293,13 @@ def test_victoriametrics_fleet_flags_exactly_the_faulty_robots_with_the_same_rul
         with VmAlert(vm.url, [rules], evaluation_interval="1s") as vmalert:
             vmalert.start()
             plans = fleetsim.fleet_plans(N_SHARDED, FAULTY_PER_KIND)
-            _run_fleet(plans, _bundle_pushers(tmp_path, len(plans), import_url=vm.url), vm.query, vmalert.alerts,
-                       push_twice=True)
+            _run_fleet(
+                plans,
+                _bundle_pushers(tmp_path, len(plans), import_url=vm.url),
+                vm.query,
+                vmalert.alerts,
+                push_twice=True,
+            )
 
 
 def test_a_shard_down_raises_one_alert_and_no_robot_storm(tmp_path: Path) -> None:
@@ -305,8 +321,11 @@ def test_a_shard_down_raises_one_alert_and_no_robot_storm(tmp_path: Path) -> Non
         for plan in plans:
             metrics = RobotMetrics(CollectorRegistry())
             fleetsim.drive(metrics, plan)
-            pushers.append(pusher_from_settings(metrics, fast, plan.robot_id, timeout_s=2.0, first_delay_s=0.0,
-                                                backoff_max_s=4.0))
+            pushers.append(
+                pusher_from_settings(
+                    metrics, fast, plan.robot_id, timeout_s=2.0, first_delay_s=0.0, backoff_max_s=4.0
+                )
+            )
         for p in pushers:
             p.start()
         deadline = time.monotonic() + 30

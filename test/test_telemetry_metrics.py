@@ -24,8 +24,16 @@ def cycles(m: RobotMetrics, n: int, period: float = 60.0, awake: float = 5.3, st
     for c in range(n):
         t = start + c * period
         m.observe_event({"t": t, "event": "wake"})
-        m.observe_event({"t": t + awake - 0.1, "event": "infer", "score": 0.2, "batch_t0": t, "batch_t1": t + 5.0,
-                         "alarm": False})
+        m.observe_event(
+            {
+                "t": t + awake - 0.1,
+                "event": "infer",
+                "score": 0.2,
+                "batch_t0": t,
+                "batch_t1": t + 5.0,
+                "alarm": False,
+            }
+        )
         m.observe_event({"t": t + awake, "event": "sleep", "awake_s": awake})
     return t + awake
 
@@ -66,7 +74,9 @@ def test_robot_that_never_sleeps_still_accrues_awake_time(reg: CollectorRegistry
     m.set_contract(60.0, 5.0)
     m.observe_event({"t": 0.0, "event": "wake"})
     for k in range(1, 200):
-        m.observe_event({"t": 5.0 * k, "event": "infer", "score": 0.1, "batch_t0": 5.0 * k - 5, "batch_t1": 5.0 * k})
+        m.observe_event(
+            {"t": 5.0 * k, "event": "infer", "score": 0.1, "batch_t0": 5.0 * k - 5, "batch_t1": 5.0 * k}
+        )
     assert value(reg, "vibration_anomaly_awake") == 1
     assert value(reg, "vibration_anomaly_awake_seconds_total") == pytest.approx(995.0)
     assert value(reg, "vibration_anomaly_awake_ratio") == pytest.approx(1.0)
@@ -138,7 +148,10 @@ def test_bundle_backend_and_power_setters(reg: CollectorRegistry) -> None:
     m.set_backend("onnxruntime", "no_gpu")
     assert value(reg, "vibration_anomaly_backend_info", backend="onnxruntime", choice="no_gpu") == 1
     m.set_backend("TensorRT", "gpu")
-    assert reg.get_sample_value("vibration_anomaly_backend_info", {"backend": "onnxruntime", "choice": "no_gpu"}) is None
+    assert (
+        reg.get_sample_value("vibration_anomaly_backend_info", {"backend": "onnxruntime", "choice": "no_gpu"})
+        is None
+    )
     assert value(reg, "vibration_anomaly_backend_info", backend="tensorrt", choice="gpu") == 1
 
     m.set_power(4.0, state="asleep", source="model", modelled=True, duration_s=55.0)
@@ -146,7 +159,10 @@ def test_bundle_backend_and_power_setters(reg: CollectorRegistry) -> None:
     assert value(reg, "vibration_anomaly_power_watts", state="asleep") == 11.0
     assert value(reg, "vibration_anomaly_energy_joules_total", state="asleep") == pytest.approx(330.0)
     assert value(reg, "vibration_anomaly_power_source_info", source="ina3221", modelled="false") == 1
-    assert reg.get_sample_value("vibration_anomaly_power_source_info", {"source": "model", "modelled": "true"}) is None
+    assert (
+        reg.get_sample_value("vibration_anomaly_power_source_info", {"source": "model", "modelled": "true"})
+        is None
+    )
     m.add_energy(5.0, state="awake")
     assert value(reg, "vibration_anomaly_energy_joules_total", state="awake") == 5.0
 
@@ -202,9 +218,15 @@ def test_exposition_follows_prometheus_naming() -> None:
             assert {s.name for s in f.samples} <= {f.name + "_total", f.name + "_created"}
     units = ("_seconds", "_watts", "_joules", "_ratio", "_info", "_total")
     gauges = {f.name for f in families if f.type == "gauge" and not f.name.endswith("_created")}
-    unitless_flags = {"vibration_anomaly_awake", "vibration_anomaly_alarm_active", "vibration_anomaly_bundle_expired",
-                      "vibration_anomaly_bundle_refused", "vibration_anomaly_anomaly_score",
-                      "vibration_anomaly_sensor_health_level", "vibration_anomaly_storage_failing"}
+    unitless_flags = {
+        "vibration_anomaly_awake",
+        "vibration_anomaly_alarm_active",
+        "vibration_anomaly_bundle_expired",
+        "vibration_anomaly_bundle_refused",
+        "vibration_anomaly_anomaly_score",
+        "vibration_anomaly_sensor_health_level",
+        "vibration_anomaly_storage_failing",
+    }
     assert all(g.endswith(units) or g in unitless_flags for g in gauges), sorted(gauges - unitless_flags)
     # Labels stay low-cardinality: no robot identity and no free text.
     labels = {k for f in families for s in f.samples for k in s.labels}

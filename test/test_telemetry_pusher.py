@@ -29,8 +29,10 @@ needs_gateway = pytest.mark.skipif(
 def gateway_value(gw: Pushgateway, name: str, robot_id: str, **labels: str) -> float | None:
     for family in text_string_to_metric_families(gw.metrics_text()):
         for s in family.samples:
-            if s.name == name and s.labels.get("robot_id") == robot_id and all(
-                s.labels.get(k) == v for k, v in labels.items()
+            if (
+                s.name == name
+                and s.labels.get("robot_id") == robot_id
+                and all(s.labels.get(k) == v for k, v in labels.items())
             ):
                 return s.value
     return None
@@ -101,7 +103,9 @@ def test_push_now_puts_the_registry_under_the_robot_grouping_key(gateway: Pushga
 @needs_gateway
 def test_background_thread_pushes_every_interval_and_on_request(gateway: Pushgateway) -> None:
     m = RobotMetrics(CollectorRegistry())
-    p = PushgatewayPusher(m, url=gateway.url, job="va-test", robot_id="robot-b", interval_s=0.2, first_delay_s=0.0)
+    p = PushgatewayPusher(
+        m, url=gateway.url, job="va-test", robot_id="robot-b", interval_s=0.2, first_delay_s=0.0
+    )
     p.start()
     try:
         assert wait_for(lambda: p.stats.successes >= 3)
@@ -130,8 +134,15 @@ def test_dead_gateway_backs_off_and_never_raises() -> None:
     m = RobotMetrics(CollectorRegistry())
     port = free_port()  # nothing listens there
     p = PushgatewayPusher(
-        m, url=f"http://127.0.0.1:{port}", job="va", robot_id="r", interval_s=0.05,
-        first_delay_s=0.0, backoff_initial_s=0.02, backoff_max_s=0.1, timeout_s=1.0,
+        m,
+        url=f"http://127.0.0.1:{port}",
+        job="va",
+        robot_id="r",
+        interval_s=0.05,
+        first_delay_s=0.0,
+        backoff_initial_s=0.02,
+        backoff_max_s=0.1,
+        timeout_s=1.0,
     )
     p.start()
     try:
@@ -150,8 +161,16 @@ def test_dead_gateway_backs_off_and_never_raises() -> None:
 
 def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:
     m = RobotMetrics(CollectorRegistry())
-    p = PushgatewayPusher(m, url="http://127.0.0.1:9", job="va", robot_id="r", interval_s=60,
-                          backoff_initial_s=1.0, backoff_max_s=300.0, rng=random.Random(7))
+    p = PushgatewayPusher(
+        m,
+        url="http://127.0.0.1:9",
+        job="va",
+        robot_id="r",
+        interval_s=60,
+        backoff_initial_s=1.0,
+        backoff_max_s=300.0,
+        rng=random.Random(7),
+    )
     assert p.next_delay() == 60
     for n, base in [(1, 1.0), (2, 2.0), (5, 16.0), (9, 256.0), (10, 300.0), (60, 300.0)]:
         p.stats.consecutive_failures = n
@@ -164,8 +183,15 @@ def test_hanging_gateway_cannot_hold_shutdown() -> None:
     server = HangingServer()
     try:
         m = RobotMetrics(CollectorRegistry())
-        p = PushgatewayPusher(m, url=f"http://127.0.0.1:{server.port}", job="va", robot_id="r",
-                              interval_s=60, first_delay_s=0.0, timeout_s=30.0)
+        p = PushgatewayPusher(
+            m,
+            url=f"http://127.0.0.1:{server.port}",
+            job="va",
+            robot_id="r",
+            interval_s=60,
+            first_delay_s=0.0,
+            timeout_s=30.0,
+        )
         p.start()
         assert wait_for(lambda: p.stats.attempts >= 1)  # the thread is now stuck in a 30 s read
         p.request_push()  # returns at once
@@ -182,14 +208,25 @@ def test_hanging_gateway_cannot_hold_shutdown() -> None:
 def test_recovers_when_the_gateway_comes_back() -> None:
     port = free_port()
     m = RobotMetrics(CollectorRegistry())
-    p = PushgatewayPusher(m, url=f"http://127.0.0.1:{port}", job="va", robot_id="r-back", interval_s=0.1,
-                          first_delay_s=0.0, backoff_initial_s=0.05, backoff_max_s=0.2, timeout_s=2.0)
+    p = PushgatewayPusher(
+        m,
+        url=f"http://127.0.0.1:{port}",
+        job="va",
+        robot_id="r-back",
+        interval_s=0.1,
+        first_delay_s=0.0,
+        backoff_initial_s=0.05,
+        backoff_max_s=0.2,
+        timeout_s=2.0,
+    )
     p.start()
     try:
         assert wait_for(lambda: p.stats.failures >= 2)
         with Pushgateway(port=port).start() as gw:
             assert wait_for(lambda: p.stats.successes >= 1)
-            assert wait_for(lambda: (gateway_value(gw, "vibration_anomaly_push_failures_total", "r-back") or 0) >= 2)
+            assert wait_for(
+                lambda: (gateway_value(gw, "vibration_anomaly_push_failures_total", "r-back") or 0) >= 2
+            )
             assert p.stats.consecutive_failures == 0
     finally:
         p.stop(final_push=False)
@@ -207,8 +244,14 @@ def test_settings_are_checked_and_named() -> None:
             PushgatewayPusher(m, **kwargs)
         assert err.value.field == field
     with pytest.raises(InputError):
-        PushgatewayPusher(m, url="http://gw:9091", job="va", robot_id="r", interval_s=60,
-                          tls=TlsSettings(certfile="client.crt"))
+        PushgatewayPusher(
+            m,
+            url="http://gw:9091",
+            job="va",
+            robot_id="r",
+            interval_s=60,
+            tls=TlsSettings(certfile="client.crt"),
+        )
     section = types.SimpleNamespace(pushgateway_url="http://gw:9091", job="va", push_interval_s=30)
     p = pusher_from_settings(m, section, "robot-9")
     assert (p.url, p.job, p.interval_s, p.robot_id) == ("http://gw:9091", "va", 30.0, "robot-9")
@@ -227,28 +270,44 @@ def _self_signed(tmp: Path) -> tuple[Path, Path]:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = dt.datetime.now(dt.timezone.utc)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
         .sign(key, hashes.SHA256())
     )
     crt, pem = tmp / "gw.crt", tmp / "gw.key"
     crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    pem.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                      serialization.NoEncryption()))
+    pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     # A client certificate signed by the same key, for mutual TLS.
     ckey = ec.generate_private_key(ec.SECP256R1())
     client = (
-        x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "robot")]))
-        .issuer_name(name).public_key(ckey.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "robot")]))
+        .issuer_name(name)
+        .public_key(ckey.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
         .sign(key, hashes.SHA256())
     )
     (tmp / "client.crt").write_bytes(client.public_bytes(serialization.Encoding.PEM))
-    (tmp / "client.key").write_bytes(ckey.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                        serialization.NoEncryption()))
+    (tmp / "client.key").write_bytes(
+        ckey.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     return crt, pem
 
 
@@ -269,25 +328,35 @@ def _bcrypt(password: str) -> str | None:
 def test_tls_and_basic_auth_against_a_real_gateway(tmp_path: Path) -> None:
     hashed = _bcrypt("s3cret")
     if hashed is None:
-        pytest.skip("no bcrypt hasher here (Python's crypt module with blowfish) to configure the gateway's users")
+        pytest.skip(
+            "no bcrypt hasher here (Python's crypt module with blowfish) to configure the gateway's users"
+        )
     crt, key = _self_signed(tmp_path)
     web = tmp_path / "web.yml"
     web.write_text(
-        f"tls_server_config:\n  cert_file: {crt}\n  key_file: {key}\n"
-        f"basic_auth_users:\n  robot: '{hashed}'\n"
+        f"tls_server_config:\n  cert_file: {crt}\n  key_file: {key}\nbasic_auth_users:\n  robot: '{hashed}'\n"
     )
     with Pushgateway(web_config=web, scheme="https").start() as gw:
         m = RobotMetrics(CollectorRegistry())
         m.observe_event({"t": 1.0, "event": "infer", "score": 0.4})
-        good = PushgatewayPusher(m, url=gw.url, job="va", robot_id="tls-1", interval_s=60,
-                                 auth=BasicAuth("robot", "s3cret"), tls=TlsSettings(cafile=str(crt)))
+        good = PushgatewayPusher(
+            m,
+            url=gw.url,
+            job="va",
+            robot_id="tls-1",
+            interval_s=60,
+            auth=BasicAuth("robot", "s3cret"),
+            tls=TlsSettings(cafile=str(crt)),
+        )
         assert good.push_now(), good.stats.last_error
-        no_auth = PushgatewayPusher(m, url=gw.url, job="va", robot_id="tls-2", interval_s=60,
-                                    tls=TlsSettings(cafile=str(crt)))
+        no_auth = PushgatewayPusher(
+            m, url=gw.url, job="va", robot_id="tls-2", interval_s=60, tls=TlsSettings(cafile=str(crt))
+        )
         assert not no_auth.push_now()
         assert "401" in no_auth.stats.last_error
-        untrusted = PushgatewayPusher(m, url=gw.url, job="va", robot_id="tls-3", interval_s=60,
-                                      auth=BasicAuth("robot", "s3cret"))
+        untrusted = PushgatewayPusher(
+            m, url=gw.url, job="va", robot_id="tls-3", interval_s=60, auth=BasicAuth("robot", "s3cret")
+        )
         assert not untrusted.push_now()
         assert "CERTIFICATE_VERIFY_FAILED" in untrusted.stats.last_error
         # Only the authenticated, verified push landed.
@@ -298,7 +367,9 @@ def test_tls_and_basic_auth_against_a_real_gateway(tmp_path: Path) -> None:
         req = urllib.request.Request(gw.url + "/metrics")
         req.add_header("Authorization", "Basic " + base64.b64encode(b"robot:s3cret").decode())
         text = urllib.request.urlopen(req, context=ctx, timeout=10).read().decode()
-        assert 'robot_id="tls-1"' in text and 'robot_id="tls-2"' not in text and 'robot_id="tls-3"' not in text
+        assert (
+            'robot_id="tls-1"' in text and 'robot_id="tls-2"' not in text and 'robot_id="tls-3"' not in text
+        )
         assert "s3cret" not in repr(BasicAuth("robot", "s3cret"))
 
 
@@ -312,9 +383,12 @@ def test_mutual_tls_with_a_client_certificate(tmp_path: Path) -> None:
     )
     with Pushgateway(web_config=web, scheme="https").start() as gw:
         m = RobotMetrics(CollectorRegistry())
-        tls = TlsSettings(cafile=str(crt), certfile=str(tmp_path / "client.crt"), keyfile=str(tmp_path / "client.key"))
+        tls = TlsSettings(
+            cafile=str(crt), certfile=str(tmp_path / "client.crt"), keyfile=str(tmp_path / "client.key")
+        )
         with_cert = PushgatewayPusher(m, url=gw.url, job="va", robot_id="mtls-1", interval_s=60, tls=tls)
         assert with_cert.push_now(), with_cert.stats.last_error
-        without = PushgatewayPusher(m, url=gw.url, job="va", robot_id="mtls-2", interval_s=60,
-                                    tls=TlsSettings(cafile=str(crt)))
+        without = PushgatewayPusher(
+            m, url=gw.url, job="va", robot_id="mtls-2", interval_s=60, tls=TlsSettings(cafile=str(crt))
+        )
         assert not without.push_now()

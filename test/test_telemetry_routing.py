@@ -86,7 +86,11 @@ def test_route_for_each_kind_of_settings() -> None:
     assert sharded is not None and sharded.url == pick_shard("robot-00000", SHARDS)
     assert (sharded.shard_index, sharded.shard_count) == (SHARDS.index(sharded.url), len(SHARDS))
     store = route_for(TelemetrySettings(import_url="http://vm:8428"), "r1")
-    assert store is not None and (store.kind, store.url, store.job) == ("import", "http://vm:8428", "vibration_anomaly")
+    assert store is not None and (store.kind, store.url, store.job) == (
+        "import",
+        "http://vm:8428",
+        "vibration_anomaly",
+    )
     assert import_url_for("http://vm:8428/", "j", "r 1") == (
         "http://vm:8428/api/v1/import/prometheus?extra_label=job%3Dj&extra_label=robot_id%3Dr%201"
     )
@@ -98,19 +102,41 @@ def _payload(**telemetry: object) -> bytes:
     return yaml.safe_dump(payload, sort_keys=False).encode()
 
 
-@pytest.mark.parametrize(("telemetry", "field", "words"), [
-    ({"push_interval_s": 0.001}, "telemetry.push_interval_s", "1 <= push_interval_s"),
-    ({"push_interval_s": 0.5}, "telemetry.push_interval_s", "1 <= push_interval_s"),
-    ({"pushgateway_shards": ["http://a:9091", "http://a:9091"]}, "telemetry.pushgateway_shards", "distinct"),
-    ({"pushgateway_shards": []}, "telemetry.pushgateway_shards", "1..256"),
-    ({"pushgateway_shards": [f"http://g{k}:9091" for k in range(257)]}, "telemetry.pushgateway_shards", "256"),
-    ({"pushgateway_shards": "http://a:9091"}, "telemetry.pushgateway_shards", "list"),
-    ({"pushgateway_shards": ["http://a:9091", "ftp://b"]}, "telemetry.pushgateway_shards[1]", "http(s)://"),
-    ({"import_url": "vm:8428"}, "telemetry.import_url", "http(s)://"),
-    ({"pushgateway_url": "http://gw:9091", "import_url": "http://vm:8428"}, "telemetry.import_url", "one destination"),
-    ({"pushgateway_url": "http://gw:9091", "pushgateway_shards": ["http://a:9091"]},
-     "telemetry.pushgateway_shards", "one destination"),
-])
+@pytest.mark.parametrize(
+    ("telemetry", "field", "words"),
+    [
+        ({"push_interval_s": 0.001}, "telemetry.push_interval_s", "1 <= push_interval_s"),
+        ({"push_interval_s": 0.5}, "telemetry.push_interval_s", "1 <= push_interval_s"),
+        (
+            {"pushgateway_shards": ["http://a:9091", "http://a:9091"]},
+            "telemetry.pushgateway_shards",
+            "distinct",
+        ),
+        ({"pushgateway_shards": []}, "telemetry.pushgateway_shards", "1..256"),
+        (
+            {"pushgateway_shards": [f"http://g{k}:9091" for k in range(257)]},
+            "telemetry.pushgateway_shards",
+            "256",
+        ),
+        ({"pushgateway_shards": "http://a:9091"}, "telemetry.pushgateway_shards", "list"),
+        (
+            {"pushgateway_shards": ["http://a:9091", "ftp://b"]},
+            "telemetry.pushgateway_shards[1]",
+            "http(s)://",
+        ),
+        ({"import_url": "vm:8428"}, "telemetry.import_url", "http(s)://"),
+        (
+            {"pushgateway_url": "http://gw:9091", "import_url": "http://vm:8428"},
+            "telemetry.import_url",
+            "one destination",
+        ),
+        (
+            {"pushgateway_url": "http://gw:9091", "pushgateway_shards": ["http://a:9091"]},
+            "telemetry.pushgateway_shards",
+            "one destination",
+        ),
+    ],
+)
 def test_absurd_signed_telemetry_is_refused_by_name(telemetry: dict, field: str, words: str) -> None:
     with pytest.raises(BundleRefused) as info:
         check_payload(_payload(**telemetry))
@@ -124,13 +150,19 @@ def test_robot_learns_its_shard_from_the_verified_bundle(tmp_path: Path) -> None
     assert bundle.telemetry.pushgateway_shards == SHARDS and bundle.telemetry.enabled
     assert bundle.telemetry.pushgateway_url is None
     pusher = pusher_from_settings(RobotMetrics(CollectorRegistry()), bundle.telemetry, "robot-04242")
-    assert (pusher.url, pusher.protocol, pusher.interval_s) == (pick_shard("robot-04242", SHARDS), "pushgateway", 30)
+    assert (pusher.url, pusher.protocol, pusher.interval_s) == (
+        pick_shard("robot-04242", SHARDS),
+        "pushgateway",
+        30,
+    )
     with pytest.raises(InputError, match="no destination"):
         pusher_from_settings(RobotMetrics(CollectorRegistry()), TelemetrySettings(), "r1")
 
 
-@pytest.mark.skipif(not find_binary(VICTORIAMETRICS_BINARIES),
-                    reason="needs the Debian package victoria-metrics (apt-get install victoria-metrics)")
+@pytest.mark.skipif(
+    not find_binary(VICTORIAMETRICS_BINARIES),
+    reason="needs the Debian package victoria-metrics (apt-get install victoria-metrics)",
+)
 def test_import_lands_in_victoriametrics_with_the_gateways_labels(tmp_path: Path) -> None:
     files = write_test_bundle(tmp_path, telemetry={"import_url": f"http://127.0.0.1:{free_port()}"})
     dead = load_verified_bundle(files.bundle, files.trust_dir, firmware_path=files.firmware)
@@ -158,7 +190,9 @@ def test_import_lands_in_victoriametrics_with_the_gateways_labels(tmp_path: Path
         assert [(a["metric"]["job"], float(a["value"][1])) for a in alarms] == [("vibration_anomaly", 3.0)]
 
 
-@pytest.mark.skipif(not find_binary(PUSHGATEWAY_BINARIES), reason="needs prometheus-pushgateway (apt-get install ...)")
+@pytest.mark.skipif(
+    not find_binary(PUSHGATEWAY_BINARIES), reason="needs prometheus-pushgateway (apt-get install ...)"
+)
 def test_refused_bundle_reports_through_the_last_trusted_one(tmp_path: Path) -> None:
     with Pushgateway() as gateway:
         gateway.start()
@@ -170,7 +204,9 @@ def test_refused_bundle_reports_through_the_last_trusted_one(tmp_path: Path) -> 
         assert remember_trusted(accepted, copy, trust)
 
         # The next bundle is refused (tampered): its telemetry section is not used, the kept copy is.
-        files.bundle.write_bytes(files.bundle.read_bytes().replace(b"pushgateway_shards", b"pushgateway_shardz"))
+        files.bundle.write_bytes(
+            files.bundle.read_bytes().replace(b"pushgateway_shards", b"pushgateway_shardz")
+        )
         with pytest.raises(BundleRefused):
             load_verified_bundle(files.bundle, trust, firmware_path=files.firmware)
         settings = last_trusted_telemetry(copy, trust)
@@ -179,8 +215,10 @@ def test_refused_bundle_reports_through_the_last_trusted_one(tmp_path: Path) -> 
         metrics.set_bundle_refused("signature")
         assert pusher_from_settings(metrics, settings, "robot-refused").push_now()
         text = gateway.metrics_text()
-        assert 'vibration_anomaly_bundle_refused{instance="",job="vibration_anomaly",reason="signature",' \
-               'robot_id="robot-refused"} 1' in text
+        assert (
+            'vibration_anomaly_bundle_refused{instance="",job="vibration_anomaly",reason="signature",'
+            'robot_id="robot-refused"} 1' in text
+        )
 
     # A copy that no longer verifies names nothing: a changed byte, or a key no longer trusted.
     kept = copy.read_bytes()

@@ -40,7 +40,9 @@ def test_promtool_unit_tests_cover_every_alert_firing_and_not() -> None:
     out = run(PROMTOOL, "test", "rules", str(RULE_TESTS))
     assert out.returncode == 0, out.stdout + out.stderr
     tests = yaml.safe_load(RULE_TESTS.read_text())["tests"]
-    alerts = {r["alert"] for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"] if "alert" in r}
+    alerts = {
+        r["alert"] for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"] if "alert" in r
+    }
     fired, quiet = set(), set()
     for t in tests:
         for case in t.get("alert_rule_test", []):
@@ -93,7 +95,9 @@ def _exported_names() -> set[str]:
 
 
 def _referenced(expr: str) -> set[str]:
-    return set(re.findall(r"\b(vibration_anomaly_[a-z_]+|[a-z_]+:vibration_anomaly_[a-z_]+:[a-z0-9_]+)", expr))
+    return set(
+        re.findall(r"\b(vibration_anomaly_[a-z_]+|[a-z_]+:vibration_anomaly_[a-z_]+:[a-z0-9_]+)", expr)
+    )
 
 
 def test_rules_and_dashboard_only_use_metrics_we_export_or_record() -> None:
@@ -103,7 +107,9 @@ def test_rules_and_dashboard_only_use_metrics_we_export_or_record() -> None:
     exprs = [r["expr"] for g in groups for r in g["rules"]]
     dashboard = json.loads((CONFIG / "grafana_dashboard.json").read_text())
     exprs += [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
-    exprs += [v["query"]["query"] for v in dashboard["templating"]["list"] if isinstance(v.get("query"), dict)]
+    exprs += [
+        v["query"]["query"] for v in dashboard["templating"]["list"] if isinstance(v.get("query"), dict)
+    ]
     unknown = {n for e in exprs for n in _referenced(e)} - exported - recorded
     assert not unknown, f"rules/dashboard reference metrics nobody exports: {sorted(unknown)}"
     assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])

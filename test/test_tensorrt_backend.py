@@ -95,7 +95,9 @@ class FakeCuda:
 
     def _activatable(self, ctx: FakeContext) -> bool:
         # pycuda's scoped_context_activation: current here, or pushable because this thread made it.
-        return ctx.valid and ((bool(self.current) and self.current[-1] is ctx) or ctx.owner == threading.get_ident())
+        return ctx.valid and (
+            (bool(self.current) and self.current[-1] is ctx) or ctx.owner == threading.get_ident()
+        )
 
     def _top(self, what: str) -> FakeContext:
         if not self.current:
@@ -133,7 +135,9 @@ class FakeCuda:
         stack = self.current
         if (stack and stack[-1] is ctx) or ctx.owner == threading.get_ident():
             if any(ref() is not None for ref in ctx.streams):
-                self.warnings.append(f"{ctx} destroyed with a live stream: its release will find a dead context")
+                self.warnings.append(
+                    f"{ctx} destroyed with a live stream: its release will find a dead context"
+                )
             ctx.destroyed = True
             self.destroyed_on.append(threading.current_thread().name)
             for ptr in [p for p, c in self.mem_ctx.items() if c is ctx]:  # the driver frees what was left
@@ -264,7 +268,9 @@ def fake_trt(cuda: FakeCuda, tensors: dict[str, tuple[str, tuple[int, ...]]], ma
 
         def deserialize_cuda_engine(self, blob: bytes) -> Engine | None:
             if not blob.startswith(PLAN_MAGIC):
-                self.logger.log(1, "Serialization assertion plan->header.magicTag == rt::kPLAN_MAGIC_TAG failed.")
+                self.logger.log(
+                    1, "Serialization assertion plan->header.magicTag == rt::kPLAN_MAGIC_TAG failed."
+                )
                 return None
             return Engine()
 
@@ -364,12 +370,23 @@ def test_garbage_plan_maps_deserialize_failure_and_frees_the_context(tmp_path: P
 @pytest.mark.parametrize(
     ("tensors", "match"),
     [
-        ({"input": ("INPUT", (-1, 4, 3)), "score": ("OUTPUT", (-1,))}, r"names differ.*input\[None, 4, 3\].*features"),
-        ({"features": ("INPUT", (-1, 8, 3)), "score": ("OUTPUT", (-1,))}, r"features: shape \[None, 8, 3\] vs \[None, 4, 3\]"),
-        ({"features": ("INPUT", (-1, 4, 3)), "logits": ("OUTPUT", (-1, 2))}, "outputs do not match.*logits.*score"),
+        (
+            {"input": ("INPUT", (-1, 4, 3)), "score": ("OUTPUT", (-1,))},
+            r"names differ.*input\[None, 4, 3\].*features",
+        ),
+        (
+            {"features": ("INPUT", (-1, 8, 3)), "score": ("OUTPUT", (-1,))},
+            r"features: shape \[None, 8, 3\] vs \[None, 4, 3\]",
+        ),
+        (
+            {"features": ("INPUT", (-1, 4, 3)), "logits": ("OUTPUT", (-1, 2))},
+            "outputs do not match.*logits.*score",
+        ),
     ],
 )
-def test_engine_with_other_names_or_shapes_is_refused(plan: Path, tensors: dict[str, Any], match: str) -> None:
+def test_engine_with_other_names_or_shapes_is_refused(
+    plan: Path, tensors: dict[str, Any], match: str
+) -> None:
     cuda = FakeCuda()
     e = make(cuda, tensors)
     with pytest.raises(EngineMismatchError, match=match):
@@ -402,7 +419,14 @@ def test_lifecycle_infer_synchronizes_and_sleep_frees_in_order(plan: Path) -> No
     cuda.calls.clear()
     e.sleep()
     assert cuda.calls == [
-        "push", "synchronize", "free", "free", "free_pinned", "free_pinned", "destroy_stream", "destroy_context",
+        "push",
+        "synchronize",
+        "free",
+        "free",
+        "free_pinned",
+        "free_pinned",
+        "destroy_stream",
+        "destroy_context",
     ]
     r = e.residency()
     assert r.asleep and r.awake_resources() == () and r.device_bytes == 0
@@ -603,15 +627,25 @@ def test_pycuda_errors_become_engine_errors_that_say_what_failed(monkeypatch: py
     from vibration_anomaly.engine.tensorrt import CudaDriverError, PyCudaApi
 
     oom = FakeDriverMemoryError("cuCtxCreate failed: out of memory")
-    install_fake_pycuda(monkeypatch, {"make_context": oom, "name": FakeDriverError("cuDeviceGetName failed: unknown error"),
-                                      "mem_alloc": FakeDriverMemoryError("cuMemAlloc failed: out of memory")})
+    install_fake_pycuda(
+        monkeypatch,
+        {
+            "make_context": oom,
+            "name": FakeDriverError("cuDeviceGetName failed: unknown error"),
+            "mem_alloc": FakeDriverMemoryError("cuMemAlloc failed: out of memory"),
+        },
+    )
     api = PyCudaApi()
-    with pytest.raises(NoCudaGpuError, match="GPU #0.*creating a context failed.*exclusive-process.*out of memory") as ei:
+    with pytest.raises(
+        NoCudaGpuError, match="GPU #0.*creating a context failed.*exclusive-process.*out of memory"
+    ) as ei:
         api.create_context(0)
     assert ei.value.__cause__ is oom
     with pytest.raises(NoCudaGpuError, match="GPU #0: reading its name failed.*unknown error"):
         api.device_name(0)
-    with pytest.raises(CudaDriverError, match="allocating 64 bytes of device memory failed.*out of memory") as ei2:
+    with pytest.raises(
+        CudaDriverError, match="allocating 64 bytes of device memory failed.*out of memory"
+    ) as ei2:
         api.alloc(64)
     assert not isinstance(ei2.value, MemoryError)
 
@@ -621,7 +655,9 @@ def test_load_with_a_context_that_cannot_be_made_is_a_no_gpu_error(
 ) -> None:
     install_fake_pycuda(monkeypatch, {"make_context": FakeDriverError("cuCtxCreate failed: invalid device")})
     patch_gpu_edge(monkeypatch, probe_cuda_driver=lambda: CudaProbe(True, "fake GPU", 1, 12040))
-    e = TensorRTEngine((FEATURES,), (SCORE,), trt_module=fake_trt(FakeCuda(), CONTRACT), watchdog_thread=False)
+    e = TensorRTEngine(
+        (FEATURES,), (SCORE,), trt_module=fake_trt(FakeCuda(), CONTRACT), watchdog_thread=False
+    )
     with pytest.raises(NoCudaGpuError, match="creating a context failed.*invalid device"):
         e.load(plan)
     assert e.state is EngineState.UNLOADED and e.residency().held == ()
@@ -671,7 +707,9 @@ def test_gpu_check_says_plainly_when_it_cannot_run() -> None:
     if probe_cuda_driver().ok:
         pytest.skip("this machine has a GPU: run tools/gpu_check.py for real")
     tool = Path(__file__).resolve().parents[1] / "tools" / "gpu_check.py"
-    proc = subprocess.run([sys.executable, str(tool), "--seconds", "0.1"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, str(tool), "--seconds", "0.1"], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 2
     assert json.loads(proc.stdout)["ran"] is False
     assert "cannot run here" in proc.stderr

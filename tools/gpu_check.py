@@ -63,7 +63,12 @@ class Meter:
                 busy()
             samples.append(self.src.read().watts)
             time.sleep(0.0 if busy is not None else 0.1)
-        return {"mean_w": sum(samples) / len(samples), "min_w": min(samples), "max_w": max(samples), "n": len(samples)}
+        return {
+            "mean_w": sum(samples) / len(samples),
+            "min_w": min(samples),
+            "max_w": max(samples),
+            "n": len(samples),
+        }
 
     def phase(self, name: str, seconds: float, busy: Any = None) -> dict[str, Any]:
         time.sleep(0.5)  # let the driver's per-process accounting settle
@@ -130,14 +135,17 @@ def tiny_model(path: Path) -> Path:
     x = helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", 64, 6])
     y = helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch"])
     node = helper.make_node("ReduceMean", ["features"], ["score"], axes=[1, 2], keepdims=0)
-    model = helper.make_model(helper.make_graph([node], "gpu_check", [x], [y]),
-                              opset_imports=[helper.make_opsetid("", 17)])
+    model = helper.make_model(
+        helper.make_graph([node], "gpu_check", [x], [y]), opset_imports=[helper.make_opsetid("", 17)]
+    )
     model.ir_version = 8
     onnx.save(model, path)
     return path
 
 
-def tensorrt_check(meter: Meter, seconds: float, engine: Path | None, model: Path | None, work: Path) -> dict[str, Any]:
+def tensorrt_check(
+    meter: Meter, seconds: float, engine: Path | None, model: Path | None, work: Path
+) -> dict[str, Any]:
     import numpy as np
 
     from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine

@@ -66,8 +66,11 @@ def build(model: Path) -> tuple[bytes, bytes, str]:
     if model.is_file():
         model_sha = sha256_file(model)
     else:
-        print(f"warning: {model} does not exist yet; using the sha256 of an empty file ({EMPTY_SHA256}). "
-              "Re-run this tool when the model lands.", file=sys.stderr)
+        print(
+            f"warning: {model} does not exist yet; using the sha256 of an empty file ({EMPTY_SHA256}). "
+            "Re-run this tool when the model lands.",
+            file=sys.stderr,
+        )
         model_sha = EMPTY_SHA256
     meta = model.parent / "model.json"
     meta_sha = sha256_file(meta) if meta.is_file() else EMPTY_SHA256
@@ -86,8 +89,12 @@ def build(model: Path) -> tuple[bytes, bytes, str]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="model file the bundle is meant for")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--model", type=Path, default=DEFAULT_MODEL, help="model file the bundle is meant for"
+    )
     parser.add_argument("--check", action="store_true", help="do not write; exit 1 if the example is stale")
     args = parser.parse_args()
 
@@ -103,8 +110,10 @@ def main() -> int:
     verified = load_verified_bundle(
         bundle_file, EXAMPLE / EXAMPLE_TRUST, firmware_path=EXAMPLE / EXAMPLE_FIRMWARE, require_firmware=True
     )
-    print(f"{'wrote' if stale else 'unchanged'} {bundle_file.relative_to(ROOT)}: version {verified.version}, "
-          f"key {verified.key_id}, model_sha256 {model_sha}, payload_sha256 {verified.payload_sha256}")
+    print(
+        f"{'wrote' if stale else 'unchanged'} {bundle_file.relative_to(ROOT)}: version {verified.version}, "
+        f"key {verified.key_id}, model_sha256 {model_sha}, payload_sha256 {verified.payload_sha256}"
+    )
     return 0
 
 

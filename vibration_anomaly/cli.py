@@ -59,6 +59,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "vibration_anomaly.runtime.cli",
 )
 
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="vibration-anomaly",
@@ -68,8 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    parser.add_argument("--debug", action="store_true",
-                        help=f"show the Python traceback of an internal error (or set {DEBUG_ENV}=1)")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help=f"show the Python traceback of an internal error (or set {DEBUG_ENV}=1)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:

@@ -45,8 +45,13 @@ class _HelpFormatter(argparse.HelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         default = action.default
-        if (not action.option_strings or "default" in text.lower() or default is None
-                or isinstance(default, bool) or default is argparse.SUPPRESS):
+        if (
+            not action.option_strings
+            or "default" in text.lower()
+            or default is None
+            or isinstance(default, bool)
+            or default is argparse.SUPPRESS
+        ):
             return text
         return f"{text} (default: %(default)s)" if text else "(default: %(default)s)"
 
@@ -223,7 +228,9 @@ def check_input_file(path: Path | str, option: str, *, max_bytes: int | None = N
     if not stat.S_ISREG(st.st_mode):
         raise _refused(option, str(p), f"is {_kind(st.st_mode)}; expected a regular file")
     if max_bytes is not None and st.st_size > max_bytes:
-        raise _refused(option, str(p), f"is {st.st_size} bytes; the limit is {max_bytes} bytes (checked before reading)")
+        raise _refused(
+            option, str(p), f"is {st.st_size} bytes; the limit is {max_bytes} bytes (checked before reading)"
+        )
     if not os.access(p, os.R_OK):
         raise _refused(option, str(p), "cannot be read: permission denied")
     return p
@@ -259,8 +266,11 @@ def _check_writable_folder(folder: Path, option: str, target: Path) -> None:
     if not folder.is_dir():
         raise _refused(option, str(target), f"{folder} is not a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise _refused(option, str(target), f"folder {folder} is not writable"
-                       + (f" (to create {missing[-1]})" if missing else ""))
+        raise _refused(
+            option,
+            str(target),
+            f"folder {folder} is not writable" + (f" (to create {missing[-1]})" if missing else ""),
+        )
 
 
 def check_output_dir(path: Path | str, option: str) -> Path:
@@ -304,4 +314,3 @@ def _refused(option: str, found: str, problem: str) -> Exception:
     from vibration_anomaly.errors import InputError
 
     return InputError(option, found, problem)
-

@@ -55,8 +55,11 @@ def check_regular_file(path: Path | str, what: str, *, max_bytes: int | None = N
     if not stat.S_ISREG(st.st_mode):
         raise InputError(p, "path", f"is {kind_of(st.st_mode)}; expected a regular {what} file")
     if max_bytes is not None and st.st_size > max_bytes:
-        raise InputError(p, "size", f"{st.st_size} bytes; a {what} file is at most {max_bytes} bytes "
-                         "(checked before reading)")
+        raise InputError(
+            p,
+            "size",
+            f"{st.st_size} bytes; a {what} file is at most {max_bytes} bytes (checked before reading)",
+        )
     return st
 
 
@@ -89,7 +92,9 @@ def read_regular_file(path: Path | str, what: str, *, max_bytes: int) -> bytes:
             chunks.append(chunk)
             total += len(chunk)
         if total > max_bytes:
-            raise InputError(p, "size", f"more than {max_bytes} bytes; a {what} file is at most {max_bytes} bytes")
+            raise InputError(
+                p, "size", f"more than {max_bytes} bytes; a {what} file is at most {max_bytes} bytes"
+            )
         return b"".join(chunks)
     finally:
         os.close(fd)

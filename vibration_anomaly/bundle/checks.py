@@ -29,11 +29,19 @@ def _read_once(bundle: VerifiedBundle, path: Path, limit: int, what: str, reason
     try:
         data = read_limited(path, limit)
     except OSError as exc:
-        raise BundleRefused(reason, f"{field}: cannot read {what} file {path}: {exc.strerror or exc}",
-                            source=bundle.source_path, field=field) from exc
+        raise BundleRefused(
+            reason,
+            f"{field}: cannot read {what} file {path}: {exc.strerror or exc}",
+            source=bundle.source_path,
+            field=field,
+        ) from exc
     if data is None:
-        raise BundleRefused(reason, f"{field}: {what} file {path} is larger than {limit} bytes",
-                            source=bundle.source_path, field=field)
+        raise BundleRefused(
+            reason,
+            f"{field}: {what} file {path} is larger than {limit} bytes",
+            source=bundle.source_path,
+            field=field,
+        )
     return data
 
 
@@ -50,7 +58,8 @@ def _model_refusal(bundle: VerifiedBundle, path: Path, actual: str) -> BundleRef
         "model_mismatch",
         f"model_sha256: bundle {bundle.model_sha256}, file {path} has {actual}; "
         "this bundle was not made for this model",
-        source=bundle.source_path, field="model_sha256",
+        source=bundle.source_path,
+        field="model_sha256",
     )
 
 
@@ -64,8 +73,12 @@ def verify_model_file(bundle: VerifiedBundle, path: Path | str) -> str:
     try:
         actual = sha256_file(path)
     except OSError as exc:
-        raise BundleRefused("model_missing", f"model_sha256: cannot read model file {path}: "
-                            f"{exc.strerror or exc}", source=bundle.source_path, field="model_sha256") from exc
+        raise BundleRefused(
+            "model_missing",
+            f"model_sha256: cannot read model file {path}: {exc.strerror or exc}",
+            source=bundle.source_path,
+            field="model_sha256",
+        ) from exc
     if actual != bundle.model_sha256:
         raise _model_refusal(bundle, path, actual)
     return actual
@@ -88,7 +101,8 @@ def _engine_expected(bundle: VerifiedBundle, path: Path) -> str:
             "engine_mismatch",
             f"engine_sha256: bundle names no TensorRT engine (null), so engine file {path} is not vouched for; "
             "sign a bundle with engine_sha256 set to the plan's sha256, or run the ONNX model",
-            source=bundle.source_path, field="engine_sha256",
+            source=bundle.source_path,
+            field="engine_sha256",
         )
     return bundle.engine_sha256
 
@@ -98,13 +112,18 @@ def _engine_refusal(bundle: VerifiedBundle, path: Path, expected: str, actual: s
         "engine_mismatch",
         f"engine_sha256: bundle {expected}, file {path} has {actual}; this engine was not built for this "
         "bundle (stale plan? rebuild it from the bundle's model and re-sign)",
-        source=bundle.source_path, field="engine_sha256",
+        source=bundle.source_path,
+        field="engine_sha256",
     )
 
 
 def _engine_unreadable(bundle: VerifiedBundle, path: Path, exc: OSError) -> BundleRefused:
-    return BundleRefused("engine_missing", f"engine_sha256: cannot read engine file {path}: {exc.strerror or exc}",
-                         source=bundle.source_path, field="engine_sha256")
+    return BundleRefused(
+        "engine_missing",
+        f"engine_sha256: cannot read engine file {path}: {exc.strerror or exc}",
+        source=bundle.source_path,
+        field="engine_sha256",
+    )
 
 
 def verify_engine_file(bundle: VerifiedBundle, path: Path | str) -> str:
@@ -150,14 +169,17 @@ def read_verified_model_json(bundle: VerifiedBundle, path: Path | str) -> bytes:
     (unreadable) or ``model_json_mismatch`` (both hashes named).
     """
     path = Path(path)
-    data = _read_once(bundle, path, MAX_MODEL_JSON_BYTES, "model.json", "model_json_missing", "model_json_sha256")
+    data = _read_once(
+        bundle, path, MAX_MODEL_JSON_BYTES, "model.json", "model_json_missing", "model_json_sha256"
+    )
     actual = hashlib.sha256(data).hexdigest()
     if bundle.model_json_sha256 is not None and actual != bundle.model_json_sha256:
         raise BundleRefused(
             "model_json_mismatch",
             f"model_json_sha256: bundle {bundle.model_json_sha256}, file {path} has {actual}; this model.json "
             "(frontend, priors, voting) is not the one the bundle was made for",
-            source=bundle.source_path, field="model_json_sha256",
+            source=bundle.source_path,
+            field="model_json_sha256",
         )
     return data
 
@@ -184,7 +206,8 @@ def read_verified_calibration(bundle: VerifiedBundle, path: Path | str, robot_id
             "calibration_mismatch",
             f"{field}: robot {robot_id!r} is not listed in the bundle's calibrations ({shown}); add its "
             "calibration's sha256, bump version and re-sign",
-            source=bundle.source_path, field=field,
+            source=bundle.source_path,
+            field=field,
         )
     actual = hashlib.sha256(data).hexdigest()
     if actual != expected:
@@ -192,6 +215,7 @@ def read_verified_calibration(bundle: VerifiedBundle, path: Path | str, robot_id
             "calibration_mismatch",
             f"{field}: bundle {expected}, file {path} has {actual}; this is not the calibration the bundle names "
             "for this robot (another machine's, or recalibrated without re-signing)",
-            source=bundle.source_path, field=field,
+            source=bundle.source_path,
+            field=field,
         )
     return data

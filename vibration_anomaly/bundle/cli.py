@@ -39,11 +39,21 @@ def register(subparsers: Any) -> None:
         description="Make an Ed25519 key pair. Keep the private key on the signing host (never on a robot); "
         "copy only the public key into each robot's trust directory. Prints the key id.",
     )
-    p.add_argument("--private", required=True, type=Path, metavar="FILE", help="private key to create (mode 0600)")
-    p.add_argument("--public", required=True, type=Path, metavar="FILE",
-                   help="public key to create (put it in trust directories; name it *.pub)")
-    p.add_argument("--passphrase-env", metavar="VAR",
-                   help="encrypt the private key with the passphrase in this environment variable")
+    p.add_argument(
+        "--private", required=True, type=Path, metavar="FILE", help="private key to create (mode 0600)"
+    )
+    p.add_argument(
+        "--public",
+        required=True,
+        type=Path,
+        metavar="FILE",
+        help="public key to create (put it in trust directories; name it *.pub)",
+    )
+    p.add_argument(
+        "--passphrase-env",
+        metavar="VAR",
+        help="encrypt the private key with the passphrase in this environment variable",
+    )
     p.add_argument("--force", action="store_true", help="overwrite existing key files")
     p.set_defaults(func=guarded(_keygen, "bundle keygen"))
 
@@ -56,7 +66,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("payload", type=Path, metavar="PAYLOAD", help="payload file (YAML or JSON)")
     p.add_argument("--key", required=True, type=Path, metavar="FILE", help="PEM Ed25519 private key")
     p.add_argument("--out", required=True, type=Path, metavar="BUNDLE", help="bundle file to write")
-    p.add_argument("--passphrase-env", metavar="VAR", help="environment variable holding the key's passphrase")
+    p.add_argument(
+        "--passphrase-env", metavar="VAR", help="environment variable holding the key's passphrase"
+    )
     p.set_defaults(func=guarded(_sign, "bundle sign"))
 
     p = sub.add_parser(
@@ -69,11 +81,21 @@ def register(subparsers: Any) -> None:
     p.add_argument("bundle", type=Path, metavar="BUNDLE")
     p.add_argument("--trust", required=True, type=Path, metavar="DIR", help="directory of trusted *.pub keys")
     p.add_argument("--firmware", type=Path, metavar="FILE", help="firmware duty-cycle file to compare with")
-    p.add_argument("--state", type=Path, metavar="FILE",
-                   help="rollback state file to check against AND update (as a robot would)")
-    p.add_argument("--model", type=Path, metavar="FILE", help="ONNX model file whose sha256 must be model_sha256")
-    p.add_argument("--engine", type=Path, metavar="FILE",
-                   help="TensorRT plan file whose sha256 must be engine_sha256 (refused when the bundle has none)")
+    p.add_argument(
+        "--state",
+        type=Path,
+        metavar="FILE",
+        help="rollback state file to check against AND update (as a robot would)",
+    )
+    p.add_argument(
+        "--model", type=Path, metavar="FILE", help="ONNX model file whose sha256 must be model_sha256"
+    )
+    p.add_argument(
+        "--engine",
+        type=Path,
+        metavar="FILE",
+        help="TensorRT plan file whose sha256 must be engine_sha256 (refused when the bundle has none)",
+    )
     p.set_defaults(func=guarded(_verify, "bundle verify"))
 
     p = sub.add_parser(
@@ -115,8 +137,10 @@ def _keygen(args: argparse.Namespace) -> int:
     except LookupError as exc:
         return _err(str(exc))
     if os.path.abspath(args.private) == os.path.abspath(args.public):
-        return _err(f"--private/--public: both are {args.private}; expected two different files "
-                    "(the public key would overwrite the private one)")
+        return _err(
+            f"--private/--public: both are {args.private}; expected two different files "
+            "(the public key would overwrite the private one)"
+        )
     for option, path in (("--private", args.private), ("--public", args.public)):
         if path.exists() and not args.force:
             return _err(f"{option}: {path}: exists; refusing to overwrite a key (use --force)")
@@ -139,8 +163,10 @@ def _keygen(args: argparse.Namespace) -> int:
         return _err(f"cannot write key: {exc.filename or ''}: {exc.strerror or exc}")
     key_id = key_id_of(key.public_key())
     print(f"key_id: {key_id}")
-    print(f"private key: {args.private} (keep it off robots)\npublic key:  {args.public} (copy into trust dirs)",
-          file=sys.stderr)
+    print(
+        f"private key: {args.private} (keep it off robots)\npublic key:  {args.public} (copy into trust dirs)",
+        file=sys.stderr,
+    )
     return EXIT_OK
 
 
@@ -163,20 +189,31 @@ def _sign(args: argparse.Namespace) -> int:
             return _err(f"{args.payload}: cannot read payload: {exc.strerror or exc}")
         payload = read if read is not None else b"x" * (MAX_BUNDLE_BYTES + 1)
         if len(payload) > MAX_BUNDLE_BYTES:
-            raise BundleRefused("too_large", f"payload larger than {MAX_BUNDLE_BYTES} bytes", source=str(args.payload))
+            raise BundleRefused(
+                "too_large", f"payload larger than {MAX_BUNDLE_BYTES} bytes", source=str(args.payload)
+            )
         try:
             values = check_payload(payload)
         except BundleRefused as exc:
             raise exc.with_source(str(args.payload)) from None
         key_id = key_id_of(key.public_key())
         if values["key_id"] != key_id:
-            raise BundleRefused("field", f"key_id: payload {values['key_id']}, signing key {key_id}; "
-                                f"set key_id: \"{key_id}\" in the payload", source=str(args.payload), field="key_id")
+            raise BundleRefused(
+                "field",
+                f"key_id: payload {values['key_id']}, signing key {key_id}; "
+                f'set key_id: "{key_id}" in the payload',
+                source=str(args.payload),
+                field="key_id",
+            )
         data = sign_payload(payload, key)
         # Prove the written bytes verify before anyone ships them.
-        verify_bundle_bytes(data, TrustStore.from_public_keys([key.public_key()], epoch=values["epoch"]),
-                            source=str(args.out),
-                            require_firmware=False, warn_dev_key=False)
+        verify_bundle_bytes(
+            data,
+            TrustStore.from_public_keys([key.public_key()], epoch=values["epoch"]),
+            source=str(args.out),
+            require_firmware=False,
+            warn_dev_key=False,
+        )
         atomic_write(args.out, data)
     except LookupError as exc:
         return _err(str(exc))
@@ -184,8 +221,10 @@ def _sign(args: argparse.Namespace) -> int:
         return _err(str(exc))
     except OSError as exc:
         return _err(f"{args.out}: cannot write bundle: {exc}")
-    print(f"signed {args.out}: version {values['version']}, key_id {key_id}, "
-          f"payload_sha256 {values['payload_sha256']}")
+    print(
+        f"signed {args.out}: version {values['version']}, key_id {key_id}, "
+        f"payload_sha256 {values['payload_sha256']}"
+    )
     return EXIT_OK
 
 
@@ -199,21 +238,32 @@ def _verify(args: argparse.Namespace) -> int:
             check_input_file(path, option)
     try:
         b = load_verified_bundle(
-            args.bundle, args.trust, firmware_path=args.firmware, require_firmware=args.firmware is not None,
-            state_path=args.state, model_path=args.model, engine_path=args.engine,
+            args.bundle,
+            args.trust,
+            firmware_path=args.firmware,
+            require_firmware=args.firmware is not None,
+            state_path=args.state,
+            model_path=args.model,
+            engine_path=args.engine,
         )
     except BundleRefused as exc:
         return _err(str(exc))
     dc = b.duty_cycle
-    print(f"trusted: {args.bundle}: version {b.version}, key_id {b.key_id}, key epoch {b.epoch}, "
-          f"duty_cycle sample_s {dc.sample_s:g} period_s {dc.period_s:g}, max_queued_batches {b.max_queued_batches}")
-    print(f"firmware: {'agrees (' + str(args.firmware) + ')' if args.firmware else 'not checked (no --firmware)'}")
+    print(
+        f"trusted: {args.bundle}: version {b.version}, key_id {b.key_id}, key epoch {b.epoch}, "
+        f"duty_cycle sample_s {dc.sample_s:g} period_s {dc.period_s:g}, max_queued_batches {b.max_queued_batches}"
+    )
+    print(
+        f"firmware: {'agrees (' + str(args.firmware) + ')' if args.firmware else 'not checked (no --firmware)'}"
+    )
     if args.model:
         print(f"model: sha256 matches ({args.model})")
     if args.engine:
         print(f"engine: sha256 matches ({args.engine})")
     if b.is_expired():
-        print(f"WARN: expired at {b.expires_at.isoformat() if b.expires_at else '?'} (still boots; health WARN)")
+        print(
+            f"WARN: expired at {b.expires_at.isoformat() if b.expires_at else '?'} (still boots; health WARN)"
+        )
     if b.signed_with_dev_key:
         print("WARN: signed with the DEVELOPMENT key; never trust it on a robot")
     return EXIT_OK
@@ -255,7 +305,9 @@ def _show(args: argparse.Namespace) -> int:
             print("expires_at: none (never expires)")
         else:
             expired = datetime.now(timezone.utc) >= expires
-            print(f"expires_at: {expires.isoformat()} ({'EXPIRED: boots, health WARN' if expired else 'not expired'})")
+            print(
+                f"expires_at: {expires.isoformat()} ({'EXPIRED: boots, health WARN' if expired else 'not expired'})"
+            )
     print("--- payload ---")
     text = container.payload.decode("utf-8", errors="replace")
     # Unverified text may hold terminal control sequences: show them escaped, never raw.

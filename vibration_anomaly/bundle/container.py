@@ -87,30 +87,39 @@ def parse_container(data: bytes) -> SignedContainer:
             "'payload_bytes: N', '---' (LF line endings), each exactly once and in that order",
         )
     if m["fmt"] != str(FORMAT_VERSION).encode():
-        raise BundleRefused("format", f"bundle format {m['fmt'].decode('ascii', 'replace')!r} is not supported "
-                            f"(this software reads format {FORMAT_VERSION})")
+        raise BundleRefused(
+            "format",
+            f"bundle format {m['fmt'].decode('ascii', 'replace')!r} is not supported "
+            f"(this software reads format {FORMAT_VERSION})",
+        )
     key_id = m["key_id"].decode("ascii", "replace")
     if not is_key_id(key_id):
-        raise BundleRefused("format", f"key_id: expected 16 lowercase hex digits, got {key_id!r}", field="key_id")
+        raise BundleRefused(
+            "format", f"key_id: expected 16 lowercase hex digits, got {key_id!r}", field="key_id"
+        )
     try:
         signature = base64.b64decode(m["signature"], validate=True)
     except (binascii.Error, ValueError):
         raise BundleRefused("format", "signature: not valid base64", field="signature") from None
     if len(signature) != SIGNATURE_BYTES:
-        raise BundleRefused("format", f"signature: expected {SIGNATURE_BYTES} bytes, got {len(signature)}",
-                            field="signature")
-    payload = data[m.end():]
+        raise BundleRefused(
+            "format", f"signature: expected {SIGNATURE_BYTES} bytes, got {len(signature)}", field="signature"
+        )
+    payload = data[m.end() :]
     declared = int(m["length"])
     if declared != len(payload):
         raise BundleRefused(
-            "format", f"payload_bytes: header says {declared}, file holds {len(payload)} (truncated or edited?)",
+            "format",
+            f"payload_bytes: header says {declared}, file holds {len(payload)} (truncated or edited?)",
             field="payload_bytes",
         )
     container = SignedContainer(key_id, signature, payload)
     # Canonical form only: a second spelling of the same header (leading zeros, other
     # base64 padding bits) would be a place where a change goes unnoticed.
     if render_container(key_id, signature, payload) != data:
-        raise BundleRefused("format", "header is not in canonical form (re-sign the payload with `bundle sign`)")
+        raise BundleRefused(
+            "format", "header is not in canonical form (re-sign the payload with `bundle sign`)"
+        )
     return container
 
 
@@ -124,8 +133,9 @@ def sign_payload(payload: bytes, private_key: Ed25519PrivateKey) -> bytes:
         raise TypeError("payload must be bytes: the signature covers exact bytes")
     data = render_container(key_id_of(private_key.public_key()), private_key.sign(payload), payload)
     if len(data) > MAX_BUNDLE_BYTES:
-        raise BundleRefused("too_large", f"signed bundle would be {len(data)} bytes, over the "
-                            f"{MAX_BUNDLE_BYTES}-byte limit")
+        raise BundleRefused(
+            "too_large", f"signed bundle would be {len(data)} bytes, over the {MAX_BUNDLE_BYTES}-byte limit"
+        )
     return data
 
 
@@ -135,9 +145,13 @@ def read_bundle_bytes(path: Path | Traversable) -> bytes:
     except FileNotFoundError:
         raise BundleRefused("missing", "bundle file does not exist", source=str(path)) from None
     except OSError as exc:
-        raise BundleRefused("missing", f"cannot read bundle file: {exc.strerror or exc}", source=str(path)) from exc
+        raise BundleRefused(
+            "missing", f"cannot read bundle file: {exc.strerror or exc}", source=str(path)
+        ) from exc
     if data is None:
-        raise BundleRefused("too_large", f"larger than the {MAX_BUNDLE_BYTES}-byte limit (checked before parsing)",
-                            source=str(path))
+        raise BundleRefused(
+            "too_large",
+            f"larger than the {MAX_BUNDLE_BYTES}-byte limit (checked before parsing)",
+            source=str(path),
+        )
     return data
-

@@ -53,7 +53,9 @@ def sign_dev_bundle(directory: Path | str, **changes: Any) -> DevBundleFiles:
         else:
             payload[name] = value
     health_changes = changes.get("health")
-    if "duty_cycle" in changes and not (isinstance(health_changes, Mapping) and "awake_fraction_max" in health_changes):
+    if "duty_cycle" in changes and not (
+        isinstance(health_changes, Mapping) and "awake_fraction_max" in health_changes
+    ):
         # The example's awake_fraction_max fits 5 s / 60 s only; let the documented default follow the new cycle.
         health = payload.get("health")
         if isinstance(health, Mapping):

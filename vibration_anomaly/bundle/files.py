@@ -38,12 +38,18 @@ def read_limited(source: Path | Traversable, limit: int) -> bytes | None:
     with os.fdopen(fd, "rb") as fh:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
-                    else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+            kind = (
+                "a directory"
+                if stat.S_ISDIR(mode)
+                else "a FIFO (named pipe)"
+                if stat.S_ISFIFO(mode)
+                else "a device"
+                if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                else "not a regular file"
+            )
             raise OSError(errno.EINVAL, f"is {kind}; expected a regular file", str(source))
         data = fh.read(limit + 1)
     return None if len(data) > limit else data
-
 
 
 def write_new_file(path: Path, data: bytes, *, mode: int = 0o644, overwrite: bool = False) -> None:
@@ -78,4 +84,3 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-

@@ -81,7 +81,9 @@ def _construct_mapping_no_duplicates(loader: _StrictLoader, node: yaml.MappingNo
     return loader.construct_mapping(node, deep=True)
 
 
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping_no_duplicates)
+_StrictLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping_no_duplicates
+)
 
 
 def strict_yaml_load(text: str) -> Any:
@@ -102,7 +104,9 @@ def parse_timestamp(value: Any) -> datetime:
         try:
             parsed = datetime.fromisoformat(text)
         except ValueError:
-            raise ValueError(f"expected an ISO 8601 time such as 2025-06-01T00:00:00Z, got {value!r}") from None
+            raise ValueError(
+                f"expected an ISO 8601 time such as 2025-06-01T00:00:00Z, got {value!r}"
+            ) from None
     else:
         raise ValueError(f"expected an ISO 8601 time string, got {type(value).__name__} {value!r}")
     if parsed.tzinfo is None or parsed.utcoffset() is None:
@@ -126,20 +130,25 @@ def read_firmware_statement(path: Path | Traversable) -> dict[str, Any]:
             source=source,
         ) from None
     except OSError as exc:
-        raise BundleRefused("firmware_invalid", f"cannot read firmware file: {exc.strerror or exc}",
-                            source=source) from exc
+        raise BundleRefused(
+            "firmware_invalid", f"cannot read firmware file: {exc.strerror or exc}", source=source
+        ) from exc
     if data is None:
-        raise BundleRefused("too_large", f"firmware file is larger than the {MAX_FIRMWARE_FILE_BYTES}-byte limit",
-                            source=source)
+        raise BundleRefused(
+            "too_large",
+            f"firmware file is larger than the {MAX_FIRMWARE_FILE_BYTES}-byte limit",
+            source=source,
+        )
     try:
         raw = strict_yaml_load(data.decode("utf-8"))
     except (UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise BundleRefused("firmware_invalid", f"firmware file does not parse as JSON/YAML: {exc}",
-                            source=source) from exc
+        raise BundleRefused(
+            "firmware_invalid", f"firmware file does not parse as JSON/YAML: {exc}", source=source
+        ) from exc
     if not isinstance(raw, Mapping):
         raise BundleRefused(
             "firmware_invalid",
-            f"expected a mapping such as {{\"duty_cycle\": {{\"sample_s\": 5, \"period_s\": 60}}}}, "
+            f'expected a mapping such as {{"duty_cycle": {{"sample_s": 5, "period_s": 60}}}}, '
             f"got {type(raw).__name__}",
             source=source,
         )
@@ -149,8 +158,12 @@ def read_firmware_statement(path: Path | Traversable) -> dict[str, Any]:
         raise BundleRefused("firmware_invalid", str(exc), source=source, field=exc.name) from None
     for required in REQUIRED_FIRMWARE_FIELDS:
         if required not in flat:
-            raise BundleRefused("firmware_invalid", f"{required}: missing; the firmware file must state it",
-                                source=source, field=required)
+            raise BundleRefused(
+                "firmware_invalid",
+                f"{required}: missing; the firmware file must state it",
+                source=source,
+                field=required,
+            )
     return dict(raw)
 
 
@@ -184,11 +197,14 @@ def flatten(tree: Mapping[Any, Any], prefix: str = "") -> dict[str, Any]:
 def _flatten_into(out: dict[str, Any], tree: Mapping[Any, Any], prefix: str) -> None:
     for key, value in tree.items():
         if not isinstance(key, str):
-            raise AmbiguousKeyError(f"{prefix}{key!r}", f"keys must be strings, got {type(key).__name__} {key!r}")
+            raise AmbiguousKeyError(
+                f"{prefix}{key!r}", f"keys must be strings, got {type(key).__name__} {key!r}"
+            )
         name = f"{prefix}{key}"
         if "." in key:
             raise AmbiguousKeyError(
-                name, f"key {key!r} contains '.'; nest it instead (dotted keys could hide a second value "
+                name,
+                f"key {key!r} contains '.'; nest it instead (dotted keys could hide a second value "
                 "for the same field)",
             )
         if isinstance(value, Mapping) and value:
@@ -248,13 +264,16 @@ def compare_with_firmware(bundle_values: Mapping[str, Any], firmware: Mapping[st
             "firmware_invalid",
             f"{unknown[0]}: not a bundle field, so it cannot be checked (known fields: "
             f"{', '.join(sorted(bundle_values))})",
-            source=source, field=unknown[0],
+            source=source,
+            field=unknown[0],
         )
     mismatches = [
-        (name, bundle_values[name], value) for name, value in flat.items() if not _agree(bundle_values[name], value)
+        (name, bundle_values[name], value)
+        for name, value in flat.items()
+        if not _agree(bundle_values[name], value)
     ]
     if mismatches:
-        detail = "; ".join(f"{n}: bundle {format_value(b)}, firmware {format_value(f)}" for n, b, f in mismatches)
-        raise BundleRefused(
-            "firmware_mismatch", f"{detail} (firmware file {source})", field=mismatches[0][0]
+        detail = "; ".join(
+            f"{n}: bundle {format_value(b)}, firmware {format_value(f)}" for n, b, f in mismatches
         )
+        raise BundleRefused("firmware_mismatch", f"{detail} (firmware file {source})", field=mismatches[0][0])

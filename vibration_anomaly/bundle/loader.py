@@ -93,8 +93,10 @@ def verify_bundle_bytes(
         trust.verify(container.key_id, container.signature, container.payload)
         values = check_payload(container.payload)
         if values["key_id"] != container.key_id:
-            raise _field_error("key_id", f"payload names key {values['key_id']}, but the bundle is signed by "
-                               f"{container.key_id}")
+            raise _field_error(
+                "key_id",
+                f"payload names key {values['key_id']}, but the bundle is signed by {container.key_id}",
+            )
         bundle = VerifiedBundle(**values, source_path=source, _token=_LOADER_TOKEN)
         check_epoch(bundle, trust)
 
@@ -107,8 +109,12 @@ def verify_bundle_bytes(
                 fw = read_firmware_statement(firmware_path)
                 compare_with_firmware(bundle.effective_values(), fw, str(firmware_path))
             else:
-                log.warning("%s: firmware file %s missing; agreement NOT checked (require_firmware is off: "
-                            "bench use only)", source, firmware_path)
+                log.warning(
+                    "%s: firmware file %s missing; agreement NOT checked (require_firmware is off: "
+                    "bench use only)",
+                    source,
+                    firmware_path,
+                )
         elif require_firmware:
             raise BundleRefused(
                 "firmware_missing",
@@ -130,11 +136,17 @@ def verify_bundle_bytes(
         raise exc.with_source(source) from None
 
     if bundle.is_expired(now):
-        log.warning("%s: bundle version %d expired at %s; still running it, health is WARN until a newer "
-                    "bundle arrives", source, bundle.version, bundle.expires_at.isoformat() if bundle.expires_at
-                    else "?")
+        log.warning(
+            "%s: bundle version %d expired at %s; still running it, health is WARN until a newer "
+            "bundle arrives",
+            source,
+            bundle.version,
+            bundle.expires_at.isoformat() if bundle.expires_at else "?",
+        )
     if warn_dev_key and bundle.signed_with_dev_key:
-        log.warning("%s: signed with the DEVELOPMENT key %s; never trust it on a robot", source, bundle.key_id)
+        log.warning(
+            "%s: signed with the DEVELOPMENT key %s; never trust it on a robot", source, bundle.key_id
+        )
     return bundle
 
 
@@ -175,7 +187,9 @@ def load_verified_bundle(
     trust = trust_dir if isinstance(trust_dir, TrustStore) else TrustStore.from_dir(Path(trust_dir))
     data = read_bundle_bytes(Path(path))
     return verify_bundle_bytes(
-        data, trust, source=str(path),
+        data,
+        trust,
+        source=str(path),
         firmware_path=None if firmware_path is None else Path(firmware_path),
         require_firmware=require_firmware,
         state_path=None if state_path is None else Path(state_path),
@@ -186,8 +200,9 @@ def load_verified_bundle(
     )
 
 
-def commit_accepted(bundle: VerifiedBundle, state_path: Path | str | None, *,
-                    now: datetime | float | None = None) -> bool:
+def commit_accepted(
+    bundle: VerifiedBundle, state_path: Path | str | None, *, now: datetime | float | None = None
+) -> bool:
     """Record ``bundle`` as accepted on this robot; call once every check of the caller has passed.
 
     The second half of ``load_verified_bundle(..., record=False)``. The state
@@ -220,13 +235,14 @@ def example_payload() -> dict[str, Any]:
     return dict(raw)
 
 
-
 def example_dir() -> Traversable:
     """The shipped example: development-key bundle, its trust dir and a matching firmware file."""
     return resources.files(EXAMPLE_PACKAGE) / EXAMPLE_DIR
 
 
-def load_example_bundle(require_firmware: bool = True, *, now: datetime | float | None = None) -> VerifiedBundle:
+def load_example_bundle(
+    require_firmware: bool = True, *, now: datetime | float | None = None
+) -> VerifiedBundle:
     """Verify the shipped example for real (signature, trust dir, firmware file); for the simulator and tests.
 
     No rollback state is used. The example is signed with the development key,

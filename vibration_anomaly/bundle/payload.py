@@ -38,8 +38,20 @@ MAX_CALIBRATIONS = 1000
 """More robots than fit a 64 KiB bundle anyway; a fleet that large signs one bundle per group."""
 
 _TOP_FIELDS = {
-    "version", "issued_at", "expires_at", "key_id", "epoch", "duty_cycle", "max_queued_batches", "model_sha256",
-    "engine_sha256", "model_json_sha256", "calibrations", "alarm", "telemetry", "health",
+    "version",
+    "issued_at",
+    "expires_at",
+    "key_id",
+    "epoch",
+    "duty_cycle",
+    "max_queued_batches",
+    "model_sha256",
+    "engine_sha256",
+    "model_json_sha256",
+    "calibrations",
+    "alarm",
+    "telemetry",
+    "health",
 }
 _SECTION_FIELDS = {
     "duty_cycle": {"sample_s", "period_s"},
@@ -80,8 +92,10 @@ def _section(raw: Mapping[str, Any], name: str, required: bool) -> dict[str, Any
         raise _field_error(name, f"expected a mapping, got {format_value(value)}")
     unknown = sorted(str(k) for k in value if k not in _SECTION_FIELDS[name])
     if unknown:
-        raise _field_error(f"{name}.{unknown[0]}", f"unknown field (expected one of "
-                           f"{', '.join(sorted(_SECTION_FIELDS[name]))})")
+        raise _field_error(
+            f"{name}.{unknown[0]}",
+            f"unknown field (expected one of {', '.join(sorted(_SECTION_FIELDS[name]))})",
+        )
     return dict(value)
 
 
@@ -98,16 +112,24 @@ def _calibrations(value: Any) -> tuple[tuple[str, str], ...] | None:
     if value is None:
         return None
     if not isinstance(value, Mapping) or not 1 <= len(value) <= MAX_CALIBRATIONS:
-        raise _field_error("calibrations", f"expected null or a mapping of 1..{MAX_CALIBRATIONS} robot ids to "
-                           f"sha256 hex digests, got {format_value(value)}")
+        raise _field_error(
+            "calibrations",
+            f"expected null or a mapping of 1..{MAX_CALIBRATIONS} robot ids to "
+            f"sha256 hex digests, got {format_value(value)}",
+        )
     out = []
     for robot_id, digest in value.items():
         if not isinstance(robot_id, str) or not _ROBOT_ID_RE.fullmatch(robot_id):
-            raise _field_error("calibrations", f"expected robot ids of 1-128 characters of [A-Za-z0-9_.:-], "
-                               f"got {format_value(robot_id)}")
+            raise _field_error(
+                "calibrations",
+                f"expected robot ids of 1-128 characters of [A-Za-z0-9_.:-], got {format_value(robot_id)}",
+            )
         if not isinstance(digest, str) or not _SHA256_RE.fullmatch(digest):
-            raise _field_error(f"calibrations.{robot_id}", "expected 64 lowercase hex digits (sha256 of the robot's "
-                               f"calibration file), got {format_value(digest)}")
+            raise _field_error(
+                f"calibrations.{robot_id}",
+                "expected 64 lowercase hex digits (sha256 of the robot's "
+                f"calibration file), got {format_value(digest)}",
+            )
         out.append((robot_id, digest))
     return tuple(sorted(out))
 
@@ -147,38 +169,55 @@ def check_payload(payload: bytes) -> dict[str, Any]:
         except ValueError as exc:
             raise _field_error("expires_at", str(exc)) from None
         if expires_at <= issued_at:
-            raise _field_error("expires_at", f"expected later than issued_at {issued_at.isoformat()}, "
-                               f"got {expires_at.isoformat()}")
+            raise _field_error(
+                "expires_at",
+                f"expected later than issued_at {issued_at.isoformat()}, got {expires_at.isoformat()}",
+            )
     key_id = raw["key_id"]
     if not isinstance(key_id, str) or not is_key_id(key_id):
         raise _field_error("key_id", f"expected 16 lowercase hex digits, got {format_value(key_id)}")
     epoch = 0 if raw.get("epoch") is None else _integer("epoch", raw["epoch"], 0, MAX_EPOCH)
     model_sha256 = raw["model_sha256"]
     if not isinstance(model_sha256, str) or not _SHA256_RE.fullmatch(model_sha256):
-        raise _field_error("model_sha256", f"expected 64 lowercase hex digits, got {format_value(model_sha256)}")
+        raise _field_error(
+            "model_sha256", f"expected 64 lowercase hex digits, got {format_value(model_sha256)}"
+        )
     engine_sha256 = raw.get("engine_sha256")
-    if engine_sha256 is not None and (not isinstance(engine_sha256, str) or not _SHA256_RE.fullmatch(engine_sha256)):
-        raise _field_error("engine_sha256", "expected null or 64 lowercase hex digits (sha256 of the TensorRT "
-                           f"plan file), got {format_value(engine_sha256)}")
+    if engine_sha256 is not None and (
+        not isinstance(engine_sha256, str) or not _SHA256_RE.fullmatch(engine_sha256)
+    ):
+        raise _field_error(
+            "engine_sha256",
+            "expected null or 64 lowercase hex digits (sha256 of the TensorRT "
+            f"plan file), got {format_value(engine_sha256)}",
+        )
 
     model_json_sha256 = raw.get("model_json_sha256")
-    if model_json_sha256 is not None and (not isinstance(model_json_sha256, str)
-                                          or not _SHA256_RE.fullmatch(model_json_sha256)):
-        raise _field_error("model_json_sha256", "expected null or 64 lowercase hex digits (sha256 of the model's "
-                           f"model.json), got {format_value(model_json_sha256)}")
+    if model_json_sha256 is not None and (
+        not isinstance(model_json_sha256, str) or not _SHA256_RE.fullmatch(model_json_sha256)
+    ):
+        raise _field_error(
+            "model_json_sha256",
+            "expected null or 64 lowercase hex digits (sha256 of the model's "
+            f"model.json), got {format_value(model_json_sha256)}",
+        )
     calibrations = _calibrations(raw.get("calibrations"))
 
     dc = _section(raw, "duty_cycle", required=True)
     for name in ("sample_s", "period_s"):
         if dc.get(name) is None:
             raise _field_error(f"duty_cycle.{name}", "missing (required; never defaulted)")
-    duty_cycle = _build(DutyCycle,
-                        sample_s=_number("duty_cycle.sample_s", dc["sample_s"]),
-                        period_s=_number("duty_cycle.period_s", dc["period_s"]))
+    duty_cycle = _build(
+        DutyCycle,
+        sample_s=_number("duty_cycle.sample_s", dc["sample_s"]),
+        period_s=_number("duty_cycle.period_s", dc["period_s"]),
+    )
 
     max_queued = raw.get("max_queued_batches")
     max_queued_batches = (
-        defaults.MAX_QUEUED_BATCHES if max_queued is None else _integer("max_queued_batches", max_queued, 1, MAX_QUEUE)
+        defaults.MAX_QUEUED_BATCHES
+        if max_queued is None
+        else _integer("max_queued_batches", max_queued, 1, MAX_QUEUE)
     )
 
     al = _section(raw, "alarm", required=False)
@@ -203,8 +242,10 @@ def check_payload(payload: bytes) -> dict[str, Any]:
     shards = te.get("pushgateway_shards")
     if shards is not None:
         if not isinstance(shards, list) or len(shards) > MAX_TELEMETRY_SHARDS:
-            raise _field_error("telemetry.pushgateway_shards",
-                               f"expected a list of at most {MAX_TELEMETRY_SHARDS} URLs, got {format_value(shards)}")
+            raise _field_error(
+                "telemetry.pushgateway_shards",
+                f"expected a list of at most {MAX_TELEMETRY_SHARDS} URLs, got {format_value(shards)}",
+            )
         tel_kwargs["pushgateway_shards"] = tuple(shards)
     telemetry = _build(TelemetrySettings, **tel_kwargs)
 

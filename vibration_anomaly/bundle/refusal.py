@@ -13,7 +13,9 @@ class BundleRefused(Refusal):
     names the field and both values where there are two sides.
     """
 
-    def __init__(self, reason: str, detail: str, *, source: str | None = None, field: str | None = None) -> None:
+    def __init__(
+        self, reason: str, detail: str, *, source: str | None = None, field: str | None = None
+    ) -> None:
         self.reason = reason
         self.detail = detail
         self.source = source
@@ -33,12 +35,33 @@ class BundleRefused(Refusal):
 _METRIC_CLASS = {
     "bad_signature": "signature",
     **dict.fromkeys(("unknown_key", "trust_store", "epoch_revoked", "epoch_mismatch"), "untrusted"),
-    **dict.fromkeys(("firmware_mismatch", "model_mismatch", "engine_mismatch", "model_json_mismatch",
-                     "calibration_mismatch", "calibration_foreign"), "mismatch"),
-    **dict.fromkeys(("firmware_missing", "model_missing", "engine_missing", "model_json_missing",
-                     "calibration_missing"), "missing"),
-    **dict.fromkeys(("parse", "field", "too_large", "firmware_invalid", "rollback", "version_reuse",
-                     "calibration_implausible"), "invalid"),
+    **dict.fromkeys(
+        (
+            "firmware_mismatch",
+            "model_mismatch",
+            "engine_mismatch",
+            "model_json_mismatch",
+            "calibration_mismatch",
+            "calibration_foreign",
+        ),
+        "mismatch",
+    ),
+    **dict.fromkeys(
+        ("firmware_missing", "model_missing", "engine_missing", "model_json_missing", "calibration_missing"),
+        "missing",
+    ),
+    **dict.fromkeys(
+        (
+            "parse",
+            "field",
+            "too_large",
+            "firmware_invalid",
+            "rollback",
+            "version_reuse",
+            "calibration_implausible",
+        ),
+        "invalid",
+    ),
 }
 
 

@@ -38,11 +38,20 @@ class AcceptedRecord:
     epoch: int = 0
 
     def to_json(self) -> bytes:
-        return (json.dumps(
-            {"epoch": self.epoch, "version": self.version, "payload_sha256": self.payload_sha256,
-             "key_id": self.key_id, "recorded_at": self.recorded_at},
-            indent=2, sort_keys=True,
-        ) + "\n").encode()
+        return (
+            json.dumps(
+                {
+                    "epoch": self.epoch,
+                    "version": self.version,
+                    "payload_sha256": self.payload_sha256,
+                    "key_id": self.key_id,
+                    "recorded_at": self.recorded_at,
+                },
+                indent=2,
+                sort_keys=True,
+            )
+            + "\n"
+        ).encode()
 
 
 class RollbackState:
@@ -62,32 +71,51 @@ class RollbackState:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise BundleRefused("state", f"cannot read rollback state: {exc.strerror or exc}", source=src) from exc
+            raise BundleRefused(
+                "state", f"cannot read rollback state: {exc.strerror or exc}", source=src
+            ) from exc
         if data is None:
-            raise BundleRefused("state", f"rollback state larger than {MAX_STATE_FILE_BYTES} bytes; corrupt",
-                                source=src)
+            raise BundleRefused(
+                "state", f"rollback state larger than {MAX_STATE_FILE_BYTES} bytes; corrupt", source=src
+            )
         try:
             raw: Any = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as exc:
             raise BundleRefused(
-                "state", f"rollback state is corrupt (not JSON: {exc}); inspect it, then delete it only if "
-                "you know the last accepted version", source=src,
+                "state",
+                f"rollback state is corrupt (not JSON: {exc}); inspect it, then delete it only if "
+                "you know the last accepted version",
+                source=src,
             ) from exc
         if not isinstance(raw, Mapping):
             raise BundleRefused("state", "rollback state is corrupt: expected a JSON object", source=src)
         version = raw.get("version")
         sha = raw.get("payload_sha256")
         if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-            raise BundleRefused("state", f"rollback state is corrupt: version: expected an integer >= 1, "
-                                f"got {version!r}", source=src, field="version")
+            raise BundleRefused(
+                "state",
+                f"rollback state is corrupt: version: expected an integer >= 1, got {version!r}",
+                source=src,
+                field="version",
+            )
         if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{64}", sha):
-            raise BundleRefused("state", f"rollback state is corrupt: payload_sha256: expected 64 hex digits, "
-                                f"got {sha!r}", source=src, field="payload_sha256")
+            raise BundleRefused(
+                "state",
+                f"rollback state is corrupt: payload_sha256: expected 64 hex digits, got {sha!r}",
+                source=src,
+                field="payload_sha256",
+            )
         epoch = raw.get("epoch", 0)
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-            raise BundleRefused("state", f"rollback state is corrupt: epoch: expected an integer >= 0, "
-                                f"got {epoch!r}", source=src, field="epoch")
-        return AcceptedRecord(version, sha, str(raw.get("key_id", "")), str(raw.get("recorded_at", "")), epoch)
+            raise BundleRefused(
+                "state",
+                f"rollback state is corrupt: epoch: expected an integer >= 0, got {epoch!r}",
+                source=src,
+                field="epoch",
+            )
+        return AcceptedRecord(
+            version, sha, str(raw.get("key_id", "")), str(raw.get("recorded_at", "")), epoch
+        )
 
     def check(self, epoch: int, version: int, payload_sha256: str) -> AcceptedRecord | None:
         """Refuse what is older than the last accepted bundle, or the same version with other content.
@@ -123,13 +151,15 @@ class RollbackState:
             )
         return last
 
-    def record(self, epoch: int, version: int, payload_sha256: str, key_id: str,
-               now: datetime | None = None) -> None:
+    def record(
+        self, epoch: int, version: int, payload_sha256: str, key_id: str, now: datetime | None = None
+    ) -> None:
         when = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).isoformat()
         try:
             atomic_write(self.path, AcceptedRecord(version, payload_sha256, key_id, when, epoch).to_json())
         except OSError as exc:
             raise BundleRefused(
-                "state", f"cannot record the accepted version (rollback protection needs it): "
-                f"{exc.strerror or exc}", source=str(self.path),
+                "state",
+                f"cannot record the accepted version (rollback protection needs it): {exc.strerror or exc}",
+                source=str(self.path),
             ) from exc

@@ -58,13 +58,15 @@ class DutyCycle:
             raise _problem("duty_cycle", "sample_s", f"expected > 0, got {format_value(self.sample_s)}")
         if not self.sample_s < self.period_s:
             raise _problem(
-                "duty_cycle", "sample_s",
+                "duty_cycle",
+                "sample_s",
                 f"expected sample_s < period_s, got sample_s {format_value(self.sample_s)} >= "
                 f"period_s {format_value(self.period_s)}",
             )
         if self.period_s > MAX_PERIOD_S:
-            raise _problem("duty_cycle", "period_s",
-                           f"expected <= {MAX_PERIOD_S:g} s, got {format_value(self.period_s)}")
+            raise _problem(
+                "duty_cycle", "period_s", f"expected <= {MAX_PERIOD_S:g} s, got {format_value(self.period_s)}"
+            )
 
     @property
     def sleep_s(self) -> float:
@@ -90,7 +92,8 @@ class AlarmSettings:
                 raise _problem("alarm", name, f"expected an integer in 1..{MAX_VOTES}, got {v!r}")
         if self.votes_required > self.votes_window:
             raise _problem(
-                "alarm", "votes_required",
+                "alarm",
+                "votes_required",
                 f"expected votes_required <= votes_window, got {self.votes_required} > {self.votes_window}",
             )
         if self.score_threshold is not None:
@@ -106,7 +109,9 @@ _URL_RE = re.compile(r"https?://[^\s/]+(/\S*)?")
 
 def _check_url(name: str, url: Any) -> None:
     if not isinstance(url, str) or not _URL_RE.fullmatch(url):
-        raise _problem("telemetry", name, f"expected an http(s):// URL such as http://127.0.0.1:9091, got {url!r}")
+        raise _problem(
+            "telemetry", name, f"expected an http(s):// URL such as http://127.0.0.1:9091, got {url!r}"
+        )
 
 
 @dataclass(frozen=True)
@@ -131,33 +136,50 @@ class TelemetrySettings:
         if self.pushgateway_shards is not None:
             shards = self.pushgateway_shards
             if not isinstance(shards, tuple) or not 1 <= len(shards) <= MAX_TELEMETRY_SHARDS:
-                raise _problem("telemetry", "pushgateway_shards",
-                               f"expected a list of 1..{MAX_TELEMETRY_SHARDS} URLs, got {shards!r}")
+                raise _problem(
+                    "telemetry",
+                    "pushgateway_shards",
+                    f"expected a list of 1..{MAX_TELEMETRY_SHARDS} URLs, got {shards!r}",
+                )
             for i, url in enumerate(shards):
                 _check_url(f"pushgateway_shards[{i}]", url)
             if len(set(shards)) != len(shards):
                 dup = next(u for u in shards if shards.count(u) > 1)
-                raise _problem("telemetry", "pushgateway_shards",
-                               f"expected distinct URLs, got {dup!r} twice (it would take two shares of the fleet)")
+                raise _problem(
+                    "telemetry",
+                    "pushgateway_shards",
+                    f"expected distinct URLs, got {dup!r} twice (it would take two shares of the fleet)",
+                )
         if self.import_url is not None:
             _check_url("import_url", self.import_url)
-        given = [n for n in ("pushgateway_url", "pushgateway_shards", "import_url") if getattr(self, n) is not None]
+        given = [
+            n for n in ("pushgateway_url", "pushgateway_shards", "import_url") if getattr(self, n) is not None
+        ]
         if len(given) > 1:
-            raise _problem("telemetry", given[1],
-                           f"expected one destination, got {' and '.join(given)} (a robot reports to one place)")
+            raise _problem(
+                "telemetry",
+                given[1],
+                f"expected one destination, got {' and '.join(given)} (a robot reports to one place)",
+            )
         if not isinstance(self.job, str) or not re.fullmatch(r"[A-Za-z0-9_.:-]{1,128}", self.job):
-            raise _problem("telemetry", "job",
-                           f"expected 1-128 characters of [A-Za-z0-9_.:-], got {self.job!r}")
+            raise _problem(
+                "telemetry", "job", f"expected 1-128 characters of [A-Za-z0-9_.:-], got {self.job!r}"
+            )
         _finite("telemetry", "push_interval_s", self.push_interval_s)
         if not MIN_PUSH_INTERVAL_S <= self.push_interval_s <= MAX_PERIOD_S:
-            raise _problem("telemetry", "push_interval_s",
-                           f"expected {MIN_PUSH_INTERVAL_S:g} <= push_interval_s <= {MAX_PERIOD_S:g} seconds, "
-                           f"got {self.push_interval_s!r}")
+            raise _problem(
+                "telemetry",
+                "push_interval_s",
+                f"expected {MIN_PUSH_INTERVAL_S:g} <= push_interval_s <= {MAX_PERIOD_S:g} seconds, "
+                f"got {self.push_interval_s!r}",
+            )
 
     @property
     def enabled(self) -> bool:
         """True when the bundle names a destination (any of the three)."""
-        return any(getattr(self, n) is not None for n in ("pushgateway_url", "pushgateway_shards", "import_url"))
+        return any(
+            getattr(self, n) is not None for n in ("pushgateway_url", "pushgateway_shards", "import_url")
+        )
 
 
 @dataclass(frozen=True)
@@ -174,13 +196,17 @@ class HealthSettings:
             raise _problem("health", "period_tolerance_s", f"expected >= 0, got {self.period_tolerance_s!r}")
         _finite("health", "awake_fraction_max", self.awake_fraction_max)
         if not 0 < self.awake_fraction_max <= 1:
-            raise _problem("health", "awake_fraction_max",
-                           f"expected 0 < awake_fraction_max <= 1, got {self.awake_fraction_max!r}")
+            raise _problem(
+                "health",
+                "awake_fraction_max",
+                f"expected 0 < awake_fraction_max <= 1, got {self.awake_fraction_max!r}",
+            )
         if self.asleep_power_max_w is not None:
             _finite("health", "asleep_power_max_w", self.asleep_power_max_w)
             if self.asleep_power_max_w <= 0:
-                raise _problem("health", "asleep_power_max_w",
-                               f"expected null or > 0, got {self.asleep_power_max_w!r}")
+                raise _problem(
+                    "health", "asleep_power_max_w", f"expected null or > 0, got {self.asleep_power_max_w!r}"
+                )
 
 
 _LOADER_TOKEN = object()
@@ -222,7 +248,9 @@ class VerifiedBundle:
             )
 
     def __reduce__(self) -> Any:  # pickling would be a way around verification
-        raise TypeError("VerifiedBundle cannot be pickled; pass the bundle file and verify it where it is used")
+        raise TypeError(
+            "VerifiedBundle cannot be pickled; pass the bundle file and verify it where it is used"
+        )
 
     def __copy__(self) -> VerifiedBundle:
         return self

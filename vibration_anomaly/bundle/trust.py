@@ -63,8 +63,6 @@ _KEY_ID_RE = re.compile(r"[0-9a-f]{16}")
 _PRIVATE_PEM_RE = re.compile(rb"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
 
 
-
-
 def key_id_of(public_key: Ed25519PublicKey) -> str:
     """Derive the key id from the key itself so the trust store needs no naming convention."""
     raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
@@ -99,9 +97,13 @@ def load_private_key(path: Path, passphrase: bytes | None = None) -> Ed25519Priv
     try:
         data = read_limited(path, MAX_KEY_FILE_BYTES)
     except OSError as exc:
-        raise BundleRefused("key", f"cannot read private key: {exc.strerror or exc}", source=str(path)) from exc
+        raise BundleRefused(
+            "key", f"cannot read private key: {exc.strerror or exc}", source=str(path)
+        ) from exc
     if data is None:
-        raise BundleRefused("key", f"larger than {MAX_KEY_FILE_BYTES} bytes; not a key file", source=str(path))
+        raise BundleRefused(
+            "key", f"larger than {MAX_KEY_FILE_BYTES} bytes; not a key file", source=str(path)
+        )
     try:
         key = serialization.load_pem_private_key(data, password=passphrase)
     except TypeError as exc:  # encrypted without passphrase, or passphrase for a plain key
@@ -137,15 +139,20 @@ class TrustStore:
     def __init__(self, keys: Iterable[TrustedKey], source: str, epoch: int = 0) -> None:
         self.source = source
         if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= MAX_EPOCH:
-            raise BundleRefused("trust_store", f"epoch: expected an integer in 0..{MAX_EPOCH}, got {epoch!r}",
-                                source=source, field="epoch")
+            raise BundleRefused(
+                "trust_store",
+                f"epoch: expected an integer in 0..{MAX_EPOCH}, got {epoch!r}",
+                source=source,
+                field="epoch",
+            )
         self.epoch = epoch
         self._keys: dict[str, TrustedKey] = {}
         for k in keys:
             self._keys.setdefault(k.key_id, k)
         if not self._keys:
             raise BundleRefused(
-                "trust_store", f"no public keys (*{PUBLIC_KEY_SUFFIX} files) found; nothing can be trusted",
+                "trust_store",
+                f"no public keys (*{PUBLIC_KEY_SUFFIX} files) found; nothing can be trusted",
                 source=source,
             )
 
@@ -154,8 +161,9 @@ class TrustStore:
         source = str(directory)
         try:
             if not directory.is_dir():
-                raise BundleRefused("trust_store", "not a directory (expected a directory of *.pub files)",
-                                    source=source)
+                raise BundleRefused(
+                    "trust_store", "not a directory (expected a directory of *.pub files)", source=source
+                )
             listed = list(directory.iterdir())
         except OSError as exc:
             raise BundleRefused("trust_store", f"cannot list: {exc.strerror or exc}", source=source) from exc
@@ -165,8 +173,9 @@ class TrustStore:
         return cls((_load_public_key(e) for e in entries), source, epoch)
 
     @classmethod
-    def from_public_keys(cls, keys: Iterable[Ed25519PublicKey], source: str = "<in memory>",
-                         epoch: int = 0) -> TrustStore:
+    def from_public_keys(
+        cls, keys: Iterable[Ed25519PublicKey], source: str = "<in memory>", epoch: int = 0
+    ) -> TrustStore:
         return cls((TrustedKey(key_id_of(k), k, source) for k in keys), source, epoch)
 
     def __contains__(self, key_id: object) -> bool:
@@ -209,8 +218,9 @@ def _load_public_key(entry: Path | Traversable) -> TrustedKey:
     except OSError as exc:
         raise BundleRefused("trust_store", f"cannot read key: {exc.strerror or exc}", source=source) from exc
     if data is None:
-        raise BundleRefused("trust_store", f"larger than {MAX_KEY_FILE_BYTES} bytes; not a key file",
-                            source=source)
+        raise BundleRefused(
+            "trust_store", f"larger than {MAX_KEY_FILE_BYTES} bytes; not a key file", source=source
+        )
     if _PRIVATE_PEM_RE.search(data):
         raise BundleRefused(
             "trust_store",
@@ -222,8 +232,9 @@ def _load_public_key(entry: Path | Traversable) -> TrustedKey:
     except ValueError as exc:
         raise BundleRefused("trust_store", f"not a PEM public key: {exc}", source=source) from exc
     if not isinstance(key, Ed25519PublicKey):
-        raise BundleRefused("trust_store", f"expected an Ed25519 public key, got {type(key).__name__}",
-                            source=source)
+        raise BundleRefused(
+            "trust_store", f"expected an Ed25519 public key, got {type(key).__name__}", source=source
+        )
     return TrustedKey(key_id_of(key), key, source)
 
 
@@ -233,10 +244,19 @@ def read_epoch(entry: Path | Traversable) -> int:
     try:
         data = read_limited(entry, MAX_EPOCH_FILE_BYTES)
     except OSError as exc:
-        raise BundleRefused("trust_store", f"cannot read the key epoch: {exc.strerror or exc}", source=source,
-                            field="epoch") from exc
+        raise BundleRefused(
+            "trust_store", f"cannot read the key epoch: {exc.strerror or exc}", source=source, field="epoch"
+        ) from exc
     if data is None or not _EPOCH_RE.fullmatch(data) or int(data) > MAX_EPOCH:
-        shown = "more than 64 bytes" if data is None else repr(data[:MAX_EPOCH_FILE_BYTES].decode("ascii", "replace"))
-        raise BundleRefused("trust_store", f"epoch: expected one integer in 0..{MAX_EPOCH} (e.g. '1' and a "
-                            f"newline), got {shown}", source=source, field="epoch")
+        shown = (
+            "more than 64 bytes"
+            if data is None
+            else repr(data[:MAX_EPOCH_FILE_BYTES].decode("ascii", "replace"))
+        )
+        raise BundleRefused(
+            "trust_store",
+            f"epoch: expected one integer in 0..{MAX_EPOCH} (e.g. '1' and a newline), got {shown}",
+            source=source,
+            field="epoch",
+        )
     return int(data)

@@ -131,8 +131,15 @@ class Detector:
         assert self.sensor is not None
         rep = self.sensor.check(batch.data, batch.fs_hz, batch.t0, batch.t1)
         if rep.level != OK or rep.level != self._sensor_level:
-            self.bus.emit(t, SENSOR, level=LEVEL_NAMES[rep.level], kinds=list(rep.kinds()), message=rep.message,
-                          batch_t0=round(batch.t0, 6), batch_t1=round(batch.t1, 6))
+            self.bus.emit(
+                t,
+                SENSOR,
+                level=LEVEL_NAMES[rep.level],
+                kinds=list(rep.kinds()),
+                message=rep.message,
+                batch_t0=round(batch.t0, 6),
+                batch_t1=round(batch.t1, 6),
+            )
         self._sensor_level = rep.level
         if rep.level >= SENSOR_ERROR:
             self.bus.emit(t, SKIP, reason="sensor", message=rep.message)
@@ -157,7 +164,9 @@ class Detector:
             scored = self.scorer.score_window(batch.data, batch.fs_hz, f"batch {batch.t0:.3f}-{batch.t1:.3f}")
         except Exception as exc:  # noqa: BLE001 - any failure of one batch must not stop the robot
             self.errors += 1
-            self.bus.emit(t, "error", message=f"{type(exc).__name__}: {exc}", batch_t0=batch.t0, batch_t1=batch.t1)
+            self.bus.emit(
+                t, "error", message=f"{type(exc).__name__}: {exc}", batch_t0=batch.t0, batch_t1=batch.t1
+            )
             return None
         infer_s = time.perf_counter() - start
         score = float(scored.score)
@@ -165,11 +174,18 @@ class Detector:
             # A NaN score compares False against any threshold: counted as healthy it would
             # silently switch detection off (e.g. an fp16 overflow in an engine).
             self.errors += 1
-            self.bus.emit(t, "error", message=f"engine returned a non-finite score ({score})",
-                          batch_t0=batch.t0, batch_t1=batch.t1)
+            self.bus.emit(
+                t,
+                "error",
+                message=f"engine returned a non-finite score ({score})",
+                batch_t0=batch.t0,
+                batch_t1=batch.t1,
+            )
             return None
         self.inferences += 1
-        threshold = float(self.threshold_override if self.threshold_override is not None else scored.threshold)
+        threshold = float(
+            self.threshold_override if self.threshold_override is not None else scored.threshold
+        )
         above = score > threshold
         was = self.voter.latched
         alarm = self.voter.update(above)

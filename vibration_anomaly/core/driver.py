@@ -62,8 +62,13 @@ class DutyCycleDriver:
         tail_s: float = 0.0,
     ) -> None:
         sleep_s = scheduler.period_s - scheduler.sample_s
-        if not (math.isfinite(lead_s) and math.isfinite(tail_s) and lead_s >= 0 and tail_s >= 0
-                and lead_s + tail_s < sleep_s):
+        if not (
+            math.isfinite(lead_s)
+            and math.isfinite(tail_s)
+            and lead_s >= 0
+            and tail_s >= 0
+            and lead_s + tail_s < sleep_s
+        ):
             raise ValueError(
                 f"duty-cycle driver: lead_s and tail_s must be >= 0 and together shorter than the sleep "
                 f"({sleep_s:g} s), got lead_s={lead_s!r} tail_s={tail_s!r}"
@@ -82,7 +87,9 @@ class DutyCycleDriver:
         self.jumps = 0
         self._last_now: float | None = None
         self.on_clock_jump: Callable[[float], None] | None = None  # e.g. drop queued batches of the old time
-        self.force_sleep: Callable[[], None] | None = None  # frees the engine when a period ends still holding it
+        self.force_sleep: Callable[[], None] | None = (
+            None  # frees the engine when a period ends still holding it
+        )
 
     @property
     def clock(self) -> Callable[[], float]:
@@ -129,8 +136,14 @@ class DutyCycleDriver:
             self.opened_at = now
             self.state = DriverState.SAMPLING
             late = max(0.0, now - w.start)  # a coarse clock (sim time steps) can open a little late
-            self.bus.emit(now, "wake", period=w.period, what="sample window opens", window_start=w.start,
-                          late_s=round(late, 6))
+            self.bus.emit(
+                now,
+                "wake",
+                period=w.period,
+                what="sample window opens",
+                window_start=w.start,
+                late_s=round(late, 6),
+            )
             return w.end + self.tail_s
         # SAMPLING
         if now < w.end + self.tail_s:
@@ -144,8 +157,13 @@ class DutyCycleDriver:
             # A wake without its sleep (a deactivate that failed or never came) would keep the engine
             # resident for the whole sleep: the 11 W idle minute of the fleet incident. Free it now.
             self._guard("force_sleep", lambda _w: self.force_sleep() if self.force_sleep else None, w)
-            self.bus.emit(done, ERROR, what="engine", held=held,
-                          message=f"duty cycle: engine still held {', '.join(held)} after the period; forced to sleep")
+            self.bus.emit(
+                done,
+                ERROR,
+                what="engine",
+                held=held,
+                message=f"duty cycle: engine still held {', '.join(held)} after the period; forced to sleep",
+            )
             held = list(self.hooks.held_resources())
         opened = self.opened_at if self.opened_at is not None else w.start
         self.bus.emit(done, SLEEP, period=w.period, awake_s=round(max(0.0, done - opened), 6), held=held)
@@ -187,11 +205,18 @@ class DutyCycleDriver:
                 self.bus.emit(now, ERROR, message=f"duty cycle clock jump hook: {type(exc).__name__}: {exc}")
         self.state = DriverState.WAITING
         self.target = self._first_window(now)
-        self.bus.emit(now, CLOCK_JUMP, delta_s=round(delta, 6), state=was.value,
-                      next_window=self.target.start)
+        self.bus.emit(
+            now, CLOCK_JUMP, delta_s=round(delta, 6), state=was.value, next_window=self.target.start
+        )
         if was is DriverState.SAMPLING:
-            self.bus.emit(now, SLEEP, period=self.target.period - 1, awake_s=0.0, held=list(self.hooks.held_resources()),
-                          what="window abandoned after a clock jump")
+            self.bus.emit(
+                now,
+                SLEEP,
+                period=self.target.period - 1,
+                awake_s=0.0,
+                held=list(self.hooks.held_resources()),
+                what="window abandoned after a clock jump",
+            )
         return self.target.start - self.lead_s
 
     def _guard(self, what: str, fn: Callable[[SampleWindow], None], w: SampleWindow) -> None:
@@ -201,6 +226,8 @@ class DutyCycleDriver:
         except Exception as exc:  # noqa: BLE001 - the duty cycle must keep sleeping whatever failed
             self.errors += 1
             self.bus.emit(
-                self.clock(), "error", message=f"duty cycle {what}: {type(exc).__name__}: {exc}",
+                self.clock(),
+                "error",
+                message=f"duty cycle {what}: {type(exc).__name__}: {exc}",
                 traceback=traceback.format_exc(),
             )

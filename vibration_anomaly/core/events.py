@@ -36,10 +36,20 @@ Event = dict[str, Any]
 EventSink = Callable[[Event], None]
 
 WAKE, INFER, SKIP, SLEEP, DROP, REJECT, ALARM, ERROR, SENSOR = (
-    "wake", "infer", "skip", "sleep", "drop", "reject", "alarm", "error", "sensor")
+    "wake",
+    "infer",
+    "skip",
+    "sleep",
+    "drop",
+    "reject",
+    "alarm",
+    "error",
+    "sensor",
+)
 ALARM_RESET, CLOCK_JUMP, STORAGE = "alarm_reset", "clock_jump", "storage"
-EVENT_NAMES = frozenset((WAKE, INFER, SKIP, SLEEP, DROP, REJECT, ALARM, ERROR, SENSOR, ALARM_RESET, CLOCK_JUMP,
-                         STORAGE))
+EVENT_NAMES = frozenset(
+    (WAKE, INFER, SKIP, SLEEP, DROP, REJECT, ALARM, ERROR, SENSOR, ALARM_RESET, CLOCK_JUMP, STORAGE)
+)
 
 # Why frames never reached the engine (``drop`` events), one name per cause wherever it is counted.
 DROP_KEEP_LAST = "keep_last"  # the middleware's keep-last queue overwrote them (a firmware burst)
@@ -49,8 +59,17 @@ DROP_OVERFLOW = "overflow"  # the latest-batch queue held more than its bound
 DROP_STALE = "stale"  # a batch of an earlier duty period, refused at inference
 DROP_SUPERSEDED = "superseded"  # an older batch of this period, a newer one was inferred
 DROP_CLEARED = "cleared"  # still queued at cleanup
-DROP_REASONS = frozenset((DROP_KEEP_LAST, DROP_BEFORE_WINDOW, DROP_INCOMPLETE_WINDOW, DROP_OVERFLOW, DROP_STALE,
-                          DROP_SUPERSEDED, DROP_CLEARED))
+DROP_REASONS = frozenset(
+    (
+        DROP_KEEP_LAST,
+        DROP_BEFORE_WINDOW,
+        DROP_INCOMPLETE_WINDOW,
+        DROP_OVERFLOW,
+        DROP_STALE,
+        DROP_SUPERSEDED,
+        DROP_CLEARED,
+    )
+)
 
 # Frames refused as bad input (``reject`` events): the windower's and the IMU decoder's counters.
 REJECT_NONFINITE = "nonfinite"  # NaN or inf in a sample
@@ -60,8 +79,17 @@ REJECT_BAD_STAMP = "bad_stamp"  # zero, negative or non-finite stamp
 REJECT_SHAPE = "shape"  # not three axes
 REJECT_FRAME_ID = "frame_id"  # another sensor's header.frame_id
 REJECT_UNDECODABLE = "undecodable"  # bytes that are no sensor_msgs/Imu
-REJECT_REASONS = frozenset((REJECT_NONFINITE, REJECT_OUT_OF_ORDER, REJECT_DUPLICATE, REJECT_BAD_STAMP, REJECT_SHAPE,
-                            REJECT_FRAME_ID, REJECT_UNDECODABLE))
+REJECT_REASONS = frozenset(
+    (
+        REJECT_NONFINITE,
+        REJECT_OUT_OF_ORDER,
+        REJECT_DUPLICATE,
+        REJECT_BAD_STAMP,
+        REJECT_SHAPE,
+        REJECT_FRAME_ID,
+        REJECT_UNDECODABLE,
+    )
+)
 
 
 class EventBus:

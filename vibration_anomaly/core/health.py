@@ -161,9 +161,21 @@ class DutyCycleMonitor:
                 awake_in = sum(a for start, a in awake if first - 1e-9 <= start < last_wake)
                 frac = awake_in / span if span > 0 else math.nan
             jump_t, jump_s = self.last_jump if self.last_jump else (None, None)
-            return DutySnapshot(self.n_wakes, self.n_sleeps, last, mean, worst, frac,
-                                wakes[-1] if wakes else None, self.last_held, self.inferences, self.skips,
-                                self.clock_jumps, jump_t, jump_s)
+            return DutySnapshot(
+                self.n_wakes,
+                self.n_sleeps,
+                last,
+                mean,
+                worst,
+                frac,
+                wakes[-1] if wakes else None,
+                self.last_held,
+                self.inferences,
+                self.skips,
+                self.clock_jumps,
+                jump_t,
+                jump_s,
+            )
 
 
 def duty_cycle_health(
@@ -213,16 +225,24 @@ def duty_cycle_health(
     silent = now - snap.last_wake_t
     values["seconds since last wake"] = silent
     if silent > 2 * period_s + period_tolerance_s:
-        return Health(ERROR, f"duty cycle stalled: no wake for {silent:.1f} s (period {period_s:g} s)", values)
+        return Health(
+            ERROR, f"duty cycle stalled: no wake for {silent:.1f} s (period {period_s:g} s)", values
+        )
     if snap.last_held:
         return Health(ERROR, f"engine still holds {', '.join(snap.last_held)} after sleep", values)
     if math.isnan(snap.worst_period_error_s):
         return Health(OK, "first period running", values)
     if snap.worst_period_error_s > period_tolerance_s:
-        return Health(WARN, f"period off by {snap.worst_period_error_s:.2f} s (tolerance {period_tolerance_s:g} s; "
-                            f"contract {period_s:g} s)", values)
+        return Health(
+            WARN,
+            f"period off by {snap.worst_period_error_s:.2f} s (tolerance {period_tolerance_s:g} s; "
+            f"contract {period_s:g} s)",
+            values,
+        )
     if not math.isnan(snap.awake_fraction) and snap.awake_fraction > awake_fraction_max:
-        return Health(WARN, f"awake {snap.awake_fraction:.1%} of the time (max {awake_fraction_max:.1%})", values)
+        return Health(
+            WARN, f"awake {snap.awake_fraction:.1%} of the time (max {awake_fraction_max:.1%})", values
+        )
     return Health(OK, f"period {snap.mean_period_s:.2f} s, awake {snap.awake_fraction:.1%}", values)
 
 
@@ -256,7 +276,12 @@ def power_health(
         return Health(ERROR, f"asleep but holding {', '.join(held_while_asleep)}", values)
     if asleep_w is None and awake_w is None:
         return Health(WARN, f"no power reading yet ({source})", values)
-    if asleep_power_max_w is not None and asleep_w is not None and not modelled and asleep_w > asleep_power_max_w:
+    if (
+        asleep_power_max_w is not None
+        and asleep_w is not None
+        and not modelled
+        and asleep_w > asleep_power_max_w
+    ):
         return Health(WARN, f"asleep at {asleep_w:.2f} W, over the {asleep_power_max_w:g} W limit", values)
     parts = [f"{s} {w:.2f} W" for s, w in (("asleep", asleep_w), ("awake", awake_w)) if w is not None]
     return Health(OK, f"{', '.join(parts)} ({kind}, {source})", values)
@@ -303,11 +328,15 @@ class BacklogHealth:
             **{f"frames refused ({k})": v for k, v in sorted(bad_rejects.items())},
         }
         if c.queue_max_depth > c.queue_bound:
-            return Health(ERROR, f"queue held {c.queue_max_depth} batches, over its bound {c.queue_bound}", values)
+            return Health(
+                ERROR, f"queue held {c.queue_max_depth} batches, over its bound {c.queue_bound}", values
+            )
         new_drop = c.dropped_frames - (prev.dropped_frames if prev else 0)
         new_stale = c.refused_stale - (prev.refused_stale if prev else 0)
         prev_rej = prev.rejected if prev else {}
-        new_rej = {k: v - int(prev_rej.get(k, 0)) for k, v in bad_rejects.items() if v - int(prev_rej.get(k, 0)) > 0}
+        new_rej = {
+            k: v - int(prev_rej.get(k, 0)) for k, v in bad_rejects.items() if v - int(prev_rej.get(k, 0)) > 0
+        }
         if new_drop or new_stale or new_rej:
             what = []
             if new_drop:

@@ -252,14 +252,21 @@ class ImuSampler:
         if d.wrong_frame_id:
             self.rejected[REJECT_FRAME_ID] += d.wrong_frame_id
             self.last_rejection = str(
-                InputError(self.windower.source, "header.frame_id",
-                           f"expected {self.expected_frame_id!r}, got {d.last_wrong_frame_id!r} "
-                           f"({d.wrong_frame_id} frames)")
+                InputError(
+                    self.windower.source,
+                    "header.frame_id",
+                    f"expected {self.expected_frame_id!r}, got {d.last_wrong_frame_id!r} "
+                    f"({d.wrong_frame_id} frames)",
+                )
             )
         if d.undecodable:
             self.rejected[REJECT_UNDECODABLE] += d.undecodable
             self.last_rejection = str(
-                InputError(self.windower.source, "message", f"not a readable sensor_msgs/Imu ({d.undecodable} frames)")
+                InputError(
+                    self.windower.source,
+                    "message",
+                    f"not a readable sensor_msgs/Imu ({d.undecodable} frames)",
+                )
             )
         self.stats.decoded += int(d.t.size)
         batches = self.windower.push_many(d.t, d.x)

@@ -62,15 +62,25 @@ class AlarmLatch:
 
     def raise_(self, t: float, score: float, threshold: float) -> None:
         """Record a raised alarm; raises OSError when it could not be made durable (memory stays latched)."""
-        self.state = {"latched": True, "raised_t": t, "score": _num(score), "threshold": _num(threshold),
-                      "resets": int(self.state.get("resets", 0))}
+        self.state = {
+            "latched": True,
+            "raised_t": t,
+            "score": _num(score),
+            "threshold": _num(threshold),
+            "resets": int(self.state.get("resets", 0)),
+        }
         self._write()
 
     def reset(self, t: float, who: str, why: str) -> bool:
         """Clear the latch; returns whether it was raised. Raises OSError when the reset could not be stored."""
         was = self.latched
-        self.state = {"latched": False, "reset_t": t, "reset_by": who, "reset_why": why,
-                      "resets": int(self.state.get("resets", 0)) + 1}
+        self.state = {
+            "latched": False,
+            "reset_t": t,
+            "reset_by": who,
+            "reset_why": why,
+            "resets": int(self.state.get("resets", 0)) + 1,
+        }
         self.load_error = None
         self._write()
         return was

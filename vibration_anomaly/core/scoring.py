@@ -184,4 +184,3 @@ def alarm_onset_probability(p: float, k: int, n: int) -> float:
 def false_alarms_per_month(p: float, k: int, n: int, inferences_per_hour: float = 60.0) -> float:
     """Expected alarm onsets per 30-day month for a per-window false-alarm probability p (windows independent)."""
     return alarm_onset_probability(p, k, n) * inferences_per_hour * 24 * 30
-

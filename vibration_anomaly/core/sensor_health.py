@@ -71,10 +71,14 @@ class SensorLimits:
 
     def __post_init__(self) -> None:
         checks = {
-            "dead_std": self.dead_std >= 0, "stuck_s": self.stuck_s > 0,
-            "stuck_min_samples": self.stuck_min_samples >= 2, "clip_fraction": 0 < self.clip_fraction < 1,
-            "clip_min_samples": self.clip_min_samples >= 1, "rate_tolerance": 0 < self.rate_tolerance < 1,
-            "gap_factor": self.gap_factor > 1, "nonfinite_error_fraction": 0 < self.nonfinite_error_fraction <= 1,
+            "dead_std": self.dead_std >= 0,
+            "stuck_s": self.stuck_s > 0,
+            "stuck_min_samples": self.stuck_min_samples >= 2,
+            "clip_fraction": 0 < self.clip_fraction < 1,
+            "clip_min_samples": self.clip_min_samples >= 1,
+            "rate_tolerance": 0 < self.rate_tolerance < 1,
+            "gap_factor": self.gap_factor > 1,
+            "nonfinite_error_fraction": 0 < self.nonfinite_error_fraction <= 1,
             "loose_ratio": 0 < self.loose_ratio < 1,
             "full_scale": self.full_scale is None or (math.isfinite(self.full_scale) and self.full_scale > 0),
         }
@@ -95,8 +99,13 @@ class Finding:
     value: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "level": LEVEL_NAMES[self.level], "channel": self.channel,
-                "value": self.value, "message": self.message}
+        return {
+            "kind": self.kind,
+            "level": LEVEL_NAMES[self.level],
+            "channel": self.channel,
+            "value": self.value,
+            "message": self.message,
+        }
 
 
 @dataclass(frozen=True)
@@ -122,8 +131,11 @@ class SensorReport:
         return tuple(sorted({f.kind for f in self.findings}))
 
     def as_dict(self) -> dict[str, Any]:
-        return {"level": LEVEL_NAMES[self.level], "message": self.message,
-                "findings": [f.as_dict() for f in self.findings]}
+        return {
+            "level": LEVEL_NAMES[self.level],
+            "message": self.message,
+            "findings": [f.as_dict() for f in self.findings],
+        }
 
 
 def report(findings: Sequence[Finding]) -> SensorReport:
@@ -134,8 +146,10 @@ def baseline(samples: np.ndarray) -> dict[str, list[float]]:
     """Per-channel broadband level of a healthy recording, stored in the calibration for the loose-mount check."""
     x = _as_2d(samples)
     x = np.where(np.isfinite(x), x, np.nan)
-    return {"rms": [float(v) for v in np.nanstd(x, axis=0)],
-            "peak": [float(v) for v in np.nanmax(np.abs(x), axis=0)]}
+    return {
+        "rms": [float(v) for v in np.nanstd(x, axis=0)],
+        "peak": [float(v) for v in np.nanmax(np.abs(x), axis=0)],
+    }
 
 
 def baseline_rms_from(extra: Mapping[str, Any] | None) -> list[float] | None:
@@ -197,8 +211,16 @@ def check_batch(
             frac = float(bad.mean())
             run = _longest_run(bad)
             level = ERROR if frac >= lim.nonfinite_error_fraction else WARN
-            out.append(Finding(NONFINITE, level, f"{_name(ch, channel_names)}: {int(bad.sum())} NaN/inf samples "
-                               f"({frac:.1%}), longest burst {run} samples ({run / fs_hz:.3g} s)", ch, frac))
+            out.append(
+                Finding(
+                    NONFINITE,
+                    level,
+                    f"{_name(ch, channel_names)}: {int(bad.sum())} NaN/inf samples "
+                    f"({frac:.1%}), longest burst {run} samples ({run / fs_hz:.3g} s)",
+                    ch,
+                    frac,
+                )
+            )
     for ch in range(c):
         v = x[finite[:, ch], ch]
         who = _name(ch, channel_names)
@@ -214,20 +236,44 @@ def check_batch(
         run = _longest_run(np.diff(v) == 0) + 1
         if run >= stuck_n:
             level = ERROR if run >= len(v) // 2 else WARN
-            out.append(Finding(STUCK, level, f"{who}: stuck, one value repeated {run} times in a row "
-                               f"({run / fs_hz:.3g} s; limit {stuck_n})", ch, float(run)))
+            out.append(
+                Finding(
+                    STUCK,
+                    level,
+                    f"{who}: stuck, one value repeated {run} times in a row "
+                    f"({run / fs_hz:.3g} s; limit {stuck_n})",
+                    ch,
+                    float(run),
+                )
+            )
         clip = _clipping(v, lim)
         if clip is not None:
             count, level_value = clip
             frac = count / len(v)
             level = ERROR if frac >= lim.clip_fraction else WARN
-            out.append(Finding(CLIPPING, level, f"{who}: clipped, {count} samples ({frac:.2%}) at {level_value:g}"
-                               f"{' (full scale)' if lim.full_scale else ' (a pile-up at the extreme)'}", ch, frac))
+            out.append(
+                Finding(
+                    CLIPPING,
+                    level,
+                    f"{who}: clipped, {count} samples ({frac:.2%}) at {level_value:g}"
+                    f"{' (full scale)' if lim.full_scale else ' (a pile-up at the extreme)'}",
+                    ch,
+                    frac,
+                )
+            )
         if baseline_rms is not None and ch < len(baseline_rms) and baseline_rms[ch] > 0:
             ratio = std / float(baseline_rms[ch])
             if ratio < lim.loose_ratio:
-                out.append(Finding(LOOSE_MOUNT, WARN, f"{who}: broadband level {ratio:.2f}x the calibration's "
-                                   f"(below {lim.loose_ratio:g}x): loose mount or a detached sensor?", ch, ratio))
+                out.append(
+                    Finding(
+                        LOOSE_MOUNT,
+                        WARN,
+                        f"{who}: broadband level {ratio:.2f}x the calibration's "
+                        f"(below {lim.loose_ratio:g}x): loose mount or a detached sensor?",
+                        ch,
+                        ratio,
+                    )
+                )
     if timestamps is not None:
         out.extend(_time_findings(np.asarray(timestamps, dtype=np.float64), fs_hz, lim))
     return out
@@ -269,20 +315,53 @@ def _time_findings(t: np.ndarray, fs_hz: float, lim: SensorLimits) -> list[Findi
         return out
     measured = 1.0 / float(np.median(pos))
     if abs(measured - fs_hz) > lim.rate_tolerance * fs_hz:
-        out.append(Finding(RATE, ERROR, f"sample rate {measured:.4g} Hz, configured {fs_hz:.4g} Hz "
-                           f"(tolerance {lim.rate_tolerance:.0%})", None, measured))
+        out.append(
+            Finding(
+                RATE,
+                ERROR,
+                f"sample rate {measured:.4g} Hz, configured {fs_hz:.4g} Hz "
+                f"(tolerance {lim.rate_tolerance:.0%})",
+                None,
+                measured,
+            )
+        )
     nominal = 1.0 / fs_hz
     gaps = pos[pos > lim.gap_factor * nominal]
     if len(gaps):
         missing = float(np.sum(gaps - nominal))
-        out.append(Finding(GAP, WARN, f"{len(gaps)} gaps in the samples, longest {gaps.max():.3g} s, "
-                           f"{missing:.3g} s missing in all", None, float(gaps.max())))
+        out.append(
+            Finding(
+                GAP,
+                WARN,
+                f"{len(gaps)} gaps in the samples, longest {gaps.max():.3g} s, "
+                f"{missing:.3g} s missing in all",
+                None,
+                float(gaps.max()),
+            )
+        )
     return out
 
 
 __all__ = [
-    "CLIPPING", "DEAD", "ERROR", "GAP", "KINDS", "LOOSE_MOUNT", "NONFINITE", "OK", "ORDER", "RATE", "STUCK", "WARN",
-    "Finding", "SensorLimits", "SensorReport", "baseline", "baseline_rms_from", "check_batch", "report",
+    "CLIPPING",
+    "DEAD",
+    "ERROR",
+    "GAP",
+    "KINDS",
+    "LOOSE_MOUNT",
+    "NONFINITE",
+    "OK",
+    "ORDER",
+    "RATE",
+    "STUCK",
+    "WARN",
+    "Finding",
+    "SensorLimits",
+    "SensorReport",
+    "baseline",
+    "baseline_rms_from",
+    "check_batch",
+    "report",
 ]
 
 
@@ -295,7 +374,9 @@ class SensorWatch:
     each kind of finding since configure (metrics read the events; health reads ``last``).
     """
 
-    def __init__(self, limits: SensorLimits | None = None, baseline_rms: Sequence[float] | None = None) -> None:
+    def __init__(
+        self, limits: SensorLimits | None = None, baseline_rms: Sequence[float] | None = None
+    ) -> None:
         self.limits = limits or SensorLimits()
         self.baseline_rms = list(baseline_rms) if baseline_rms is not None else None
         self.last: SensorReport | None = None
@@ -310,8 +391,16 @@ class SensorWatch:
         if n > 1 and t1 > t0:
             observed = (n - 1) / (t1 - t0)
             if abs(observed / fs_hz - 1.0) > self.limits.rate_tolerance:
-                findings.append(Finding(RATE, ERROR, f"delivered at {observed:.4g} Hz, configured {fs_hz:g} Hz "
-                                        f"(tolerance {self.limits.rate_tolerance:.0%})", None, observed))
+                findings.append(
+                    Finding(
+                        RATE,
+                        ERROR,
+                        f"delivered at {observed:.4g} Hz, configured {fs_hz:g} Hz "
+                        f"(tolerance {self.limits.rate_tolerance:.0%})",
+                        None,
+                        observed,
+                    )
+                )
         rep = report(findings)
         for kind in rep.kinds():
             self.counts[kind] = self.counts.get(kind, 0) + 1
@@ -336,5 +425,11 @@ class SensorWatch:
         ratio = level / base if base > 0 else 1.0
         if not ratio < self.limits.loose_ratio:
             return None
-        return Finding(LOOSE_MOUNT, WARN, f"broadband level {ratio:.2f}x the calibration's over all axes (below "
-                       f"{self.limits.loose_ratio:g}x): loose mount or a detached sensor?", None, ratio)
+        return Finding(
+            LOOSE_MOUNT,
+            WARN,
+            f"broadband level {ratio:.2f}x the calibration's over all axes (below "
+            f"{self.limits.loose_ratio:g}x): loose mount or a detached sensor?",
+            None,
+            ratio,
+        )

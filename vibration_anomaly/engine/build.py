@@ -51,24 +51,35 @@ class BuildOptions:
 
     def validate(self) -> None:
         if self.precision not in PRECISIONS:
-            raise InputError("engine build", "precision", f"expected one of {PRECISIONS}, got {self.precision!r}")
+            raise InputError(
+                "engine build", "precision", f"expected one of {PRECISIONS}, got {self.precision!r}"
+            )
         if not (1 <= self.min_batch <= self.opt_batch <= self.max_batch):
             raise InputError(
-                "engine build", "batch profile",
+                "engine build",
+                "batch profile",
                 f"expected 1 <= min <= opt <= max, got {self.min_batch}, {self.opt_batch}, {self.max_batch}",
             )
         if self.exclude_lean_runtime and not self.version_compatible:
-            raise InputError("engine build", "exclude_lean_runtime", "only meaningful with --version-compatible")
+            raise InputError(
+                "engine build", "exclude_lean_runtime", "only meaningful with --version-compatible"
+            )
         if self.workspace_mib < 1:
             raise InputError("engine build", "workspace_mib", f"expected >= 1, got {self.workspace_mib}")
 
 
 def _heartbeat(stop: threading.Event, started: float) -> None:
     while not stop.wait(10.0):
-        print(f"engine build: still building ({time.monotonic() - started:.0f} s)...", file=sys.stderr, flush=True)
+        print(
+            f"engine build: still building ({time.monotonic() - started:.0f} s)...",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
-def build_engine(onnx_path: Path, out_path: Path, options: BuildOptions | None = None, trt_module: Any = None) -> Path:
+def build_engine(
+    onnx_path: Path, out_path: Path, options: BuildOptions | None = None, trt_module: Any = None
+) -> Path:
     """Build and write the plan atomically; return its path."""
     opts = options or BuildOptions()
     opts.validate()
@@ -89,7 +100,9 @@ def build_engine(onnx_path: Path, out_path: Path, options: BuildOptions | None =
                 f"build them. Build on a machine with the full TensorRT (JetPack ships it): {INSTALL_HINT}"
             ) from None
     if getattr(trt, "Builder", None) is None:
-        raise TensorRTNotInstalledError(f"this TensorRT module has no Builder (lean runtime?): {INSTALL_HINT}")
+        raise TensorRTNotInstalledError(
+            f"this TensorRT module has no Builder (lean runtime?): {INSTALL_HINT}"
+        )
     probe = probe_cuda_driver() if trt_module is None else None
     if probe is not None and not probe.ok:
         raise NoCudaGpuError(f"no CUDA GPU: {probe.reason}; TensorRT builds engines for the GPU it runs on")
@@ -107,17 +120,21 @@ def build_engine(onnx_path: Path, out_path: Path, options: BuildOptions | None =
     names_out = [network.get_output(i).name for i in range(network.num_outputs)]
     if names_in != [opts.input_name] or names_out != [opts.output_name]:
         raise InputError(
-            str(onnx_path), "I/O names",
+            str(onnx_path),
+            "I/O names",
             f"model has inputs {names_in} and outputs {names_out}; expected [{opts.input_name!r}] -> [{opts.output_name!r}]",
         )
     shape = [int(inp.shape[i]) for i in range(len(inp.shape))]
     if len(shape) != 3 or shape[1] < 1 or shape[2] < 1:
-        raise InputError(str(onnx_path), f"{opts.input_name} shape", f"expected [B, T, F] with fixed T, F; got {shape}")
+        raise InputError(
+            str(onnx_path), f"{opts.input_name} shape", f"expected [B, T, F] with fixed T, F; got {shape}"
+        )
     if opts.precision == "int8":
         has_qdq = any(network.get_layer(i).type == trt.LayerType.QUANTIZE for i in range(network.num_layers))
         if not has_qdq:
             raise InputError(
-                str(onnx_path), "precision int8",
+                str(onnx_path),
+                "precision int8",
                 "the model has no QuantizeLinear nodes; INT8 needs the QDQ model (quantize it first)",
             )
 
@@ -136,8 +153,12 @@ def build_engine(onnx_path: Path, out_path: Path, options: BuildOptions | None =
     profile.set_shape(opts.input_name, (opts.min_batch, t, f), (opts.opt_batch, t, f), (opts.max_batch, t, f))
     config.add_optimization_profile(profile)
 
-    print(f"engine build: building {opts.precision} engine, batch {opts.min_batch}..{opts.max_batch} "
-          f"(this takes minutes)", file=sys.stderr, flush=True)
+    print(
+        f"engine build: building {opts.precision} engine, batch {opts.min_batch}..{opts.max_batch} "
+        f"(this takes minutes)",
+        file=sys.stderr,
+        flush=True,
+    )
     started = time.monotonic()
     stop = threading.Event()
     beat = threading.Thread(target=_heartbeat, args=(stop, started), daemon=True)
@@ -147,10 +168,15 @@ def build_engine(onnx_path: Path, out_path: Path, options: BuildOptions | None =
     finally:
         stop.set()
     if plan is None:
-        raise EngineError(f"engine build failed for {onnx_path}: {' | '.join(logger.errors) or 'see the TensorRT log'}")
+        raise EngineError(
+            f"engine build failed for {onnx_path}: {' | '.join(logger.errors) or 'see the TensorRT log'}"
+        )
     write_plan(out_path, plan)
-    print(f"engine build: wrote {out_path} ({out_path.stat().st_size} bytes) in {time.monotonic() - started:.0f} s",
-          file=sys.stderr, flush=True)
+    print(
+        f"engine build: wrote {out_path} ({out_path.stat().st_size} bytes) in {time.monotonic() - started:.0f} s",
+        file=sys.stderr,
+        flush=True,
+    )
     return out_path
 
 

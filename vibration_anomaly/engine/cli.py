@@ -34,19 +34,28 @@ def register(subparsers: Any) -> None:
             "versions; add --exclude-lean-runtime for robots that run it with the lean runtime."
         ),
     )
-    b.add_argument("model", type=Path, metavar="MODEL.onnx", help="the ONNX model (features [B,T,F] -> score [B])")
-    b.add_argument("--out", type=Path, required=True, metavar="ENGINE", help="where to write the engine (plan) file")
+    b.add_argument(
+        "model", type=Path, metavar="MODEL.onnx", help="the ONNX model (features [B,T,F] -> score [B])"
+    )
+    b.add_argument(
+        "--out", type=Path, required=True, metavar="ENGINE", help="where to write the engine (plan) file"
+    )
     b.add_argument("--precision", choices=("fp16", "int8", "fp32"), default="fp16", help="default fp16")
     b.add_argument("--min-batch", type=BATCH, default=1, help="smallest batch of the profile (default 1)")
     b.add_argument("--opt-batch", type=BATCH, default=1, help="batch TensorRT tunes for (default 1)")
     b.add_argument("--max-batch", type=BATCH, default=8, help="largest batch of the profile (default 8)")
     b.add_argument("--version-compatible", action="store_true", help="build a version-compatible engine")
     b.add_argument(
-        "--exclude-lean-runtime", action="store_true",
+        "--exclude-lean-runtime",
+        action="store_true",
         help="with --version-compatible: leave the lean runtime out of the plan (the robot provides it)",
     )
-    b.add_argument("--workspace-mib", type=number(1, 1 << 20, lo_open=False, integer=True), default=256,
-                   help="builder workspace limit in MiB (default 256)")
+    b.add_argument(
+        "--workspace-mib",
+        type=number(1, 1 << 20, lo_open=False, integer=True),
+        default=256,
+        help="builder workspace limit in MiB (default 256)",
+    )
     b.set_defaults(func=guarded(run_build, "engine build"))
 
     i = sub.add_parser(
@@ -58,8 +67,12 @@ def register(subparsers: Any) -> None:
         ),
     )
     i.add_argument("engine", type=Path, metavar="ENGINE", help="the engine (plan) file")
-    i.add_argument("--model", type=Path, metavar="MODEL.onnx", help="check the engine's I/O against this model")
-    i.add_argument("--runtime", choices=("auto", "full", "lean"), default="auto", help="TensorRT runtime to use")
+    i.add_argument(
+        "--model", type=Path, metavar="MODEL.onnx", help="check the engine's I/O against this model"
+    )
+    i.add_argument(
+        "--runtime", choices=("auto", "full", "lean"), default="auto", help="TensorRT runtime to use"
+    )
     i.add_argument("--json", action="store_true", help="print JSON")
     i.set_defaults(func=guarded(run_info, "engine info"))
 
@@ -71,8 +84,11 @@ def run_build(args: argparse.Namespace) -> int:
     check_input_file(args.model, "MODEL.onnx", max_bytes=MAX_ONNX_BYTES)
     check_output_file(args.out, "--out")
     if not args.min_batch <= args.opt_batch <= args.max_batch:
-        raise InputError("--min-batch/--opt-batch/--max-batch", f"{args.min_batch}/{args.opt_batch}/{args.max_batch}",
-                         "expected min <= opt <= max")
+        raise InputError(
+            "--min-batch/--opt-batch/--max-batch",
+            f"{args.min_batch}/{args.opt_batch}/{args.max_batch}",
+            "expected min <= opt <= max",
+        )
 
     opts = BuildOptions(
         precision=args.precision,

@@ -66,7 +66,9 @@ class OnnxRuntimeEngine:
         # burning CPU on a robot that is about to sleep.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.graph_optimization_level = (
-            ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            if optimize
+            else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         )
         return opts
 
@@ -99,7 +101,9 @@ class OnnxRuntimeEngine:
             opts = self._options(optimize=True)
             opts.optimized_model_filepath = opt_path  # type: ignore[attr-defined]
             try:
-                session = ort.InferenceSession(bytes(model), sess_options=opts, providers=["CPUExecutionProvider"])
+                session = ort.InferenceSession(
+                    bytes(model), sess_options=opts, providers=["CPUExecutionProvider"]
+                )
             except Exception as exc:  # onnxruntime raises several unrelated types
                 raise EngineError(f"model file {source}: not a loadable ONNX model: {exc}") from exc
             self._inputs = tuple(_spec(a) for a in session.get_inputs())

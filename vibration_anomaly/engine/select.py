@@ -58,7 +58,9 @@ def select_engine(
     if backend not in BACKENDS:
         raise InputError("backend", "name", f"expected one of {', '.join(BACKENDS)}, got {backend!r}")
     idle_bound = (
-        DEFAULT_MAX_IDLE_AWAKE_S if max_idle_awake_s is None else check_max_idle_awake_s(max_idle_awake_s, "select_engine")
+        DEFAULT_MAX_IDLE_AWAKE_S
+        if max_idle_awake_s is None
+        else check_max_idle_awake_s(max_idle_awake_s, "select_engine")
     )
     onnx_engine = OnnxRuntimeEngine(intra_op_threads=intra_op_threads)
     if model_bytes is not None:
@@ -70,7 +72,9 @@ def select_engine(
 
     def use_trt() -> tuple[Engine, str]:
         if engine_path is None:
-            raise InputError("backend tensorrt", "engine_path", "no engine file given (build one with `engine build`)")
+            raise InputError(
+                "backend tensorrt", "engine_path", "no engine file given (build one with `engine build`)"
+            )
         trt_engine = TensorRTEngine(
             onnx_engine.inputs, onnx_engine.outputs, runtime=trt_runtime, max_idle_awake_s=idle_bound
         )

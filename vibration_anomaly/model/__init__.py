@@ -75,8 +75,16 @@ class ModelFiles:
         from vibration_anomaly.core.calibration import calibrate
 
         kwargs.setdefault("model_id", self.model_id)
-        cal = calibrate(engine, self.frontend(), windows, fs_hz, prior_std=self.prior_std,
-                        prior_weight=self.prior_weight, drift_std=self.drift_std, **kwargs)
+        cal = calibrate(
+            engine,
+            self.frontend(),
+            windows,
+            fs_hz,
+            prior_std=self.prior_std,
+            prior_weight=self.prior_weight,
+            drift_std=self.drift_std,
+            **kwargs,
+        )
         # The sensor's healthy level on this machine (median over the windows, so one busy window does
         # not inflate it): the robot's loose-mount check compares with it.
         per_window = [sensor_health.baseline(np.asarray(w))["rms"] for w in windows]

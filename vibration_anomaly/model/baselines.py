@@ -134,7 +134,9 @@ class IsoForestBaseline:
         x = np.stack([_band_energies(w, fs) for w in windows])
         b.mu = x.mean(axis=0)
         b.sd = x.std(axis=0) + 0.05  # floor: a few dozen windows under-estimate some bands' spread
-        b.model = IsolationForest(n_estimators=200, contamination="auto", random_state=self.seed).fit((x - b.mu) / b.sd)
+        b.model = IsolationForest(n_estimators=200, contamination="auto", random_state=self.seed).fit(
+            (x - b.mu) / b.sd
+        )
         return b
 
     def score(self, windows: np.ndarray, fs: float) -> np.ndarray:

@@ -37,7 +37,9 @@ def _bearing(text: str | None) -> dict[str, float] | None:
     for part in text.split(","):
         k, _, v = part.partition("=")
         if k.strip() not in ("bpfo", "bpfi", "bsf", "ftf", "rpm"):
-            raise InputError("--bearing", k.strip() or part, "expected a preset or bpfo=/bpfi=/bsf=/ftf=/rpm= orders")
+            raise InputError(
+                "--bearing", k.strip() or part, "expected a preset or bpfo=/bpfi=/bsf=/ftf=/rpm= orders"
+            )
         try:
             val = float(v)
         except ValueError:
@@ -54,7 +56,9 @@ def _model_files(path: str | None) -> Any:
     if path is None:
         return load_default_model()
     if not Path(path).is_dir():
-        raise InputError("--model", path, "is not a directory; expected a model directory (model.json, model.onnx)")
+        raise InputError(
+            "--model", path, "is not a directory; expected a model directory (model.json, model.onnx)"
+        )
     return load_model_dir(path)
 
 
@@ -90,11 +94,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     for d in args.data or []:
         if not Path(d).is_dir():
-            raise InputError("--data", d, "is not a directory; expected a dataset directory with manifest.csv")
+            raise InputError(
+                "--data", d, "is not a directory; expected a dataset directory with manifest.csv"
+            )
     check_output_dir(args.out, "--out")
     machines = None
     if args.machines:
-        machines = list(DEFAULT_TRAIN_BEARINGS) if args.machines == "femto-default" else args.machines.split(",")
+        machines = (
+            list(DEFAULT_TRAIN_BEARINGS) if args.machines == "femto-default" else args.machines.split(",")
+        )
     cfg = TrainConfig(
         data_dirs=list(args.data or []),
         machines=machines,
@@ -104,8 +112,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         threads=args.threads,
     )
     meta = train(cfg, args.out, progress=not args.quiet)
-    print(json.dumps({"out": str(args.out), "params": meta["params"], "final_loss": meta["training"]["final_loss"],
-                      "seconds": meta["training"]["seconds"], "files": meta["files"]}, indent=1))
+    print(
+        json.dumps(
+            {
+                "out": str(args.out),
+                "params": meta["params"],
+                "final_loss": meta["training"]["final_loss"],
+                "seconds": meta["training"]["seconds"],
+                "files": meta["files"],
+            },
+            indent=1,
+        )
+    )
     return 0
 
 
@@ -118,17 +136,36 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     eng8 = _engine(files.onnx_int8)
     eng32 = _engine(files.onnx_fp32) if files.onnx_fp32 is not None else None
     bearing = _bearing(args.bearing)
-    res, raw = evaluate(args.data, files, eng8.infer, eng32.infer if eng32 else None, window_s=args.window_s,
-                        cal_frac=args.cal_frac, target_far=args.target_far, bearing=bearing,
-                        include_trained=args.include_trained, seed=args.seed)
+    res, raw = evaluate(
+        args.data,
+        files,
+        eng8.infer,
+        eng32.infer if eng32 else None,
+        window_s=args.window_s,
+        cal_frac=args.cal_frac,
+        target_far=args.target_far,
+        bearing=bearing,
+        include_trained=args.include_trained,
+        seed=args.seed,
+    )
     sens = None
     if args.sensitivity:
         from vibration_anomaly.model.sensitivity import sensitivity
 
         amps = args.amplitudes
-        sens = sensitivity(args.data, files, eng8.infer, window_s=args.window_s, cal_frac=args.cal_frac,
-                           target_far=args.target_far, amplitudes=amps, knock_peak=args.knock_peak,
-                           bearing=bearing, include_trained=args.include_trained, seed=args.seed)
+        sens = sensitivity(
+            args.data,
+            files,
+            eng8.infer,
+            window_s=args.window_s,
+            cal_frac=args.cal_frac,
+            target_far=args.target_far,
+            amplitudes=amps,
+            knock_peak=args.knock_peak,
+            bearing=bearing,
+            include_trained=args.include_trained,
+            seed=args.seed,
+        )
         res["sensitivity"] = sens
     if args.report:
         from vibration_anomaly.model.report import draw_report
@@ -155,16 +192,22 @@ def _print_table(res: dict[str, Any]) -> None:
     print(f"{'method':16s} {'AUROC':>7s} {'prec':>6s} {'recall':>6s} {'FAR':>6s}  per condition AUROC")
     for name, b in rows:
         pc = " ".join(f"{c}={_f(v['auroc'], '.3f')}" for c, v in b.get("per_condition", {}).items())
-        print(f"{name:16s} {_f(b['auroc'], '7.4f')} {_f(b['precision'], '6.3f')} {_f(b['recall'], '6.3f')} "
-              f"{_f(b['false_alarm_rate'], '6.3f')}  {pc}")
+        print(
+            f"{name:16s} {_f(b['auroc'], '7.4f')} {_f(b['precision'], '6.3f')} {_f(b['recall'], '6.3f')} "
+            f"{_f(b['false_alarm_rate'], '6.3f')}  {pc}"
+        )
     s = res.get("sensitivity")
     if s:
         print("\nsensitivity: AUROC / recall per amplitude (impact peak / healthy RMS)")
         for name, m in s["methods"].items():
-            lad = " ".join(f"{a}x:{_f(d['auroc'], '.3f')}/{_f(d['recall'], '.2f')}" for a, d in m["ladder"].items())
-            print(f"{name:14s} {lad}  smallest={m['smallest_detected_amplitude']} "
-                  f"knock-exceed={_f(m['knock_window_exceedance_rate'], '.3f')} "
-                  f"FA/month={_f(m['false_alarms_per_month_clean'], '.3g')}")
+            lad = " ".join(
+                f"{a}x:{_f(d['auroc'], '.3f')}/{_f(d['recall'], '.2f')}" for a, d in m["ladder"].items()
+            )
+            print(
+                f"{name:14s} {lad}  smallest={m['smallest_detected_amplitude']} "
+                f"knock-exceed={_f(m['knock_window_exceedance_rate'], '.3f')} "
+                f"FA/month={_f(m['false_alarms_per_month_clean'], '.3g')}"
+            )
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -179,8 +222,12 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     rec = load_record(Path(args.input))
     sig, fs_file = rec.signal, rec.fs_hz
     if args.fs_hz is not None and fs_file is not None and not rates_agree(args.fs_hz, fs_file):
-        raise InputError("--fs-hz", f"{args.fs_hz:g}", f"disagrees with the {fs_file:g} Hz that {args.input} states; "
-                         "leave --fs-hz out (or fix the file)")
+        raise InputError(
+            "--fs-hz",
+            f"{args.fs_hz:g}",
+            f"disagrees with the {fs_file:g} Hz that {args.input} states; "
+            "leave --fs-hz out (or fix the file)",
+        )
     fs = args.fs_hz or fs_file
     if not fs:
         raise InputError(args.input, "fs_hz", "rate not in the file; give --fs-hz")
@@ -189,8 +236,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     errors = [f for f in findings if f.level >= sensor_health.ERROR]
     if errors:
         more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise InputError(args.input, f"sensor {errors[0].kind}", f"{errors[0].message}{more}; a calibration needs a "
-                         "recording of a working, unclipped sensor")
+        raise InputError(
+            args.input,
+            f"sensor {errors[0].kind}",
+            f"{errors[0].message}{more}; a calibration needs a recording of a working, unclipped sensor",
+        )
     for f in findings:
         print(f"warning: {args.input}: sensor {f.kind}: {f.message}", file=sys.stderr)
     # The detector scores batches of batch_samples(fs, sample_s) (98 % of the window, see core.window);
@@ -199,19 +249,35 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     files = _model_files(args.model)
     min_samples = int(files.meta.get("frontend", {}).get("min_samples", 256))
     if n < min_samples:
-        raise InputError("--window-s", f"{args.window_s:g}", f"gives batches of {n} samples at {fs:g} Hz; the model "
-                         f"needs at least {min_samples}")
+        raise InputError(
+            "--window-s",
+            f"{args.window_s:g}",
+            f"gives batches of {n} samples at {fs:g} Hz; the model needs at least {min_samples}",
+        )
     w = cut_windows(sig, n)
     if len(w) < 4:
-        raise InputError(args.input, "length", f"{len(w)} windows of {args.window_s} s; need at least 4 healthy windows")
+        raise InputError(
+            args.input, "length", f"{len(w)} windows of {args.window_s} s; need at least 4 healthy windows"
+        )
     eng = _engine(files.onnx_int8)
-    cal = files.calibrate(eng, list(np.asarray(w)), fs, target_far=args.target_far, machine=args.machine or "")
+    cal = files.calibrate(
+        eng, list(np.asarray(w)), fs, target_far=args.target_far, machine=args.machine or ""
+    )
     if not (math.isfinite(cal.threshold) and cal.threshold > 0):
         raise RuntimeError(f"calibration produced threshold {cal.threshold!r}; nothing written to {args.out}")
     cal.extra["sensor"] = sensor_health.baseline(sig)
     write_text_atomic(args.out, json.dumps(_json_safe(cal.to_dict()), indent=1, allow_nan=False))
-    print(json.dumps({"out": str(args.out), "threshold": cal.threshold, "windows": cal.n_windows,
-                      "method": cal.method}, indent=1))
+    print(
+        json.dumps(
+            {
+                "out": str(args.out),
+                "threshold": cal.threshold,
+                "windows": cal.n_windows,
+                "method": cal.method,
+            },
+            indent=1,
+        )
+    )
     return 0
 
 
@@ -224,61 +290,123 @@ SEED = number(0, 2**32 - 1, lo_open=False, integer=True)
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("train", help="train the band transformer on healthy data; export ONNX FP32 + INT8 QDQ",
-                              description="Self-supervised training on healthy windows only (plus synthetic healthy "
-                              "machines), then ONNX export (opset 17) and INT8 QDQ quantization. Deterministic for "
-                              "a seed and thread count. Progress on stderr.")
-    p.add_argument("--data", action="append", help="dataset dir with manifest.csv (repeatable); its healthy records train")
-    p.add_argument("--machines", help="comma list of machines to train on, or 'femto-default' (the shipped model's)")
-    p.add_argument("--out", required=True, help="output model directory (model.onnx, model_fp32.onnx, model.json)")
-    p.add_argument("--steps", type=number(1, 10_000_000, lo_open=False, integer=True), default=2000,
-                   help="optimizer steps (default 2000)")
-    p.add_argument("--synth-machines", type=number(0, 10_000, lo_open=False, integer=True), default=48,
-                   help="synthetic healthy machines to add (default 48)")
+    p = subparsers.add_parser(
+        "train",
+        help="train the band transformer on healthy data; export ONNX FP32 + INT8 QDQ",
+        description="Self-supervised training on healthy windows only (plus synthetic healthy "
+        "machines), then ONNX export (opset 17) and INT8 QDQ quantization. Deterministic for "
+        "a seed and thread count. Progress on stderr.",
+    )
+    p.add_argument(
+        "--data",
+        action="append",
+        help="dataset dir with manifest.csv (repeatable); its healthy records train",
+    )
+    p.add_argument(
+        "--machines", help="comma list of machines to train on, or 'femto-default' (the shipped model's)"
+    )
+    p.add_argument(
+        "--out", required=True, help="output model directory (model.onnx, model_fp32.onnx, model.json)"
+    )
+    p.add_argument(
+        "--steps",
+        type=number(1, 10_000_000, lo_open=False, integer=True),
+        default=2000,
+        help="optimizer steps (default 2000)",
+    )
+    p.add_argument(
+        "--synth-machines",
+        type=number(0, 10_000, lo_open=False, integer=True),
+        default=48,
+        help="synthetic healthy machines to add (default 48)",
+    )
     p.add_argument("--seed", type=SEED, default=0, help="random seed")
-    p.add_argument("--threads", type=number(1, 1024, lo_open=False, integer=True), default=1, help="torch threads (results depend on it; default 1)")
+    p.add_argument(
+        "--threads",
+        type=number(1, 1024, lo_open=False, integer=True),
+        default=1,
+        help="torch threads (results depend on it; default 1)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_wrap(cmd_train))
 
-    e = subparsers.add_parser("evaluate", help="AUROC / precision / recall vs classic baselines on a dataset dir",
-                              description="Calibrate each machine on the first part of its healthy windows, score "
-                              "the rest and its faulty records, side by side with RMS, kurtosis, band kurtosis "
-                              "(kurtogram), envelope at defect frequencies and IsolationForest.")
-    e.add_argument("--data", required=True, help="dir with manifest.csv (file, condition, fs_hz[, machine, rpm, bpfo..])")
+    e = subparsers.add_parser(
+        "evaluate",
+        help="AUROC / precision / recall vs classic baselines on a dataset dir",
+        description="Calibrate each machine on the first part of its healthy windows, score "
+        "the rest and its faulty records, side by side with RMS, kurtosis, band kurtosis "
+        "(kurtogram), envelope at defect frequencies and IsolationForest.",
+    )
+    e.add_argument(
+        "--data", required=True, help="dir with manifest.csv (file, condition, fs_hz[, machine, rpm, bpfo..])"
+    )
     e.add_argument("--model", help="model directory (default: the shipped model)")
-    e.add_argument("--window-s", type=number(0, 600, unit="s"), default=None,
-                   help="window length in seconds (default: 0.2 s or the model's minimum of 256 samples, "
-                        "whichever is longer, per machine; 0.256 s at 1 kHz)")
-    e.add_argument("--cal-frac", type=number(0, 1, hi_open=True), default=0.5,
-                   help="share of each machine's healthy windows to calibrate on, the rest held out")
-    e.add_argument("--target-far", type=number(0, 0.5, hi_open=True), default=0.01,
-                   help="per-window false-alarm rate of the threshold")
+    e.add_argument(
+        "--window-s",
+        type=number(0, 600, unit="s"),
+        default=None,
+        help="window length in seconds (default: 0.2 s or the model's minimum of 256 samples, "
+        "whichever is longer, per machine; 0.256 s at 1 kHz)",
+    )
+    e.add_argument(
+        "--cal-frac",
+        type=number(0, 1, hi_open=True),
+        default=0.5,
+        help="share of each machine's healthy windows to calibrate on, the rest held out",
+    )
+    e.add_argument(
+        "--target-far",
+        type=number(0, 0.5, hi_open=True),
+        default=0.01,
+        help="per-window false-alarm rate of the threshold",
+    )
     e.add_argument("--bearing", help="defect orders: preset (cwru-6205, femto) or 'bpfo=..,bpfi=..,bsf=..'")
     e.add_argument("--include-trained", action="store_true", help="also score machines the model trained on")
-    e.add_argument("--sensitivity", action="store_true", help="inject defects / knocks into held-out healthy data")
-    e.add_argument("--amplitudes", type=number_list(0, 1000), default=(0.5, 1.0, 1.5, 2.0, 3.0, 5.0),
-                   help="impact peaks as multiples of healthy RMS (default 0.5,1,1.5,2,3,5)")
-    e.add_argument("--knock-peak", type=number(0, 1000), default=8.0,
-                   help="knock peak as a multiple of healthy RMS")
+    e.add_argument(
+        "--sensitivity", action="store_true", help="inject defects / knocks into held-out healthy data"
+    )
+    e.add_argument(
+        "--amplitudes",
+        type=number_list(0, 1000),
+        default=(0.5, 1.0, 1.5, 2.0, 3.0, 5.0),
+        help="impact peaks as multiples of healthy RMS (default 0.5,1,1.5,2,3,5)",
+    )
+    e.add_argument(
+        "--knock-peak", type=number(0, 1000), default=8.0, help="knock peak as a multiple of healthy RMS"
+    )
     e.add_argument("--json", action="store_true", help="print JSON instead of a table")
     e.add_argument("--report", help="write ROC curves and score distributions to this PNG")
     e.add_argument("--seed", type=SEED, default=0, help="random seed of the baselines and injections")
     e.set_defaults(func=_wrap(cmd_evaluate))
 
-    c = subparsers.add_parser("calibrate", help="fit a machine's calibration (normalisation + threshold) on healthy data",
-                              description="Cut a healthy recording (.npz, .csv, rosbag2) into windows and fit the "
-                              "per-machine calibration JSON that the detector loads beside the model.")
+    c = subparsers.add_parser(
+        "calibrate",
+        help="fit a machine's calibration (normalisation + threshold) on healthy data",
+        description="Cut a healthy recording (.npz, .csv, rosbag2) into windows and fit the "
+        "per-machine calibration JSON that the detector loads beside the model.",
+    )
     c.add_argument("--input", required=True, help="healthy recording of this machine (.npz, .csv, rosbag2)")
     c.add_argument("--out", required=True, help="calibration JSON to write")
     c.add_argument("--model", help="model directory (default: the shipped model)")
-    c.add_argument("--window-s", type=number(0, 600, unit="s"), default=defaults.SAMPLE_S,
-                   help="the duty cycle's sample window, sample_s of the robot's bundle (default "
-                        f"{defaults.SAMPLE_S:g} s); windows are cut to the detector's batch length "
-                        "(core.window.batch_samples: 98 %% of it)")
-    c.add_argument("--fs-hz", type=number(0, 1_000_000, unit="Hz"),
-                   help="sampling rate, only for a file that does not state it (a .npz without fs); "
-                        "refused when it disagrees with the file's own rate")
-    c.add_argument("--target-far", type=number(0, 0.5, hi_open=True), default=0.01,
-                   help="per-window false-alarm rate (default 0.01)")
+    c.add_argument(
+        "--window-s",
+        type=number(0, 600, unit="s"),
+        default=defaults.SAMPLE_S,
+        help="the duty cycle's sample window, sample_s of the robot's bundle (default "
+        f"{defaults.SAMPLE_S:g} s); windows are cut to the detector's batch length "
+        "(core.window.batch_samples: 98 %% of it)",
+    )
+    c.add_argument(
+        "--fs-hz",
+        type=number(0, 1_000_000, unit="Hz"),
+        help="sampling rate, only for a file that does not state it (a .npz without fs); "
+        "refused when it disagrees with the file's own rate",
+    )
+    c.add_argument(
+        "--target-far",
+        type=number(0, 0.5, hi_open=True),
+        default=0.01,
+        help="per-window false-alarm rate (default 0.01)",
+    )
     c.add_argument("--machine", help="machine name recorded in the calibration")
     c.set_defaults(func=_wrap(cmd_calibrate))

@@ -73,6 +73,7 @@ class Record:
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 """A manifest is a few hundred rows of text; a larger file is not one (refused before reading)."""
 
+
 def read_manifest(data_dir: Path) -> list[dict[str, str]]:
     """Rows of manifest.csv, each checked: file and condition present, labels exact, fs_hz a sane rate.
 
@@ -84,13 +85,21 @@ def read_manifest(data_dir: Path) -> list[dict[str, str]]:
     if not d.exists():
         raise InputError("--data", str(d), "not found; expected a dataset directory holding manifest.csv")
     if not d.is_dir():
-        raise InputError("--data", str(d), "is not a directory; expected a dataset directory holding manifest.csv")
+        raise InputError(
+            "--data", str(d), "is not a directory; expected a dataset directory holding manifest.csv"
+        )
     path = d / "manifest.csv"
     if not path.exists():
-        raise InputError(str(data_dir), "manifest.csv", "not found; expected a manifest with columns file, condition, fs_hz")
+        raise InputError(
+            str(data_dir),
+            "manifest.csv",
+            "not found; expected a manifest with columns file, condition, fs_hz",
+        )
     st = _check_path(path, "manifest.csv")
     if st.st_size > MAX_MANIFEST_BYTES:
-        raise InputError(str(path), "size", f"{st.st_size} bytes; a manifest is at most {MAX_MANIFEST_BYTES} bytes")
+        raise InputError(
+            str(path), "size", f"{st.st_size} bytes; a manifest is at most {MAX_MANIFEST_BYTES} bytes"
+        )
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
@@ -104,7 +113,9 @@ def read_manifest(data_dir: Path) -> list[dict[str, str]]:
         raise InputError(str(path), "rows", "manifest has no records")
     for col in ("file", "condition"):
         if col not in columns:
-            raise InputError(str(path), col, f"column missing (columns found: {', '.join(map(repr, columns))})")
+            raise InputError(
+                str(path), col, f"column missing (columns found: {', '.join(map(repr, columns))})"
+            )
     if len(set(columns)) != len(columns):
         dup = sorted({c for c in columns if columns.count(c) > 1})
         raise InputError(str(path), dup[0], "column appears twice; the second would silently win")
@@ -112,21 +123,35 @@ def read_manifest(data_dir: Path) -> list[dict[str, str]]:
     for i, r in enumerate(rows, start=2):  # line 1 is the header
         where = f"line {i}"
         if None in r:
-            raise InputError(str(path), where, f"{len(columns) + len(r[None])} values for {len(columns)} columns")
+            raise InputError(
+                str(path), where, f"{len(columns) + len(r[None])} values for {len(columns)} columns"
+            )
         file, cond = r.get("file"), r.get("condition")
         if not file or not file.strip():
-            raise InputError(str(path), f"{where}: file", "empty; expected a record path relative to the manifest")
+            raise InputError(
+                str(path), f"{where}: file", "empty; expected a record path relative to the manifest"
+            )
         if cond is None or not cond.strip():
-            raise InputError(str(path), f"{where}: condition", f"empty for {file}; expected 'normal' or a fault label")
+            raise InputError(
+                str(path), f"{where}: condition", f"empty for {file}; expected 'normal' or a fault label"
+            )
         if cond != cond.strip():
             fix = HEALTHY if cond.strip().lower() == HEALTHY else cond.strip()
-            raise InputError(str(path), f"{where}: condition", f"{cond!r} has surrounding spaces; labels are "
-                             f"matched exactly (write {fix!r})")
+            raise InputError(
+                str(path),
+                f"{where}: condition",
+                f"{cond!r} has surrounding spaces; labels are matched exactly (write {fix!r})",
+            )
         if cond != HEALTHY and cond.lower() == HEALTHY:
-            raise InputError(str(path), f"{where}: condition", f"{cond!r} is not {HEALTHY!r}; labels are matched "
-                             f"exactly and only {HEALTHY!r} means healthy")
+            raise InputError(
+                str(path),
+                f"{where}: condition",
+                f"{cond!r} is not {HEALTHY!r}; labels are matched exactly and only {HEALTHY!r} means healthy",
+            )
         if file in seen:
-            raise InputError(str(path), f"{where}: file", f"{file} is listed twice (first at line {seen[file]})")
+            raise InputError(
+                str(path), f"{where}: file", f"{file} is listed twice (first at line {seen[file]})"
+            )
         seen[file] = i
         fs_txt = (r.get("fs_hz") or "").strip()
         if fs_txt:
@@ -153,8 +178,11 @@ def load_dataset(data_dir: str | Path, bearing: dict[str, float] | None = None) 
     rows = read_manifest(d)
     mpath = str(d / "manifest.csv")
     has_machine = "machine" in rows[0] and any(r.get("machine") for r in rows)
-    healthy_names = {(r.get("machine") if has_machine else _stem(r["file"], r["condition"])) for r in rows
-                     if r["condition"] == HEALTHY}
+    healthy_names = {
+        (r.get("machine") if has_machine else _stem(r["file"], r["condition"]))
+        for r in rows
+        if r["condition"] == HEALTHY
+    }
     healthy_names.discard(None)
     healthy_names.discard("")
     if not healthy_names:
@@ -166,8 +194,11 @@ def load_dataset(data_dir: str | Path, bearing: dict[str, float] | None = None) 
         fs_txt = (r.get("fs_hz") or "").strip()
         fs_man = check_rate(fs_txt, mpath, f"{r['file']}: fs_hz") if fs_txt else None
         if fs_man is not None and fs_file is not None and not rates_agree(fs_man, fs_file):
-            raise InputError(mpath, f"{r['file']}: fs_hz", f"manifest says {fs_man:g} Hz but the file states "
-                             f"{fs_file:g} Hz; fix one of them")
+            raise InputError(
+                mpath,
+                f"{r['file']}: fs_hz",
+                f"manifest says {fs_man:g} Hz but the file states {fs_file:g} Hz; fix one of them",
+            )
         fs = fs_man if fs_man is not None else fs_file
         if fs is None:
             raise InputError(str(rec_path), "fs_hz", "sampling rate unknown: give fs_hz in the manifest")
@@ -192,12 +223,20 @@ def load_dataset(data_dir: str | Path, bearing: dict[str, float] | None = None) 
             if name not in rec.machines or rec is ref:
                 continue
             if not rates_agree(rec.fs_hz, ref.fs_hz):
-                raise InputError(mpath, f"{rec.file}: fs_hz", f"{rec.fs_hz:g} Hz, but machine {name} was recorded at "
-                                 f"{ref.fs_hz:g} Hz ({ref.file}); one machine, one rate (resample, or give it "
-                                 "its own machine name)")
+                raise InputError(
+                    mpath,
+                    f"{rec.file}: fs_hz",
+                    f"{rec.fs_hz:g} Hz, but machine {name} was recorded at "
+                    f"{ref.fs_hz:g} Hz ({ref.file}); one machine, one rate (resample, or give it "
+                    "its own machine name)",
+                )
             if rec.signal.shape[1] != ref.signal.shape[1]:
-                raise InputError(mpath, f"{rec.file}: channels", f"{rec.signal.shape[1]} channels, but machine {name} "
-                                 f"has {ref.signal.shape[1]} ({ref.file})")
+                raise InputError(
+                    mpath,
+                    f"{rec.file}: channels",
+                    f"{rec.signal.shape[1]} channels, but machine {name} "
+                    f"has {ref.signal.shape[1]} ({ref.file})",
+                )
     return out
 
 

@@ -69,9 +69,13 @@ def window_samples(window_s: float | None, fs: float, min_samples: int, source: 
         return max(int(round(DEFAULT_WINDOW_S * fs)), min_samples)
     n = int(round(window_s * fs))
     if n < min_samples:
-        raise InputError(source, f"{window_s:g}", f"is {n} samples at {fs:g} Hz; the model needs at least "
-                         f"{min_samples} (use --window-s {math.ceil(min_samples / fs * 1000) / 1000:g} or more, "
-                         "or leave it out for the automatic choice)")
+        raise InputError(
+            source,
+            f"{window_s:g}",
+            f"is {n} samples at {fs:g} Hz; the model needs at least "
+            f"{min_samples} (use --window-s {math.ceil(min_samples / fs * 1000) / 1000:g} or more, "
+            "or leave it out for the automatic choice)",
+        )
     return n
 
 
@@ -85,8 +89,13 @@ def check_protocol(window_s: float | None, cal_frac: float, target_far: float) -
         raise InputError("--target-far", repr(target_far), "expected a false-alarm rate > 0 and < 0.5")
 
 
-def split_machines(records: list[Record], window_s: float | None, cal_frac: float = 0.5,
-                   skip: set[str] | None = None, min_samples: int = 256) -> list[MachineData]:
+def split_machines(
+    records: list[Record],
+    window_s: float | None,
+    cal_frac: float = 0.5,
+    skip: set[str] | None = None,
+    min_samples: int = 256,
+) -> list[MachineData]:
     names = sorted({m for r in records if r.healthy for m in r.machines})
     out = []
     for name in names:
@@ -98,13 +107,22 @@ def split_machines(records: list[Record], window_s: float | None, cal_frac: floa
         hw = [cut_windows(r.signal, n) for r in healthy if abs(r.fs_hz - fs) < 1e-6 * fs]
         w = np.concatenate([x for x in hw if len(x)]) if any(len(x) for x in hw) else np.zeros((0, n, 1))
         if len(w) < MIN_MACHINE_WINDOWS:
-            log.warning("machine %s: only %d healthy windows of %d samples; skipped (need %d)", name, len(w), n,
-                        MIN_MACHINE_WINDOWS)
+            log.warning(
+                "machine %s: only %d healthy windows of %d samples; skipped (need %d)",
+                name,
+                len(w),
+                n,
+                MIN_MACHINE_WINDOWS,
+            )
             continue
         k = max(4, int(round(cal_frac * len(w))))
         if k >= len(w) - 1:
-            raise InputError("--cal-frac", f"{cal_frac:g}", f"leaves {len(w) - k} of machine {name}'s {len(w)} "
-                             "healthy windows held out; at least 2 are needed (lower it)")
+            raise InputError(
+                "--cal-frac",
+                f"{cal_frac:g}",
+                f"leaves {len(w) - k} of machine {name}'s {len(w)} "
+                "healthy windows held out; at least 2 are needed (lower it)",
+            )
         md = MachineData(name, fs, n, w[:k], w[k:])
         for r in records:
             if r.healthy or name not in r.machines:
@@ -114,7 +132,9 @@ def split_machines(records: list[Record], window_s: float | None, cal_frac: floa
                 continue
             fw = cut_windows(r.signal, n)
             if len(fw):
-                md.faulty[r.condition] = np.concatenate([md.faulty[r.condition], fw]) if r.condition in md.faulty else fw
+                md.faulty[r.condition] = (
+                    np.concatenate([md.faulty[r.condition], fw]) if r.condition in md.faulty else fw
+                )
         fds = defect_frequencies(healthy[0])
         md.defect_hz = fds
         sh = healthy[0].shaft_hz()
@@ -161,10 +181,17 @@ class ModelMethod:
         return np.asarray(self.infer(np.ascontiguousarray(z, dtype=np.float32)), dtype=np.float64)
 
     def calibrate(self, md: MachineData, cal_feats: np.ndarray) -> Any:
-        return calibrate_features(self._score_z, cal_feats, fs_hz=md.fs_hz, window_samples=md.window,
-                                  target_far=self.target_far, prior_std=self.files.prior_std,
-                                  prior_weight=self.files.prior_weight, machine=md.name,
-                                  drift_std=self.files.drift_std)
+        return calibrate_features(
+            self._score_z,
+            cal_feats,
+            fs_hz=md.fs_hz,
+            window_samples=md.window,
+            target_far=self.target_far,
+            prior_std=self.files.prior_std,
+            prior_weight=self.files.prior_weight,
+            machine=md.name,
+            drift_std=self.files.drift_std,
+        )
 
     def ratio(self, cal: Any, feats: np.ndarray) -> np.ndarray:
         if len(feats) == 0:
@@ -174,8 +201,9 @@ class ModelMethod:
         return self._score_z(z.reshape(n * c, *z.shape[2:])).reshape(n, c).max(axis=1) / cal.threshold
 
 
-def baseline_ratios(name: str, bl: Any, md: MachineData, sets: dict[str, np.ndarray], target_far: float,
-                    folds: int = 4) -> dict[str, np.ndarray]:
+def baseline_ratios(
+    name: str, bl: Any, md: MachineData, sets: dict[str, np.ndarray], target_far: float, folds: int = 4
+) -> dict[str, np.ndarray]:
     """Fit a baseline on the calibration windows, threshold on cross-fitted held-out calibration scores."""
     fs = md.fs_hz
     n = len(md.cal)
@@ -227,15 +255,25 @@ def evaluate(
     records = load_dataset(data_dir, bearing)
     trained = {m.split("@")[0] for m in files.meta.get("training", {}).get("real_machines", [])}
     dname = Path(data_dir).resolve().name
-    skip = {m.split("/", 1)[1] for m in trained if m.split("/", 1)[0] == dname} if not include_trained else set()
+    skip = (
+        {m.split("/", 1)[1] for m in trained if m.split("/", 1)[0] == dname} if not include_trained else set()
+    )
     min_samples = int(files.meta.get("frontend", {}).get("min_samples", 256))
     machines = split_machines(records, window_s, cal_frac, skip, min_samples)
     if not machines:
-        raise InputError(str(data_dir), "machines", f"no machine with {MIN_MACHINE_WINDOWS} healthy windows or more "
-                         f"(skipped as trained on: {sorted(skip) or 'none'}; --include-trained scores them)")
+        raise InputError(
+            str(data_dir),
+            "machines",
+            f"no machine with {MIN_MACHINE_WINDOWS} healthy windows or more "
+            f"(skipped as trained on: {sorted(skip) or 'none'}; --include-trained scores them)",
+        )
     if not any(len(v) for md in machines for v in md.faulty.values()):
-        raise InputError(str(data_dir), "condition", "no faulty windows for the evaluated machines; AUROC, "
-                         "precision and recall need healthy and faulty records (a condition other than 'normal')")
+        raise InputError(
+            str(data_dir),
+            "condition",
+            "no faulty windows for the evaluated machines; AUROC, "
+            "precision and recall need healthy and faulty records (a condition other than 'normal')",
+        )
     methods: dict[str, ModelMethod] = {"model": ModelMethod(files, infer_int8, target_far)}
     if infer_fp32 is not None:
         methods["model_fp32"] = ModelMethod(files, infer_fp32, target_far)
@@ -272,11 +310,14 @@ def evaluate(
     res["baselines"] = {m: block(m) for m in cat if not m.startswith("model")}
     res["setup"] = {
         "window_s": window_s if window_s is not None else {md.name: md.window / md.fs_hz for md in machines},
-        "cal_frac": cal_frac, "target_far": target_far,
-        "machines": [md.name for md in machines], "skipped_trained_machines": sorted(skip),
+        "cal_frac": cal_frac,
+        "target_far": target_far,
+        "machines": [md.name for md in machines],
+        "skipped_trained_machines": sorted(skip),
         "calibration_windows": int(sum(len(md.cal) for md in machines)),
         "heldout_healthy_windows": int(sum(len(md.held) for md in machines)),
         "faulty_windows": {c: int(sum(len(md.faulty.get(c, [])) for md in machines)) for c in conds},
-        "model": files.meta.get("name"), "model_files": files.meta.get("files"),
+        "model": files.meta.get("name"),
+        "model_files": files.meta.get("files"),
     }
     return res, {"scores": cat, "machines": machines}

@@ -56,7 +56,12 @@ import numpy as np
 
 from vibration_anomaly.errors import InputError
 
-FEATURE_NAMES: tuple[str, ...] = ("log_energy", "log_env_kurtosis_median", "log_env_kurtosis_q25", "log_env_harmonic_peak")
+FEATURE_NAMES: tuple[str, ...] = (
+    "log_energy",
+    "log_env_kurtosis_median",
+    "log_env_kurtosis_q25",
+    "log_env_harmonic_peak",
+)
 
 
 @dataclass(frozen=True)
@@ -121,7 +126,9 @@ def validate_window(window: Any, fs_hz: Any, cfg: FrontendConfig, source: str = 
     if window.ndim == 1:
         window = window[:, None]
     if window.ndim != 2:
-        raise InputError(source, "window.shape", f"expected (n_samples, n_channels), got shape {window.shape}")
+        raise InputError(
+            source, "window.shape", f"expected (n_samples, n_channels), got shape {window.shape}"
+        )
     n, c = window.shape
     if c < 1 or c > 16:
         raise InputError(source, "window.shape[1]", f"expected 1 to 16 channels, got {c}")
@@ -221,6 +228,8 @@ class Frontend:
             arr = arr[:, :, None]
         if arr.ndim != 3:
             raise InputError(source, "windows.shape", f"expected (N, n_samples, n_channels), got {arr.shape}")
-        return np.stack([self(w, fs_hz, source) for w in arr]) if len(arr) else np.zeros(
-            (0, arr.shape[2], self.n_tokens, self.n_features), dtype=np.float32
+        return (
+            np.stack([self(w, fs_hz, source) for w in arr])
+            if len(arr)
+            else np.zeros((0, arr.shape[2], self.n_tokens, self.n_features), dtype=np.float32)
         )

@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 
 
-def quantize_qdq(fp32_path: str | Path, int8_path: str | Path, calib_features: np.ndarray, batch: int = 64) -> Path:
+def quantize_qdq(
+    fp32_path: str | Path, int8_path: str | Path, calib_features: np.ndarray, batch: int = 64
+) -> Path:
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,

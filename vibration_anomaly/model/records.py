@@ -91,8 +91,13 @@ def _check_path(path: Path, field: str, *, allow_dir: bool = False) -> os.stat_r
             raise InputError(str(path), field, "is a directory; expected a file")
         return st
     if not stat.S_ISREG(st.st_mode):
-        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else (
-            "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a regular file")
+        kind = (
+            "a FIFO (named pipe)"
+            if stat.S_ISFIFO(st.st_mode)
+            else (
+                "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a regular file"
+            )
+        )
         raise InputError(str(path), field, f"is {kind}; expected a regular file")
     if not os.access(path, os.R_OK):
         raise InputError(str(path), field, "cannot be read: permission denied")
@@ -112,15 +117,21 @@ def load_npz(path: Path) -> tuple[np.ndarray, float | None]:
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
         raise InputError(src, "npz", f"not a readable .npz archive (corrupt or truncated?): {e}") from None
     if total > MAX_RECORD_BYTES:
-        raise InputError(src, "size", f"{total} bytes of arrays once unpacked; the limit is {MAX_RECORD_BYTES} "
-                         "(checked before unpacking); split the record")
+        raise InputError(
+            src,
+            "size",
+            f"{total} bytes of arrays once unpacked; the limit is {MAX_RECORD_BYTES} "
+            "(checked before unpacking); split the record",
+        )
     try:
         with np.load(path, allow_pickle=False) as z:
             return _npz_channels(z, src)
     except InputError:
         raise
     except Exception as e:  # zip, zlib, npy-header or pickle refusals: all mean "this file is damaged"
-        raise InputError(src, "npz", f"cannot read ({type(e).__name__}: {e}); corrupt or truncated?") from None
+        raise InputError(
+            src, "npz", f"cannot read ({type(e).__name__}: {e}); corrupt or truncated?"
+        ) from None
 
 
 def _npz_channels(z: Any, src: str) -> tuple[np.ndarray, float | None]:
@@ -136,9 +147,13 @@ def _npz_channels(z: Any, src: str) -> tuple[np.ndarray, float | None]:
             if arr.dtype.kind not in "fiu":
                 raise InputError(src, key, f"expected real numbers, got dtype {arr.dtype}")
             if not 1 <= arr.shape[1] <= MAX_RECORD_CHANNELS:
-                raise InputError(src, key, f"expected (n_samples, 1..{MAX_RECORD_CHANNELS} channels), got {arr.shape}")
+                raise InputError(
+                    src, key, f"expected (n_samples, 1..{MAX_RECORD_CHANNELS} channels), got {arr.shape}"
+                )
             return np.asarray(arr, dtype=np.float64), fs
-    chans = [k for k in z.files if k != "fs" and z[k].ndim == 1 and z[k].size > 1 and z[k].dtype.kind in "fiu"]
+    chans = [
+        k for k in z.files if k != "fs" and z[k].ndim == 1 and z[k].size > 1 and z[k].dtype.kind in "fiu"
+    ]
     if not chans:
         raise InputError(src, "arrays", "no 1-D signal arrays (e.g. de, fe, x, y, z) in npz")
     n = max(z[k].size for k in chans)
@@ -158,8 +173,12 @@ def _load_csv(path: Path) -> LoadedSignal:
     src = str(path)
     size = os.stat(path).st_size
     if size > MAX_CSV_BYTES:
-        raise InputError(src, "size", f"{size} bytes; CSV records are limited to {MAX_CSV_BYTES} bytes "
-                         "(checked before reading); use .npz for long records")
+        raise InputError(
+            src,
+            "size",
+            f"{size} bytes; CSV records are limited to {MAX_CSV_BYTES} bytes "
+            "(checked before reading); use .npz for long records",
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # numpy warns on an empty file; we refuse it below instead
@@ -167,7 +186,9 @@ def _load_csv(path: Path) -> LoadedSignal:
     except UnicodeDecodeError as e:
         raise InputError(src, "encoding", f"not UTF-8 text ({e.reason} at byte {e.start})") from None
     except ValueError as e:
-        raise InputError(src, "csv", f"expected a header row then numeric columns time,axis...: {e}") from None
+        raise InputError(
+            src, "csv", f"expected a header row then numeric columns time,axis...: {e}"
+        ) from None
     if arr.shape[0] < 2:
         raise InputError(src, "rows", f"{arr.shape[0]} data rows; expected a header then at least 2 rows")
     if arr.shape[1] not in (2, 4):
@@ -181,8 +202,12 @@ def _load_csv(path: Path) -> LoadedSignal:
     if len(bad):
         i = int(bad[0]) + 1
         how = "repeats" if dt[bad[0]] == 0 else "goes backward from"
-        raise InputError(src, f"line {i + 2}: time", f"{float(t[i]):g} {how} the previous row's {float(t[i - 1]):g}; timestamps "
-                         f"must increase ({len(bad)} such rows: shuffled, backward or duplicated rows?)")
+        raise InputError(
+            src,
+            f"line {i + 2}: time",
+            f"{float(t[i]):g} {how} the previous row's {float(t[i - 1]):g}; timestamps "
+            f"must increase ({len(bad)} such rows: shuffled, backward or duplicated rows?)",
+        )
     med = float(np.median(dt))
     return LoadedSignal(arr[:, 1:], check_rate(1.0 / med, src, "time (median step)"), t)
 
@@ -197,7 +222,9 @@ def _load_rosbag(path: Path) -> LoadedSignal:
     try:
         from rosbags.highlevel import AnyReader
     except ImportError:  # pragma: no cover - depends on the [eval] extra
-        raise InputError(str(path), "rosbag2", "reading rosbag2 needs the 'rosbags' package (pip install .[eval])") from None
+        raise InputError(
+            str(path), "rosbag2", "reading rosbag2 needs the 'rosbags' package (pip install .[eval])"
+        ) from None
     bag = path if path.is_dir() else path.parent
     src = str(path)
     try:
@@ -209,8 +236,12 @@ def _load_rosbag(path: Path) -> LoadedSignal:
             conns = [c for c in conns if c.topic == topic]
             count = int(sum(c.msgcount for c in conns))
             if count * 4 * 8 > MAX_RECORD_BYTES:
-                raise InputError(src, topic, f"{count} Imu messages; the limit is {MAX_RECORD_BYTES // 32} "
-                                 "(checked before reading); split the bag")
+                raise InputError(
+                    src,
+                    topic,
+                    f"{count} Imu messages; the limit is {MAX_RECORD_BYTES // 32} "
+                    "(checked before reading); split the bag",
+                )
             vals = np.empty((count, 5), dtype=np.float64)
             n = 0
             for conn, ts, raw in reader.messages(connections=conns):
@@ -244,13 +275,21 @@ def load_record(path: Path) -> LoadedSignal:
     suffix = path.suffix.lower()
     if stat.S_ISDIR(st.st_mode):
         if not (path / "metadata.yaml").is_file():
-            raise InputError(str(path), "file", "is a directory without metadata.yaml; expected a rosbag2 "
-                             "directory, or a .npz / .csv / .db3 / .mcap file")
+            raise InputError(
+                str(path),
+                "file",
+                "is a directory without metadata.yaml; expected a rosbag2 "
+                "directory, or a .npz / .csv / .db3 / .mcap file",
+            )
         loaded = _load_rosbag(path)
     elif suffix in (".db3", ".mcap"):
         if not (path.parent / "metadata.yaml").is_file():
-            raise InputError(str(path), "file", f"a {suffix} file is read through its bag folder, and "
-                             f"{path.parent} has no metadata.yaml; give the bag folder as recorded by ros2 bag")
+            raise InputError(
+                str(path),
+                "file",
+                f"a {suffix} file is read through its bag folder, and "
+                f"{path.parent} has no metadata.yaml; give the bag folder as recorded by ros2 bag",
+            )
         loaded = _load_rosbag(path)
     elif suffix == ".npz":
         sig, fs = load_npz(path)
@@ -258,15 +297,23 @@ def load_record(path: Path) -> LoadedSignal:
     elif suffix == ".csv":
         loaded = _load_csv(path)
     else:
-        raise InputError(str(path), "file", "unknown format; expected .npz, .csv, or a rosbag2 (.db3/.mcap/dir)")
+        raise InputError(
+            str(path), "file", "unknown format; expected .npz, .csv, or a rosbag2 (.db3/.mcap/dir)"
+        )
     sig = loaded.signal
     if sig.ndim != 2 or sig.shape[0] < 2 or sig.shape[1] < 1:
-        raise InputError(str(path), "samples", f"expected (n_samples >= 2, n_channels >= 1), got shape {sig.shape}")
+        raise InputError(
+            str(path), "samples", f"expected (n_samples >= 2, n_channels >= 1), got shape {sig.shape}"
+        )
     finite = np.isfinite(sig)
     if not finite.all():
         bad = np.flatnonzero(~finite.all(axis=1))
-        raise InputError(str(path), "samples", f"{len(bad)} samples hold NaN or inf (first at sample {int(bad[0])}); "
-                         "a dropout or a NaN burst: cut or repair the record")
+        raise InputError(
+            str(path),
+            "samples",
+            f"{len(bad)} samples hold NaN or inf (first at sample {int(bad[0])}); "
+            "a dropout or a NaN burst: cut or repair the record",
+        )
     return loaded
 
 
@@ -274,4 +321,3 @@ def load_signal(path: Path) -> tuple[np.ndarray, float | None]:
     """(n_samples, n_channels) float64 and the rate the file itself states (or None)."""
     loaded = load_record(path)
     return loaded.signal, loaded.fs_hz
-

@@ -32,11 +32,23 @@ def draw_report(res: dict[str, Any], raw: dict[str, Any], path: Path) -> Path:
         if len(f) == 0:
             continue
         fpr, tpr = _roc(h, f)
-        auc = (res["auroc"] if name == "model" else res["fp32"]["auroc"] if name == "model_fp32" and "fp32" in res
-               else res.get("baselines", {}).get(name, {}).get("auroc", float("nan")))
-        ax[0].plot(fpr, tpr, lw=2.5 if name == "model" else 1.2, label=f"{name} ({'n/a' if auc is None else f'{auc:.3f}'})")
+        auc = (
+            res["auroc"]
+            if name == "model"
+            else res["fp32"]["auroc"]
+            if name == "model_fp32" and "fp32" in res
+            else res.get("baselines", {}).get(name, {}).get("auroc", float("nan"))
+        )
+        ax[0].plot(
+            fpr,
+            tpr,
+            lw=2.5 if name == "model" else 1.2,
+            label=f"{name} ({'n/a' if auc is None else f'{auc:.3f}'})",
+        )
     ax[0].plot([0, 1], [0, 1], "k:", lw=0.8)
-    ax[0].set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (held-out healthy vs faulty)")
+    ax[0].set(
+        xlabel="false positive rate", ylabel="true positive rate", title="ROC (held-out healthy vs faulty)"
+    )
     ax[0].legend(fontsize=8)
     d = scores["model"]
     bins = np.linspace(-3, 6, 60)
@@ -48,11 +60,20 @@ def draw_report(res: dict[str, Any], raw: dict[str, Any], path: Path) -> Path:
     if sens:
         for name, m in sens["methods"].items():
             amps = [float(a) for a in m["ladder"]]
-            ax[2].plot(amps, [m["ladder"][a]["auroc"] for a in m["ladder"]], "o-",
-                       lw=2.5 if name == "model" else 1.2, label=name)
+            ax[2].plot(
+                amps,
+                [m["ladder"][a]["auroc"] for a in m["ladder"]],
+                "o-",
+                lw=2.5 if name == "model" else 1.2,
+                label=name,
+            )
         ax[2].axhline(0.95, color="k", ls=":", lw=1)
-        ax[2].set(xlabel="impact peak / healthy RMS", ylabel="AUROC", title="sensitivity to injected defects",
-                  ylim=(0.4, 1.01))
+        ax[2].set(
+            xlabel="impact peak / healthy RMS",
+            ylabel="AUROC",
+            title="sensitivity to injected defects",
+            ylim=(0.4, 1.01),
+        )
         ax[2].legend(fontsize=8)
     fig.suptitle(f"vibration_anomaly evaluate: {res.get('data', '')}")
     fig.tight_layout()

@@ -46,7 +46,9 @@ def default_defect_hz(md: MachineData) -> float:
     return md.bpfo_hz if md.bpfo_hz else float(np.clip(md.fs_hz / 100, 5, 200))
 
 
-def inject(md: MachineData, windows: np.ndarray, amp: float, rms: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def inject(
+    md: MachineData, windows: np.ndarray, amp: float, rms: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     out = windows.copy()
     top = min(md.fs_hz / 2, FrontendConfig().max_analysis_hz)
     fd = default_defect_hz(md)
@@ -56,7 +58,9 @@ def inject(md: MachineData, windows: np.ndarray, amp: float, rms: np.ndarray, rn
     return out
 
 
-def add_knocks(md: MachineData, windows: np.ndarray, peak: float, rms: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def add_knocks(
+    md: MachineData, windows: np.ndarray, peak: float, rms: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     out = windows.copy()
     for i in range(len(out)):
         for c in range(out.shape[2]):
@@ -87,7 +91,9 @@ def sensitivity(
     records = load_dataset(data_dir, bearing)
     trained = {m.split("@")[0] for m in files.meta.get("training", {}).get("real_machines", [])}
     dname = Path(data_dir).resolve().name
-    skip = {m.split("/", 1)[1] for m in trained if m.split("/", 1)[0] == dname} if not include_trained else set()
+    skip = (
+        {m.split("/", 1)[1] for m in trained if m.split("/", 1)[0] == dname} if not include_trained else set()
+    )
     machines = [md for md in split_machines(records, window_s, cal_frac, skip) if len(md.held) >= 4]
     if not machines:
         raise ValueError(f"{data_dir}: no machine with held-out healthy windows")
@@ -106,7 +112,9 @@ def sensitivity(
         sets["knock"] = add_knocks(md, md.held, knock_peak, rms, rng)
         cal = method.calibrate(md, method.feats(md.cal, md.fs_hz))
         for key, w in sets.items():
-            raw.setdefault("model", {}).setdefault(key, []).append(method.ratio(cal, method.feats(w, md.fs_hz)))
+            raw.setdefault("model", {}).setdefault(key, []).append(
+                method.ratio(cal, method.feats(w, md.fs_hz))
+            )
         defect = [default_defect_hz(md)]
         for bname, bl in make_baselines(defect, seed).items():
             for key, v in baseline_ratios(bname, bl, md, sets, target_far).items():
@@ -139,16 +147,25 @@ def sensitivity(
             "heldout_false_alarm_rate": round(p_clean, 4),
             "knock_window_exceedance_rate": round(p_knock, 4),
             "knock_alarms_after_voting": alarms.get(mname, 0),
-            "false_alarms_per_month_clean": round(false_alarms_per_month(p_clean, k, n, inferences_per_hour), 4),
+            "false_alarms_per_month_clean": round(
+                false_alarms_per_month(p_clean, k, n, inferences_per_hour), 4
+            ),
             "false_alarms_per_month_every_window_knocked": round(
-                false_alarms_per_month(p_knock, k, n, inferences_per_hour), 4),
+                false_alarms_per_month(p_knock, k, n, inferences_per_hour), 4
+            ),
         }
     out["setup"] = {
-        "window_s": window_s, "target_far": target_far, "amplitudes": list(amplitudes),
+        "window_s": window_s,
+        "target_far": target_far,
+        "amplitudes": list(amplitudes),
         "amplitude_definition": "impact peak / healthy broadband RMS of the channel (channel 0 injected)",
-        "knock_peak": knock_peak, "voting": {"k": k, "n": n}, "inferences_per_hour": inferences_per_hour,
-        "machines": [md.name for md in machines], "skipped_trained_machines": sorted(skip),
-        "heldout_windows": int(sum(len(md.held) for md in machines)), "detect_auroc": DETECT_AUROC,
+        "knock_peak": knock_peak,
+        "voting": {"k": k, "n": n},
+        "inferences_per_hour": inferences_per_hour,
+        "machines": [md.name for md in machines],
+        "skipped_trained_machines": sorted(skip),
+        "heldout_windows": int(sum(len(md.held) for md in machines)),
+        "detect_auroc": DETECT_AUROC,
         "defect_hz": {md.name: round(default_defect_hz(md), 2) for md in machines},
     }
     return out

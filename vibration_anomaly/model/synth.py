@@ -48,7 +48,9 @@ def random_machine(rng: np.random.Generator, fs_hz: float, channels: int = 1) ->
         for _ in range(nres)
     )
     shaft = float(rng.uniform(5, 60))
-    tones = tuple((shaft * h, float(10 ** rng.uniform(-1.5, -0.3))) for h in range(1, int(rng.integers(1, 5)) + 1))
+    tones = tuple(
+        (shaft * h, float(10 ** rng.uniform(-1.5, -0.3))) for h in range(1, int(rng.integers(1, 5)) + 1)
+    )
     return MachineSpec(
         fs_hz=fs_hz,
         channels=channels,
@@ -90,8 +92,14 @@ def healthy_signal(
         if spec.sporadic_rate_hz > 0:
             k = rng.poisson(spec.sporadic_rate_hz * n_samples / fs)
             for _ in range(k):
-                x += impact_train(rng, fs, n_samples, [float(rng.uniform(0, n_samples / fs))],
-                                  float(rng.uniform(0.1, 0.4) * fs), float(rng.uniform(1.5, 4.0)))
+                x += impact_train(
+                    rng,
+                    fs,
+                    n_samples,
+                    [float(rng.uniform(0, n_samples / fs))],
+                    float(rng.uniform(0.1, 0.4) * fs),
+                    float(rng.uniform(1.5, 4.0)),
+                )
         if spec.motion > 0:
             for _ in range(3):
                 fm = rng.uniform(0.2, min(15.0, fs / 20))
@@ -154,5 +162,7 @@ def knock(rng: np.random.Generator, fs_hz: float, n_samples: int, peak: float) -
     x = np.zeros(n_samples)
     for _ in range(3):
         fr = float(rng.uniform(0.05, 0.8) * fs_hz / 2)
-        x += impact_train(rng, fs_hz, n_samples, [t0], fr, 1.0, zeta=float(rng.uniform(0.05, 0.2)), amp_spread=0)
+        x += impact_train(
+            rng, fs_hz, n_samples, [t0], fr, 1.0, zeta=float(rng.uniform(0.05, 0.2)), amp_spread=0
+        )
     return x * peak / (np.abs(x).max() + 1e-12)

@@ -44,8 +44,15 @@ from vibration_anomaly.model.synth import healthy_signal, random_machine
 log = logging.getLogger(__name__)
 
 DEFAULT_TRAIN_BEARINGS: tuple[str, ...] = (
-    "Bearing1_1", "Bearing1_3", "Bearing1_5", "Bearing1_7",
-    "Bearing2_1", "Bearing2_3", "Bearing2_5", "Bearing2_7", "Bearing3_1",
+    "Bearing1_1",
+    "Bearing1_3",
+    "Bearing1_5",
+    "Bearing1_7",
+    "Bearing2_1",
+    "Bearing2_3",
+    "Bearing2_5",
+    "Bearing2_7",
+    "Bearing3_1",
 )
 """FEMTO bearings the shipped model trains on; the other 8 are its held-out test bearings."""
 
@@ -177,17 +184,32 @@ def train(cfg: TrainConfig, out_dir: str | Path, progress: bool = True) -> dict[
     real_names = set(feats)
     feats.update(synth_machines(cfg, frontend, rng))
     if not feats:
-        raise InputError("--data/--synth-machines", "training data",
-                         "no healthy records found and no synthetic machines; give --data with healthy records "
-                         "or --synth-machines > 0")
+        raise InputError(
+            "--data/--synth-machines",
+            "training data",
+            "no healthy records found and no synthetic machines; give --data with healthy records "
+            "or --synth-machines > 0",
+        )
     prior, x_all = normalise_machines(feats, cfg.prior_weight)
-    sys.stderr.write(f"training windows: {len(x_all)} from {n_real} real and {len(feats) - n_real} synthetic machines\n")
+    sys.stderr.write(
+        f"training windows: {len(x_all)} from {n_real} real and {len(feats) - n_real} synthetic machines\n"
+    )
 
-    model = BandTransformer(fcfg.n_tokens, fcfg.n_features, cfg.d_model, cfg.n_heads, cfg.n_layers, cfg.d_ff,
-                            feature_weights=cfg.feature_weights, residual=cfg.residual)
+    model = BandTransformer(
+        fcfg.n_tokens,
+        fcfg.n_features,
+        cfg.d_model,
+        cfg.n_heads,
+        cfg.n_layers,
+        cfg.d_ff,
+        feature_weights=cfg.feature_weights,
+        residual=cfg.residual,
+    )
     x_t = torch.from_numpy(x_all)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(cfg.steps, 1), pct_start=0.1)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=cfg.lr, total_steps=max(cfg.steps, 1), pct_start=0.1
+    )
     gen = torch.Generator().manual_seed(cfg.seed)
     prog = _Progress(cfg.steps, "training", progress)
     ema = None
@@ -222,13 +244,23 @@ def train(cfg: TrainConfig, out_dir: str | Path, progress: bool = True) -> dict[
         np.savez(out / "weights.npz", **{k: v.detach().numpy() for k, v in model.state_dict().items()})
         meta = {
             "name": "band-transformer",
-            "format": {"input": "features", "input_shape": ["B", fcfg.n_tokens, fcfg.n_features],
-                       "output": "score", "output_shape": ["B"], "opset": 17, "int8": "QDQ (onnxruntime quantize_static)"},
+            "format": {
+                "input": "features",
+                "input_shape": ["B", fcfg.n_tokens, fcfg.n_features],
+                "output": "score",
+                "output_shape": ["B"],
+                "opset": 17,
+                "int8": "QDQ (onnxruntime quantize_static)",
+            },
             "frontend": fcfg.to_dict(),
             "feature_names": list(FEATURE_NAMES),
             "feature_prior_std": np.round(prior, 6).tolist(),
-            "feature_drift_std": np.round(drift_prior({k: v for k, v in feats.items() if k in real_names},
-                                                                  (fcfg.n_tokens, fcfg.n_features)), 6).tolist(),
+            "feature_drift_std": np.round(
+                drift_prior(
+                    {k: v for k, v in feats.items() if k in real_names}, (fcfg.n_tokens, fcfg.n_features)
+                ),
+                6,
+            ).tolist(),
             "prior_weight": cfg.prior_weight,
             "model": model.hparams(),
             "params": int(sum(p.numel() for p in model.parameters())),

@@ -149,9 +149,15 @@ class BandTransformer(nn.Module):
         self.register_buffer("masks", group_masks(n_tokens, n_masks))
         self.register_buffer("attn_mask", block_mask(n_tokens, n_masks))
         self.register_buffer("res_std", torch.ones(n_tokens, n_features))
-        w = torch.ones(n_features) if feature_weights is None else torch.tensor(list(feature_weights), dtype=torch.float32)
+        w = (
+            torch.ones(n_features)
+            if feature_weights is None
+            else torch.tensor(list(feature_weights), dtype=torch.float32)
+        )
         if w.shape != (n_features,) or bool((w < 0).any()):
-            raise ValueError(f"feature_weights: expected {n_features} non-negative numbers, got {feature_weights!r}")
+            raise ValueError(
+                f"feature_weights: expected {n_features} non-negative numbers, got {feature_weights!r}"
+            )
         self.register_buffer("feature_w", w * (n_features / float(w.sum())))
 
     def hparams(self) -> dict[str, object]:

@@ -41,28 +41,45 @@ from vibration_anomaly.runtime import (
 )
 from vibration_anomaly.runtime.pipeline import build_pipeline
 
-SUCCESS, FAILURE, ERROR = (TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE,
-                           TransitionCallbackReturn.ERROR)
+SUCCESS, FAILURE, ERROR = (
+    TransitionCallbackReturn.SUCCESS,
+    TransitionCallbackReturn.FAILURE,
+    TransitionCallbackReturn.ERROR,
+)
 
 
 class DetectorNode(LifecycleNode):
-    def __init__(self, imu: ImuSubscriberNode | None = None, *, pipeline_factory: PipelineFactory = build_pipeline,
-                 node_name: str = "detector", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        imu: ImuSubscriberNode | None = None,
+        *,
+        pipeline_factory: PipelineFactory = build_pipeline,
+        node_name: str = "detector",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(node_name, **kwargs)
         for name, default in DEFAULTS.items():
             self.declare_parameter(name, default)
         self.imu = imu
         lg = self.get_logger()
-        self.runtime = DetectorRuntime(self.now_s, pipeline_factory=pipeline_factory, name=self.get_name(),
-                                       logger=SimpleNamespace(info=lg.info, warning=lg.warn, error=lg.error),
-                                       lifecycle_label=self.lifecycle_label)
+        self.runtime = DetectorRuntime(
+            self.now_s,
+            pipeline_factory=pipeline_factory,
+            name=self.get_name(),
+            logger=SimpleNamespace(info=lg.info, warning=lg.warn, error=lg.error),
+            lifecycle_label=self.lifecycle_label,
+        )
         self.runtime.sinks.append(self._publish_verdict)
         self._driver_transition = False
         self.timer = DriverTimer(self, lambda: self.runtime.driver, self.now_s)
         self._reset_srv = self.create_service(Trigger, "~/reset_alarm", self._reset_alarm)
         self.score_pub = self.create_lifecycle_publisher(Float32, "score", 10)
-        latched = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        latched = QoSProfile(
+            depth=1,
+            history=HistoryPolicy.KEEP_LAST,
+            reliability=ReliabilityPolicy.RELIABLE,
+            durability=DurabilityPolicy.TRANSIENT_LOCAL,
+        )
         self.alarm_pub = self.create_lifecycle_publisher(Bool, "alarm", latched)
 
     def now_s(self) -> float:
@@ -93,7 +110,9 @@ class DetectorNode(LifecycleNode):
 
     def _fail(self, what: str, exc: BaseException, ret: TransitionCallbackReturn) -> TransitionCallbackReturn:
         self.runtime.last_error = f"{what}: {type(exc).__name__}: {exc}"
-        self.get_logger().error(f"{what} failed -> {ret.to_label()}:\n{''.join(traceback.format_exception(exc))}")
+        self.get_logger().error(
+            f"{what} failed -> {ret.to_label()}:\n{''.join(traceback.format_exception(exc))}"
+        )
         return ret
 
     # -- lifecycle -----------------------------------------------------------------------------

@@ -26,7 +26,10 @@ from rclpy.node import Node
 from vibration_anomaly.core.health import ERROR, OK, STALE, WARN, HealthTask, StatusRecord
 
 MSG_LEVELS: dict[int, bytes] = {
-    OK: DiagnosticStatus.OK, WARN: DiagnosticStatus.WARN, ERROR: DiagnosticStatus.ERROR, STALE: DiagnosticStatus.STALE,
+    OK: DiagnosticStatus.OK,
+    WARN: DiagnosticStatus.WARN,
+    ERROR: DiagnosticStatus.ERROR,
+    STALE: DiagnosticStatus.STALE,
 }
 
 
@@ -78,8 +81,14 @@ def wrap_task(du: Any, task: HealthTask) -> Any:
 
 
 class DiagnosticsNode(Node):
-    def __init__(self, tasks: Sequence[HealthTask], *, node_name: str = "diagnostics",
-                 use_updater: bool | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        tasks: Sequence[HealthTask],
+        *,
+        node_name: str = "diagnostics",
+        use_updater: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(node_name, **kwargs)
         self.hardware_id = str(self.declare_parameter("robot_id", "robot").value)
         self.period_s = float(self.declare_parameter("diagnostic_period", 1.0).value)
@@ -99,7 +108,9 @@ class DiagnosticsNode(Node):
 
     def statuses(self) -> list[DiagnosticStatus]:
         return [
-            CoreTaskAdapter(t).run(DiagnosticStatus(name=f"{self.get_name()}: {t.name}", hardware_id=self.hardware_id))
+            CoreTaskAdapter(t).run(
+                DiagnosticStatus(name=f"{self.get_name()}: {t.name}", hardware_id=self.hardware_id)
+            )
             for t in self.tasks
         ]
 
@@ -111,4 +122,3 @@ class DiagnosticsNode(Node):
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.status = self.statuses()
         self._pub.publish(msg)
-

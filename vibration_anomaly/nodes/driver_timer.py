@@ -23,7 +23,9 @@ from vibration_anomaly.core.driver import JUMP_TOLERANCE_S, DutyCycleDriver
 
 
 class DriverTimer:
-    def __init__(self, node: Node, driver: Callable[[], DutyCycleDriver | None], now: Callable[[], float]) -> None:
+    def __init__(
+        self, node: Node, driver: Callable[[], DutyCycleDriver | None], now: Callable[[], float]
+    ) -> None:
         self.node, self.driver, self.now = node, driver, now
         self.started = False
         self._timer: Timer | None = None

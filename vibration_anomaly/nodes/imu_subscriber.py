@@ -71,7 +71,9 @@ class ImuSubscriberNode(Node):
         self.drain_hz = float(self.declare_parameter("drain_hz", 20.0).value)
         self.take_mode = str(self.declare_parameter("take_mode", "drain").value)
         if self.reliability not in RELIABILITY:
-            raise ValueError(f"imu_subscriber: reliability: expected best_effort or reliable, got {self.reliability!r}")
+            raise ValueError(
+                f"imu_subscriber: reliability: expected best_effort or reliable, got {self.reliability!r}"
+            )
         if self.take_mode not in ("drain", "callback"):
             raise ValueError(f"imu_subscriber: take_mode: expected drain or callback, got {self.take_mode!r}")
         if not (math.isfinite(self.rate_hz) and self.rate_hz > 0 and self.drain_hz > 0):
@@ -94,15 +96,21 @@ class ImuSubscriberNode(Node):
         length = batch_samples(self.rate_hz, sample_s)
         windower = Windower(length, channels=3, fs_hz=self.rate_hz, source=self.resolve_topic_name(TOPIC))
         self.sampler = ImuSampler(
-            windower, queue, expected_frame_id=self.frame_id, capacity=2 * self.depth + 1024,
-            fallback=decode_one, on_batch=on_batch,
+            windower,
+            queue,
+            expected_frame_id=self.frame_id,
+            capacity=2 * self.depth + 1024,
+            fallback=decode_one,
+            on_batch=on_batch,
         )
         return self.sampler
 
     def qos(self) -> QoSProfile:
         return QoSProfile(
-            history=HistoryPolicy.KEEP_LAST, depth=self.depth,
-            reliability=RELIABILITY[self.reliability], durability=DurabilityPolicy.VOLATILE,
+            history=HistoryPolicy.KEEP_LAST,
+            depth=self.depth,
+            reliability=RELIABILITY[self.reliability],
+            durability=DurabilityPolicy.VOLATILE,
         )
 
     # -- sampling -------------------------------------------------------------------------------
@@ -120,7 +128,11 @@ class ImuSubscriberNode(Node):
         self._continuous = continuous
         drained = self.take_mode == "drain"
         self._sub = self.create_subscription(
-            Imu, TOPIC, self.sampler.append, self.qos(), raw=True,
+            Imu,
+            TOPIC,
+            self.sampler.append,
+            self.qos(),
+            raw=True,
             callback_group=self._group if drained else None,
         )
         self.subscriptions_created += 1

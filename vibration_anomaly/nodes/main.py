@@ -49,8 +49,10 @@ def autostart(det: DetectorNode) -> bool:
 
     SUCCESS = TransitionCallbackReturn.SUCCESS
     if det.trigger_configure() != SUCCESS:
-        det.get_logger().error("autostart: configure failed; staying unconfigured (see the log above and the "
-                               "bundle and model diagnostics)")
+        det.get_logger().error(
+            "autostart: configure failed; staying unconfigured (see the log above and the "
+            "bundle and model diagnostics)"
+        )
         return False
     if det.get_parameter("use_duty_cycle_driver").value:
         return True

@@ -25,19 +25,35 @@ def register(subparsers: Any) -> None:
         ),
     )
     p.add_argument("--source", choices=SOURCE_KINDS, default="auto", help="power source (default: auto)")
-    p.add_argument("--interval", type=number(0.01, 3600, lo_open=False, unit="s"), default=1.0, metavar="S",
-                   help="seconds between readings (default 1)")
-    p.add_argument("--count", type=number(0, 10**9, lo_open=False, integer=True), default=0, metavar="N",
-                   help="stop after N readings (default 0: until Ctrl-C)")
+    p.add_argument(
+        "--interval",
+        type=number(0.01, 3600, lo_open=False, unit="s"),
+        default=1.0,
+        metavar="S",
+        help="seconds between readings (default 1)",
+    )
+    p.add_argument(
+        "--count",
+        type=number(0, 10**9, lo_open=False, integer=True),
+        default=0,
+        metavar="N",
+        help="stop after N readings (default 0: until Ctrl-C)",
+    )
     p.add_argument(
         "--platform",
         choices=sorted(PLATFORM_MODELS),
         default=DEFAULT_PLATFORM,
         help=f"platform for the modelled source (default {DEFAULT_PLATFORM})",
     )
-    p.add_argument("--model-watts", type=_model_watts, metavar="ASLEEP,AWAKE",
-                   help="model your own platform instead of --platform, e.g. 4,11")
-    p.add_argument("--awake", action="store_true", help="modelled source: report the awake figure, not asleep")
+    p.add_argument(
+        "--model-watts",
+        type=_model_watts,
+        metavar="ASLEEP,AWAKE",
+        help="model your own platform instead of --platform, e.g. 4,11",
+    )
+    p.add_argument(
+        "--awake", action="store_true", help="modelled source: report the awake figure, not asleep"
+    )
     p.add_argument("--json", action="store_true", help="print JSON lines instead of text")
     p.set_defaults(func=guarded(run, "power"))
 

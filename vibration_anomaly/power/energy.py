@@ -71,7 +71,9 @@ class EnergyIntegrator:
 
     def add(self, reading: PowerReading) -> None:
         if reading.watts != reading.watts or reading.watts < 0:  # NaN or negative
-            raise InputError(reading.source, "watts", f"expected a non-negative number, got {reading.watts!r}")
+            raise InputError(
+                reading.source, "watts", f"expected a non-negative number, got {reading.watts!r}"
+            )
         self._samples += 1
         self._modelled = self._modelled or reading.modelled
         last, self._last = self._last, reading

@@ -61,7 +61,9 @@ def custom_model(spec: str) -> PlatformPowerModel:
         if not (math.isfinite(v) and 0 <= v <= MAX_MODEL_WATTS):
             raise InputError("--model-watts", name, f"expected {expected}, got {spec!r}")
     if not asleep <= awake:
-        raise InputError("--model-watts", "value", f"expected 0 <= asleep <= awake, got {asleep:g}, {awake:g}")
+        raise InputError(
+            "--model-watts", "value", f"expected 0 <= asleep <= awake, got {asleep:g}, {awake:g}"
+        )
     return PlatformPowerModel("custom", asleep, awake, "given on the command line")
 
 
@@ -70,7 +72,9 @@ def get_model(platform: str) -> PlatformPowerModel:
         return PLATFORM_MODELS[platform]
     except KeyError:
         known = ", ".join(sorted(PLATFORM_MODELS))
-        raise InputError("power model", "platform", f"unknown {platform!r}; known: {known} (or --model-watts)") from None
+        raise InputError(
+            "power model", "platform", f"unknown {platform!r}; known: {known} (or --model-watts)"
+        ) from None
 
 
 class ModelledSource:
@@ -98,7 +102,9 @@ class ModelledSource:
         awake = bool(self._is_awake())
         watts = self.model.awake_w if awake else self.model.asleep_w
         state = "awake" if awake else "asleep"
-        return PowerReading(watts, {f"model:{state}": watts}, self.source, True, self._clock(), (), f"model ({state})")
+        return PowerReading(
+            watts, {f"model:{state}": watts}, self.source, True, self._clock(), (), f"model ({state})"
+        )
 
     def close(self) -> None:
         return None

@@ -23,7 +23,9 @@ def _import_pynvml() -> ModuleType:
     try:
         import pynvml
     except ImportError as exc:
-        raise PowerSourceUnavailable("NVML bindings missing: pip install nvidia-ml-py (the [gpu] extra)") from exc
+        raise PowerSourceUnavailable(
+            "NVML bindings missing: pip install nvidia-ml-py (the [gpu] extra)"
+        ) from exc
     return pynvml
 
 
@@ -51,7 +53,9 @@ class NvmlSource:
         try:
             nv.nvmlInit()
         except nv.NVMLError as exc:
-            raise PowerSourceUnavailable(f"NVML unavailable: {exc} (no NVIDIA driver on this machine?)") from exc
+            raise PowerSourceUnavailable(
+                f"NVML unavailable: {exc} (no NVIDIA driver on this machine?)"
+            ) from exc
         self._open = True
         try:
             count = nv.nvmlDeviceGetCount()

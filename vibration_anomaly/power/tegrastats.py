@@ -70,7 +70,9 @@ class TegrastatsSource:
         if command is None:
             exe = shutil.which("tegrastats")
             if exe is None:
-                raise PowerSourceUnavailable("tegrastats not found on PATH (not a Jetson, or L4T tools missing)")
+                raise PowerSourceUnavailable(
+                    "tegrastats not found on PATH (not a Jetson, or L4T tools missing)"
+                )
             command = [exe, "--interval", str(int(interval_ms))]
         self.source = "tegrastats"
         self._latest: tuple[str, float] | None = None
@@ -84,13 +86,16 @@ class TegrastatsSource:
         self._reader = threading.Thread(target=self._pump, name="tegrastats-reader", daemon=True)
         self._reader.start()
         with self._cond:
-            if not self._cond.wait_for(lambda: self._latest is not None or self._proc.poll() is not None,
-                                       first_line_timeout_s):
+            if not self._cond.wait_for(
+                lambda: self._latest is not None or self._proc.poll() is not None, first_line_timeout_s
+            ):
                 self.close()
                 raise PowerSourceUnavailable(f"tegrastats printed nothing in {first_line_timeout_s:.0f} s")
         if self._latest is None:
             self.close()
-            raise PowerSourceUnavailable(f"tegrastats exited with status {self._proc.returncode} before a line")
+            raise PowerSourceUnavailable(
+                f"tegrastats exited with status {self._proc.returncode} before a line"
+            )
 
     def _pump(self) -> None:
         assert self._proc.stdout is not None
@@ -107,7 +112,9 @@ class TegrastatsSource:
         if latest is None:
             raise PowerReadError(self.source, "line", "no line read yet")
         if self._proc.poll() is not None:
-            raise PowerReadError(self.source, "process", f"tegrastats exited with status {self._proc.returncode}")
+            raise PowerReadError(
+                self.source, "process", f"tegrastats exited with status {self._proc.returncode}"
+            )
         line, t = latest
         return reading_from_line(line, t, self.source)
 

@@ -10,5 +10,12 @@ from vibration_anomaly.runtime.params import DEFAULTS, RuntimeParams
 from vibration_anomaly.runtime.pipeline import Pipeline, PipelineFactory, build_pipeline
 from vibration_anomaly.runtime.runtime import ConfigureFailed, DetectorRuntime
 
-__all__ = ["DEFAULTS", "ConfigureFailed", "DetectorRuntime", "Pipeline", "PipelineFactory", "RuntimeParams",
-           "build_pipeline"]
+__all__ = [
+    "DEFAULTS",
+    "ConfigureFailed",
+    "DetectorRuntime",
+    "Pipeline",
+    "PipelineFactory",
+    "RuntimeParams",
+    "build_pipeline",
+]

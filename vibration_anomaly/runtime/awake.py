@@ -22,6 +22,7 @@ ENGINE_TIMEOUT_S = 60.0  # the longest any engine call may take (loading a model
 class EngineBusy(VibrationAnomalyError):
     """The engine thread is still inside a call that overran its bound; try again once it returned."""
 
+
 def activate(rt: DetectorRuntime, by_supervisor: bool = False) -> float:
     """Wake the engine on its thread; returns the seconds it took.
 
@@ -30,8 +31,10 @@ def activate(rt: DetectorRuntime, by_supervisor: bool = False) -> float:
     """
     assert rt.detector is not None and rt.worker is not None
     if rt.worker.busy:
-        raise EngineBusy(f"engine still inside an overrun call ({rt.stuck or 'busy'}); "
-                         "it sleeps as soon as that call returns")
+        raise EngineBusy(
+            f"engine still inside an overrun call ({rt.stuck or 'busy'}); "
+            "it sleeps as soon as that call returns"
+        )
     rt.activated_at = rt.now()
     wake_s = rt.worker.call(rt.detector.activate)
     rt.read_power("awake")
@@ -39,6 +42,7 @@ def activate(rt: DetectorRuntime, by_supervisor: bool = False) -> float:
     if by_supervisor:
         rt.emit(WAKE, what="activated by the supervisor", wake_ms=round(wake_s * 1e3, 3))
     return wake_s
+
 
 def deactivate(rt: DetectorRuntime, by_supervisor: bool = False) -> None:
     """Sleep: synchronize and free; raises if anything is still held.
@@ -62,6 +66,7 @@ def deactivate(rt: DetectorRuntime, by_supervisor: bool = False) -> None:
         raise RuntimeError(f"engine still holds {', '.join(held)} after sleep")
     rt.read_power("asleep")
 
+
 def sleep_when_free(rt: DetectorRuntime, why: str) -> None:
     assert rt.detector is not None and rt.worker is not None
     if rt.stuck:
@@ -72,17 +77,21 @@ def sleep_when_free(rt: DetectorRuntime, why: str) -> None:
     def sleep_then_clear() -> None:
         detector.deactivate()
         rt.stuck = None
-        rt.emit(SLEEP, what="queued sleep ran after the overrun engine call returned",
-                  held=list(detector.residency().awake_resources()))
+        rt.emit(
+            SLEEP,
+            what="queued sleep ran after the overrun engine call returned",
+            held=list(detector.residency().awake_resources()),
+        )
 
     rt.worker.submit(sleep_then_clear)
-    rt.emit(ERROR, message=f"{rt.stuck}; sleep queued behind it, the node stays recoverable",
-              what="engine")
+    rt.emit(ERROR, message=f"{rt.stuck}; sleep queued behind it, the node stays recoverable", what="engine")
+
 
 def held_resources(rt: DetectorRuntime) -> tuple[str, ...]:
     if rt.detector is None or rt.stuck:
         return ()
     return rt.detector.residency().awake_resources()
+
 
 def teardown(rt: DetectorRuntime) -> None:
     """Sleep and unload on the engine thread, stop that thread, forget the bundle."""
@@ -92,8 +101,9 @@ def teardown(rt: DetectorRuntime) -> None:
         if rt.worker.busy:
             # Unload when the overrun call returns; a new configure gets a fresh thread and engine.
             rt.worker.submit(rt.detector.cleanup)
-            rt.emit(ERROR, message="teardown: engine call still running; unload queued behind it",
-                      what="engine")
+            rt.emit(
+                ERROR, message="teardown: engine call still running; unload queued behind it", what="engine"
+            )
         else:
             rt.worker.call(rt.detector.cleanup, timeout_s=ENGINE_TIMEOUT_S)
     retire_worker(rt)
@@ -104,6 +114,7 @@ def teardown(rt: DetectorRuntime) -> None:
     rt.sampler = None
     rt.rejects = None
 
+
 def retire_worker(rt: DetectorRuntime) -> None:
     if rt.worker is not None:
         if rt.worker.busy:
@@ -112,4 +123,3 @@ def retire_worker(rt: DetectorRuntime) -> None:
             rt.worker.stop()
         rt.worker = None
     rt.stuck = None
-

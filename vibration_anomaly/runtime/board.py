@@ -46,8 +46,13 @@ def duty(rt: DetectorRuntime) -> Health:
         return Health(STALE, f"not configured (lifecycle {rt.lifecycle_label()})")
     h, scale = b.health, rt.scale
     return duty_cycle_health(
-        m.snapshot(), sample_s=rt.sample_s, period_s=rt.period_s, period_tolerance_s=h.period_tolerance_s * scale,
-        awake_fraction_max=h.awake_fraction_max, now=rt.now(), driver_enabled=rt.driver_enabled,
+        m.snapshot(),
+        sample_s=rt.sample_s,
+        period_s=rt.period_s,
+        period_tolerance_s=h.period_tolerance_s * scale,
+        awake_fraction_max=h.awake_fraction_max,
+        now=rt.now(),
+        driver_enabled=rt.driver_enabled,
     )
 
 
@@ -61,7 +66,8 @@ def power(rt: DetectorRuntime) -> Health:
     return power_health(
         source=str(getattr(rt.power, "source", getattr(rt.power, "name", "?"))),
         modelled=bool(getattr(rt.power, "modelled", True)),
-        asleep_w=rt.watts.get("asleep"), awake_w=rt.watts.get("awake"),
+        asleep_w=rt.watts.get("asleep"),
+        awake_w=rt.watts.get("awake"),
         asleep_power_max_w=rt.bundle.health.asleep_power_max_w if rt.bundle else None,
         held_while_asleep=tuple(held),
     )
@@ -74,31 +80,46 @@ def backlog(rt: DetectorRuntime) -> Health:
     s = rt.sampler
     rejected = {**dict(s.windower.rejected), **dict(s.rejected)} if s is not None else {}
     st = q.stats
-    return rt.backlog(BacklogCounts(
-        queue_bound=q.bound, queue_depth=len(q), queue_max_depth=st.max_depth, dropped_frames=st.dropped_frames,
-        dropped_overflow=st.dropped_overflow, refused_stale=st.refused_stale, rejected=rejected,
-        before_window=rejected.get(REJECT_BEFORE_WINDOW, 0),
-    ))
+    return rt.backlog(
+        BacklogCounts(
+            queue_bound=q.bound,
+            queue_depth=len(q),
+            queue_max_depth=st.max_depth,
+            dropped_frames=st.dropped_frames,
+            dropped_overflow=st.dropped_overflow,
+            refused_stale=st.refused_stale,
+            rejected=rejected,
+            before_window=rejected.get(REJECT_BEFORE_WINDOW, 0),
+        )
+    )
 
 
 def model(rt: DetectorRuntime) -> Health:
     d, pl = rt.detector, rt.pipeline
     res = d.residency() if d is not None else None
     return model_health(
-        lifecycle_state=rt.lifecycle_label(), backend=pl.engine.name if pl else None,
-        model=pl.model if pl else None, engine_state=res.state.value if res else None,
-        held=res.held if res else (), inferences=d.inferences if d else 0, errors=d.errors if d else 0,
-        last_error=rt.last_error, backend_reason=pl.backend_reason if pl else None,
+        lifecycle_state=rt.lifecycle_label(),
+        backend=pl.engine.name if pl else None,
+        model=pl.model if pl else None,
+        engine_state=res.state.value if res else None,
+        held=res.held if res else (),
+        inferences=d.inferences if d else 0,
+        errors=d.errors if d else 0,
+        last_error=rt.last_error,
+        backend_reason=pl.backend_reason if pl else None,
     )
 
 
 def bundle(rt: DetectorRuntime) -> Health:
     b, r = rt.bundle, rt.refused
     return bundle_health(
-        version=b.version if b else None, key_id=b.key_id if b else None,
+        version=b.version if b else None,
+        key_id=b.key_id if b else None,
         source=b.source_path if b else (r.source if r else None),
-        refused_reason=r.reason if r else None, refused_detail=r.detail if r else None,
-        expired=b.is_expired(time.time()) if b else False, dev_key=b.signed_with_dev_key if b else False,
+        refused_reason=r.reason if r else None,
+        refused_detail=r.detail if r else None,
+        expired=b.is_expired(time.time()) if b else False,
+        dev_key=b.signed_with_dev_key if b else False,
     )
 
 
@@ -118,12 +139,17 @@ def storage(rt: DetectorRuntime) -> Health:
     log = rt.event_log
     values: dict[str, object] = {"event log": str(log.path) if log is not None else "off"}
     if log is not None:
-        values.update({"write failures": log.failures, "lines waiting": log.pending, "lines dropped": log.dropped})
+        values.update(
+            {"write failures": log.failures, "lines waiting": log.pending, "lines dropped": log.dropped}
+        )
     if rt.storage_errors:
         what, why = next(iter(rt.storage_errors.items()))
         more = len(rt.storage_errors) - 1
-        return Health(ERROR, f"{what}: {why}" + (f" (+{more} more)" if more else "") + "; the detector keeps running",
-                      values)
+        return Health(
+            ERROR,
+            f"{what}: {why}" + (f" (+{more} more)" if more else "") + "; the detector keeps running",
+            values,
+        )
     if log is None:
-        return Health(WARN, "event log off (event_log:=\"\")", values)
+        return Health(WARN, 'event log off (event_log:="")', values)
     return Health(OK, f"event log {log.path}", values)

@@ -73,5 +73,8 @@ class InferenceLoop:
             if self.pending is fut:
                 self.pending = None
         exc = fut.exception()
-        self.rt.emit(ERROR, message=f"inference job: {type(exc).__name__}: {exc}",
-                     traceback="".join(traceback.format_exception(exc)))
+        self.rt.emit(
+            ERROR,
+            message=f"inference job: {type(exc).__name__}: {exc}",
+            traceback="".join(traceback.format_exception(exc)),
+        )

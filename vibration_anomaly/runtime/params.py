@@ -58,7 +58,9 @@ class RuntimeParams:
             kwargs[name] = value
         p = cls(**kwargs)
         if not p.duty_cycle_time_scale > 0:
-            raise InputError(source, "duty_cycle_time_scale", f"expected > 0, got {p.duty_cycle_time_scale!r}")
+            raise InputError(
+                source, "duty_cycle_time_scale", f"expected > 0, got {p.duty_cycle_time_scale!r}"
+            )
         if p.backend not in ("auto", "tensorrt", "onnx"):
             raise InputError(source, "backend", f"expected auto, tensorrt or onnx, got {p.backend!r}")
         return p
@@ -69,7 +71,9 @@ class RuntimeParams:
             return None
         if self.event_log != "auto":
             return Path(self.event_log)
-        root = os.environ.get("ROS_LOG_DIR") or str(Path(os.environ.get("ROS_HOME") or Path.home() / ".ros") / "log")
+        root = os.environ.get("ROS_LOG_DIR") or str(
+            Path(os.environ.get("ROS_HOME") or Path.home() / ".ros") / "log"
+        )
         return Path(root) / "vibration_anomaly" / "events.jsonl"
 
     def alarm_state_path(self) -> Path | None:

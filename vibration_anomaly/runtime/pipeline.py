@@ -78,15 +78,25 @@ def build_pipeline(bundle: VerifiedBundle, p: dict[str, Any]) -> Pipeline:
     files = load_model_dir(p["model"]) if p["model"] else load_default_model()
     model_bytes = read_verified_model(bundle, files.onnx)
     meta_path = files.directory / "model.json"
-    files = dataclasses.replace(files, meta=_json_object(read_verified_model_json(bundle, meta_path), meta_path))
+    files = dataclasses.replace(
+        files, meta=_json_object(read_verified_model_json(bundle, meta_path), meta_path)
+    )
     if bundle.model_json_sha256 is None:
-        log.warning("%s: bundle names no model_json_sha256; %s (frontend, priors, voting) is not vouched for",
-                    bundle.source_path, meta_path)
+        log.warning(
+            "%s: bundle names no model_json_sha256; %s (frontend, priors, voting) is not vouched for",
+            bundle.source_path,
+            meta_path,
+        )
     if not p["calibration"]:
-        raise InputError("detector parameters", "calibration",
-                         "no per-machine calibration file given (make one with `vibration-anomaly calibrate`)")
+        raise InputError(
+            "detector parameters",
+            "calibration",
+            "no per-machine calibration file given (make one with `vibration-anomaly calibrate`)",
+        )
     cal_path = Path(p["calibration"])
-    calibration = _calibration(read_verified_calibration(bundle, cal_path, str(p.get("robot_id", ""))), cal_path)
+    calibration = _calibration(
+        read_verified_calibration(bundle, cal_path, str(p.get("robot_id", ""))), cal_path
+    )
     check_calibration_fits(bundle, files, calibration, cal_path)
     engine_path = Path(p["engine"]) if p["engine"] else None
     plan_bytes = None
@@ -95,8 +105,14 @@ def build_pipeline(bundle: VerifiedBundle, p: dict[str, Any]) -> Pipeline:
         plan_bytes = read_verified_engine(bundle, engine_path)
     # The TensorRT watchdog forces sleep after this long awake without an inference: one duty period.
     idle_bound = bundle.duty_cycle.period_s * float(p["duty_cycle_time_scale"])
-    engine, why = select_engine(p["backend"], files.onnx, engine_path, max_idle_awake_s=idle_bound,
-                                model_bytes=model_bytes, engine_bytes=plan_bytes)
+    engine, why = select_engine(
+        p["backend"],
+        files.onnx,
+        engine_path,
+        max_idle_awake_s=idle_bound,
+        model_bytes=model_bytes,
+        engine_bytes=plan_bytes,
+    )
     scorer = Scorer(engine, files.frontend(), calibration)
     voter = AlarmVoter(bundle.alarm.votes_required, bundle.alarm.votes_window)
     return Pipeline(engine, scorer, voter, f"{files.onnx} ({files.model_id})", why)
@@ -141,7 +157,8 @@ def check_calibration_fits(bundle: VerifiedBundle, files: ModelFiles, cal: Calib
             "calibration_foreign",
             f"model_id: calibration made for {made_for}, but this bundle runs model {model_id}; "
             "calibrate this machine for this model (`vibration-anomaly calibrate`)",
-            source=str(path), field="calibration.model_id",
+            source=str(path),
+            field="calibration.model_id",
         )
     thr, median = cal.threshold, cal.healthy_score_median
     known = math.isfinite(median) and median > 0  # unknown median (older calibrations): not checked here
@@ -151,21 +168,29 @@ def check_calibration_fits(bundle: VerifiedBundle, files: ModelFiles, cal: Calib
             f"threshold: {thr:g} against this calibration's median healthy score {median:g} (expected "
             f"between 1 and {THRESHOLD_OVER_MEDIAN_MAX:g} times it); at this threshold the alarm "
             f"{'fires on healthy windows' if thr < median else 'can never fire'}",
-            source=str(path), field="calibration.threshold",
+            source=str(path),
+            field="calibration.threshold",
         )
     span = files.meta.get("heldout_score_range")
     if span is None:
         return
-    if (not isinstance(span, list) or len(span) != 2
-            or not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in span)
-            or not 0 < span[0] <= span[1]):
-        raise InputError(str(files.directory / "model.json"), "heldout_score_range",
-                         f"expected [low, high] with 0 < low <= high, got {span!r:.60}")
+    if (
+        not isinstance(span, list)
+        or len(span) != 2
+        or not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in span)
+        or not 0 < span[0] <= span[1]
+    ):
+        raise InputError(
+            str(files.directory / "model.json"),
+            "heldout_score_range",
+            f"expected [low, high] with 0 < low <= high, got {span!r:.60}",
+        )
     low, high = float(span[0]) / THRESHOLD_RANGE_FACTOR, float(span[1]) * THRESHOLD_RANGE_FACTOR
     if not low <= thr <= high:
         raise BundleRefused(
             "calibration_implausible",
             f"threshold: {thr:g} outside {low:g}..{high:g} ({THRESHOLD_RANGE_FACTOR:g} times beyond the model's "
             f"held-out score range {span[0]:g}..{span[1]:g}); this calibration does not fit this model",
-            source=str(path), field="calibration.threshold",
+            source=str(path),
+            field="calibration.threshold",
         )

@@ -81,7 +81,9 @@ class DetectorRuntime:
         self.log = logger or log
         self.lifecycle_label = lifecycle_label
         self.params = RuntimeParams()
-        self.sinks: list[EventSink] = []  # extra event consumers (publishers, metrics, tests); bound at configure
+        self.sinks: list[
+            EventSink
+        ] = []  # extra event consumers (publishers, metrics, tests); bound at configure
         self.bus = EventBus(self._on_event)
         self.bundle: VerifiedBundle | None = None
         self.refused: BundleRefused | None = None
@@ -162,8 +164,12 @@ class DetectorRuntime:
         if bundle is None:
             try:
                 bundle = load_verified_bundle(
-                    params.bundle, params.trust_dir, firmware_path=params.firmware or None,
-                    require_firmware=params.require_firmware, state_path=params.rollback_state or None, record=False,
+                    params.bundle,
+                    params.trust_dir,
+                    firmware_path=params.firmware or None,
+                    require_firmware=params.require_firmware,
+                    state_path=params.rollback_state or None,
+                    record=False,
                 )
             except BundleRefused as exc:
                 self.refused = exc
@@ -174,15 +180,20 @@ class DetectorRuntime:
         if self.scale != 1.0 and params.require_firmware and not bundle.signed_with_dev_key:
             # The scale rescales the signed contract; on a robot that would bring back a second source
             # of truth for the duty cycle, so it is allowed only in bench mode.
-            raise ConfigureFailed("configure", f"duty_cycle_time_scale {self.scale:g}: only for tests and benches "
-                                  "(require_firmware:=false or a development-key bundle); a robot runs the signed "
-                                  "duty cycle unscaled")
+            raise ConfigureFailed(
+                "configure",
+                f"duty_cycle_time_scale {self.scale:g}: only for tests and benches "
+                "(require_firmware:=false or a development-key bundle); a robot runs the signed "
+                "duty cycle unscaled",
+            )
         self._retire_worker()
         timeout = max(1.0, min(ENGINE_TIMEOUT_S, 0.5 * bundle.duty_cycle.period_s * self.scale))
         self.worker = EngineWorker(self.name, timeout, threaded=self.threaded)
         try:
             # Loading may take longer than one inference may: bounded by the configure limit, not the call's.
-            pipeline = self.worker.call(self.pipeline_factory, bundle, params.as_dict(), timeout_s=ENGINE_TIMEOUT_S)
+            pipeline = self.worker.call(
+                self.pipeline_factory, bundle, params.as_dict(), timeout_s=ENGINE_TIMEOUT_S
+            )
         except BundleRefused as exc:  # the model file is not the bundle's
             self.refused = exc
             self._retire_worker()
@@ -198,8 +209,9 @@ class DetectorRuntime:
                 self.attach_sampler(attach(self.queue, self.sample_s))
             if params.use_duty_cycle_driver and hooks is not None:
                 sched = DutyCycleScheduler(self.sample_s, self.period_s, clock=self.clock, epoch=0.0)
-                self.driver = DutyCycleDriver(sched, hooks, self.bus, lead_s=params.sample_lead_s,
-                                              tail_s=params.sample_tail_s)
+                self.driver = DutyCycleDriver(
+                    sched, hooks, self.bus, lead_s=params.sample_lead_s, tail_s=params.sample_tail_s
+                )
                 queue = self.queue
 
                 def drop_old_time(_delta: float) -> None:
@@ -232,7 +244,9 @@ class DetectorRuntime:
         from vibration_anomaly.runtime.wiring import open_power, open_telemetry
 
         open_telemetry(self, bundle)
-        self.bus = EventBus(self._on_event, self.monitor, *self.sinks, *([self.event_log] if self.event_log else []))
+        self.bus = EventBus(
+            self._on_event, self.monitor, *self.sinks, *([self.event_log] if self.event_log else [])
+        )
         self.queue = LatestBatchQueue(
             bundle.max_queued_batches,
             on_drop=lambda reason, b: self.emit(DROP, frames=b.n_samples, reason=reason),
@@ -240,9 +254,17 @@ class DetectorRuntime:
         latch = AlarmLatch(self.params.alarm_state_path())
         if latch.load_error:
             self.storage_failed("alarm latch", f"unreadable, kept raised: {latch.load_error}")
-        self.detector = Detector(pipeline.engine, pipeline.scorer, pipeline.voter, self.queue, self.bus,
-                                 self.now, bundle.alarm.score_threshold, sensor=self._sensor_watch(pipeline),
-                                 latch=latch)
+        self.detector = Detector(
+            pipeline.engine,
+            pipeline.scorer,
+            pipeline.voter,
+            self.queue,
+            self.bus,
+            self.now,
+            bundle.alarm.score_threshold,
+            sensor=self._sensor_watch(pipeline),
+            latch=latch,
+        )
         open_power(self)
         self.driver_enabled = self.params.use_duty_cycle_driver
 
@@ -272,8 +294,10 @@ class DetectorRuntime:
     def attach_sampler(self, sampler: ImuSampler) -> None:
         """The IMU sampler feeding the queue: its bad-frame counters become ``reject`` events and health."""
         self.sampler = sampler
-        self.rejects = RejectReporter(lambda: {**sampler.windower.rejected, **sampler.rejected},
-                                      lambda *a, **kw: self.bus.emit(*a, **kw))
+        self.rejects = RejectReporter(
+            lambda: {**sampler.windower.rejected, **sampler.rejected},
+            lambda *a, **kw: self.bus.emit(*a, **kw),
+        )
 
     def report_rejects(self) -> None:
         if self.rejects is not None:
@@ -287,10 +311,12 @@ class DetectorRuntime:
     def describe(self) -> str:
         assert self.bundle is not None and self.pipeline is not None
         dc, pl = self.bundle.duty_cycle, self.pipeline
-        return (f"bundle v{self.bundle.version} (key {self.bundle.key_id}), duty {dc.sample_s:g}/{dc.period_s:g} s"
-                f"{'' if self.scale == 1 else f' x{self.scale:g} (TEST TIME SCALE)'}, model {pl.model}, "
-                f"backend {pl.engine.name} ({pl.backend_reason}), "
-                f"{'duty-cycle driver' if self.driver_enabled else 'supervisor drives'}")
+        return (
+            f"bundle v{self.bundle.version} (key {self.bundle.key_id}), duty {dc.sample_s:g}/{dc.period_s:g} s"
+            f"{'' if self.scale == 1 else f' x{self.scale:g} (TEST TIME SCALE)'}, model {pl.model}, "
+            f"backend {pl.engine.name} ({pl.backend_reason}), "
+            f"{'duty-cycle driver' if self.driver_enabled else 'supervisor drives'}"
+        )
 
     # -- wake / sleep (runtime.awake) ---------------------------------------------------------------
     def activate(self, by_supervisor: bool = False) -> float:
@@ -359,7 +385,9 @@ class DetectorRuntime:
             reading = self.power.read()
             self.watts[state] = float(reading.watts)
             if self.metrics is not None:
-                self.metrics.set_power(reading.watts, state=state, source=reading.source, modelled=reading.modelled)
+                self.metrics.set_power(
+                    reading.watts, state=state, source=reading.source, modelled=reading.modelled
+                )
         except Exception as exc:  # noqa: BLE001
             self.log.warning(f"power read failed: {exc}")
 

@@ -68,13 +68,18 @@ def sensor_watch(rt: DetectorRuntime, pipeline: Any) -> Any:
 
     cal = getattr(pipeline.scorer, "calibration", None)
     full_scale = rt.params.sensor_full_scale
-    return SensorWatch(SensorLimits(full_scale=full_scale if full_scale > 0 else None),
-                       baseline_rms_from(getattr(cal, "extra", None)))
+    return SensorWatch(
+        SensorLimits(full_scale=full_scale if full_scale > 0 else None),
+        baseline_rms_from(getattr(cal, "extra", None)),
+    )
 
 
 def _has_route(settings: Any) -> bool:
-    return bool(getattr(settings, "pushgateway_url", None) or getattr(settings, "pushgateway_shards", None)
-                or getattr(settings, "import_url", None))
+    return bool(
+        getattr(settings, "pushgateway_url", None)
+        or getattr(settings, "pushgateway_shards", None)
+        or getattr(settings, "import_url", None)
+    )
 
 
 def _start_pusher(rt: DetectorRuntime, settings: Any) -> None:
@@ -170,4 +175,8 @@ def recheck_expiry(rt: DetectorRuntime) -> None:
 
 def _copy_path(rt: DetectorRuntime) -> Path | None:
     """The kept copy of the last accepted bundle lives beside the rollback state."""
-    return Path(rt.params.rollback_state).with_name("last_trusted_bundle.yaml") if rt.params.rollback_state else None
+    return (
+        Path(rt.params.rollback_state).with_name("last_trusted_bundle.yaml")
+        if rt.params.rollback_state
+        else None
+    )

@@ -30,7 +30,9 @@ class EngineWorker:
     def __init__(self, name: str, timeout_s: float, threaded: bool = True) -> None:
         self.name = name
         self.timeout_s = float(timeout_s)
-        self._pool = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-engine") if threaded else None
+        self._pool = (
+            cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-engine") if threaded else None
+        )
         self._lock = threading.Lock()
         self._running = 0
 
@@ -69,8 +71,9 @@ class EngineWorker:
         try:
             return fut.result(timeout=limit)
         except cf.TimeoutError:
-            raise EngineCallTimeout(f"{self.name}: engine call {getattr(fn, '__name__', fn)!s} still running after "
-                                    f"{limit:g} s") from None
+            raise EngineCallTimeout(
+                f"{self.name}: engine call {getattr(fn, '__name__', fn)!s} still running after {limit:g} s"
+            ) from None
 
     def stop(self) -> None:
         """Wait for the thread's work to finish and end it."""

@@ -25,8 +25,11 @@ def _run(args: argparse.Namespace) -> int:
         fault_after = args.hours / 2
     elif fault_after is not None and fault_after >= args.hours:
         # A fault that starts after the run ends cannot be "NOT detected": simulate none and say so.
-        print(f"note: --fault-after {fault_after:g} h is not before the end of the run (--hours {args.hours:g}); "
-              "no fault is simulated", file=sys.stderr)
+        print(
+            f"note: --fault-after {fault_after:g} h is not before the end of the run (--hours {args.hours:g}); "
+            "no fault is simulated",
+            file=sys.stderr,
+        )
         fault_after = None
     opts = DemoOptions(
         hours=args.hours,
@@ -56,17 +59,40 @@ def register(sub: argparse._SubParsersAction) -> None:
             "and a summary."
         ),
     )
-    p.add_argument("--hours", type=number(0, MAX_HOURS, unit="h"), default=2.0, help="simulated hours (default 2)")
-    p.add_argument("--fault-after", type=_fault_after, default=HALFWAY, metavar="HOURS",
-                   help="simulated hours before a bearing fault starts, or 'none' for a healthy robot "
-                   "(default: halfway through the run)")
-    p.add_argument("--seed", type=number(0, 2**32 - 1, lo_open=False, integer=True), default=0,
-                   help="robot seed (default 0)")
-    p.add_argument("--hiccups", type=number(0, 1000, lo_open=False, integer=True), default=3,
-                   help="connectivity hiccups with firmware bursts (default 3)")
-    p.add_argument("--rate", type=number(100, 100_000, lo_open=False, unit="Hz"), default=1000.0,
-                   help="IMU rate in Hz (default 1000)")
+    p.add_argument(
+        "--hours", type=number(0, MAX_HOURS, unit="h"), default=2.0, help="simulated hours (default 2)"
+    )
+    p.add_argument(
+        "--fault-after",
+        type=_fault_after,
+        default=HALFWAY,
+        metavar="HOURS",
+        help="simulated hours before a bearing fault starts, or 'none' for a healthy robot "
+        "(default: halfway through the run)",
+    )
+    p.add_argument(
+        "--seed",
+        type=number(0, 2**32 - 1, lo_open=False, integer=True),
+        default=0,
+        help="robot seed (default 0)",
+    )
+    p.add_argument(
+        "--hiccups",
+        type=number(0, 1000, lo_open=False, integer=True),
+        default=3,
+        help="connectivity hiccups with firmware bursts (default 3)",
+    )
+    p.add_argument(
+        "--rate",
+        type=number(100, 100_000, lo_open=False, unit="Hz"),
+        default=1000.0,
+        help="IMU rate in Hz (default 1000)",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON instead of the timeline")
-    p.add_argument("--trace", type=Path, metavar="FILE",
-                   help="write every event as one JSON object per line (t, event, ...)")
+    p.add_argument(
+        "--trace",
+        type=Path,
+        metavar="FILE",
+        help="write every event as one JSON object per line (t, event, ...)",
+    )
     p.set_defaults(func=guarded(_run, "demo"))

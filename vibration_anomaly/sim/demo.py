@@ -91,7 +91,9 @@ def plan_hiccups(n: int, n_periods: int, period_s: float, sample_s: float) -> tu
     return tuple(out)
 
 
-def _commissioning_windows(robot: SimulatedRobot, n: int, sample_s: float, period_s: float) -> list[np.ndarray]:
+def _commissioning_windows(
+    robot: SimulatedRobot, n: int, sample_s: float, period_s: float
+) -> list[np.ndarray]:
     """Healthy windows recorded at installation: mid-sleep stretches the run never samples again."""
     healthy = SimulatedRobot(replace(robot.cfg, fault=None, hiccups=()))
     out = []
@@ -102,7 +104,6 @@ def _commissioning_windows(robot: SimulatedRobot, n: int, sample_s: float, perio
     return out
 
 
-
 class _SimHooks:
     """``core.driver.DriverHooks`` for the simulated robot: what the ROS node does, on simulated time.
 
@@ -111,8 +112,9 @@ class _SimHooks:
     the runtime's activate -> newest fresh batch -> deactivate, as the node's lifecycle runs it.
     """
 
-    def __init__(self, robot: SimulatedRobot, windower: Windower, rt: DetectorRuntime, clock: SimClock,
-                 depth: int) -> None:
+    def __init__(
+        self, robot: SimulatedRobot, windower: Windower, rt: DetectorRuntime, clock: SimClock, depth: int
+    ) -> None:
         self.robot, self.windower, self.rt, self.clock, self.depth = robot, windower, rt, clock, depth
         self.rejects = RejectReporter(lambda: dict(windower.rejected), rt.bus.emit)
         self.held_after_sleep: list[str] = []
@@ -125,12 +127,19 @@ class _SimHooks:
     def _row(self, window: SampleWindow, verdict: Verdict | None, t_fault: float) -> dict[str, Any]:
         delivery = self._delivery or Delivery()
         assert self.rt.detector is not None
-        return {"cycle": window.period, "t": window.start, "frames": sum(int(t.size) for t, _ in delivery.chunks),
-                "burst": delivery.burst_frames, "dropped": self._dropped,
-                "score": None if verdict is None else verdict.score,
-                "threshold": None if verdict is None else verdict.threshold,
-                "above": None if verdict is None else verdict.above, "alarm": self.rt.detector.voter.latched,
-                "raised": bool(verdict and verdict.raised), "fault_peak": self.robot.fault_peak(t_fault)}
+        return {
+            "cycle": window.period,
+            "t": window.start,
+            "frames": sum(int(t.size) for t, _ in delivery.chunks),
+            "burst": delivery.burst_frames,
+            "dropped": self._dropped,
+            "score": None if verdict is None else verdict.score,
+            "threshold": None if verdict is None else verdict.threshold,
+            "above": None if verdict is None else verdict.above,
+            "alarm": self.rt.detector.voter.latched,
+            "raised": bool(verdict and verdict.raised),
+            "fault_peak": self.robot.fault_peak(t_fault),
+        }
 
     def open_sampling(self, window: SampleWindow) -> None:
         self.windower.open_window(window.start)
@@ -192,7 +201,9 @@ def _robot(opts: DemoOptions, n_periods: int, sample_s: float, period_s: float) 
     return SimulatedRobot(RobotConfig(rate_hz=opts.rate_hz, seed=opts.seed, fault=fault, hiccups=hiccups))
 
 
-def _runtime(opts: DemoOptions, bundle: VerifiedBundle, robot: SimulatedRobot, clock: SimClock) -> DetectorRuntime:
+def _runtime(
+    opts: DemoOptions, bundle: VerifiedBundle, robot: SimulatedRobot, clock: SimClock
+) -> DetectorRuntime:
     """The runtime the node builds, inline on simulated time; configure commissions the machine first."""
     from vibration_anomaly.core.scoring import AlarmVoter, Scorer
     from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
@@ -209,7 +220,9 @@ def _runtime(opts: DemoOptions, bundle: VerifiedBundle, robot: SimulatedRobot, c
         cal = model.calibrate(engine, windows, opts.rate_hz, machine=f"sim-robot-{opts.seed}")
         engine.sleep()
         voter = AlarmVoter(b.alarm.votes_required, b.alarm.votes_window)
-        return Pipeline(engine, Scorer(engine, model.frontend(), cal), voter, model.model_id, "demo: ONNX Runtime")
+        return Pipeline(
+            engine, Scorer(engine, model.frontend(), cal), voter, model.model_id, "demo: ONNX Runtime"
+        )
 
     quiet = logging.getLogger("vibration_anomaly.demo")
     quiet.setLevel(logging.WARNING)
@@ -234,7 +247,9 @@ def _run_demo(opts: DemoOptions, out: TextIO | None, progress: TextIO | None) ->
     dc = bundle.duty_cycle
     n_periods = int(round(opts.hours * 3600 / dc.period_s))
     if n_periods < 1:
-        raise ValueError(f"--hours {opts.hours:g}: shorter than one duty period ({dc.period_s:g} s); nothing to simulate")
+        raise ValueError(
+            f"--hours {opts.hours:g}: shorter than one duty period ({dc.period_s:g} s); nothing to simulate"
+        )
     robot, clock = _robot(opts, n_periods, dc.sample_s, dc.period_s), SimClock()
     trace = JsonlEventLog(opts.trace, fsync_every=10_000) if opts.trace else None
     events: list[Event] = []
@@ -242,15 +257,23 @@ def _run_demo(opts: DemoOptions, out: TextIO | None, progress: TextIO | None) ->
     sinks: list[EventSink] = [events.append, *([trace] if trace else [])]
     for sink in sinks:
         rt.bus.add(sink)
-    windower = Windower(batch_samples(opts.rate_hz, dc.sample_s), channels=3, fs_hz=opts.rate_hz, source="imu")
+    windower = Windower(
+        batch_samples(opts.rate_hz, dc.sample_s), channels=3, fs_hz=opts.rate_hz, source="imu"
+    )
     hooks = _SimHooks(robot, windower, rt, clock, qos_depth(opts.rate_hz, dc.sample_s))
-    driver = DutyCycleDriver(DutyCycleScheduler(rt.sample_s, rt.period_s, clock=clock, epoch=0.0), hooks, rt.bus)
+    driver = DutyCycleDriver(
+        DutyCycleScheduler(rt.sample_s, rt.period_s, clock=clock, epoch=0.0), hooks, rt.bus
+    )
     wall0 = time.perf_counter()
     cycles = _drive(driver, hooks, clock, n_periods, opts.hours, dc.period_s, out, progress)
     driver.stop()
     threshold = rt.verdicts[-1].threshold if rt.verdicts else None
     assert rt.pipeline is not None and rt.queue is not None
-    backend, model_id, queue_stats = rt.pipeline.engine.name, rt.pipeline.model, rt.queue.stats.__dict__.copy()
+    backend, model_id, queue_stats = (
+        rt.pipeline.engine.name,
+        rt.pipeline.model,
+        rt.queue.stats.__dict__.copy(),
+    )
     rt.close()
     if trace:
         trace.close()
@@ -259,12 +282,22 @@ def _run_demo(opts: DemoOptions, out: TextIO | None, progress: TextIO | None) ->
     return DemoResult(summary, cycles)
 
 
-def _drive(driver: DutyCycleDriver, hooks: _SimHooks, clock: SimClock, n_periods: int, hours: float,
-           period_s: float, out: TextIO | None, progress: TextIO | None) -> list[dict[str, Any]]:
+def _drive(
+    driver: DutyCycleDriver,
+    hooks: _SimHooks,
+    clock: SimClock,
+    n_periods: int,
+    hours: float,
+    period_s: float,
+    out: TextIO | None,
+    progress: TextIO | None,
+) -> list[dict[str, Any]]:
     """Step the driver on simulated time; a timeline line per period and progress on the terminal."""
     cycles: list[dict[str, Any]] = []
     if out is not None:
-        out.write(f"{'cycle':>10s}  {'time':8s}  {'phases':22s}  {'score/threshold':>15s}  {'verdict':15s} dropped frames\n")
+        out.write(
+            f"{'cycle':>10s}  {'time':8s}  {'phases':22s}  {'score/threshold':>15s}  {'verdict':15s} dropped frames\n"
+        )
     due: float | None = driver.start(0.0)
     last_progress = 0.0
     while driver.periods < n_periods and due is not None:
@@ -277,15 +310,25 @@ def _drive(driver: DutyCycleDriver, hooks: _SimHooks, clock: SimClock, n_periods
             k = len(cycles)
             if progress is not None and (time.perf_counter() - last_progress > 1.0 or k == n_periods):
                 last_progress = time.perf_counter()
-                progress.write(f"\rsimulated {k * period_s / 3600:5.2f} h of {hours:g} h ({k / n_periods:4.0%})")
+                progress.write(
+                    f"\rsimulated {k * period_s / 3600:5.2f} h of {hours:g} h ({k / n_periods:4.0%})"
+                )
                 progress.flush()
     if progress is not None:
         progress.write("\n")
     return cycles
 
 
-def _summarise(opts: DemoOptions, bundle: VerifiedBundle, robot: SimulatedRobot, events: list[Event],
-               hooks: _SimHooks, n_periods: int, windower: Windower, wall0: float) -> dict[str, Any]:
+def _summarise(
+    opts: DemoOptions,
+    bundle: VerifiedBundle,
+    robot: SimulatedRobot,
+    events: list[Event],
+    hooks: _SimHooks,
+    n_periods: int,
+    windower: Windower,
+    wall0: float,
+) -> dict[str, Any]:
     dc = bundle.duty_cycle
     infers = [e for e in events if e["event"] == INFER]
     alarms = [e for e in events if e["event"] == ALARM]
@@ -299,7 +342,11 @@ def _summarise(opts: DemoOptions, bundle: VerifiedBundle, robot: SimulatedRobot,
     return {
         "simulated_hours": round(n_periods * dc.period_s / 3600, 6),
         "seed": opts.seed,
-        "duty_cycle": {"sample_s": dc.sample_s, "period_s": dc.period_s, "from_bundle_version": bundle.version},
+        "duty_cycle": {
+            "sample_s": dc.sample_s,
+            "period_s": dc.period_s,
+            "from_bundle_version": bundle.version,
+        },
         "periods": n_periods,
         "inferences": len(infers),
         "skipped": sum(1 for e in events if e["event"] == SKIP),
@@ -334,11 +381,17 @@ def _timeline_line(c: dict[str, Any]) -> str:
     if c["score"] is None:
         verdict, score = "no fresh batch", "     -"
     else:
-        verdict = "ALARM" if c["raised"] else ("alarm (latched)" if c["alarm"] else ("above" if c["above"] else "ok"))
+        verdict = (
+            "ALARM"
+            if c["raised"]
+            else ("alarm (latched)" if c["alarm"] else ("above" if c["above"] else "ok"))
+        )
         score = f"{c['score'] / c['threshold']:6.2f}"
     extra = f"  burst {c['burst']} frames" if c["burst"] else ""
-    return (f"cycle {c['cycle']:4d}  {_fmt_t(c['t'])}  {phases:22s}  {score:>15s}  "
-            f"{verdict:<15s} {c['dropped']:6d}{extra}")
+    return (
+        f"cycle {c['cycle']:4d}  {_fmt_t(c['t'])}  {phases:22s}  {score:>15s}  "
+        f"{verdict:<15s} {c['dropped']:6d}{extra}"
+    )
 
 
 def parse_fault_after(text: str) -> float | None:
@@ -351,5 +404,7 @@ def parse_fault_after(text: str) -> float | None:
     except ValueError:
         v = float("nan")
     if not (math.isfinite(v) and v >= 0):
-        raise InputError("--fault-after", repr(text), "expected simulated hours >= 0 (a finite number) or 'none'")
+        raise InputError(
+            "--fault-after", repr(text), "expected simulated hours >= 0 (a finite number) or 'none'"
+        )
     return v

@@ -32,29 +32,38 @@ def describe_run(opts: DemoOptions, bundle: VerifiedBundle) -> str:
         fault = "none (a healthy robot)"
     else:
         grow = FaultSpec(start_s=0.0).growth_s / 60
-        fault = (f"outer-race bearing defect from {_fmt_t(opts.fault_after_h * 3600)}, growing over {grow:g} min"
-                 + (" (after the run ends: not simulated)" if opts.fault_after_h >= opts.hours else ""))
-    hiccups = ("none" if opts.hiccups == 0 else
-               f"{opts.hiccups} connectivity loss{'es' if opts.hiccups != 1 else ''}; the firmware then replays "
-               "up to 40 s of buffered frames")
-    return "\n".join([
-        f"Simulating {opts.hours:g} h of one robot (3-axis IMU at {opts.rate_hz:g} Hz, seed {opts.seed}), "
-        "accelerated clock:",
-        f"  fault     {fault}",
-        f"  hiccups   {hiccups}",
-        f"  duty      signed bundle v{bundle.version}: sample {dc.sample_s:g} s, infer once, sleep "
-        f"{dc.period_s - dc.sample_s:g} s (period {dc.period_s:g} s); alarm on {al.votes_required} of "
-        f"{al.votes_window} windows",
-        TIMELINE_LEGEND,
-        "",
-    ])
+        fault = (
+            f"outer-race bearing defect from {_fmt_t(opts.fault_after_h * 3600)}, growing over {grow:g} min"
+            + (" (after the run ends: not simulated)" if opts.fault_after_h >= opts.hours else "")
+        )
+    hiccups = (
+        "none"
+        if opts.hiccups == 0
+        else f"{opts.hiccups} connectivity loss{'es' if opts.hiccups != 1 else ''}; the firmware then replays "
+        "up to 40 s of buffered frames"
+    )
+    return "\n".join(
+        [
+            f"Simulating {opts.hours:g} h of one robot (3-axis IMU at {opts.rate_hz:g} Hz, seed {opts.seed}), "
+            "accelerated clock:",
+            f"  fault     {fault}",
+            f"  hiccups   {hiccups}",
+            f"  duty      signed bundle v{bundle.version}: sample {dc.sample_s:g} s, infer once, sleep "
+            f"{dc.period_s - dc.sample_s:g} s (period {dc.period_s:g} s); alarm on {al.votes_required} of "
+            f"{al.votes_window} windows",
+            TIMELINE_LEGEND,
+            "",
+        ]
+    )
 
 
 def _awake_line(s: dict[str, Any]) -> str:
     """The awake fraction against the contract, worded so that the expected overhead does not read as a breach."""
     dc = s["duty_cycle"]
-    line = (f"Awake {100 * s['awake_fraction']:.2f} % of the time; contract {100 * s['contract_awake_fraction']:.2f} % "
-            f"sampling ({dc['sample_s']:g} s of {dc['period_s']:g} s) + wake/infer/sleep overhead")
+    line = (
+        f"Awake {100 * s['awake_fraction']:.2f} % of the time; contract {100 * s['contract_awake_fraction']:.2f} % "
+        f"sampling ({dc['sample_s']:g} s of {dc['period_s']:g} s) + wake/infer/sleep overhead"
+    )
     limit = s.get("awake_fraction_max")
     if limit is None:
         return line + "."
@@ -70,28 +79,36 @@ def _fault_line(s: dict[str, Any]) -> str:
     if alarm_s is None:
         if fault_s >= end_s:
             return f"Fault set to start at {_fmt_t(fault_s)}, after the run ended ({_fmt_t(end_s)}): nothing to detect."
-        return (f"Fault started at {_fmt_t(fault_s)}: NOT detected in the {(end_s - fault_s) / 60:.1f} min "
-                "before the run ended.")
-    return (f"Fault started at {_fmt_t(fault_s)}; alarm raised at {_fmt_t(alarm_s)}"
-            f" ({s['alarm_delay_s'] / 60:.1f} min later)." + ("  (FALSE: before the fault!)" if s["false_alarm"] else ""))
+        return (
+            f"Fault started at {_fmt_t(fault_s)}: NOT detected in the {(end_s - fault_s) / 60:.1f} min "
+            "before the run ended."
+        )
+    return (
+        f"Fault started at {_fmt_t(fault_s)}; alarm raised at {_fmt_t(alarm_s)}"
+        f" ({s['alarm_delay_s'] / 60:.1f} min later)."
+        + ("  (FALSE: before the fault!)" if s["false_alarm"] else "")
+    )
 
 
 def format_summary(s: dict[str, Any]) -> str:
     dc = s["duty_cycle"]
     drops = ", ".join(f"{k} {v}" for k, v in sorted(s["dropped_frames"].items())) or "none"
     held = ", ".join(s["held_after_sleep"]) or "nothing"
-    return "\n".join([
-        "",
-        f"Simulated {s['simulated_hours']:g} h ({s['periods']} duty periods of {dc['period_s']:g} s, sampling "
-        f"{dc['sample_s']:g} s; numbers from signed bundle v{dc['from_bundle_version']})",
-        f"  in {s['wall_s']:.1f} s wall on backend {s['backend']}.",
-        f"Inferences: {s['inferences']}  skipped: {s['skipped']}  errors: {s['errors']}",
-        _fault_line(s),
-        f"Dropped frames: {drops}; stale batches refused: {s['queue']['refused_stale']}.",
-        _awake_line(s),
-        f"Held by the engine after each sleep: {held}.",
-        "Engine median ms: " + ", ".join(f"{k.removesuffix('_ms')} {v:g}" for k, v in s["engine_ms_median"].items()),
-    ])
+    return "\n".join(
+        [
+            "",
+            f"Simulated {s['simulated_hours']:g} h ({s['periods']} duty periods of {dc['period_s']:g} s, sampling "
+            f"{dc['sample_s']:g} s; numbers from signed bundle v{dc['from_bundle_version']})",
+            f"  in {s['wall_s']:.1f} s wall on backend {s['backend']}.",
+            f"Inferences: {s['inferences']}  skipped: {s['skipped']}  errors: {s['errors']}",
+            _fault_line(s),
+            f"Dropped frames: {drops}; stale batches refused: {s['queue']['refused_stale']}.",
+            _awake_line(s),
+            f"Held by the engine after each sleep: {held}.",
+            "Engine median ms: "
+            + ", ".join(f"{k.removesuffix('_ms')} {v:g}" for k, v in s["engine_ms_median"].items()),
+        ]
+    )
 
 
 class _OnlyErrors(logging.Filter):
@@ -111,9 +128,14 @@ def main(opts: DemoOptions, as_json: bool = False) -> int:
 
     bundle = load_example_bundle()
     period_s = bundle.duty_cycle.period_s
-    if int(round(opts.hours * 3600 / period_s)) < 1:  # refused before anything is printed (run_demo checks too)
-        raise InputError("--hours", f"{opts.hours:g}", f"shorter than one duty period ({period_s:g} s); nothing to "
-                         "simulate")
+    if (
+        int(round(opts.hours * 3600 / period_s)) < 1
+    ):  # refused before anything is printed (run_demo checks too)
+        raise InputError(
+            "--hours",
+            f"{opts.hours:g}",
+            f"shorter than one duty period ({period_s:g} s); nothing to simulate",
+        )
     out = None if as_json else sys.stdout
     show_progress = opts.hours >= 1 and _isatty(sys.stderr) and (as_json or not _isatty(sys.stdout))
     progress = sys.stderr if show_progress else None

@@ -92,7 +92,10 @@ class SimulatedRobot:
         drive = 0.5 + 0.5 * math.sin(2 * math.pi * b / 97.0 + cfg.seed)
         for ax in range(3):
             comp = self._motion_amp[ax] * drive
-            x[:, ax] = (np.sin(2 * np.pi * self._motion_hz[ax][:, None] * t + self._motion_phase[ax][:, None]) * comp[:, None]).sum(0)
+            x[:, ax] = (
+                np.sin(2 * np.pi * self._motion_hz[ax][:, None] * t + self._motion_phase[ax][:, None])
+                * comp[:, None]
+            ).sum(0)
             for h in range(3):
                 x[:, ax] += self._hum_amp[ax, h] * np.sin(2 * np.pi * cfg.shaft_hz * (h + 1) * t + h)
         x += rng.normal(0.0, cfg.noise, size=(n, 3))

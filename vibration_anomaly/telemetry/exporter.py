@@ -31,7 +31,9 @@ class MetricsExporter:
         """Start serving; returns the bound port."""
         if self._server is not None:
             raise RuntimeError("metrics exporter already started")
-        self._server, self._thread = start_http_server(self._requested_port, addr=self.addr, registry=self.registry)
+        self._server, self._thread = start_http_server(
+            self._requested_port, addr=self.addr, registry=self.registry
+        )
         return self.port
 
     @property

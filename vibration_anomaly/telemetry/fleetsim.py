@@ -28,7 +28,14 @@ BEARING_ALARM = "bearing_alarm"  # the detector doing its job
 SILENT = "silent"  # stops pushing
 
 FAULTS: tuple[str, ...] = (
-    BACKLOG_REPLAY, BACKLOG_DROPPED, GPU_HOT_ASLEEP, NOT_SLEEPING, DUTY_MISMATCH, BUNDLE_REFUSED, BEARING_ALARM, SILENT,
+    BACKLOG_REPLAY,
+    BACKLOG_DROPPED,
+    GPU_HOT_ASLEEP,
+    NOT_SLEEPING,
+    DUTY_MISMATCH,
+    BUNDLE_REFUSED,
+    BEARING_ALARM,
+    SILENT,
 )
 
 EXPECTED_ALERTS: dict[str, frozenset[str]] = {
@@ -69,7 +76,14 @@ def events_for(plan: RobotPlan) -> Iterator[dict]:
         t = 0.0
         while t < plan.cycles * contract_period:
             t += sample
-            yield {"t": t + 0.2, "event": "infer", "score": 0.1, "batch_t0": t - sample, "batch_t1": t, "alarm": False}
+            yield {
+                "t": t + 0.2,
+                "event": "infer",
+                "score": 0.1,
+                "batch_t0": t - sample,
+                "batch_t1": t,
+                "alarm": False,
+            }
         return
     period = 100.0 if plan.fault == DUTY_MISMATCH else contract_period
     last = plan.cycles - 1
@@ -80,16 +94,28 @@ def events_for(plan: RobotPlan) -> Iterator[dict]:
             # Firmware flushed minutes of buffered frames; each became a batch and was scored.
             for k in range(12):
                 b0 = t0 - 600.0 + k * sample
-                yield {"t": t0 + sample + 0.01 * k, "event": "infer", "score": 0.1,
-                       "batch_t0": b0, "batch_t1": b0 + sample, "alarm": False}
+                yield {
+                    "t": t0 + sample + 0.01 * k,
+                    "event": "infer",
+                    "score": 0.1,
+                    "batch_t0": b0,
+                    "batch_t1": b0 + sample,
+                    "alarm": False,
+                }
         if c == last and plan.fault == BACKLOG_DROPPED:
             for _ in range(6):
                 yield {"t": t0 + sample, "event": "drop", "reason": "overflow", "frames": 5000}
             yield {"t": t0 + sample, "event": "drop", "reason": "stale", "frames": 5000}
         alarm = plan.fault == BEARING_ALARM and c >= last - 2
         score = 0.92 if alarm else 0.1
-        yield {"t": t0 + sample + 0.2, "event": "infer", "score": score,
-               "batch_t0": t0, "batch_t1": t0 + sample, "alarm": alarm}
+        yield {
+            "t": t0 + sample + 0.2,
+            "event": "infer",
+            "score": score,
+            "batch_t0": t0,
+            "batch_t1": t0 + sample,
+            "alarm": alarm,
+        }
         if alarm:
             yield {"t": t0 + sample + 0.2, "event": "alarm", "score": score}
         yield {"t": t0 + sample + 0.3, "event": "sleep", "awake_s": sample + 0.3}
@@ -107,9 +133,16 @@ def drive(metrics: RobotMetrics, plan: RobotPlan) -> None:
         metrics.observe_event(ev)
     if plan.fault != NOT_SLEEPING:
         asleep_w = HOT_ASLEEP_W if plan.fault == GPU_HOT_ASLEEP else ASLEEP_W
-        metrics.set_power(asleep_w, state="asleep", source="model", modelled=True,
-                          duration_s=plan.cycles * (plan.period_s - plan.sample_s))
-    metrics.set_power(AWAKE_W, state="awake", source="model", modelled=True, duration_s=plan.cycles * plan.sample_s)
+        metrics.set_power(
+            asleep_w,
+            state="asleep",
+            source="model",
+            modelled=True,
+            duration_s=plan.cycles * (plan.period_s - plan.sample_s),
+        )
+    metrics.set_power(
+        AWAKE_W, state="awake", source="model", modelled=True, duration_s=plan.cycles * plan.sample_s
+    )
 
 
 def fleet_plans(n_robots: int, faulty_per_kind: int = 5, prefix: str = "robot") -> list[RobotPlan]:

@@ -45,8 +45,9 @@ def remember_trusted(bundle: VerifiedBundle, copy_path: Path | str, trust: Trust
         log.warning("cannot keep a copy of the accepted bundle: %s", exc)
         return False
     try:
-        again = verify_bundle_bytes(data, trust, source=bundle.source_path, require_firmware=False, record=False,
-                                    warn_dev_key=False)
+        again = verify_bundle_bytes(
+            data, trust, source=bundle.source_path, require_firmware=False, record=False, warn_dev_key=False
+        )
     except BundleRefused as exc:
         log.warning("accepted bundle changed on disk before its copy was kept: %s", exc)
         return False
@@ -66,8 +67,9 @@ def last_trusted_telemetry(copy_path: Path | str, trust: TrustStore) -> Telemetr
     except OSError:
         return None
     try:
-        return verify_bundle_bytes(data, trust, source=str(path), require_firmware=False, record=False,
-                                   warn_dev_key=False).telemetry
+        return verify_bundle_bytes(
+            data, trust, source=str(path), require_firmware=False, record=False, warn_dev_key=False
+        ).telemetry
     except BundleRefused as exc:
         log.warning("last trusted bundle copy %s no longer verifies: %s", path, exc)
         return None

@@ -92,7 +92,7 @@ class _Server:
             return 0.0, 0
         try:
             stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
-            fields = stat[stat.rindex(")") + 2:].split()
+            fields = stat[stat.rindex(")") + 2 :].split()
             ticks = os.sysconf("SC_CLK_TCK")
             cpu = (int(fields[11]) + int(fields[12])) / ticks
             rss = 0
@@ -153,10 +153,16 @@ class Pushgateway(_Server):
 
     def start(self, timeout_s: float = 20.0) -> Pushgateway:
         if not self.binary:
-            raise FileNotFoundError("prometheus-pushgateway not found (apt-get install prometheus-pushgateway)")
+            raise FileNotFoundError(
+                "prometheus-pushgateway not found (apt-get install prometheus-pushgateway)"
+            )
         argv = [
-            self.binary, f"--web.listen-address=127.0.0.1:{self.port}", "--persistence.file=",
-            "--log.level=warn", "--web.enable-admin-api", *self.extra_args,
+            self.binary,
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--persistence.file=",
+            "--log.level=warn",
+            "--web.enable-admin-api",
+            *self.extra_args,
         ]
         if self.web_config:
             argv.append(f"--web.config.file={self.web_config}")
@@ -201,7 +207,9 @@ class Prometheus(_Server):
         urls = [pushgateway_url] if isinstance(pushgateway_url, str) else list(pushgateway_url)
         targets = [urllib.parse.urlparse(u).netloc for u in urls]
         scrape: dict[str, Any] = {
-            "job_name": "pushgateway", "honor_labels": True, "scrape_timeout": scrape_timeout or scrape_interval,
+            "job_name": "pushgateway",
+            "honor_labels": True,
+            "scrape_timeout": scrape_timeout or scrape_interval,
             "static_configs": [{"targets": targets}],
         }
         if not isinstance(pushgateway_url, str):
@@ -218,8 +226,11 @@ class Prometheus(_Server):
         if not self.binary:
             raise FileNotFoundError("prometheus not found (apt-get install prometheus)")
         argv = [
-            self.binary, f"--config.file={self.config_path}", f"--storage.tsdb.path={self.workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn",
+            self.binary,
+            f"--config.file={self.config_path}",
+            f"--storage.tsdb.path={self.workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--log.level=warn",
         ]
         self._spawn(argv, "/-/ready", timeout_s)
         return self
@@ -248,8 +259,9 @@ class VictoriaMetrics(_Server):
 
     name = "victoriametrics"
 
-    def __init__(self, *, latency_offset: str = "1s", binary: str | None = None,
-                 extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, *, latency_offset: str = "1s", binary: str | None = None, extra_args: tuple[str, ...] = ()
+    ) -> None:
         super().__init__()
         self.binary = binary or find_binary(VICTORIAMETRICS_BINARIES)
         self.latency_offset = latency_offset
@@ -259,8 +271,12 @@ class VictoriaMetrics(_Server):
         if not self.binary:
             raise FileNotFoundError("victoria-metrics not found (apt-get install victoria-metrics)")
         argv = [
-            self.binary, f"-httpListenAddr=127.0.0.1:{self.port}", f"-storageDataPath={self.workdir / 'data'}",
-            f"-search.latencyOffset={self.latency_offset}", "-loggerLevel=WARN", *self.extra_args,
+            self.binary,
+            f"-httpListenAddr=127.0.0.1:{self.port}",
+            f"-storageDataPath={self.workdir / 'data'}",
+            f"-search.latencyOffset={self.latency_offset}",
+            "-loggerLevel=WARN",
+            *self.extra_args,
         ]
         self._spawn(argv, "/health", timeout_s)
         return self
@@ -284,8 +300,15 @@ class VmAlert(_Server):
 
     name = "vmalert"
 
-    def __init__(self, datasource_url: str, rule_files: list[str | Path], *, evaluation_interval: str = "1s",
-                 notifier_url: str | None = None, binary: str | None = None) -> None:
+    def __init__(
+        self,
+        datasource_url: str,
+        rule_files: list[str | Path],
+        *,
+        evaluation_interval: str = "1s",
+        notifier_url: str | None = None,
+        binary: str | None = None,
+    ) -> None:
         super().__init__()
         self.binary = binary or find_binary(VMALERT_BINARIES)
         self.datasource_url = datasource_url
@@ -297,9 +320,13 @@ class VmAlert(_Server):
         if not self.binary:
             raise FileNotFoundError("vmalert not found (apt-get install victoria-metrics)")
         argv = [
-            self.binary, *[f"-rule={f}" for f in self.rule_files], f"-datasource.url={self.datasource_url}",
-            f"-remoteWrite.url={self.datasource_url}", f"-notifier.url={self.notifier_url}",
-            f"-evaluationInterval={self.evaluation_interval}", f"-httpListenAddr=127.0.0.1:{self.port}",
+            self.binary,
+            *[f"-rule={f}" for f in self.rule_files],
+            f"-datasource.url={self.datasource_url}",
+            f"-remoteWrite.url={self.datasource_url}",
+            f"-notifier.url={self.notifier_url}",
+            f"-evaluationInterval={self.evaluation_interval}",
+            f"-httpListenAddr=127.0.0.1:{self.port}",
             "-loggerLevel=ERROR",
         ]
         self._spawn(argv, "/health", timeout_s)

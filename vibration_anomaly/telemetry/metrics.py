@@ -40,7 +40,15 @@ DROP_REASONS: tuple[str, ...] = (*sorted(events.DROP_REASONS), "other")
 REJECT_REASONS: tuple[str, ...] = (*sorted(events.REJECT_REASONS), "before_window", "gap", "partial", "other")
 """Why input samples were refused: ``core.events``' reject reasons (and the windower's discard reasons)."""
 
-REFUSAL_REASONS: tuple[str, ...] = ("signature", "expired", "mismatch", "invalid", "missing", "untrusted", "other")
+REFUSAL_REASONS: tuple[str, ...] = (
+    "signature",
+    "expired",
+    "mismatch",
+    "invalid",
+    "missing",
+    "untrusted",
+    "other",
+)
 """Why a config bundle was refused at start-up. ``mismatch`` is firmware and container disagreeing."""
 
 KNOWN_EVENTS: tuple[str, ...] = (*sorted(events.EVENT_NAMES), "stale", "other")
@@ -83,7 +91,9 @@ class RobotMetrics:
 
     def __init__(self, registry: CollectorRegistry, *, window_s: float = DEFAULT_WINDOW_S) -> None:
         if not isinstance(registry, CollectorRegistry):
-            raise InputError("RobotMetrics", "registry", f"expected a CollectorRegistry, got {type(registry).__name__}")
+            raise InputError(
+                "RobotMetrics", "registry", f"expected a CollectorRegistry, got {type(registry).__name__}"
+            )
         self.registry = registry
         self.window_s = _number("RobotMetrics", "window_s", window_s)
         if self.window_s <= 0:
@@ -108,7 +118,9 @@ class RobotMetrics:
         self.alarm_active = gauge("alarm_active", "1 while the latest scored batch is an alarm.")
         # Duty cycle.
         self.duty_period = gauge(
-            "duty_period_seconds", "Observed seconds between the last two wakes (NaN until two wakes).", nan=True
+            "duty_period_seconds",
+            "Observed seconds between the last two wakes (NaN until two wakes).",
+            nan=True,
         )
         self.duty_period_contract = gauge(
             "duty_period_contract_seconds", "Duty period the verified bundle demands.", nan=True
@@ -124,21 +136,33 @@ class RobotMetrics:
         # Power.
         self.power = gauge("power_watts", "Latest power reading, by duty-cycle state.", ("state",))
         self.power_source = gauge(
-            "power_source_info", "Where power figures come from; modelled=true means no sensor.", ("source", "modelled")
+            "power_source_info",
+            "Where power figures come from; modelled=true means no sensor.",
+            ("source", "modelled"),
         )
         self.energy = counter("energy_joules", "Energy used, by duty-cycle state.", ("state",))
         # Backpressure and stale data.
-        self.frames_dropped = counter("frames_dropped", "IMU frames dropped by backpressure, by reason.", ("reason",))
+        self.frames_dropped = counter(
+            "frames_dropped", "IMU frames dropped by backpressure, by reason.", ("reason",)
+        )
         self.stale_refused = counter("stale_batches_refused", "Batches refused because they were stale.")
         self.stale_inferred = counter(
             "stale_batches_inferred", "Batches scored although older than the freshness bound: a replay."
         )
-        self.batch_age = gauge("batch_age_seconds", "Age of the latest scored batch when it was scored.", nan=True)
-        self.inputs_rejected = counter("inputs_rejected", "IMU samples refused as bad input, by reason.", ("reason",))
+        self.batch_age = gauge(
+            "batch_age_seconds", "Age of the latest scored batch when it was scored.", nan=True
+        )
+        self.inputs_rejected = counter(
+            "inputs_rejected", "IMU samples refused as bad input, by reason.", ("reason",)
+        )
         # Configuration and backend.
         # The sensor itself and the robot's own writes: faults that are not a bearing alarm.
-        self.sensor_level = gauge("sensor_health_level", "IMU sensor health of the latest checked batch: 0 OK, 1 WARN, 2 ERROR.")
-        self.storage_failing = gauge("storage_failing", "1 while a write the robot depends on fails (event log, alarm latch).")
+        self.sensor_level = gauge(
+            "sensor_health_level", "IMU sensor health of the latest checked batch: 0 OK, 1 WARN, 2 ERROR."
+        )
+        self.storage_failing = gauge(
+            "storage_failing", "1 while a write the robot depends on fails (event log, alarm latch)."
+        )
         self.bundle_info = gauge("bundle_info", "The verified config bundle in use (value 1).", ("version",))
         self.bundle_expired = gauge("bundle_expired", "1 when the bundle in use is past its expiry.")
         self.bundle_refused = gauge(
@@ -146,12 +170,18 @@ class RobotMetrics:
         )
         self.bundle_refusals = counter("bundle_refusals", "Config bundles refused, by reason.", ("reason",))
         self.backend_info = gauge(
-            "backend_info", "The inference backend in use and why it was chosen (value 1).", ("backend", "choice")
+            "backend_info",
+            "The inference backend in use and why it was chosen (value 1).",
+            ("backend", "choice"),
         )
         # Push bookkeeping (written by the pusher).
-        self.push_interval = gauge("push_interval_seconds", "Seconds between pushes to the Pushgateway.", nan=True)
+        self.push_interval = gauge(
+            "push_interval_seconds", "Seconds between pushes to the Pushgateway.", nan=True
+        )
         self.last_push = gauge(
-            "last_push_timestamp_seconds", "Robot wall clock (Unix seconds) when this state was pushed.", nan=True
+            "last_push_timestamp_seconds",
+            "Robot wall clock (Unix seconds) when this state was pushed.",
+            nan=True,
         )
         self.push_failures = counter("push_failures", "Pushes to the Pushgateway that failed.")
 
@@ -265,7 +295,9 @@ class RobotMetrics:
 
     def _on_reject(self, t: float, event: Mapping[str, Any]) -> None:
         reason = _fold(event.get("reason", "other"), REJECT_REASONS)
-        self.inputs_rejected.labels(reason=reason).inc(_number("reject event", "count", event.get("count", 1)))
+        self.inputs_rejected.labels(reason=reason).inc(
+            _number("reject event", "count", event.get("count", 1))
+        )
 
     # ------------------------------------------------------------ clock state
     def _advance(self, t: float) -> None:
@@ -304,16 +336,22 @@ class RobotMetrics:
         period = _number("duty contract", "period_s", period_s)
         sample = _number("duty contract", "sample_s", sample_s)
         if not 0 < sample < period:
-            raise InputError("duty contract", "sample_s", f"expected 0 < sample_s < period_s, got {sample}, {period}")
+            raise InputError(
+                "duty contract", "sample_s", f"expected 0 < sample_s < period_s, got {sample}, {period}"
+            )
         with self._lock:
             self.duty_period_contract.set(period)
             self.duty_sample_contract.set(sample)
             self._contract_period = period
-            self._max_batch_age_s = period if max_batch_age_s is None else _number(
-                "duty contract", "max_batch_age_s", max_batch_age_s
+            self._max_batch_age_s = (
+                period
+                if max_batch_age_s is None
+                else _number("duty contract", "max_batch_age_s", max_batch_age_s)
             )
 
-    def set_power(self, watts: float, *, state: str, source: str, modelled: bool, duration_s: float | None = None) -> None:
+    def set_power(
+        self, watts: float, *, state: str, source: str, modelled: bool, duration_s: float | None = None
+    ) -> None:
         """Record a power reading for ``state`` (asleep or awake).
 
         ``duration_s``, when the caller knows how long the reading stands for
@@ -322,7 +360,9 @@ class RobotMetrics:
         ``modelled`` says the figure is computed, not measured.
         """
         if state not in POWER_STATES:
-            raise InputError("power reading", "state", f"expected one of {', '.join(POWER_STATES)}, got {state!r}")
+            raise InputError(
+                "power reading", "state", f"expected one of {', '.join(POWER_STATES)}, got {state!r}"
+            )
         w = _number("power reading", "watts", watts)
         src = str(source).strip().lower() or "unknown"
         key = (src[:32], "true" if modelled else "false")
@@ -339,7 +379,9 @@ class RobotMetrics:
     def add_energy(self, joules: float, *, state: str) -> None:
         """Add energy measured directly (an energy counter on the sensor), by duty-cycle state."""
         if state not in POWER_STATES:
-            raise InputError("energy reading", "state", f"expected one of {', '.join(POWER_STATES)}, got {state!r}")
+            raise InputError(
+                "energy reading", "state", f"expected one of {', '.join(POWER_STATES)}, got {state!r}"
+            )
         self.energy.labels(state=state).inc(_number("energy reading", "joules", joules))
 
     def set_bundle(self, version: str, *, expired: bool = False) -> None:

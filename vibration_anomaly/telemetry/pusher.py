@@ -101,12 +101,16 @@ def make_handler(auth: BasicAuth | None = None, tls: TlsSettings | None = None) 
         if auth is None:
             return default_handler
 
-        def _basic(url: str, method: str, timeout: float | None, headers: list, data: bytes) -> Callable[[], None]:
+        def _basic(
+            url: str, method: str, timeout: float | None, headers: list, data: bytes
+        ) -> Callable[[], None]:
             return basic_auth_handler(url, method, timeout, headers, data, auth.username, auth.password)
 
         return _basic
     if bool(tls.certfile) != bool(tls.keyfile):
-        raise InputError("telemetry tls", "certfile/keyfile", "give both a client certificate and its key, or neither")
+        raise InputError(
+            "telemetry tls", "certfile/keyfile", "give both a client certificate and its key, or neither"
+        )
 
     def _tls(url: str, method: str, timeout: float | None, headers: list, data: bytes) -> Callable[[], None]:
         headers = list(headers)
@@ -114,8 +118,15 @@ def make_handler(auth: BasicAuth | None = None, tls: TlsSettings | None = None) 
             headers.append(_auth_header(auth))
         if tls.certfile and tls.keyfile:
             return tls_auth_handler(
-                url, method, timeout, headers, data, tls.certfile, tls.keyfile,
-                cafile=tls.cafile, insecure_skip_verify=tls.insecure_skip_verify,
+                url,
+                method,
+                timeout,
+                headers,
+                data,
+                tls.certfile,
+                tls.keyfile,
+                cafile=tls.cafile,
+                insecure_skip_verify=tls.insecure_skip_verify,
             )
         context = ssl.create_default_context(cafile=tls.cafile)
         if tls.insecure_skip_verify:
@@ -145,7 +156,14 @@ def push_registry(
     handler: Handler = default_handler,
 ) -> None:
     """One synchronous push (PUT: the group becomes exactly this registry). Raises on failure."""
-    push_to_gateway(url, job=job, registry=registry, grouping_key={"robot_id": robot_id}, timeout=timeout_s, handler=handler)
+    push_to_gateway(
+        url,
+        job=job,
+        registry=registry,
+        grouping_key={"robot_id": robot_id},
+        timeout=timeout_s,
+        handler=handler,
+    )
 
 
 IMPORT_PATH = "/api/v1/import/prometheus"
@@ -156,8 +174,10 @@ def import_url_for(base_url: str, job: str, robot_id: str) -> str:
     base = base_url.rstrip("/")
     if not base.endswith(IMPORT_PATH):
         base += IMPORT_PATH
-    return (f"{base}?extra_label={quote(f'job={job}', safe='')}"
-            f"&extra_label={quote(f'robot_id={robot_id}', safe='')}")
+    return (
+        f"{base}?extra_label={quote(f'job={job}', safe='')}"
+        f"&extra_label={quote(f'robot_id={robot_id}', safe='')}"
+    )
 
 
 def import_body(registry: CollectorRegistry, push_unix: float) -> bytes:
@@ -188,7 +208,9 @@ def import_registry(
     robot never resends old samples.
     """
     headers = [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")]
-    handler(import_url_for(url, job, robot_id), "POST", timeout_s, headers, import_body(registry, push_unix))()
+    handler(
+        import_url_for(url, job, robot_id), "POST", timeout_s, headers, import_body(registry, push_unix)
+    )()
 
 
 def _check_settings(url: str, job: str, robot_id: str, interval_s: float) -> None:
@@ -199,8 +221,10 @@ def _check_settings(url: str, job: str, robot_id: str, interval_s: float) -> Non
         raise InputError("telemetry", "job", f"expected a non-empty job name without '/', got {job!r}")
     if not robot_id or not str(robot_id).strip():
         raise InputError("telemetry", "robot_id", "expected a non-empty robot id")
-    if isinstance(interval_s, bool) or not isinstance(interval_s, (int, float)) or not (
-        math.isfinite(interval_s) and interval_s > 0
+    if (
+        isinstance(interval_s, bool)
+        or not isinstance(interval_s, (int, float))
+        or not (math.isfinite(interval_s) and interval_s > 0)
     ):
         raise InputError("telemetry", "push_interval_s", f"expected a number > 0, got {interval_s!r}")
 
@@ -241,7 +265,11 @@ class PushgatewayPusher:
             raise InputError("telemetry", "protocol", f"expected 'pushgateway' or 'import', got {protocol!r}")
         self.protocol = protocol
         if not (timeout_s > 0 and backoff_initial_s > 0 and backoff_max_s >= backoff_initial_s):
-            raise InputError("telemetry", "timeout_s/backoff", "expected timeout_s > 0 and 0 < backoff_initial_s <= backoff_max_s")
+            raise InputError(
+                "telemetry",
+                "timeout_s/backoff",
+                "expected timeout_s > 0 and 0 < backoff_initial_s <= backoff_max_s",
+            )
         self.metrics = metrics
         self.url = url
         self.job = job
@@ -320,13 +348,22 @@ class PushgatewayPusher:
         try:
             if self.protocol == "import":
                 import_registry(
-                    self.metrics.registry, url=self.url, job=self.job, robot_id=self.robot_id,
-                    push_unix=now, timeout_s=timeout_s, handler=self.handler,
+                    self.metrics.registry,
+                    url=self.url,
+                    job=self.job,
+                    robot_id=self.robot_id,
+                    push_unix=now,
+                    timeout_s=timeout_s,
+                    handler=self.handler,
                 )
             else:
                 push_registry(
-                    self.metrics.registry, url=self.url, job=self.job, robot_id=self.robot_id,
-                    timeout_s=timeout_s, handler=self.handler,
+                    self.metrics.registry,
+                    url=self.url,
+                    job=self.job,
+                    robot_id=self.robot_id,
+                    timeout_s=timeout_s,
+                    handler=self.handler,
                 )
         except Exception as exc:  # any failure (DNS, refused, 5xx, TLS, timeout) is retried, never raised
             self.stats.failures += 1
@@ -335,7 +372,10 @@ class PushgatewayPusher:
             self.metrics.count_push_failure()
             if self.stats.consecutive_failures in (1, 10) or self.stats.consecutive_failures % 100 == 0:
                 log.warning(
-                    "push to %s failed (%d in a row): %s", self.url, self.stats.consecutive_failures, self.stats.last_error
+                    "push to %s failed (%d in a row): %s",
+                    self.url,
+                    self.stats.consecutive_failures,
+                    self.stats.last_error,
                 )
             return False
         finally:
@@ -366,7 +406,9 @@ class PushgatewayPusher:
             delay = self.next_delay()
 
 
-def pusher_from_settings(metrics: RobotMetrics, telemetry: Any, robot_id: str, **kwargs: Any) -> PushgatewayPusher:
+def pusher_from_settings(
+    metrics: RobotMetrics, telemetry: Any, robot_id: str, **kwargs: Any
+) -> PushgatewayPusher:
     """Build a pusher from the bundle's telemetry section: one gateway, this robot's shard, or an import endpoint.
 
     The destination comes from the signed settings only (``routing.route_for``);
@@ -377,10 +419,22 @@ def pusher_from_settings(metrics: RobotMetrics, telemetry: Any, robot_id: str, *
     try:
         interval = telemetry.push_interval_s
     except AttributeError as exc:
-        raise InputError("bundle", "telemetry", f"expected pushgateway_url, job, push_interval_s: {exc}") from None
+        raise InputError(
+            "bundle", "telemetry", f"expected pushgateway_url, job, push_interval_s: {exc}"
+        ) from None
     route = route_for(telemetry, robot_id)
     if route is None:
-        raise InputError("bundle", "telemetry", "no destination: pushgateway_url, pushgateway_shards and "
-                         "import_url are all null")
-    return PushgatewayPusher(metrics, url=route.url, job=route.job, robot_id=robot_id, interval_s=interval,
-                             protocol=route.kind, **kwargs)
+        raise InputError(
+            "bundle",
+            "telemetry",
+            "no destination: pushgateway_url, pushgateway_shards and import_url are all null",
+        )
+    return PushgatewayPusher(
+        metrics,
+        url=route.url,
+        job=route.job,
+        robot_id=robot_id,
+        interval_s=interval,
+        protocol=route.kind,
+        **kwargs,
+    )

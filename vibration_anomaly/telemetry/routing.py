@@ -76,8 +76,15 @@ def route_for(telemetry: Any, robot_id: str) -> Route | None:
         raise InputError("bundle", "telemetry", f"expected pushgateway_url and job: {exc}") from None
     shards = tuple(getattr(telemetry, "pushgateway_shards", None) or ())
     import_url = getattr(telemetry, "import_url", None)
-    given = [name for name, v in (("pushgateway_url", single), ("pushgateway_shards", shards),
-                                  ("import_url", import_url)) if v]
+    given = [
+        name
+        for name, v in (
+            ("pushgateway_url", single),
+            ("pushgateway_shards", shards),
+            ("import_url", import_url),
+        )
+        if v
+    ]
     if len(given) > 1:
         raise InputError("telemetry", given[1], f"expected one destination, got {' and '.join(given)}")
     if shards:

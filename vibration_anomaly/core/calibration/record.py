@@ -66,7 +66,9 @@ class Calibration:
         """Refuse windows whose rate or length differ from what the threshold was fitted on."""
         if abs(float(fs_hz) - self.fs_hz) > 0.01 * self.fs_hz:
             raise InputError(
-                source, "fs_hz", f"calibrated at {self.fs_hz:g} Hz, got {fs_hz:g} Hz; recalibrate for this rate"
+                source,
+                "fs_hz",
+                f"calibrated at {self.fs_hz:g} Hz, got {fs_hz:g} Hz; recalibrate for this rate",
             )
         if not (0.5 * self.window_samples <= n_samples <= 2.0 * self.window_samples):
             raise InputError(
@@ -115,20 +117,42 @@ class Calibration:
         except (TypeError, ValueError, OverflowError) as e:
             raise InputError(source, "mean/std", f"expected nested lists of numbers: {e}") from None
         if mean.ndim != 3 or mean.shape != std.shape or mean.size == 0:
-            raise InputError(source, "mean/std", f"expected two equal (C, T, F) arrays, got {mean.shape} {std.shape}")
+            raise InputError(
+                source, "mean/std", f"expected two equal (C, T, F) arrays, got {mean.shape} {std.shape}"
+            )
         if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(std > 0)):
             raise InputError(source, "mean/std", "expected finite values and std > 0")
         thr = _field(d, "threshold", source, "a finite number > 0", lambda v: v > 0)
-        target_far = _field(d, "target_far", source, "a false-alarm rate > 0 and < 0.5", lambda v: 0 < v < 0.5)
-        fs_hz = _field(d, "fs_hz", source, f"a rate > 0 and <= {MAX_FS_HZ:g} Hz", lambda v: 0 < v <= MAX_FS_HZ)
+        target_far = _field(
+            d, "target_far", source, "a false-alarm rate > 0 and < 0.5", lambda v: 0 < v < 0.5
+        )
+        fs_hz = _field(
+            d, "fs_hz", source, f"a rate > 0 and <= {MAX_FS_HZ:g} Hz", lambda v: 0 < v <= MAX_FS_HZ
+        )
         max_n = max(1, int(fs_hz * MAX_WINDOW_S))
-        window_samples = int(_field(d, "window_samples", source,
-                                    f"an integer >= 1 and <= {max_n} ({MAX_WINDOW_S:g} s at {fs_hz:g} Hz)",
-                                    lambda v: v == int(v) and 1 <= v <= max_n))
-        n_windows = int(_field(d, "n_windows", source, "an integer >= 0",
-                               lambda v: v == int(v) and 0 <= v <= 1e12, default=0))
-        median = _field(d, "healthy_score_median", source, "a finite number or null", lambda v: True,
-                        default=float("nan"), nullable=True)
+        window_samples = int(
+            _field(
+                d,
+                "window_samples",
+                source,
+                f"an integer >= 1 and <= {max_n} ({MAX_WINDOW_S:g} s at {fs_hz:g} Hz)",
+                lambda v: v == int(v) and 1 <= v <= max_n,
+            )
+        )
+        n_windows = int(
+            _field(
+                d, "n_windows", source, "an integer >= 0", lambda v: v == int(v) and 0 <= v <= 1e12, default=0
+            )
+        )
+        median = _field(
+            d,
+            "healthy_score_median",
+            source,
+            "a finite number or null",
+            lambda v: True,
+            default=float("nan"),
+            nullable=True,
+        )
         created = _field(d, "created_unix", source, "a finite time in seconds", lambda v: True, default=0.0)
         extra = d.get("extra", {})
         if extra is None:
@@ -174,7 +198,9 @@ class Calibration:
         try:
             d = json.loads(data.decode("utf-8"))
         except UnicodeDecodeError as e:
-            raise InputError(p, "encoding", f"not UTF-8 text (byte {e.start}); expected calibration JSON") from None
+            raise InputError(
+                p, "encoding", f"not UTF-8 text (byte {e.start}); expected calibration JSON"
+            ) from None
         except RecursionError:
             raise InputError(p, "json", "nested too deeply; expected calibration JSON") from None
         except ValueError as e:  # JSONDecodeError, and integers with more digits than Python converts
@@ -190,8 +216,16 @@ MAX_WINDOW_S = 600.0
 """Windows longer than this are refused, as on the command line (``--window-s``)."""
 
 
-def _field(d: dict[str, Any], key: str, source: str, expected: str, ok: Callable[[float], bool], *,
-           default: float | None = None, nullable: bool = False) -> float:
+def _field(
+    d: dict[str, Any],
+    key: str,
+    source: str,
+    expected: str,
+    ok: Callable[[float], bool],
+    *,
+    default: float | None = None,
+    nullable: bool = False,
+) -> float:
     """A finite number from ``d[key]`` that satisfies ``ok``, else an InputError naming ``key``."""
     if key not in d:
         if default is None:
@@ -199,13 +233,17 @@ def _field(d: dict[str, Any], key: str, source: str, expected: str, ok: Callable
         return default
     raw = d[key]
     if nullable and (raw is None or (isinstance(raw, float) and math.isnan(raw))):
-        return float("nan")  # unknown: written as null, NaN in memory (``to_dict`` -> ``from_dict`` round-trips)
+        return float(
+            "nan"
+        )  # unknown: written as null, NaN in memory (``to_dict`` -> ``from_dict`` round-trips)
     if isinstance(raw, bool) or not isinstance(raw, int | float):
         raise InputError(source, key, f"expected {expected}, got {raw!r:.40}")
     try:
         v = float(raw)
     except OverflowError:
-        raise InputError(source, key, f"expected {expected}, got a number of {len(str(raw))} digits") from None
+        raise InputError(
+            source, key, f"expected {expected}, got a number of {len(str(raw))} digits"
+        ) from None
     if not math.isfinite(v) or not ok(v):
         raise InputError(source, key, f"expected {expected}, got {raw!r}")
     return v

@@ -64,7 +64,9 @@ def import_tensorrt(runtime: str = "auto") -> tuple[Any, str]:
     """
     if runtime not in ("auto", "full", "lean"):
         raise EngineError(f"TensorRT runtime {runtime!r}: expected auto, full or lean")
-    names = {"auto": ("tensorrt", "tensorrt_lean"), "full": ("tensorrt",), "lean": ("tensorrt_lean",)}[runtime]
+    names = {"auto": ("tensorrt", "tensorrt_lean"), "full": ("tensorrt",), "lean": ("tensorrt_lean",)}[
+        runtime
+    ]
     seen: list[str] = []
     for name in names:
         try:
@@ -134,7 +136,9 @@ def probe_cuda_driver() -> CudaProbe:
         return CudaProbe(False, f"no CUDA driver: libcuda.so.1 not loadable ({exc})")
     rc = lib.cuInit(0)
     if rc != 0:
-        return CudaProbe(False, f"cuInit failed with CUresult {rc} (no usable GPU, or driver/kernel module mismatch)")
+        return CudaProbe(
+            False, f"cuInit failed with CUresult {rc} (no usable GPU, or driver/kernel module mismatch)"
+        )
     count = ctypes.c_int(0)
     rc = lib.cuDeviceGetCount(ctypes.byref(count))
     if rc != 0 or count.value == 0:
@@ -245,7 +249,9 @@ class PyCudaApi:
             ctx.detach()  # detaching the current context destroys it and pops it
 
     def device_name(self, device: int) -> str:
-        with self._driver_errors(f"no usable CUDA GPU #{device}: reading its name failed", NoCudaGpuError) as cuda:
+        with self._driver_errors(
+            f"no usable CUDA GPU #{device}: reading its name failed", NoCudaGpuError
+        ) as cuda:
             return str(cuda.Device(device).name())
 
     def create_stream(self) -> Any:
@@ -294,4 +300,3 @@ class PyCudaApi:
     def dtoh_async(self, dst: np.ndarray, src: Any, stream: Any) -> None:
         with self._driver_errors("CUDA: device-to-host copy failed") as cuda:
             cuda.memcpy_dtoh_async(dst, src, stream)
-

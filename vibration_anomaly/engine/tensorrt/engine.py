@@ -160,7 +160,9 @@ class TensorRTEngine:
                 trt_mod, flavour = import_tensorrt(self._runtime_kind)
             probe = self._cuda.probe()
             if not probe.ok:
-                raise NoCudaGpuError(f"no CUDA GPU: {probe.reason}; the TensorRT backend needs one (use onnx)")
+                raise NoCudaGpuError(
+                    f"no CUDA GPU: {probe.reason}; the TensorRT backend needs one (use onnx)"
+                )
             ctx = self._cuda.create_context(self._device)
             held: dict[str, Any] = {}
             failure: BaseException | None = None
@@ -193,7 +195,11 @@ class TensorRTEngine:
             self._state = EngineState.LOADED
             log.info(
                 "loaded TensorRT engine %s (%d bytes, %s runtime %s, max batch %d)",
-                path, len(blob), flavour, getattr(trt_mod, "__version__", "?"), self._max_batch,
+                path,
+                len(blob),
+                flavour,
+                getattr(trt_mod, "__version__", "?"),
+                self._max_batch,
             )
 
     def unload(self) -> None:
@@ -277,7 +283,9 @@ class TensorRTEngine:
             self._cuda.push(aw.ctx)
             try:
                 if not exec_ctx.set_input_shape(spec_in.name, x.shape):
-                    raise InputError("features", "shape", f"{x.shape} is outside the engine's optimisation profile")
+                    raise InputError(
+                        "features", "shape", f"{x.shape} is outside the engine's optimisation profile"
+                    )
                 host_in = aw.host_bufs[spec_in.name]
                 flat_in = host_in.reshape(-1)[: x.size]
                 flat_in[:] = x.reshape(-1)
@@ -308,10 +316,16 @@ class TensorRTEngine:
             if not np.issubdtype(x.dtype, np.floating):
                 raise InputError("features", "dtype", f"got {x.dtype}, engine expects {spec.dtype}")
             x = x.astype(spec.dtype)
-        if x.ndim != len(spec.shape) or any(w is not None and g != w for g, w in zip(x.shape, spec.shape, strict=True)):
-            raise InputError("features", "shape", f"got {x.shape}, engine expects {spec.shape} (None = batch)")
+        if x.ndim != len(spec.shape) or any(
+            w is not None and g != w for g, w in zip(x.shape, spec.shape, strict=True)
+        ):
+            raise InputError(
+                "features", "shape", f"got {x.shape}, engine expects {spec.shape} (None = batch)"
+            )
         if x.shape and (x.shape[0] < 1 or x.shape[0] > self._max_batch):
-            raise InputError("features", "batch", f"got {x.shape[0]}, engine profile allows 1..{self._max_batch}")
+            raise InputError(
+                "features", "batch", f"got {x.shape[0]}, engine profile allows 1..{self._max_batch}"
+            )
         if not np.isfinite(x).all():
             raise InputError("features", "values", "contains NaN or inf")
         return np.ascontiguousarray(x)
@@ -344,7 +358,9 @@ class TensorRTEngine:
             if self._state is not EngineState.AWAKE or wd is None or self._watchdog is not wd:
                 return
             now = self._clock()
-            diag = WatchdogDiagnostic(self.name, now - self._woke_at, wd.idle_for(), self._max_idle, self._inferences)
+            diag = WatchdogDiagnostic(
+                self.name, now - self._woke_at, wd.idle_for(), self._max_idle, self._inferences
+            )
             self._watchdog = None  # the watchdog thread is the caller; do not join it
             try:
                 self.sleep()

@@ -47,10 +47,14 @@ def read_engine_file(path: Path) -> bytes:
     """Read a plan file and refuse what can be recognised as not-an-engine without a GPU."""
     p = Path(path)
     if not p.is_file():
-        raise CorruptEngineError(f"engine file {p}: not found (build one with `vibration-anomaly engine build`)")
+        raise CorruptEngineError(
+            f"engine file {p}: not found (build one with `vibration-anomaly engine build`)"
+        )
     size = p.stat().st_size
     if size > MAX_ENGINE_BYTES:
-        raise CorruptEngineError(f"engine file {p}: {size} bytes, larger than {MAX_ENGINE_BYTES}; not our engine")
+        raise CorruptEngineError(
+            f"engine file {p}: {size} bytes, larger than {MAX_ENGINE_BYTES}; not our engine"
+        )
     return check_engine_blob(p.read_bytes(), p)
 
 
@@ -58,7 +62,9 @@ def check_engine_blob(blob: bytes, p: Path) -> bytes:
     """Refuse plan bytes that can be recognised as not-an-engine without a GPU; ``p`` names them."""
     size = len(blob)
     if size > MAX_ENGINE_BYTES:
-        raise CorruptEngineError(f"engine file {p}: {size} bytes, larger than {MAX_ENGINE_BYTES}; not our engine")
+        raise CorruptEngineError(
+            f"engine file {p}: {size} bytes, larger than {MAX_ENGINE_BYTES}; not our engine"
+        )
     head = blob[:512]
     # An ONNX ModelProto as onnx writes it starts with field 1 (ir_version,
     # varint, 3..15) then one of fields 2..8 (strings / graph / opset_import).
@@ -88,7 +94,9 @@ def _dtype_name(trt_mod: Any, dt: Any) -> str:
         return str(dt).rsplit(".", 1)[-1].lower()
 
 
-def engine_io_specs(trt_mod: Any, engine: trt.ICudaEngine) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+def engine_io_specs(
+    trt_mod: Any, engine: trt.ICudaEngine
+) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
     """Read the I/O tensors of a deserialized engine (name-based TensorRT 10 API); -1 dims become None."""
     ins: list[TensorSpec] = []
     outs: list[TensorSpec] = []

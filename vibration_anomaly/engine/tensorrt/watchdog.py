@@ -108,7 +108,9 @@ def check_max_idle_awake_s(value: float, source: str) -> float:
     except (TypeError, ValueError):
         bound = math.nan
     if not math.isfinite(bound) or bound <= 0:
-        raise InputError(source, "max_idle_awake_s", f"expected a finite number of seconds > 0, got {value!r}")
+        raise InputError(
+            source, "max_idle_awake_s", f"expected a finite number of seconds > 0, got {value!r}"
+        )
     return bound
 
 
