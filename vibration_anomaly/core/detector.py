@@ -21,7 +21,8 @@ from vibration_anomaly.core.events import ALARM, ALARM_RESET, ERROR, SENSOR, SKI
 from vibration_anomaly.core.latch import AlarmLatch
 from vibration_anomaly.core.queue import LatestBatchQueue
 from vibration_anomaly.core.sensor_health import ERROR as SENSOR_ERROR
-from vibration_anomaly.core.sensor_health import LEVEL_NAMES, OK, SensorWatch
+from vibration_anomaly.core.sensor_health import LEVEL_NAMES, OK
+from vibration_anomaly.core.sensor_watch import SensorWatch
 from vibration_anomaly.core.window import Batch
 from vibration_anomaly.engine.base import Engine, EngineState, Residency
 

@@ -123,3 +123,13 @@ def retire_worker(rt: DetectorRuntime) -> None:
             rt.worker.stop()
         rt.worker = None
     rt.stuck = None
+
+
+def force_sleep(rt: DetectorRuntime) -> None:
+    """The duty cycle found the engine still awake after its period: sleep it (engine thread, bounded)."""
+    if rt.detector is not None and rt.worker is not None and not rt.detector.residency().asleep:
+        rt.active = False
+        if rt.worker.busy:
+            sleep_when_free(rt, "forced sleep")
+        else:
+            rt.worker.call(rt.detector.deactivate)

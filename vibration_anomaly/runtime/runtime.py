@@ -41,7 +41,7 @@ from vibration_anomaly.core.imu_buffer import ImuSampler
 from vibration_anomaly.core.latch import AlarmLatch
 from vibration_anomaly.core.queue import LatestBatchQueue
 from vibration_anomaly.core.scheduler import DutyCycleScheduler
-from vibration_anomaly.core.sensor_health import SensorWatch
+from vibration_anomaly.core.sensor_watch import SensorWatch
 from vibration_anomaly.errors import VibrationAnomalyError
 from vibration_anomaly.runtime import awake
 from vibration_anomaly.runtime.awake import ENGINE_TIMEOUT_S, EngineBusy  # noqa: F401 - EngineBusy re-exported
@@ -335,13 +335,7 @@ class DetectorRuntime:
         awake.teardown(self)
 
     def _force_sleep(self) -> None:
-        """The duty cycle found the engine still awake after its period: sleep it (engine thread, bounded)."""
-        if self.detector is not None and self.worker is not None and not self.detector.residency().asleep:
-            self.active = False
-            if self.worker.busy:
-                awake.sleep_when_free(self, "forced sleep")
-            else:
-                self.worker.call(self.detector.deactivate)
+        awake.force_sleep(self)
 
     def _retire_worker(self) -> None:
         awake.retire_worker(self)

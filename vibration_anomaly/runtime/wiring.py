@@ -64,7 +64,8 @@ def storage_state(rt: DetectorRuntime, what: str, ok: bool, message: str) -> Non
 
 def sensor_watch(rt: DetectorRuntime, pipeline: Any) -> Any:
     """Sensor checks with this machine's healthy level (stored by calibration) for the loose-mount check."""
-    from vibration_anomaly.core.sensor_health import SensorLimits, SensorWatch, baseline_rms_from
+    from vibration_anomaly.core.sensor_health import SensorLimits, baseline_rms_from
+    from vibration_anomaly.core.sensor_watch import SensorWatch
 
     cal = getattr(pipeline.scorer, "calibration", None)
     full_scale = rt.params.sensor_full_scale
