@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from vibration_anomaly import cli
-from vibration_anomaly.sim.soak import DATA_FAULTS, FAULT_KINDS, STRUCTURAL_FAULTS
+from vibration_anomaly.sim.soak.faults import DATA_FAULTS, FAULT_KINDS, STRUCTURAL_FAULTS
 
 KEYS = (
     "stale_inferences",

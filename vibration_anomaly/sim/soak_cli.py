@@ -11,7 +11,8 @@ MAX_HOURS = 24.0 * 31
 
 
 def _run(args: argparse.Namespace) -> int:
-    from vibration_anomaly.sim.soak import SoakOptions, main
+    from vibration_anomaly.sim.soak.options import SoakOptions
+    from vibration_anomaly.sim.soak.run import main
 
     if args.pushgateway is not None and args.no_telemetry:
         from vibration_anomaly.errors import InputError
