@@ -62,7 +62,7 @@ from vibration_anomaly.telemetry.localservers import (
     find_binary,
 )
 from vibration_anomaly.telemetry.metrics import RobotMetrics
-from vibration_anomaly.telemetry.pusher import import_registry, push_registry
+from vibration_anomaly.telemetry.push_http import import_registry, push_registry
 from vibration_anomaly.telemetry.routing import route_for
 
 RULES = Path(__file__).resolve().parents[1] / "config" / "prometheus" / "vibration_anomaly_rules.yml"

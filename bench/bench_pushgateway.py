@@ -38,7 +38,7 @@ from prometheus_client import CollectorRegistry, disable_created_metrics, genera
 from vibration_anomaly.telemetry import fleetsim
 from vibration_anomaly.telemetry.localservers import PUSHGATEWAY_BINARIES, Pushgateway, find_binary, http_get
 from vibration_anomaly.telemetry.metrics import RobotMetrics
-from vibration_anomaly.telemetry.pusher import push_registry
+from vibration_anomaly.telemetry.push_http import push_registry
 
 
 def robot_registry(robot_id: str) -> CollectorRegistry:

@@ -19,7 +19,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from vibration_anomaly.errors import InputError
 from vibration_anomaly.telemetry.localservers import PUSHGATEWAY_BINARIES, Pushgateway, find_binary, free_port
 from vibration_anomaly.telemetry.metrics import RobotMetrics
-from vibration_anomaly.telemetry.pusher import BasicAuth, PushgatewayPusher, TlsSettings, pusher_from_settings
+from vibration_anomaly.telemetry.push_http import BasicAuth, TlsSettings
+from vibration_anomaly.telemetry.pusher import PushgatewayPusher, pusher_from_settings
 
 needs_gateway = pytest.mark.skipif(
     not find_binary(PUSHGATEWAY_BINARIES), reason="needs the Debian package prometheus-pushgateway"

@@ -38,7 +38,8 @@ from vibration_anomaly.telemetry.localservers import (
     free_port,
 )
 from vibration_anomaly.telemetry.metrics import RobotMetrics
-from vibration_anomaly.telemetry.pusher import import_url_for, pusher_from_settings
+from vibration_anomaly.telemetry.push_http import import_url_for
+from vibration_anomaly.telemetry.pusher import pusher_from_settings
 from vibration_anomaly.telemetry.routing import pick_shard, route_for
 
 SHARDS = tuple(f"http://pgw-{k}.site-a:9091" for k in range(8))
