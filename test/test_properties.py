@@ -118,7 +118,11 @@ class _Harness:
     def __post_init__(self) -> None:
         self.queue = LatestBatchQueue(self.bound)
         sched = DutyCycleScheduler(self.sample_s, self.period_s, clock=self.clock, epoch=0.0)
-        self.driver = DutyCycleDriver(sched, self, EventBus(), lead_s=self.lead_s, tail_s=self.tail_s)
+        # A wall clock that jumps, as on a robot: the driver also gets a steady clock (here: true time),
+        # as the node gives it one when it does not run on sim time.
+        self.driver = DutyCycleDriver(
+            sched, self, EventBus(), lead_s=self.lead_s, tail_s=self.tail_s, steady=lambda: self.true
+        )
         # As DetectorRuntime.configure wires it: batches of the old time are dropped at a jump.
         self.driver.on_clock_jump = lambda _delta: self.queue.clear()
         self.due = self.driver.start(self.clock())

@@ -60,6 +60,7 @@ class DutyCycleDriver:
         bus: EventBus,
         lead_s: float = 0.0,
         tail_s: float = 0.0,
+        steady: Callable[[], float] | None = None,
     ) -> None:
         sleep_s = scheduler.period_s - scheduler.sample_s
         if not (
@@ -87,9 +88,14 @@ class DutyCycleDriver:
         self.jumps = 0
         self._last_now: float | None = None
         self.on_clock_jump: Callable[[float], None] | None = None  # e.g. drop queued batches of the old time
-        self.force_sleep: Callable[[], None] | None = (
-            None  # frees the engine when a period ends still holding it
-        )
+        # Frees the engine when a period ends still holding it (a wake without its sleep).
+        self.force_sleep: Callable[[], None] | None = None
+        # A monotonic clock in seconds when the driver's clock is the wall clock (not sim time, whose rate
+        # is the replay's): it bounds a window by real time, whatever the wall clock did in between.
+        self.steady = steady
+        self._opened_steady = 0.0
+        self._progress = 0.0  # forward clock movement since the window opened
+        self._open_for = 0.0  # how much of it the window needs (end + tail - open)
 
     @property
     def clock(self) -> Callable[[], float]:
@@ -120,9 +126,12 @@ class DutyCycleDriver:
         w = self.target
         if self.state is DriverState.STOPPED or w is None:
             return None
+        last = self._last_now
         jumped = self._clock_jump(now)
         if jumped is not None:
             return jumped
+        if self.state is DriverState.SAMPLING and last is not None:
+            self._progress += max(0.0, now - last)  # clock time that only moves forward
         if self.state is DriverState.WAITING:
             if now < w.start - self.lead_s:
                 return w.start - self.lead_s
@@ -134,6 +143,9 @@ class DutyCycleDriver:
                 return self.target.start - self.lead_s
             self._guard("open_sampling", self.hooks.open_sampling, w)
             self.opened_at = now
+            self._progress = 0.0
+            self._open_for = max(0.0, w.end + self.tail_s - now)
+            self._opened_steady = self.steady() if self.steady is not None else 0.0
             self.state = DriverState.SAMPLING
             late = max(0.0, now - w.start)  # a coarse clock (sim time steps) can open a little late
             self.bus.emit(
@@ -145,9 +157,15 @@ class DutyCycleDriver:
                 late_s=round(late, 6),
             )
             return w.end + self.tail_s
-        # SAMPLING
-        if now < w.end + self.tail_s:
-            return w.end + self.tail_s
+        # SAMPLING: close at the window's end, or once the clock has moved forward by as much in all,
+        # so clock steps backwards smaller than a jump cannot hold the subscription open longer.
+        # With a steady clock, real time bounds it too: a step back between two looks at the clock is
+        # invisible to the clock alone.
+        remaining = self._open_for - self._progress
+        if self.steady is not None:
+            remaining = min(remaining, self._open_for - (self.steady() - self._opened_steady))
+        if now < w.end + self.tail_s and remaining > 1e-9:
+            return min(w.end + self.tail_s, now + remaining)
         self._guard("close_sampling", self.hooks.close_sampling, w)
         self._guard("infer_once", self.hooks.infer_once, w)
         done = self.clock()

@@ -17,6 +17,7 @@ event bus, as the log, metrics and health read it. The IMU subscriber runs in th
 
 from __future__ import annotations
 
+import time
 import traceback
 from types import SimpleNamespace
 from typing import Any
@@ -124,7 +125,8 @@ class DetectorNode(LifecycleNode):
             attach = lambda queue, sample_s: imu.attach(queue, sample_s, on_batch=self._on_batch)  # noqa: E731
         try:
             params = RuntimeParams.from_mapping({n: self.get_parameter(n).value for n in DEFAULTS})
-            rt.configure(params, attach=attach, hooks=self)
+            sim = bool(self.get_parameter("use_sim_time").value)
+            rt.configure(params, attach=attach, hooks=self, steady=None if sim else time.monotonic)
         except ConfigureFailed as exc:
             if exc.refused is not None and exc.what == "configure refused":
                 self.get_logger().error(f"configure refused: {exc.refused}")

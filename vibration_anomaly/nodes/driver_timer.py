@@ -19,7 +19,7 @@ from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.timer import Timer
 
-from vibration_anomaly.core.driver import JUMP_TOLERANCE_S, DutyCycleDriver
+from vibration_anomaly.core.driver import JUMP_TOLERANCE_S, DriverState, DutyCycleDriver
 
 
 class DriverTimer:
@@ -68,5 +68,9 @@ class DriverTimer:
     def _watch_clock(self) -> None:
         now, last = self.now(), self._last_clock
         self._last_clock = now
-        if last is not None and now < last - JUMP_TOLERANCE_S and self.started:
+        driver = self.driver()
+        sampling = driver is not None and driver.state is DriverState.SAMPLING
+        # While a window is open, look every second: the window's real-time bound (the driver's steady
+        # clock) must close it even if the node clock stood still or stepped back unseen.
+        if self.started and (sampling or (last is not None and now < last - JUMP_TOLERANCE_S)):
             self.tick()

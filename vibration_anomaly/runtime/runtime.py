@@ -14,7 +14,6 @@ The time scale (``duty_cycle_time_scale``) is applied here and nowhere else: ``s
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -151,13 +150,15 @@ class DetectorRuntime:
         *,
         attach: Callable[[LatestBatchQueue, float], ImuSampler] | None = None,
         hooks: DriverHooks | None = None,
+        steady: Callable[[], float] | None = None,
     ) -> None:
         """Verify, load and wire everything; on any failure unload again and raise :class:`ConfigureFailed`.
 
         ``bundle``: an already verified bundle (the demo's example bundle); otherwise the one at
         ``params.bundle`` is verified against ``params.trust_dir`` and the firmware statement.
         ``attach(queue, sample_s)`` builds the IMU sampler; ``hooks`` (with ``use_duty_cycle_driver``)
-        get the duty-cycle driver. The bundle's version becomes the rollback floor only after ALL of
+        get the duty-cycle driver; ``steady`` (a monotonic clock, when ``clock`` is the wall clock and not
+        sim time) bounds each sample window by real time too. The bundle's version becomes the rollback floor only after ALL of
         this worked: a bundle that cannot run here must never lock the robot out of the previous one.
         """
         self.params, self.refused = params, None
@@ -210,7 +211,12 @@ class DetectorRuntime:
             if params.use_duty_cycle_driver and hooks is not None:
                 sched = DutyCycleScheduler(self.sample_s, self.period_s, clock=self.clock, epoch=0.0)
                 self.driver = DutyCycleDriver(
-                    sched, hooks, self.bus, lead_s=params.sample_lead_s, tail_s=params.sample_tail_s
+                    sched,
+                    hooks,
+                    self.bus,
+                    lead_s=params.sample_lead_s,
+                    tail_s=params.sample_tail_s,
+                    steady=steady,
                 )
                 queue = self.queue
 
@@ -309,14 +315,9 @@ class DetectorRuntime:
         return sensor_watch(self, pipeline)
 
     def describe(self) -> str:
-        assert self.bundle is not None and self.pipeline is not None
-        dc, pl = self.bundle.duty_cycle, self.pipeline
-        return (
-            f"bundle v{self.bundle.version} (key {self.bundle.key_id}), duty {dc.sample_s:g}/{dc.period_s:g} s"
-            f"{'' if self.scale == 1 else f' x{self.scale:g} (TEST TIME SCALE)'}, model {pl.model}, "
-            f"backend {pl.engine.name} ({pl.backend_reason}), "
-            f"{'duty-cycle driver' if self.driver_enabled else 'supervisor drives'}"
-        )
+        from vibration_anomaly.runtime.wiring import describe
+
+        return describe(self)
 
     # -- wake / sleep (runtime.awake) ---------------------------------------------------------------
     def activate(self, by_supervisor: bool = False) -> float:
@@ -390,9 +391,6 @@ class DetectorRuntime:
         from vibration_anomaly.runtime.board import health_tasks
 
         return health_tasks(self)
-
-    def expired(self) -> bool:
-        return self.bundle is not None and self.bundle.is_expired(time.time())
 
 
 def _describe(exc: BaseException) -> str:

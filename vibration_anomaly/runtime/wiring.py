@@ -181,3 +181,15 @@ def _copy_path(rt: DetectorRuntime) -> Path | None:
         if rt.params.rollback_state
         else None
     )
+
+
+def describe(rt: DetectorRuntime) -> str:
+    """One line for the log at configure: the bundle, the duty cycle, the model, the backend, who drives."""
+    assert rt.bundle is not None and rt.pipeline is not None
+    dc, pl = rt.bundle.duty_cycle, rt.pipeline
+    return (
+        f"bundle v{rt.bundle.version} (key {rt.bundle.key_id}), duty {dc.sample_s:g}/{dc.period_s:g} s"
+        f"{'' if rt.scale == 1 else f' x{rt.scale:g} (TEST TIME SCALE)'}, model {pl.model}, "
+        f"backend {pl.engine.name} ({pl.backend_reason}), "
+        f"{'duty-cycle driver' if rt.driver_enabled else 'supervisor drives'}"
+    )
