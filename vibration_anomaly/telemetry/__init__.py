@@ -1,6 +1,7 @@
 """Fleet telemetry: Prometheus metrics of one robot, pushed to a Pushgateway.
 
-- ``metrics.RobotMetrics``: the robot's metrics in a registry you pass in, fed by pipeline events.
+- ``metrics.RobotMetrics``: the robot's metrics in a registry you pass in, fed by pipeline events;
+  ``metrics_labels``: their label vocabularies and value checks.
 - ``pusher.PushgatewayPusher``: background, non-blocking, retrying push of that registry, to a
   Pushgateway group or a store's Prometheus import endpoint (VictoriaMetrics); ``push_http``: one
   such push on the wire, with basic auth and TLS.

@@ -8,7 +8,7 @@ backend in use) come in through a few explicit setters.
 
 Naming follows the Prometheus conventions: base units in names (seconds,
 watts, joules, ratio), ``_total`` on counters, and only low-cardinality label
-values (fixed sets; anything else is folded into ``other``). The robot's
+values (the fixed sets of ``metrics_labels``; anything else is folded into ``other``). The robot's
 identity is deliberately *not* a label here: it belongs to the Pushgateway
 grouping key, so one registry is the same shape on every robot.
 
@@ -26,53 +26,20 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from vibration_anomaly.core import events
 from vibration_anomaly.errors import InputError
-
-NAMESPACE = "vibration_anomaly"
-
-POWER_STATES: tuple[str, ...] = ("asleep", "awake")
-"""Label values of ``power_watts`` / ``energy_joules_total``: the two duty-cycle states."""
-
-DROP_REASONS: tuple[str, ...] = (*sorted(events.DROP_REASONS), "other")
-"""Why frames were dropped: the one vocabulary of ``core.events`` (queue, keep-last, window), plus ``other``."""
-
-REJECT_REASONS: tuple[str, ...] = (*sorted(events.REJECT_REASONS), "before_window", "gap", "partial", "other")
-"""Why input samples were refused: ``core.events``' reject reasons (and the windower's discard reasons)."""
-
-REFUSAL_REASONS: tuple[str, ...] = (
-    "signature",
-    "expired",
-    "mismatch",
-    "invalid",
-    "missing",
-    "untrusted",
-    "other",
+from vibration_anomaly.telemetry.metrics_labels import (
+    DROP_REASONS,
+    KNOWN_EVENTS,
+    NAMESPACE,
+    POWER_STATES,
+    REFUSAL_REASONS,
+    REJECT_REASONS,
+    fold,
+    number,
 )
-"""Why a config bundle was refused at start-up. ``mismatch`` is firmware and container disagreeing."""
-
-KNOWN_EVENTS: tuple[str, ...] = (*sorted(events.EVENT_NAMES), "stale", "other")
-"""Event names counted by name: ``core.events`` owns them; anything else is ``other``."""
 
 DEFAULT_WINDOW_S = 600.0
 """Awake ratio is measured over this much of the pipeline clock: ten default duty periods."""
-
-
-def _fold(value: object, allowed: tuple[str, ...]) -> str:
-    """Map a free value onto a fixed label set, so a typo or a new reason cannot explode cardinality."""
-    text = str(value).strip().lower()
-    return text if text in allowed else "other"
-
-
-def _number(source: str, field: str, value: object, *, allow_negative: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InputError(source, field, f"expected a number, got {value!r}")
-    out = float(value)
-    if not math.isfinite(out):
-        raise InputError(source, field, f"expected a finite number, got {value!r}")
-    if not allow_negative and out < 0:
-        raise InputError(source, field, f"expected a number >= 0, got {value!r}")
-    return out
 
 
 class RobotMetrics:
@@ -95,7 +62,7 @@ class RobotMetrics:
                 "RobotMetrics", "registry", f"expected a CollectorRegistry, got {type(registry).__name__}"
             )
         self.registry = registry
-        self.window_s = _number("RobotMetrics", "window_s", window_s)
+        self.window_s = number("RobotMetrics", "window_s", window_s)
         if self.window_s <= 0:
             raise InputError("RobotMetrics", "window_s", f"expected > 0, got {window_s!r}")
         self._lock = threading.Lock()
@@ -218,10 +185,10 @@ class RobotMetrics:
         name = event.get("event")
         if not isinstance(name, str):
             raise InputError("event", "event", f"expected an event name string, got {name!r}")
-        t = _number(f"{name} event", "t", event.get("t"), allow_negative=True)
+        t = number(f"{name} event", "t", event.get("t"), allow_negative=True)
         with self._lock:
             self._advance(t)
-            self.events.labels(event=_fold(name, KNOWN_EVENTS)).inc()
+            self.events.labels(event=fold(name, KNOWN_EVENTS)).inc()
             handler = getattr(self, f"_on_{name}", None)
             if handler is not None and name in KNOWN_EVENTS:
                 handler(t, event)
@@ -229,7 +196,7 @@ class RobotMetrics:
 
     def tick(self, t: float) -> None:
         """Advance the pipeline clock without an event, so time-based gauges stay current while idle or hung."""
-        t = _number("tick", "t", t, allow_negative=True)
+        t = number("tick", "t", t, allow_negative=True)
         with self._lock:
             self._advance(t)
             self._update_ratio()
@@ -250,7 +217,7 @@ class RobotMetrics:
             awake_s = event.get("awake_s")
             if awake_s is None:
                 return
-            start = max(t - _number("sleep event", "awake_s", awake_s), self._first_t or t)
+            start = max(t - number("sleep event", "awake_s", awake_s), self._first_t or t)
             self.awake_seconds.inc(t - start)
         self._intervals.append((start, t))
         self._awake_since = None
@@ -260,13 +227,13 @@ class RobotMetrics:
     def _on_infer(self, t: float, event: Mapping[str, Any]) -> None:
         self.inferences.inc()
         if "score" in event and event["score"] is not None:
-            self.anomaly_score.set(_number("infer event", "score", event["score"], allow_negative=True))
+            self.anomaly_score.set(number("infer event", "score", event["score"], allow_negative=True))
         if "alarm" in event:
             self.alarm_active.set(1 if event["alarm"] else 0)
         else:
             self.alarm_active.set(0)  # an ``alarm`` event for this batch, if any, follows and sets it
         if event.get("batch_t1") is not None:
-            age = t - _number("infer event", "batch_t1", event["batch_t1"], allow_negative=True)
+            age = t - number("infer event", "batch_t1", event["batch_t1"], allow_negative=True)
             self.batch_age.set(age)
             if age > self._max_batch_age_s:
                 self.stale_inferred.inc()
@@ -276,11 +243,11 @@ class RobotMetrics:
         self.alarm_active.set(1)
 
     def _on_drop(self, t: float, event: Mapping[str, Any]) -> None:
-        reason = _fold(event.get("reason", "other"), DROP_REASONS)
+        reason = fold(event.get("reason", "other"), DROP_REASONS)
         frames = event.get("frames", 0)
-        self.frames_dropped.labels(reason=reason).inc(_number("drop event", "frames", frames))
+        self.frames_dropped.labels(reason=reason).inc(number("drop event", "frames", frames))
         if reason == "stale":
-            self.stale_refused.inc(_number("drop event", "count", event.get("count", 1)))
+            self.stale_refused.inc(number("drop event", "count", event.get("count", 1)))
 
     def _on_sensor(self, t: float, event: Mapping[str, Any]) -> None:
         self.sensor_level.set({"OK": 0, "WARN": 1, "ERROR": 2}.get(str(event.get("level")), 2))
@@ -289,15 +256,13 @@ class RobotMetrics:
         self.storage_failing.set(0 if event.get("ok") else 1)
 
     def _on_stale(self, t: float, event: Mapping[str, Any]) -> None:
-        self.stale_refused.inc(_number("stale event", "count", event.get("count", 1)))
+        self.stale_refused.inc(number("stale event", "count", event.get("count", 1)))
         if "frames" in event:
-            self.frames_dropped.labels(reason="stale").inc(_number("stale event", "frames", event["frames"]))
+            self.frames_dropped.labels(reason="stale").inc(number("stale event", "frames", event["frames"]))
 
     def _on_reject(self, t: float, event: Mapping[str, Any]) -> None:
-        reason = _fold(event.get("reason", "other"), REJECT_REASONS)
-        self.inputs_rejected.labels(reason=reason).inc(
-            _number("reject event", "count", event.get("count", 1))
-        )
+        reason = fold(event.get("reason", "other"), REJECT_REASONS)
+        self.inputs_rejected.labels(reason=reason).inc(number("reject event", "count", event.get("count", 1)))
 
     # ------------------------------------------------------------ clock state
     def _advance(self, t: float) -> None:
@@ -333,8 +298,8 @@ class RobotMetrics:
         A scored batch older than ``max_batch_age_s`` (default: one period,
         i.e. data from an earlier duty period) counts as a replay.
         """
-        period = _number("duty contract", "period_s", period_s)
-        sample = _number("duty contract", "sample_s", sample_s)
+        period = number("duty contract", "period_s", period_s)
+        sample = number("duty contract", "sample_s", sample_s)
         if not 0 < sample < period:
             raise InputError(
                 "duty contract", "sample_s", f"expected 0 < sample_s < period_s, got {sample}, {period}"
@@ -346,7 +311,7 @@ class RobotMetrics:
             self._max_batch_age_s = (
                 period
                 if max_batch_age_s is None
-                else _number("duty contract", "max_batch_age_s", max_batch_age_s)
+                else number("duty contract", "max_batch_age_s", max_batch_age_s)
             )
 
     def set_power(
@@ -363,13 +328,13 @@ class RobotMetrics:
             raise InputError(
                 "power reading", "state", f"expected one of {', '.join(POWER_STATES)}, got {state!r}"
             )
-        w = _number("power reading", "watts", watts)
+        w = number("power reading", "watts", watts)
         src = str(source).strip().lower() or "unknown"
         key = (src[:32], "true" if modelled else "false")
         with self._lock:
             self.power.labels(state=state).set(w)
             if duration_s is not None:
-                self.energy.labels(state=state).inc(w * _number("power reading", "duration_s", duration_s))
+                self.energy.labels(state=state).inc(w * number("power reading", "duration_s", duration_s))
             if key != self._power_source:
                 if self._power_source is not None:
                     self.power_source.remove(*self._power_source)
@@ -382,7 +347,7 @@ class RobotMetrics:
             raise InputError(
                 "energy reading", "state", f"expected one of {', '.join(POWER_STATES)}, got {state!r}"
             )
-        self.energy.labels(state=state).inc(_number("energy reading", "joules", joules))
+        self.energy.labels(state=state).inc(number("energy reading", "joules", joules))
 
     def set_bundle(self, version: str, *, expired: bool = False) -> None:
         """Record the bundle that verified and is in use; clears any earlier refusal."""
@@ -399,7 +364,7 @@ class RobotMetrics:
 
     def set_bundle_refused(self, reason: str) -> None:
         """Record that a bundle was refused (the process will not run inference with it)."""
-        folded = _fold(reason, REFUSAL_REASONS)
+        folded = fold(reason, REFUSAL_REASONS)
         with self._lock:
             self.bundle_refusals.labels(reason=folded).inc()
             self.bundle_refused.clear()
@@ -422,7 +387,7 @@ class RobotMetrics:
 
     def set_push_interval(self, interval_s: float) -> None:
         """The "robot silent" alert measures silence in missed pushes, so it needs the interval."""
-        self.push_interval.set(_number("pusher", "interval_s", interval_s))
+        self.push_interval.set(number("pusher", "interval_s", interval_s))
 
     def mark_push(self, unix_time: float) -> None:
         self.last_push.set(unix_time)
