@@ -1,7 +1,9 @@
 """``vibration-anomaly train | evaluate | calibrate``: the model's off-robot commands.
 
-Heavy imports (torch, onnxruntime, sklearn, matplotlib) happen inside the
-command functions, never at import time.
+train and evaluate are here; calibrate is ``model.calibrate_cli``, registered
+from :func:`register`; what they share (opening the model and its engine, JSON
+without NaN) is ``model.cli_support``. Heavy imports (torch, onnxruntime,
+sklearn, matplotlib) happen inside the command functions, never at import time.
 """
 
 from __future__ import annotations
@@ -9,20 +11,18 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
-from vibration_anomaly.bundle import defaults
 from vibration_anomaly.clikit import (
     check_output_dir,
     check_output_file,
-    guarded,
     number,
     number_list,
-    write_text_atomic,
 )
-from vibration_anomaly.errors import InputError, VibrationAnomalyError
+from vibration_anomaly.errors import InputError
+from vibration_anomaly.model import calibrate_cli
+from vibration_anomaly.model.cli_support import json_safe, model_files, open_engine, wrap
 
 
 def _bearing(text: str | None) -> dict[str, float] | None:
@@ -48,45 +48,6 @@ def _bearing(text: str | None) -> dict[str, float] | None:
             raise InputError("--bearing", k.strip(), f"got {v!r}; expected a finite order (or rpm) > 0")
         out[k.strip()] = val
     return out
-
-
-def _model_files(path: str | None) -> Any:
-    from vibration_anomaly.model import load_default_model, load_model_dir
-
-    if path is None:
-        return load_default_model()
-    if not Path(path).is_dir():
-        raise InputError(
-            "--model", path, "is not a directory; expected a model directory (model.json, model.onnx)"
-        )
-    return load_model_dir(path)
-
-
-def _engine(onnx_path: Path) -> Any:
-    from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
-
-    eng = OnnxRuntimeEngine(intra_op_threads=1)
-    try:
-        eng.load(onnx_path)
-    except VibrationAnomalyError as e:
-        raise InputError("--model", str(onnx_path), f"cannot be loaded: {e}") from None
-    eng.wake()
-    return eng
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN/inf become null: ``json.dumps`` would write bare NaN, which no JSON parser accepts."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if hasattr(value, "tolist"):  # numpy scalars and arrays (numpy is imported lazily)
-        value = value.tolist()
-        if isinstance(value, list):
-            return _json_safe(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -132,9 +93,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     if args.report:
         check_output_file(args.report, "--report")
-    files = _model_files(args.model)
-    eng8 = _engine(files.onnx_int8)
-    eng32 = _engine(files.onnx_fp32) if files.onnx_fp32 is not None else None
+    files = model_files(args.model)
+    eng8 = open_engine(files.onnx_int8)
+    eng32 = open_engine(files.onnx_fp32) if files.onnx_fp32 is not None else None
     bearing = _bearing(args.bearing)
     res, raw = evaluate(
         args.data,
@@ -172,7 +133,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
         draw_report(res, raw, Path(args.report))
     if args.json:
-        print(json.dumps(_json_safe(res), indent=1, allow_nan=False))
+        print(json.dumps(json_safe(res), indent=1, allow_nan=False))
     else:
         _print_table(res)
     return 0
@@ -208,82 +169,6 @@ def _print_table(res: dict[str, Any]) -> None:
                 f"knock-exceed={_f(m['knock_window_exceedance_rate'], '.3f')} "
                 f"FA/month={_f(m['false_alarms_per_month_clean'], '.3g')}"
             )
-
-
-def cmd_calibrate(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from vibration_anomaly.core import sensor_health
-    from vibration_anomaly.core.window import batch_samples
-    from vibration_anomaly.model.data import cut_windows
-    from vibration_anomaly.model.records import load_record, rates_agree
-
-    check_output_file(args.out, "--out")
-    rec = load_record(Path(args.input))
-    sig, fs_file = rec.signal, rec.fs_hz
-    if args.fs_hz is not None and fs_file is not None and not rates_agree(args.fs_hz, fs_file):
-        raise InputError(
-            "--fs-hz",
-            f"{args.fs_hz:g}",
-            f"disagrees with the {fs_file:g} Hz that {args.input} states; "
-            "leave --fs-hz out (or fix the file)",
-        )
-    fs = args.fs_hz or fs_file
-    if not fs:
-        raise InputError(args.input, "fs_hz", "rate not in the file; give --fs-hz")
-    # A dead, stuck or clipped channel would be learned as "healthy": refuse the recording instead.
-    findings = sensor_health.check_batch(sig, fs, timestamps=rec.timestamps)
-    errors = [f for f in findings if f.level >= sensor_health.ERROR]
-    if errors:
-        more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise InputError(
-            args.input,
-            f"sensor {errors[0].kind}",
-            f"{errors[0].message}{more}; a calibration needs a recording of a working, unclipped sensor",
-        )
-    for f in findings:
-        print(f"warning: {args.input}: sensor {f.kind}: {f.message}", file=sys.stderr)
-    # The detector scores batches of batch_samples(fs, sample_s) (98 % of the window, see core.window);
-    # a calibration is bound to that length, so cut the healthy recording the same way.
-    n = batch_samples(fs, args.window_s)
-    files = _model_files(args.model)
-    min_samples = int(files.meta.get("frontend", {}).get("min_samples", 256))
-    if n < min_samples:
-        raise InputError(
-            "--window-s",
-            f"{args.window_s:g}",
-            f"gives batches of {n} samples at {fs:g} Hz; the model needs at least {min_samples}",
-        )
-    w = cut_windows(sig, n)
-    if len(w) < 4:
-        raise InputError(
-            args.input, "length", f"{len(w)} windows of {args.window_s} s; need at least 4 healthy windows"
-        )
-    eng = _engine(files.onnx_int8)
-    cal = files.calibrate(
-        eng, list(np.asarray(w)), fs, target_far=args.target_far, machine=args.machine or ""
-    )
-    if not (math.isfinite(cal.threshold) and cal.threshold > 0):
-        raise RuntimeError(f"calibration produced threshold {cal.threshold!r}; nothing written to {args.out}")
-    cal.extra["sensor"] = sensor_health.baseline(sig)
-    write_text_atomic(args.out, json.dumps(_json_safe(cal.to_dict()), indent=1, allow_nan=False))
-    print(
-        json.dumps(
-            {
-                "out": str(args.out),
-                "threshold": cal.threshold,
-                "windows": cal.n_windows,
-                "method": cal.method,
-            },
-            indent=1,
-        )
-    )
-    return 0
-
-
-def _wrap(fn: Any) -> Any:
-    """Refused input is exit 2 with one line however the command is called (``cli.guarded``)."""
-    return guarded(fn, fn.__name__.removeprefix("cmd_"))
 
 
 SEED = number(0, 2**32 - 1, lo_open=False, integer=True)
@@ -328,7 +213,7 @@ def register(subparsers: Any) -> None:
         help="torch threads (results depend on it; default 1)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_wrap(cmd_train))
+    p.set_defaults(func=wrap(cmd_train))
 
     e = subparsers.add_parser(
         "evaluate",
@@ -377,36 +262,6 @@ def register(subparsers: Any) -> None:
     e.add_argument("--json", action="store_true", help="print JSON instead of a table")
     e.add_argument("--report", help="write ROC curves and score distributions to this PNG")
     e.add_argument("--seed", type=SEED, default=0, help="random seed of the baselines and injections")
-    e.set_defaults(func=_wrap(cmd_evaluate))
+    e.set_defaults(func=wrap(cmd_evaluate))
 
-    c = subparsers.add_parser(
-        "calibrate",
-        help="fit a machine's calibration (normalisation + threshold) on healthy data",
-        description="Cut a healthy recording (.npz, .csv, rosbag2) into windows and fit the "
-        "per-machine calibration JSON that the detector loads beside the model.",
-    )
-    c.add_argument("--input", required=True, help="healthy recording of this machine (.npz, .csv, rosbag2)")
-    c.add_argument("--out", required=True, help="calibration JSON to write")
-    c.add_argument("--model", help="model directory (default: the shipped model)")
-    c.add_argument(
-        "--window-s",
-        type=number(0, 600, unit="s"),
-        default=defaults.SAMPLE_S,
-        help="the duty cycle's sample window, sample_s of the robot's bundle (default "
-        f"{defaults.SAMPLE_S:g} s); windows are cut to the detector's batch length "
-        "(core.window.batch_samples: 98 %% of it)",
-    )
-    c.add_argument(
-        "--fs-hz",
-        type=number(0, 1_000_000, unit="Hz"),
-        help="sampling rate, only for a file that does not state it (a .npz without fs); "
-        "refused when it disagrees with the file's own rate",
-    )
-    c.add_argument(
-        "--target-far",
-        type=number(0, 0.5, hi_open=True),
-        default=0.01,
-        help="per-window false-alarm rate (default 0.01)",
-    )
-    c.add_argument("--machine", help="machine name recorded in the calibration")
-    c.set_defaults(func=_wrap(cmd_calibrate))
+    calibrate_cli.register(subparsers)

@@ -1,0 +1,126 @@
+"""``vibration-anomaly calibrate``: a machine's calibration from a healthy recording.
+
+Registered by ``model.cli``'s ``register`` after train and evaluate. Heavy
+imports (numpy, onnxruntime, the record loaders) happen inside the command
+function, never at import time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from vibration_anomaly.bundle import defaults
+from vibration_anomaly.clikit import check_output_file, number, write_text_atomic
+from vibration_anomaly.errors import InputError
+from vibration_anomaly.model.cli_support import json_safe, model_files, open_engine, wrap
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from vibration_anomaly.core import sensor_health
+    from vibration_anomaly.core.window import batch_samples
+    from vibration_anomaly.model.data import cut_windows
+    from vibration_anomaly.model.records import load_record, rates_agree
+
+    check_output_file(args.out, "--out")
+    rec = load_record(Path(args.input))
+    sig, fs_file = rec.signal, rec.fs_hz
+    if args.fs_hz is not None and fs_file is not None and not rates_agree(args.fs_hz, fs_file):
+        raise InputError(
+            "--fs-hz",
+            f"{args.fs_hz:g}",
+            f"disagrees with the {fs_file:g} Hz that {args.input} states; "
+            "leave --fs-hz out (or fix the file)",
+        )
+    fs = args.fs_hz or fs_file
+    if not fs:
+        raise InputError(args.input, "fs_hz", "rate not in the file; give --fs-hz")
+    # A dead, stuck or clipped channel would be learned as "healthy": refuse the recording instead.
+    findings = sensor_health.check_batch(sig, fs, timestamps=rec.timestamps)
+    errors = [f for f in findings if f.level >= sensor_health.ERROR]
+    if errors:
+        more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise InputError(
+            args.input,
+            f"sensor {errors[0].kind}",
+            f"{errors[0].message}{more}; a calibration needs a recording of a working, unclipped sensor",
+        )
+    for f in findings:
+        print(f"warning: {args.input}: sensor {f.kind}: {f.message}", file=sys.stderr)
+    # The detector scores batches of batch_samples(fs, sample_s) (98 % of the window, see core.window);
+    # a calibration is bound to that length, so cut the healthy recording the same way.
+    n = batch_samples(fs, args.window_s)
+    files = model_files(args.model)
+    min_samples = int(files.meta.get("frontend", {}).get("min_samples", 256))
+    if n < min_samples:
+        raise InputError(
+            "--window-s",
+            f"{args.window_s:g}",
+            f"gives batches of {n} samples at {fs:g} Hz; the model needs at least {min_samples}",
+        )
+    w = cut_windows(sig, n)
+    if len(w) < 4:
+        raise InputError(
+            args.input, "length", f"{len(w)} windows of {args.window_s} s; need at least 4 healthy windows"
+        )
+    eng = open_engine(files.onnx_int8)
+    cal = files.calibrate(
+        eng, list(np.asarray(w)), fs, target_far=args.target_far, machine=args.machine or ""
+    )
+    if not (math.isfinite(cal.threshold) and cal.threshold > 0):
+        raise RuntimeError(f"calibration produced threshold {cal.threshold!r}; nothing written to {args.out}")
+    cal.extra["sensor"] = sensor_health.baseline(sig)
+    write_text_atomic(args.out, json.dumps(json_safe(cal.to_dict()), indent=1, allow_nan=False))
+    print(
+        json.dumps(
+            {
+                "out": str(args.out),
+                "threshold": cal.threshold,
+                "windows": cal.n_windows,
+                "method": cal.method,
+            },
+            indent=1,
+        )
+    )
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``calibrate`` to the subcommands (``model.cli.register`` calls it, after train and evaluate)."""
+    c = subparsers.add_parser(
+        "calibrate",
+        help="fit a machine's calibration (normalisation + threshold) on healthy data",
+        description="Cut a healthy recording (.npz, .csv, rosbag2) into windows and fit the "
+        "per-machine calibration JSON that the detector loads beside the model.",
+    )
+    c.add_argument("--input", required=True, help="healthy recording of this machine (.npz, .csv, rosbag2)")
+    c.add_argument("--out", required=True, help="calibration JSON to write")
+    c.add_argument("--model", help="model directory (default: the shipped model)")
+    c.add_argument(
+        "--window-s",
+        type=number(0, 600, unit="s"),
+        default=defaults.SAMPLE_S,
+        help="the duty cycle's sample window, sample_s of the robot's bundle (default "
+        f"{defaults.SAMPLE_S:g} s); windows are cut to the detector's batch length "
+        "(core.window.batch_samples: 98 %% of it)",
+    )
+    c.add_argument(
+        "--fs-hz",
+        type=number(0, 1_000_000, unit="Hz"),
+        help="sampling rate, only for a file that does not state it (a .npz without fs); "
+        "refused when it disagrees with the file's own rate",
+    )
+    c.add_argument(
+        "--target-far",
+        type=number(0, 0.5, hi_open=True),
+        default=0.01,
+        help="per-window false-alarm rate (default 0.01)",
+    )
+    c.add_argument("--machine", help="machine name recorded in the calibration")
+    c.set_defaults(func=wrap(cmd_calibrate))

@@ -1,0 +1,59 @@
+"""What the model's commands share: the model and engine they open, JSON without NaN, the exit-2 wrapper.
+
+Used by ``model.cli`` (train, evaluate) and ``model.calibrate_cli``. The
+backend (onnxruntime) and the model loaders are imported inside the functions,
+never at import time.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from vibration_anomaly.clikit import guarded
+from vibration_anomaly.errors import InputError, VibrationAnomalyError
+
+
+def model_files(path: str | None) -> Any:
+    from vibration_anomaly.model import load_default_model, load_model_dir
+
+    if path is None:
+        return load_default_model()
+    if not Path(path).is_dir():
+        raise InputError(
+            "--model", path, "is not a directory; expected a model directory (model.json, model.onnx)"
+        )
+    return load_model_dir(path)
+
+
+def open_engine(onnx_path: Path) -> Any:
+    from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
+
+    eng = OnnxRuntimeEngine(intra_op_threads=1)
+    try:
+        eng.load(onnx_path)
+    except VibrationAnomalyError as e:
+        raise InputError("--model", str(onnx_path), f"cannot be loaded: {e}") from None
+    eng.wake()
+    return eng
+
+
+def json_safe(value: Any) -> Any:
+    """NaN/inf become null: ``json.dumps`` would write bare NaN, which no JSON parser accepts."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "tolist"):  # numpy scalars and arrays (numpy is imported lazily)
+        value = value.tolist()
+        if isinstance(value, list):
+            return json_safe(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def wrap(fn: Any) -> Any:
+    """Refused input is exit 2 with one line however the command is called (``cli.guarded``)."""
+    return guarded(fn, fn.__name__.removeprefix("cmd_"))
