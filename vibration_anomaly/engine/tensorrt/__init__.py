@@ -8,7 +8,8 @@
   the CUDA driver; the ``CudaApi`` the engine calls and ``PyCudaApi``, the
   real one over pycuda.
 * ``plan``: plan-file checks that need no GPU, deserialization, the engine's
-  I/O against the model's.
+  I/O against the model's, and ``load``'s one look at the plan on the GPU
+  (``inspect_plan``: a short-lived context that keeps nothing).
 * ``awake``: what one wake holds, and its teardown in dependency order.
 * ``watchdog``: the awake watchdog, its diagnostic, and the at-exit sleep of
   every awake engine.

@@ -5,7 +5,8 @@ Why it is shaped this way (the fleet drained because a stray
 
 * ``load`` validates the plan file before touching the GPU, then deserializes
   it once inside a short-lived context only to check its I/O against the model
-  contract, and keeps nothing but the plan bytes (host memory).
+  contract (``plan.inspect_plan``), and keeps nothing but the plan bytes (host
+  memory).
 * ``wake`` creates, inside a context of our own (``make_context``; never
   ``pycuda.autoinit``, never the primary context that would outlive us), the
   runtime, the engine, the execution context, device and pinned buffers and a
@@ -42,18 +43,15 @@ from vibration_anomaly.engine.base import EngineState, Residency, TensorSpec
 from vibration_anomaly.engine.tensorrt.awake import _Awake, teardown
 from vibration_anomaly.engine.tensorrt.cuda import (
     CudaApi,
-    NoCudaGpuError,
     PyCudaApi,
     import_tensorrt,
     new_runtime,
 )
 from vibration_anomaly.engine.tensorrt.plan import (
-    EngineMismatchError,
     check_engine_blob,
     check_io,
     deserialize_plan,
-    engine_io_specs,
-    profile_max_batch,
+    inspect_plan,
     read_engine_file,
 )
 from vibration_anomaly.engine.tensorrt.watchdog import (
@@ -158,34 +156,9 @@ class TensorRTEngine:
                 trt_mod, flavour = self._trt_given, "given"
             else:
                 trt_mod, flavour = import_tensorrt(self._runtime_kind)
-            probe = self._cuda.probe()
-            if not probe.ok:
-                raise NoCudaGpuError(
-                    f"no CUDA GPU: {probe.reason}; the TensorRT backend needs one (use onnx)"
-                )
-            ctx = self._cuda.create_context(self._device)
-            held: dict[str, Any] = {}
-            failure: BaseException | None = None
-            try:
-                held["runtime"], logger = new_runtime(trt_mod, self._allow_host_code)
-                held["engine"] = deserialize_plan(held["runtime"], logger, blob, path)
-                ins, outs = engine_io_specs(trt_mod, held["engine"])
-                if not ins or not outs:
-                    raise EngineMismatchError(f"engine file {path}: needs at least one input and one output")
-                profile_max = profile_max_batch(held["engine"], ins[0])
-            except BaseException as exc:
-                # Drop the traceback: its frames would keep TensorRT objects alive
-                # past the context they belong to.
-                failure = exc.with_traceback(None)
-            finally:
-                held.clear()
-                # Still current on this thread: detach destroys and pops it.
-                self._cuda.destroy_context(ctx)
-                del ctx
-            if failure is not None:
-                if isinstance(failure, EngineError | KeyboardInterrupt | SystemExit):
-                    raise failure
-                raise EngineError(f"engine file {path}: TensorRT failed while reading it: {failure!r}")
+            ins, outs, profile_max = inspect_plan(
+                trt_mod, self._cuda, self._device, blob, path, allow_host_code=self._allow_host_code
+            )
             check_io(ins, outs, self._expected[0], self._expected[1], f"engine file {path}")
             self._device_label = self._cuda.device_name(self._device)
             self._trt, self._flavour = trt_mod, flavour

@@ -4,7 +4,9 @@
 all-zero file before any GPU call; ``deserialize_plan`` turns the bytes into an
 engine, or a CorruptEngineError saying why TensorRT could not;
 ``engine_io_specs`` reads a deserialized engine's I/O tensors and ``check_io``
-compares them with what the caller expects, naming both sides. The TensorRT
+compares them with what the caller expects, naming both sides;
+``inspect_plan`` is ``load``'s one look at the plan on the GPU (deserialize it in
+a short-lived context, read its I/O and profile, keep nothing). The TensorRT
 calls are typed against tensorrt-stubs.
 """
 
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vibration_anomaly.engine.base import TensorSpec
+from vibration_anomaly.engine.tensorrt.cuda import CudaApi, NoCudaGpuError, new_runtime
 from vibration_anomaly.errors import EngineError
 
 if TYPE_CHECKING:
@@ -169,3 +172,44 @@ def profile_max_batch(engine: trt.ICudaEngine, first: TensorSpec) -> int:
     if first.shape and first.shape[0] is None:
         return int(engine.get_tensor_profile_shape(first.name, 0)[2][0])
     return int(first.shape[0]) if first.shape and first.shape[0] else 1
+
+
+def inspect_plan(
+    trt_mod: Any, cuda: CudaApi, device: int, blob: bytes, path: Path, *, allow_host_code: bool
+) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...], int]:
+    """Deserialize ``blob`` once, in a short-lived CUDA context, for its I/O and its profile's max batch.
+
+    Returns the engine's inputs, its outputs and the batch the buffers would be
+    sized for (``profile_max_batch``). Nothing TensorRT made outlives the call:
+    the runtime and engine are dropped and the context is destroyed while still
+    current on this thread. Raises ``NoCudaGpuError`` when the driver probe
+    finds no GPU, ``EngineError`` (a subclass where the cause is known) for
+    anything TensorRT fails on.
+    """
+    probe = cuda.probe()
+    if not probe.ok:
+        raise NoCudaGpuError(f"no CUDA GPU: {probe.reason}; the TensorRT backend needs one (use onnx)")
+    ctx = cuda.create_context(device)
+    held: dict[str, Any] = {}
+    failure: BaseException | None = None
+    try:
+        held["runtime"], logger = new_runtime(trt_mod, allow_host_code)
+        held["engine"] = deserialize_plan(held["runtime"], logger, blob, path)
+        ins, outs = engine_io_specs(trt_mod, held["engine"])
+        if not ins or not outs:
+            raise EngineMismatchError(f"engine file {path}: needs at least one input and one output")
+        profile_max = profile_max_batch(held["engine"], ins[0])
+    except BaseException as exc:
+        # Drop the traceback: its frames would keep TensorRT objects alive
+        # past the context they belong to.
+        failure = exc.with_traceback(None)
+    finally:
+        held.clear()
+        # Still current on this thread: detach destroys and pops it.
+        cuda.destroy_context(ctx)
+        del ctx
+    if failure is not None:
+        if isinstance(failure, EngineError | KeyboardInterrupt | SystemExit):
+            raise failure
+        raise EngineError(f"engine file {path}: TensorRT failed while reading it: {failure!r}")
+    return ins, outs, profile_max
