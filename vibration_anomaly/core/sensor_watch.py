@@ -44,7 +44,7 @@ class SensorWatch:
 
     def check(self, samples: np.ndarray, fs_hz: float, t0: float, t1: float) -> SensorReport:
         findings = check_batch(samples, fs_hz, limits=self.limits)
-        loose = self._loose_mount(samples)
+        loose = self.loose_mount(samples)
         if loose is not None:
             findings.append(loose)
         n = len(samples)
@@ -67,7 +67,7 @@ class SensorWatch:
         self.last = rep
         return rep
 
-    def _loose_mount(self, samples: np.ndarray) -> Finding | None:
+    def loose_mount(self, samples: np.ndarray) -> Finding | None:
         """The broadband level of all axes together against the machine's: a loose mount quiets every axis.
 
         One axis alone varies with what the robot does (turning, idling), so a per-axis comparison

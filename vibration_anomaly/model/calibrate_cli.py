@@ -51,6 +51,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             f"sensor {errors[0].kind}",
             f"{errors[0].message}{more}; a calibration needs a recording of a working, unclipped sensor",
         )
+    if args.reference is not None:
+        _refuse_a_loose_mount(args.reference, args.input, sig)
     for f in findings:
         print(f"warning: {args.input}: sensor {f.kind}: {f.message}", file=sys.stderr)
     # The detector scores batches of batch_samples(fs, sample_s) (98 % of the window, see core.window);
@@ -123,4 +125,26 @@ def register(subparsers: Any) -> None:
         help="per-window false-alarm rate (default 0.01)",
     )
     c.add_argument("--machine", help="machine name recorded in the calibration")
+    c.add_argument(
+        "--reference",
+        type=Path,
+        help="an earlier calibration of this machine (re-commissioning): a recording whose broadband level "
+        "is far below it (a loose mount, a detached sensor) is refused instead of learned as healthy",
+    )
     c.set_defaults(func=wrap(cmd_calibrate))
+
+
+def _refuse_a_loose_mount(reference: Path, recording: str, sig: Any) -> None:
+    """Re-commissioning on a sensor that came loose would learn "almost no vibration" as this machine's health."""
+    from vibration_anomaly.core.calibration import Calibration
+    from vibration_anomaly.core.sensor_health import baseline_rms_from
+    from vibration_anomaly.core.sensor_watch import SensorWatch
+
+    ref = baseline_rms_from(Calibration.load(reference).extra)
+    if ref is None:
+        raise InputError(
+            str(reference), "extra.sensor", "this calibration holds no sensor level to compare with"
+        )
+    finding = SensorWatch(baseline_rms=ref).loose_mount(sig)
+    if finding is not None:
+        raise InputError(recording, "sensor loose_mount", f"{finding.message} (reference {reference})")
