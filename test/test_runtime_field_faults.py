@@ -458,4 +458,6 @@ def test_a_wake_without_its_sleep_is_freed_at_the_end_of_the_period(tmp_path: Pa
     forced = [e for e in events if e["event"] == "error" and "forced to sleep" in e["message"]]
     assert forced and forced[0]["held"]
     assert [e for e in events if e["event"] == "sleep"][-1]["held"] == []
+    rec = health(rt, "duty cycle")
+    assert rec.level == WARN and "forced to sleep" in rec.message, rec.message
     rt.close()

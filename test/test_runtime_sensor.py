@@ -152,3 +152,25 @@ def test_a_rate_far_from_the_configured_one_is_an_error(healthy: Callable[[float
         assert rec.level == ERROR and "800" in rec.message
     finally:
         rt.close()
+
+
+def test_an_imu_that_stops_delivering_is_a_sensor_finding_not_a_quiet_machine(
+    healthy: Callable[[float], np.ndarray],
+) -> None:
+    rt, clock, events = _runtime(healthy)
+    try:
+        _period(rt, clock, 0, healthy(400.0))
+        for k in range(1, 4):  # three windows in which no batch filled
+            clock.t = 1000.0 + 60.0 * k + 5.0
+            rt.activate()
+            rt.infer_now(1000.0 + 60.0 * k)
+            rt.deactivate()
+            rec = _sensor_task(rt)
+            assert rec.level == (ERROR if k >= 3 else WARN) and "stopped delivering" in rec.message, (
+                rec.message
+            )
+        assert [e for e in events if e["event"] == "sensor"][-1]["kinds"] == ["dropout"]
+        _period(rt, clock, 4, healthy(700.0))  # frames again
+        assert _sensor_task(rt).level == OK
+    finally:
+        rt.close()

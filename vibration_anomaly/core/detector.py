@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from vibration_anomaly.core.events import ALARM, ALARM_RESET, ERROR, SENSOR, SKI
 from vibration_anomaly.core.latch import AlarmLatch
 from vibration_anomaly.core.queue import LatestBatchQueue
 from vibration_anomaly.core.sensor_health import ERROR as SENSOR_ERROR
-from vibration_anomaly.core.sensor_health import LEVEL_NAMES, OK
+from vibration_anomaly.core.sensor_health import LEVEL_NAMES, OK, SensorReport
 from vibration_anomaly.core.sensor_watch import SensorWatch
 from vibration_anomaly.core.window import Batch
 from vibration_anomaly.engine.base import Engine, EngineState, Residency
@@ -127,10 +127,8 @@ class Detector:
         self.queue.clear()
         self.engine.unload()
 
-    def _sensor_ok(self, t: float, batch: Batch) -> bool:
-        """Check the sensor first: report changes and findings as ``sensor`` events; never score an ERROR batch."""
-        assert self.sensor is not None
-        rep = self.sensor.check(batch.data, batch.fs_hz, batch.t0, batch.t1)
+    def _report_sensor(self, t: float, rep: SensorReport, **fields: Any) -> None:
+        """Findings, and every change of level, as ``sensor`` events (metrics and the log read them)."""
         if rep.level != OK or rep.level != self._sensor_level:
             self.bus.emit(
                 t,
@@ -138,10 +136,15 @@ class Detector:
                 level=LEVEL_NAMES[rep.level],
                 kinds=list(rep.kinds()),
                 message=rep.message,
-                batch_t0=round(batch.t0, 6),
-                batch_t1=round(batch.t1, 6),
+                **fields,
             )
         self._sensor_level = rep.level
+
+    def _sensor_ok(self, t: float, batch: Batch) -> bool:
+        """Check the sensor first: report changes and findings as ``sensor`` events; never score an ERROR batch."""
+        assert self.sensor is not None
+        rep = self.sensor.check(batch.data, batch.fs_hz, batch.t0, batch.t1)
+        self._report_sensor(t, rep, batch_t0=round(batch.t0, 6), batch_t1=round(batch.t1, 6))
         if rep.level >= SENSOR_ERROR:
             self.bus.emit(t, SKIP, reason="sensor", message=rep.message)
             return False
@@ -157,6 +160,8 @@ class Detector:
         t = self.clock()
         if batch is None:
             self.bus.emit(t, SKIP, reason="no fresh batch")
+            if self.sensor is not None:
+                self._report_sensor(t, self.sensor.no_data())
             return None
         if self.sensor is not None and not self._sensor_ok(t, batch):
             return None

@@ -180,6 +180,7 @@ class DutyCycleDriver:
                 ERROR,
                 what="engine",
                 held=held,
+                forced_sleep=True,
                 message=f"duty cycle: engine still held {', '.join(held)} after the period; forced to sleep",
             )
             held = list(self.hooks.held_resources())

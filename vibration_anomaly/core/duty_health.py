@@ -32,6 +32,8 @@ class DutySnapshot:
     clock_jumps: int = 0
     last_jump_t: float | None = None
     last_jump_s: float | None = None
+    forced_sleeps: int = 0
+    last_forced_t: float | None = None
 
 
 class DutyCycleMonitor:
@@ -49,6 +51,8 @@ class DutyCycleMonitor:
         self.last_held: tuple[str, ...] = ()
         self.clock_jumps = 0
         self.last_jump: tuple[float, float] | None = None  # (t after the jump, delta_s)
+        self.forced_sleeps = 0
+        self.last_forced_t: float | None = None
 
     def __call__(self, event: Mapping[str, Any]) -> None:
         name, t = event.get("event"), float(event.get("t", math.nan))
@@ -59,6 +63,9 @@ class DutyCycleMonitor:
                 self.last_jump = (t, float(event.get("delta_s", math.nan)))
                 self._wakes.clear()
                 self._awake.clear()
+            elif name == "error" and event.get("forced_sleep"):
+                self.forced_sleeps += 1
+                self.last_forced_t = t
             elif name == "wake":
                 self._wakes.append(t)
                 self.n_wakes += 1
@@ -102,6 +109,8 @@ class DutyCycleMonitor:
                 self.clock_jumps,
                 jump_t,
                 jump_s,
+                self.forced_sleeps,
+                self.last_forced_t,
             )
 
 
@@ -147,6 +156,13 @@ def duty_cycle_health(
             assert snap.last_wake_t is not None
             what = f"reads {snap.last_wake_t - now:.1f} s before the last wake"
         return Health(WARN, f"clock jump: the clock {what}; the duty cycle re-armed on the new time", values)
+    values["forced sleeps"] = snap.forced_sleeps
+    if snap.last_forced_t is not None and now - snap.last_forced_t < 2 * period_s:
+        return Health(
+            WARN,
+            "a period ended with the engine still awake (a wake without its sleep): forced to sleep",
+            values,
+        )
     if snap.last_wake_t is None:
         return Health(STALE, "waiting for the first duty period", values)
     silent = now - snap.last_wake_t

@@ -24,6 +24,8 @@ from vibration_anomaly.core.sensor_health import (
     report,
 )
 
+DROPOUT = "dropout"  # the watch's own finding: windows that closed without a batch
+
 
 class SensorWatch:
     """The running detector's sensor check: each batch before it is scored, the latest report kept.
@@ -41,8 +43,27 @@ class SensorWatch:
         self.baseline_rms = list(baseline_rms) if baseline_rms is not None else None
         self.last: SensorReport | None = None
         self.counts: dict[str, int] = {}
+        self.empty_windows = 0  # consecutive windows in which no batch filled
+
+    def no_data(self) -> SensorReport:
+        """A window closed without a batch: the IMU went silent (or delivered too little to fill one).
+
+        One such window is a WARN (a start-up, a late publisher), three in a row an ERROR: a dropout
+        removes all vibration, which the model alone would read as a quiet, healthy machine.
+        """
+        self.empty_windows += 1
+        level = ERROR if self.empty_windows >= 3 else WARN
+        finding = Finding(
+            DROPOUT,
+            level,
+            f"no IMU batch in {self.empty_windows} window(s) in a row: the sensor stopped delivering",
+        )
+        self.counts[DROPOUT] = self.counts.get(DROPOUT, 0) + 1
+        self.last = report([finding])
+        return self.last
 
     def check(self, samples: np.ndarray, fs_hz: float, t0: float, t1: float) -> SensorReport:
+        self.empty_windows = 0
         findings = check_batch(samples, fs_hz, limits=self.limits)
         loose = self.loose_mount(samples)
         if loose is not None:
