@@ -122,3 +122,13 @@ def test_a_node_section_in_a_users_file_beats_the_launch_argument_as_documented(
     over = _launch_overrides_file(tmp_path, {"backend": "onnx", "robot_id": "r042"})
     got = _detector_params(tmp_path, mine, over)
     assert got["backend"] == "tensorrt" and got["robot_id"] == "r042"
+
+
+def test_the_packaged_file_keeps_the_event_log_on_and_names_every_node_parameter_it_sets() -> None:
+    """Issue 14: the event log is on by default on a robot; a key the node does not declare is a typo."""
+    from vibration_anomaly.runtime.params import DEFAULTS
+
+    doc = yaml.safe_load(PARAMS.read_text())
+    detector = doc["detector"]["ros__parameters"]
+    assert detector["event_log"] == "auto"
+    assert set(detector) <= set(DEFAULTS), sorted(set(detector) - set(DEFAULTS))
