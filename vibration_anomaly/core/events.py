@@ -113,11 +113,12 @@ class EventBus:
 
 
 class RejectReporter:
-    """Bad-frame counters -> ``reject`` events: one per reason, with the count since the last report.
+    """Per-frame refusal counters -> events, with the counts since the last report.
 
     The windower and the IMU decoder count refusals per frame (cheap); whoever closes a window calls
-    :meth:`report`, so a robot and the demo emit the same events and metrics move on both.
-    Frames stamped before the window are a ``drop`` (stale data), not a rejection, and are left out.
+    :meth:`report`, so a robot and the demo emit the same events and metrics move on both: one
+    ``reject`` event per bad-input reason, and frames stamped before the window (stale data, not bad
+    input) as a ``drop`` of reason ``before_window``.
     """
 
     def __init__(self, counters: Callable[[], dict[str, int]], emit: Callable[..., Any]) -> None:
@@ -125,16 +126,21 @@ class RejectReporter:
         self.emit = emit
         self._seen: dict[str, int] = {}
 
-    def report(self, t: float) -> int:
-        now = {k: int(v) for k, v in self.counters().items() if k != DROP_BEFORE_WINDOW}
-        total = 0
+    def report(self, t: float) -> dict[str, int]:
+        """Emit what was counted since the last report; returns those counts by reason."""
+        now = {k: int(v) for k, v in self.counters().items()}
+        new: dict[str, int] = {}
         for reason, count in sorted(now.items()):
-            new = count - self._seen.get(reason, 0)
-            if new > 0:
-                self.emit(t, REJECT, count=new, reason=reason)
-                total += new
+            n = count - self._seen.get(reason, 0)
+            if n <= 0:
+                continue
+            new[reason] = n
+            if reason == DROP_BEFORE_WINDOW:
+                self.emit(t, DROP, frames=n, reason=reason)
+            else:
+                self.emit(t, REJECT, count=n, reason=reason)
         self._seen = now
-        return total
+        return new
 
 
 class JsonlEventLog:

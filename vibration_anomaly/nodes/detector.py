@@ -27,10 +27,9 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from std_msgs.msg import Bool, Float32
 from std_srvs.srv import Trigger
 
-from vibration_anomaly.core.events import ALARM_RESET, DROP, DROP_BEFORE_WINDOW, INFER, Event
+from vibration_anomaly.core.events import ALARM_RESET, INFER, Event
 from vibration_anomaly.core.health import HealthTask
 from vibration_anomaly.core.scheduler import SampleWindow
-from vibration_anomaly.core.window import REJECT_BEFORE_WINDOW
 from vibration_anomaly.nodes.driver_timer import DriverTimer
 from vibration_anomaly.nodes.imu_subscriber import ImuSubscriberNode
 from vibration_anomaly.runtime import (
@@ -211,14 +210,9 @@ class DetectorNode(LifecycleNode):
             self.imu.start_sampling(window.start)
 
     def close_sampling(self, window: SampleWindow) -> None:
-        if self.imu is not None and self.imu.sampler is not None:
-            w = self.imu.sampler.windower
-            before = w.rejected[REJECT_BEFORE_WINDOW]
+        if self.imu is not None:
             self.imu.stop_sampling()
-            n = w.rejected[REJECT_BEFORE_WINDOW] - before
-            if n:
-                self.runtime.emit(DROP, frames=n, reason=DROP_BEFORE_WINDOW)
-            self.runtime.report_rejects()
+            self.runtime.report_rejects()  # bad frames as reject events, stale ones as a before_window drop
 
     def infer_once(self, window: SampleWindow) -> None:
         """activate -> infer the newest batch of this window -> deactivate, as real lifecycle transitions."""

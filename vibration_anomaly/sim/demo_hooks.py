@@ -23,7 +23,7 @@ from vibration_anomaly.core.events import (
     RejectReporter,
 )
 from vibration_anomaly.core.scheduler import SampleWindow
-from vibration_anomaly.core.window import REJECT_BEFORE_WINDOW, Windower
+from vibration_anomaly.core.window import Windower
 from vibration_anomaly.runtime import DetectorRuntime
 from vibration_anomaly.sim.robot import Delivery, SimulatedRobot
 
@@ -83,7 +83,7 @@ class SimHooks:
     def close_sampling(self, window: SampleWindow) -> None:
         w, bus, clock, queue = self.windower, self.rt.bus, self.clock, self.rt.queue
         assert queue is not None
-        before0, disc0 = w.rejected[REJECT_BEFORE_WINDOW], sum(w.discarded.values())
+        disc0 = sum(w.discarded.values())
         delivery = self.robot.deliver(window.start, window.end, self.depth)
         if delivery.lost_keep_last:
             bus.emit(window.start, DROP, frames=delivery.lost_keep_last, reason=DROP_KEEP_LAST)
@@ -94,10 +94,7 @@ class SimHooks:
                 queue.put(b)
         clock.now = window.end
         w.close_window()
-        stale = w.rejected[REJECT_BEFORE_WINDOW] - before0
-        if stale:
-            bus.emit(clock.now, DROP, frames=stale, reason=DROP_BEFORE_WINDOW)
-        self.rejects.report(clock.now)
+        stale = self.rejects.report(clock.now).get(DROP_BEFORE_WINDOW, 0)
         self._partial = sum(w.discarded.values()) - disc0
         self._delivery = delivery
         self._dropped = delivery.lost_keep_last + stale
