@@ -21,11 +21,13 @@ import math
 import os
 import stat
 import sys
-import tempfile
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
+
+from vibration_anomaly.fileio import atomic_path as atomic_output  # noqa: F401 - the CLI's name for it
+from vibration_anomaly.fileio import kind_of, write_text_atomic  # noqa: F401 - write_text_atomic re-exported
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -200,18 +202,6 @@ def number_list(lo: float, hi: float, *, unit: str = "") -> Callable[[str], tupl
 # ---------------------------------------------------------------- paths
 
 
-def _kind(mode: int) -> str:
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a regular file"
-
-
 def check_input_file(path: Path | str, option: str, *, max_bytes: int | None = None) -> Path:
     """Refuse at once what cannot be a readable file: missing, a directory, a FIFO, a device, too large.
 
@@ -226,7 +216,7 @@ def check_input_file(path: Path | str, option: str, *, max_bytes: int | None = N
     except OSError as exc:
         raise _refused(option, str(p), f"cannot be read: {exc.strerror or exc}") from None
     if not stat.S_ISREG(st.st_mode):
-        raise _refused(option, str(p), f"is {_kind(st.st_mode)}; expected a regular file")
+        raise _refused(option, str(p), f"is {kind_of(st.st_mode)}; expected a regular file")
     if max_bytes is not None and st.st_size > max_bytes:
         raise _refused(
             option, str(p), f"is {st.st_size} bytes; the limit is {max_bytes} bytes (checked before reading)"
@@ -252,7 +242,7 @@ def check_output_file(path: Path | str, option: str) -> Path:
         except OSError as exc:
             raise _refused(option, str(p), f"cannot be replaced: {exc.strerror or exc}") from None
         if not stat.S_ISREG(st.st_mode):
-            raise _refused(option, str(p), f"is {_kind(st.st_mode)}; expected a regular file to replace")
+            raise _refused(option, str(p), f"is {kind_of(st.st_mode)}; expected a regular file to replace")
     _check_writable_folder(p.parent if str(p.parent) else Path("."), option, p)
     return p
 
@@ -280,34 +270,6 @@ def check_output_dir(path: Path | str, option: str) -> Path:
         raise _refused(option, str(p), "exists and is not a directory; expected a directory to write into")
     _check_writable_folder(p, option, p)
     return p
-
-
-@contextlib.contextmanager
-def atomic_output(path: Path | str, *, mode: int = 0o644) -> Iterator[Path]:
-    """Yield a temp path beside ``path``; rename it over ``path`` only when the block succeeds.
-
-    Readers (and a power cut) see the old file or the new one, never half of
-    one, and a failure leaves no ``.tmp`` behind.
-    """
-    p = Path(path)
-    parent = p.parent if str(p.parent) else Path(".")
-    parent.mkdir(parents=True, exist_ok=True)  # only now, on the way to a result: a refusal leaves no folder
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        os.chmod(tmp, mode)
-        yield tmp
-        os.replace(tmp, p)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-
-
-def write_text_atomic(path: Path | str, text: str) -> None:
-    with atomic_output(path) as tmp:
-        tmp.write_text(text)
 
 
 def _refused(option: str, found: str, problem: str) -> Exception:

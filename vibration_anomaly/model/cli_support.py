@@ -7,12 +7,12 @@ never at import time.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 from vibration_anomaly.clikit import guarded
 from vibration_anomaly.errors import InputError, VibrationAnomalyError
+from vibration_anomaly.fileio import json_safe  # noqa: F401 - re-exported for the model commands
 
 
 def model_files(path: str | None) -> Any:
@@ -37,21 +37,6 @@ def open_engine(onnx_path: Path) -> Any:
         raise InputError("--model", str(onnx_path), f"cannot be loaded: {e}") from None
     eng.wake()
     return eng
-
-
-def json_safe(value: Any) -> Any:
-    """NaN/inf become null: ``json.dumps`` would write bare NaN, which no JSON parser accepts."""
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    if hasattr(value, "tolist"):  # numpy scalars and arrays (numpy is imported lazily)
-        value = value.tolist()
-        if isinstance(value, list):
-            return json_safe(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def wrap(fn: Any) -> Any:
