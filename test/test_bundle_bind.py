@@ -17,14 +17,13 @@ from typing import Any
 import numpy as np
 import pytest
 from bundle_testkit import write_test_bundle
+from runtime_testkit import shipped_model_calibration
 
 import vibration_anomaly.runtime.pipeline as pipeline_mod
 from vibration_anomaly.bundle import BundleRefused, VerifiedBundle, load_example_bundle, load_verified_bundle
-from vibration_anomaly.core.window import batch_samples
 from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
-from vibration_anomaly.model import DEFAULT_DIR, load_default_model
+from vibration_anomaly.model import DEFAULT_DIR
 from vibration_anomaly.runtime.pipeline import build_pipeline
-from vibration_anomaly.sim.robot import RobotConfig, SimulatedRobot
 
 
 def sha(data: bytes) -> str:
@@ -34,18 +33,7 @@ def sha(data: bytes) -> str:
 @pytest.fixture(scope="module")
 def calibration(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A real calibration of the shipped model on a simulated robot, as JSON (tests edit copies of it)."""
-    model = load_default_model()
-    robot = SimulatedRobot(RobotConfig(seed=5))
-    n = batch_samples(1000.0, 5.0)
-    engine = OnnxRuntimeEngine()
-    engine.load(model.onnx)
-    engine.wake()
-    cal = model.calibrate(
-        engine, [robot.frames(20 + 60 * k, 20 + 60 * k + n / 1000)[1] for k in range(10)], 1000.0
-    )
-    engine.unload()
-    path = tmp_path_factory.mktemp("cal") / "calibration.json"
-    cal.save(path)
+    path = shipped_model_calibration(tmp_path_factory.mktemp("cal") / "calibration.json")
     return json.loads(path.read_text())
 
 

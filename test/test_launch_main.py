@@ -46,24 +46,10 @@ WHY_NOT = _why_not()
 def _deployment(tmp: Path) -> dict[str, str]:
     """A signed bundle, its trust store and firmware statement, and a calibration of the shipped model."""
     from bundle_testkit import write_test_bundle
-
-    from vibration_anomaly.core.window import batch_samples
-    from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
-    from vibration_anomaly.model import load_default_model
-    from vibration_anomaly.sim.robot import RobotConfig, SimulatedRobot
+    from runtime_testkit import shipped_model_calibration
 
     files = write_test_bundle(tmp / "deploy")
-    model = load_default_model()
-    robot = SimulatedRobot(RobotConfig(seed=5))
-    n = batch_samples(1000.0, 5.0)
-    engine = OnnxRuntimeEngine()
-    engine.load(model.onnx)
-    engine.wake()
-    cal = model.calibrate(
-        engine, [robot.frames(20 + 60 * k, 20 + 60 * k + n / 1000)[1] for k in range(8)], 1000.0
-    )
-    engine.unload()
-    cal.save(tmp / "calibration.json")
+    shipped_model_calibration(tmp / "calibration.json", windows=8)
     return {
         "robot_id": "r042",
         "bundle": str(files.bundle),

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 import yaml
 from bundle_testkit import write_test_bundle
+from runtime_testkit import shipped_model_calibration
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = ROOT / "config" / "params.yaml"
@@ -55,23 +56,7 @@ def entry_point() -> list[str]:
 @pytest.fixture(scope="module")
 def calibration(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A calibration of the shipped model on the simulated robot's healthy frames (what commissioning writes)."""
-    from vibration_anomaly.core.window import batch_samples
-    from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
-    from vibration_anomaly.model import load_default_model
-    from vibration_anomaly.sim.robot import RobotConfig, SimulatedRobot
-
-    model = load_default_model()
-    robot = SimulatedRobot(RobotConfig(seed=5))
-    n = batch_samples(1000.0, 5.0)
-    windows = [robot.frames(20 + 60 * k, 20 + 60 * k + n / 1000)[1] for k in range(8)]
-    engine = OnnxRuntimeEngine()
-    engine.load(model.onnx)
-    engine.wake()
-    cal = model.calibrate(engine, windows, 1000.0)
-    engine.unload()
-    path = tmp_path_factory.mktemp("cal") / "calibration.json"
-    cal.save(path)
-    return path
+    return shipped_model_calibration(tmp_path_factory.mktemp("cal") / "calibration.json", windows=8)
 
 
 class NodeProcess:

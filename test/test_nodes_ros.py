@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 from bundle_testkit import write_test_bundle
+from runtime_testkit import score_model as build_score_model
 
 from vibration_anomaly.core.health import ERROR, OK, StatusRecord
 from vibration_anomaly.runtime.pipeline import Pipeline
@@ -52,25 +53,6 @@ RATE = 1000.0
 
 
 # ---------------------------------------------------------------------------------- pipeline
-
-
-def _score_model(path: Path) -> Path:
-    """features (batch, T, F) -> mean of z^2: large when any band's features leave the healthy range."""
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper
-
-    x = helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", "T", "F"])
-    y = helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch"])
-    nodes = [
-        helper.make_node("Mul", ["features", "features"], ["sq"]),
-        helper.make_node("ReduceMean", ["sq"], ["score"], axes=[1, 2], keepdims=0),
-    ]
-    model = helper.make_model(
-        helper.make_graph(nodes, "zsq", [x], [y]), opset_imports=[helper.make_opsetid("", 17)]
-    )
-    model.ir_version = 8
-    onnx.save(model, path)
-    return path
 
 
 def make_factory(
@@ -178,7 +160,7 @@ def ros() -> Iterator[Ros]:
 
 @pytest.fixture(scope="module")
 def score_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _score_model(tmp_path_factory.mktemp("model") / "zsq.onnx")
+    return build_score_model(tmp_path_factory.mktemp("model") / "zsq.onnx")
 
 
 def sha(path: Path) -> str:

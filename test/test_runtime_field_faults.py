@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 from bundle_testkit import write_test_bundle
+from runtime_testkit import score_model
 
 from vibration_anomaly.core.driver import DriverState
 from vibration_anomaly.core.events import JsonlEventLog, read_events
@@ -44,22 +45,7 @@ class ScoreModel:
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper
-
-    x = helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", "T", "F"])
-    y = helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch"])
-    nodes = [
-        helper.make_node("Mul", ["features", "features"], ["sq"]),
-        helper.make_node("ReduceMean", ["sq"], ["score"], axes=[1, 2], keepdims=0),
-    ]
-    m = helper.make_model(
-        helper.make_graph(nodes, "zsq", [x], [y]), opset_imports=[helper.make_opsetid("", 17)]
-    )
-    m.ir_version = 8
-    path = tmp_path_factory.mktemp("model") / "zsq.onnx"
-    onnx.save(m, path)
-    return path
+    return score_model(tmp_path_factory.mktemp("model") / "zsq.onnx")
 
 
 def sha(path: Path) -> str:

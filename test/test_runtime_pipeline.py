@@ -5,30 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from runtime_testkit import shipped_model_calibration
 
 from vibration_anomaly.bundle import BundleRefused, load_example_bundle
-from vibration_anomaly.core.window import batch_samples
-from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
 from vibration_anomaly.errors import InputError
-from vibration_anomaly.model import load_default_model
 from vibration_anomaly.runtime.pipeline import build_pipeline
-from vibration_anomaly.sim.robot import RobotConfig, SimulatedRobot
 
 
 @pytest.fixture(scope="module")
 def calibration_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    model = load_default_model()
-    robot = SimulatedRobot(RobotConfig(seed=5))
-    n = batch_samples(1000.0, 5.0)
-    windows = [robot.frames(20 + 60 * k, 20 + 60 * k + n / 1000)[1] for k in range(10)]
-    engine = OnnxRuntimeEngine()
-    engine.load(model.onnx)
-    engine.wake()
-    cal = model.calibrate(engine, windows, 1000.0)
-    engine.unload()
-    path = tmp_path_factory.mktemp("cal") / "calibration.json"
-    cal.save(path)
-    return path
+    return shipped_model_calibration(tmp_path_factory.mktemp("cal") / "calibration.json")
 
 
 def params(**changes: object) -> dict[str, object]:
