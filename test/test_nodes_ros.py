@@ -288,6 +288,35 @@ class ImuPublisher:
             self._thread.join(5.0)
 
 
+class SimClockPublisher:
+    """/clock from a thread: ``step`` sim seconds every 10 ms of real time. ``t`` may be moved (a jump)."""
+
+    def __init__(self, ros: Ros, name: str, start: float, step: float) -> None:
+        self.node = ros.add(Node(name, context=ros.context))
+        self.pub = self.node.create_publisher(Clock, "/clock", 10)
+        self.t, self.step = start, step
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        ros.cleanups.append(self.stop)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.t += self.step
+            msg = Clock()
+            msg.clock.sec, msg.clock.nanosec = int(self.t), int((self.t % 1) * 1e9)
+            self.pub.publish(msg)
+            time.sleep(0.01)
+
+    def start(self) -> SimClockPublisher:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5.0)
+
+
 def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
@@ -647,28 +676,15 @@ def test_duty_cycle_driver_holds_60s_periods_on_an_accelerated_sim_clock(
     imu, det, _ = stack(ros, tmp_path, score_model, sample_s=5.0, period_s=60.0, driver=True, sim_time=True)
     diag = ros.add(DiagnosticsNode(det.health_tasks(), context=ros.context, use_updater=False))
     evs = events_of(det)
-    clock_node = ros.add(Node("sim_clock", context=ros.context))
-    clock_pub = clock_node.create_publisher(Clock, "/clock", 10)
-    stop = threading.Event()
-    sim = {"t": 10_000.0}
-
-    def tick() -> None:  # 25x real time, 0.25 s steps: a 1 s tolerance is then 40 ms of executor lag
-        while not stop.is_set():
-            sim["t"] += 0.25
-            msg = Clock()
-            msg.clock.sec, msg.clock.nanosec = int(sim["t"]), int((sim["t"] % 1) * 1e9)
-            clock_pub.publish(msg)
-            time.sleep(0.01)
-
-    th = threading.Thread(target=tick, daemon=True)
-    th.start()
+    clock = SimClockPublisher(
+        ros, "sim_clock", start=10_000.0, step=0.25
+    ).start()  # 25x real time: a 1 s tolerance is 40 ms of lag
     try:
         wait_for(lambda: det.now_s() > 10_000.0, 5.0, "sim time")
         assert ros.change("detector", Transition.TRANSITION_CONFIGURE)
         wait_for(lambda: len([e for e in evs if e["event"] == "sleep"]) >= 4, 60.0, "four duty periods")
     finally:
-        stop.set()
-        th.join(5.0)
+        clock.stop()
     wakes = [e["t"] for e in evs if e["event"] == "wake"]
     periods = np.diff(wakes)
     assert len(periods) >= 3
@@ -695,26 +711,13 @@ def test_a_sim_clock_that_starts_at_zero_is_a_start_not_a_missed_window(
     evs = events_of(det)
     assert det.now_s() == 0.0  # no /clock yet
     assert ros.change("detector", Transition.TRANSITION_CONFIGURE)
-    clock_node = ros.add(Node("bag_clock", context=ros.context))
-    clock_pub = clock_node.create_publisher(Clock, "/clock", 10)
-    stop = threading.Event()
-    sim = {"t": 1_767_225_600.0}  # a recording's own time
-
-    def tick() -> None:
-        while not stop.is_set():
-            sim["t"] += 0.1
-            msg = Clock()
-            msg.clock.sec, msg.clock.nanosec = int(sim["t"]), int((sim["t"] % 1) * 1e9)
-            clock_pub.publish(msg)
-            time.sleep(0.01)
-
-    th = threading.Thread(target=tick, daemon=True)
-    th.start()
+    clock = SimClockPublisher(
+        ros, "bag_clock", start=1_767_225_600.0, step=0.1
+    ).start()  # a recording's own time
     try:
         wait_for(lambda: len([e for e in evs if e["event"] == "sleep"]) >= 2, 60.0, "two duty periods")
     finally:
-        stop.set()
-        th.join(5.0)
+        clock.stop()
     errors = [e for e in evs if e["event"] == "error"]
     assert not errors, errors
     wakes = [e for e in evs if e["event"] == "wake"]
@@ -782,28 +785,14 @@ def test_a_backward_jump_of_the_ros_clock_re_arms_the_duty_cycle_within_a_period
     """On /clock: moved back an hour while asleep, the next inference still comes within one period."""
     imu, det, _ = stack(ros, tmp_path, score_model, sample_s=0.5, period_s=6.0, driver=True, sim_time=True)
     evs = events_of(det)
-    clock_node = ros.add(Node("jumpy_clock", context=ros.context))
-    clock_pub = clock_node.create_publisher(Clock, "/clock", 10)
-    stop = threading.Event()
-    sim = {"t": 50_000.0}
-
-    def tick() -> None:
-        while not stop.is_set():
-            sim["t"] += 0.05
-            msg = Clock()
-            msg.clock.sec, msg.clock.nanosec = int(sim["t"]), int((sim["t"] % 1) * 1e9)
-            clock_pub.publish(msg)
-            time.sleep(0.01)  # 5x real time
-
-    th = threading.Thread(target=tick, daemon=True)
-    th.start()
+    clock = SimClockPublisher(ros, "jumpy_clock", start=50_000.0, step=0.05).start()  # 5x real time
     try:
         wait_for(lambda: det.now_s() > 50_000.0, 5.0, "sim time")
         assert ros.change("detector", Transition.TRANSITION_CONFIGURE)
         wait_for(lambda: len([e for e in evs if e["event"] == "sleep"]) >= 1, 30.0, "a first period")
         time.sleep(0.3)  # asleep
-        sim["t"] -= 3600.0
-        jumped_at = sim["t"]
+        clock.t -= 3600.0
+        jumped_at = clock.t
         wait_for(lambda: any(e["event"] == "clock_jump" for e in evs), 5.0, "the jump to be seen")
 
         # No IMU here: each period is wake -> (no fresh batch) -> sleep; the next one comes on the new time.
@@ -817,8 +806,7 @@ def test_a_backward_jump_of_the_ros_clock_re_arms_the_duty_cycle_within_a_period
             "a whole period after the jump",
         )
     finally:
-        stop.set()
-        th.join(5.0)
+        clock.stop()
     jump = next(e for e in evs if e["event"] == "clock_jump")
     assert jump["delta_s"] < -3000.0
     wake = next(e for e in after_jump() if e["event"] == "wake")
