@@ -152,7 +152,9 @@ def bench_awake_cycle(repeats: int) -> dict[str, object]:
         cal = model.calibrate(engine, windows[:10], 1000.0)
         engine.sleep()
         voter = AlarmVoter(b.alarm.votes_required, b.alarm.votes_window)  # type: ignore[attr-defined]
-        return Pipeline(engine, Scorer(engine, model.frontend(), cal), voter, model.model_id, "bench")
+        frontend = model.frontend(cal.frontend)
+        frontend.prepare(cal.window_samples, cal.fs_hz)  # as runtime.build_pipeline does at configure
+        return Pipeline(engine, Scorer(engine, frontend, cal), voter, model.model_id, "bench")
 
     clock = [0.0]
     rt = DetectorRuntime(lambda: clock[0], pipeline_factory=factory, threaded=False)

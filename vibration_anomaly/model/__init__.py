@@ -17,6 +17,7 @@ import numpy as np
 
 from vibration_anomaly.errors import InputError
 from vibration_anomaly.model.frontend import Frontend, FrontendConfig
+from vibration_anomaly.model.frontend_full import FullRateFrontend
 
 DEFAULT_DIR = Path(__file__).resolve().parent / "default"
 
@@ -35,8 +36,16 @@ class ModelFiles:
         """The file to deploy (INT8 QDQ: ONNX Runtime runs it, TensorRT builds an INT8 engine from it)."""
         return self.onnx_int8
 
-    def frontend(self) -> Frontend:
-        return Frontend(FrontendConfig.from_dict(self.meta.get("frontend", {})))
+    def frontend(self, method: str = Frontend.method) -> Frontend:
+        """This model's frontend; ``method`` is a calibration's ``frontend`` ("banded", or "full" for old ones)."""
+        cfg = FrontendConfig.from_dict(self.meta.get("frontend", {}))
+        if method == Frontend.method:
+            return Frontend(cfg)
+        if method == FullRateFrontend.method:
+            return FullRateFrontend(cfg)
+        raise InputError(
+            "calibration", "extra.frontend", f"unknown frontend {method!r}; expected 'banded' or 'full'"
+        )
 
     @property
     def prior_std(self) -> np.ndarray | None:
@@ -75,9 +84,10 @@ class ModelFiles:
         from vibration_anomaly.core.calibration import calibrate
 
         kwargs.setdefault("model_id", self.model_id)
+        frontend = self.frontend()
         cal = calibrate(
             engine,
-            self.frontend(),
+            frontend,
             windows,
             fs_hz,
             prior_std=self.prior_std,
@@ -88,6 +98,7 @@ class ModelFiles:
         # The sensor's healthy level on this machine (median over the windows, so one busy window does
         # not inflate it): the robot's loose-mount check compares with it.
         per_window = [sensor_health.baseline(np.asarray(w))["rms"] for w in windows]
+        cal.extra["frontend"] = frontend.method  # scored with the same features (``Calibration.frontend``)
         cal.extra.setdefault("sensor", {"rms": [float(v) for v in np.median(np.asarray(per_window), axis=0)]})
         return cal
 

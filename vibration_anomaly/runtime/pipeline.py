@@ -113,7 +113,9 @@ def build_pipeline(bundle: VerifiedBundle, p: dict[str, Any]) -> Pipeline:
         model_bytes=model_bytes,
         engine_bytes=plan_bytes,
     )
-    scorer = Scorer(engine, files.frontend(), calibration)
+    frontend = files.frontend(calibration.frontend)
+    frontend.prepare(calibration.window_samples, calibration.fs_hz)  # its plan is made now, not when awake
+    scorer = Scorer(engine, frontend, calibration)
     voter = AlarmVoter(bundle.alarm.votes_required, bundle.alarm.votes_window)
     return Pipeline(engine, scorer, voter, f"{files.onnx} ({files.model_id})", why)
 

@@ -120,7 +120,11 @@ def _runtime(
         engine.sleep()
         voter = AlarmVoter(b.alarm.votes_required, b.alarm.votes_window)
         return Pipeline(
-            engine, Scorer(engine, model.frontend(), cal), voter, model.model_id, "demo: ONNX Runtime"
+            engine,
+            Scorer(engine, model.frontend(cal.frontend), cal),
+            voter,
+            model.model_id,
+            "demo: ONNX Runtime",
         )
 
     quiet = logging.getLogger("vibration_anomaly.demo")

@@ -6,6 +6,7 @@ back with ``Calibration.load``, which refuses what would make the detector wrong
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from collections.abc import Callable
@@ -19,6 +20,8 @@ from vibration_anomaly.errors import InputError
 from vibration_anomaly.fileio import json_safe, read_regular_file, write_text_atomic
 
 CALIBRATION_VERSION = 1
+FRONTENDS = ("banded", "full")
+"""The frontends a calibration may have been made with (``model.frontend``); none recorded means "full"."""
 Z_CLIP = 1.0e3  # normalised features beyond this are clipped (keeps float32 finite)
 
 
@@ -44,6 +47,11 @@ class Calibration:
     healthy_score_median: float = float("nan")
     created_unix: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def frontend(self) -> str:
+        """Which frontend made the features this was fitted on: "banded", or "full" (made before it was recorded)."""
+        return str(self.extra.get("frontend", "full"))
 
     @property
     def n_channels(self) -> int:
@@ -94,7 +102,7 @@ class Calibration:
             "shape": list(self.mean.shape),
             "mean": self.mean.tolist(),
             "std": self.std.tolist(),
-            "extra": self.extra,
+            "extra": copy.deepcopy(self.extra),  # a copy: editing the dict must not edit the record
         }
 
     @classmethod
@@ -159,6 +167,12 @@ class Calibration:
             extra = {}
         if not isinstance(extra, dict):
             raise InputError(source, "extra", f"expected a JSON object, got {type(extra).__name__}")
+        if extra.get("frontend", "full") not in FRONTENDS:
+            raise InputError(
+                source,
+                "extra.frontend",
+                f"expected one of {', '.join(FRONTENDS)}, got {extra.get('frontend')!r}",
+            )
         for key in ("method", "machine", "model_id"):
             if not isinstance(d.get(key, ""), str):
                 raise InputError(source, key, f"expected a string, got {type(d[key]).__name__}")
