@@ -87,9 +87,8 @@ def test_a_model_replaced_right_after_its_check_does_not_get_loaded(
 ) -> None:
     onnx = model_dir / "model.onnx"
     verified = onnx.read_bytes()
-    impostor = (
-        model_dir / "model_fp32.onnx"
-    ).read_bytes()  # same I/O, other weights: loads, scores differently
+    impostor = (model_dir / "model_fp32.onnx").read_bytes()  # same I/O, other weights: scores differently
+    (model_dir / "model_fp32.onnx").unlink()  # no FP32 twin: ONNX Runtime runs the deploy model itself
     real_read = pipeline_mod.read_verified_model
     swapped: list[bytes] = []
 
@@ -115,6 +114,53 @@ def test_a_model_replaced_right_after_its_check_does_not_get_loaded(
     assert p.engine.residency().details["model"] == str(onnx)
     for e in (p.engine, want, other):
         e.unload()
+
+
+def test_onnx_runtime_runs_the_fp32_twin_model_json_vouches_for(
+    model_dir: Path, tmp_path: Path, calibration: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CPU backend runs model_fp32.onnx (faster there), checked against the hash the signed model.json lists."""
+    twin = model_dir / "model_fp32.onnx"
+    verified = twin.read_bytes()
+    meta = json.loads((model_dir / "model.json").read_text())
+    assert meta["files"]["model_fp32.onnx"] == sha(verified)
+    impostor = (model_dir / "model.onnx").read_bytes()
+    real_read = pipeline_mod.read_verified_listed_model
+
+    def read_then_swap(bundle: VerifiedBundle, m: dict[str, Any], path: Path) -> bytes | None:
+        data = real_read(bundle, m, path)
+        (model_dir / "swap.tmp").write_bytes(impostor)
+        os.replace(model_dir / "swap.tmp", path)  # swapped right after the check
+        return data
+
+    monkeypatch.setattr(pipeline_mod, "read_verified_listed_model", read_then_swap)
+    cal = write_cal(tmp_path / "cal.json", calibration)
+    p = build_pipeline(load_example_bundle(), params(model=str(model_dir), calibration=str(cal)))
+    assert p.engine.residency().details["model"] == str(twin) and str(twin) in p.model
+    x = np.random.default_rng(1).normal(size=(2, *p.engine.inputs[0].shape[1:])).astype(np.float32)
+    want = OnnxRuntimeEngine()
+    want.load_bytes(verified)
+    np.testing.assert_array_equal(scores(p.engine, x), scores(want, x))
+    for e in (p.engine, want):
+        e.unload()
+
+
+def test_a_tampered_fp32_twin_is_refused_and_an_unvouched_model_json_runs_the_deploy_model(
+    model_dir: Path, tmp_path: Path, calibration: dict[str, Any]
+) -> None:
+    cal = write_cal(tmp_path / "cal.json", calibration)
+    blob = bytearray((model_dir / "model_fp32.onnx").read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    (model_dir / "model_fp32.onnx").write_bytes(bytes(blob))
+    exc = refused(load_example_bundle(), params(model=str(model_dir), calibration=str(cal)))
+    assert exc.reason == "model_mismatch" and exc.field.endswith("files.model_fp32.onnx"), exc
+    assert sha(bytes(blob)) in exc.detail
+    # A bundle that vouches for no model.json vouches for nothing it lists: the deploy model runs.
+    files = write_test_bundle(tmp_path / "b", model_json_sha256=None)
+    bundle = load_verified_bundle(files.bundle, files.trust_dir, firmware_path=files.firmware)
+    p = build_pipeline(bundle, params(model=str(model_dir), calibration=str(cal)))
+    assert p.engine.residency().details["model"] == str(model_dir / "model.onnx")
+    p.engine.unload()
 
 
 def test_a_plan_is_handed_over_as_the_verified_bytes(

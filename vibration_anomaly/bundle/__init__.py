@@ -20,6 +20,7 @@ from __future__ import annotations
 from vibration_anomaly.bundle.checks import (
     read_verified_calibration,
     read_verified_engine,
+    read_verified_listed_model,
     read_verified_model,
     read_verified_model_json,
     sha256_file,
@@ -71,6 +72,7 @@ __all__ = [
     "read_verified_calibration",
     "read_verified_engine",
     "read_verified_model",
+    "read_verified_listed_model",
     "read_verified_model_json",
     "render_container",
     "sha256_file",

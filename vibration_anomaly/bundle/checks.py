@@ -184,6 +184,34 @@ def read_verified_model_json(bundle: VerifiedBundle, path: Path | str) -> bytes:
     return data
 
 
+def read_verified_listed_model(
+    bundle: VerifiedBundle, meta: dict[str, object], path: Path | str
+) -> bytes | None:
+    """A model file that a vouched-for ``model.json`` lists (its ``files`` map), read once and checked.
+
+    The bundle signs ``model.json`` (``model_json_sha256``), and ``model.json`` names the sha256 of every
+    model file it ships, so the FP32 twin of the deploy model is vouched for through it. None when the
+    bundle vouches for no model.json or model.json lists no such file: the caller then runs the model
+    the bundle names itself. ``model_mismatch`` (both hashes named) or ``model_missing`` otherwise.
+    """
+    path = Path(path)
+    files = meta.get("files")
+    expected = files.get(path.name) if isinstance(files, dict) else None
+    if bundle.model_json_sha256 is None or not isinstance(expected, str):
+        return None
+    field = f"model_json_sha256 -> files.{path.name}"
+    data = _read_once(bundle, path, MAX_MODEL_BYTES, "model", "model_missing", field)
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected:
+        raise BundleRefused(
+            "model_mismatch",
+            f"{field}: model.json {expected}, file {path} has {actual}; not the model the bundle vouches for",
+            source=bundle.source_path,
+            field=field,
+        )
+    return data
+
+
 def read_verified_calibration(bundle: VerifiedBundle, path: Path | str, robot_id: str) -> bytes:
     """``robot_id``'s calibration file read once and, when the bundle binds calibrations, checked by hash.
 

@@ -28,6 +28,7 @@ def select_engine(
     max_idle_awake_s: float | None = None,
     model_bytes: bytes | None = None,
     engine_bytes: bytes | None = None,
+    cpu_model: tuple[Path, bytes] | None = None,
 ) -> tuple[Engine, str]:
     """Return a LOADED engine and the reason it was chosen.
 
@@ -45,6 +46,11 @@ def select_engine(
     ``engine_path`` already read (and hashed against the signed bundle) by the
     caller; they are loaded as given and the files are not opened again, so
     what was checked is what runs. The paths then only name them in messages.
+
+    ``cpu_model``: (path, checked bytes) of the model ONNX Runtime runs instead of ``model_path``'s,
+    the deploy model's FP32 twin: on the CPU it is the faster of the two (``bench/bench_model.py``:
+    session from optimised bytes, inference), while TensorRT builds its INT8 engine from the QDQ
+    deploy model. Same inputs and outputs, so it also serves as the contract a plan is checked against.
     """
     from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
     from vibration_anomaly.engine.tensorrt import (
@@ -63,7 +69,9 @@ def select_engine(
         else check_max_idle_awake_s(max_idle_awake_s, "select_engine")
     )
     onnx_engine = OnnxRuntimeEngine(intra_op_threads=intra_op_threads)
-    if model_bytes is not None:
+    if cpu_model is not None:
+        onnx_engine.load_bytes(cpu_model[1], cpu_model[0])
+    elif model_bytes is not None:
         onnx_engine.load_bytes(model_bytes, model_path)
     else:
         onnx_engine.load(Path(model_path))

@@ -36,6 +36,17 @@ class ModelFiles:
         """The file to deploy (INT8 QDQ: ONNX Runtime runs it, TensorRT builds an INT8 engine from it)."""
         return self.onnx_int8
 
+    @property
+    def cpu_onnx(self) -> Path:
+        """The file ONNX Runtime on the CPU runs: the FP32 twin where there is one, else the INT8 model.
+
+        Measured (``bench/bench_model.py``): on ONNX Runtime's CPU provider the FP32 graph is both
+        quicker to wake (a session from optimised bytes) and to run than the INT8 QDQ one, whose
+        quantize/dequantize pairs cost more than its integer matmuls save at this size. TensorRT
+        builds its INT8 engine from ``onnx``.
+        """
+        return self.onnx_fp32 or self.onnx_int8
+
     def frontend(self, method: str = Frontend.method) -> Frontend:
         """This model's frontend; ``method`` is a calibration's ``frontend`` ("banded", or "full" for old ones)."""
         cfg = FrontendConfig.from_dict(self.meta.get("frontend", {}))

@@ -71,7 +71,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         raise InputError(
             args.input, "length", f"{len(w)} windows of {args.window_s} s; need at least 4 healthy windows"
         )
-    eng = open_engine(files.onnx_int8)
+    eng = open_engine(files.cpu_onnx)  # the scores the ONNX Runtime backend will give (FP32 twin if shipped)
     cal = files.calibrate(
         eng, list(np.asarray(w)), fs, target_far=args.target_far, machine=args.machine or ""
     )

@@ -27,6 +27,7 @@ from vibration_anomaly.bundle import (
     VerifiedBundle,
     read_verified_calibration,
     read_verified_engine,
+    read_verified_listed_model,
     read_verified_model,
     read_verified_model_json,
 )
@@ -105,6 +106,11 @@ def build_pipeline(bundle: VerifiedBundle, p: dict[str, Any]) -> Pipeline:
         plan_bytes = read_verified_engine(bundle, engine_path)
     # The TensorRT watchdog forces sleep after this long awake without an inference: one duty period.
     idle_bound = bundle.duty_cycle.period_s * float(p["duty_cycle_time_scale"])
+    cpu_model = None
+    if files.onnx_fp32 is not None:
+        # ONNX Runtime runs the FP32 twin (faster on the CPU) when model.json, vouched for, lists it.
+        cpu_bytes = read_verified_listed_model(bundle, files.meta, files.onnx_fp32)
+        cpu_model = None if cpu_bytes is None else (files.onnx_fp32, cpu_bytes)
     engine, why = select_engine(
         p["backend"],
         files.onnx,
@@ -112,12 +118,14 @@ def build_pipeline(bundle: VerifiedBundle, p: dict[str, Any]) -> Pipeline:
         max_idle_awake_s=idle_bound,
         model_bytes=model_bytes,
         engine_bytes=plan_bytes,
+        cpu_model=cpu_model,
     )
     frontend = files.frontend(calibration.frontend)
     frontend.prepare(calibration.window_samples, calibration.fs_hz)  # its plan is made now, not when awake
     scorer = Scorer(engine, frontend, calibration)
     voter = AlarmVoter(bundle.alarm.votes_required, bundle.alarm.votes_window)
-    return Pipeline(engine, scorer, voter, f"{files.onnx} ({files.model_id})", why)
+    runs = cpu_model[0] if cpu_model is not None and engine.name == "onnxruntime" else files.onnx
+    return Pipeline(engine, scorer, voter, f"{runs} ({files.model_id})", why)
 
 
 def _json_object(data: bytes, path: Path) -> dict[str, Any]:

@@ -113,7 +113,7 @@ def _runtime(
 
     def commissioned(b: VerifiedBundle, _params: dict[str, Any]) -> Pipeline:
         engine = OnnxRuntimeEngine(intra_op_threads=1)
-        engine.load(model.onnx)
+        engine.load(model.cpu_onnx)  # what ONNX Runtime runs on a robot (runtime.build_pipeline)
         engine.wake()
         windows = _commissioning_windows(robot, opts.commissioning_windows, dc.sample_s, dc.period_s)
         cal = model.calibrate(engine, windows, opts.rate_hz, machine=f"sim-robot-{opts.seed}")

@@ -95,7 +95,7 @@ class _Fleet:
     def _commission(self) -> None:
         """Once per machine model: healthy commissioning windows -> calibration file; frame pools."""
         engine = OnnxRuntimeEngine(intra_op_threads=1)
-        engine.load(self.model.onnx)
+        engine.load(self.model.cpu_onnx)  # the file the robots' ONNX Runtime runs: calibrate on its scores
         engine.wake()
         n = max(1, min(self.opts.machine_models, self.opts.robots))
         s, p = self.sample_s, self.period_s
