@@ -12,6 +12,7 @@ in ``core.calibration``; its names are re-exported here for older imports.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -168,17 +169,17 @@ class AlarmVoter:
 def alarm_onset_probability(p: float, k: int, n: int) -> float:
     """Probability per step that a k-of-n vote over independent Bernoulli(p) verdicts goes from off to on.
 
-    Exact: enumerates the n + 1 verdicts that decide the count now and one step before.
+    Exact, in closed form: of the n + 1 verdicts that decide the count now and
+    one step before, the oldest must be below, the newest above and the n - 1
+    shared ones hold exactly k - 1 above: ``C(n-1, k-1) p^k (1-p)^(n-k+1)``
+    (enumerating the 2^(n+1) patterns gives the same and would not finish for
+    a bundle's n of a few dozen).
     """
-    tot = 0.0
-    for bits in range(1 << (n + 1)):
-        b = [(bits >> i) & 1 for i in range(n + 1)]  # b[0] oldest ... b[n] newest
-        before = sum(b[0:n])
-        now = sum(b[1 : n + 1])
-        if now >= k and before < k:
-            ones = sum(b)
-            tot += p**ones * (1 - p) ** (n + 1 - ones)
-    return tot
+    if not (isinstance(k, int) and isinstance(n, int)) or not 1 <= k <= n:
+        raise InputError(
+            "alarm_onset_probability", "k/n", f"expected integers with 1 <= k <= n, got k={k!r} n={n!r}"
+        )
+    return math.comb(n - 1, k - 1) * p**k * (1 - p) ** (n - k + 1)
 
 
 def false_alarms_per_month(p: float, k: int, n: int, inferences_per_hour: float = 60.0) -> float:

@@ -90,9 +90,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from vibration_anomaly.model.evaluate import evaluate
+    from vibration_anomaly.model.false_alarms import bundle_vote
 
     if args.report:
         check_output_file(args.report, "--report")
+    vote = bundle_vote(args.bundle, args.trust)
     files = model_files(args.model)
     eng8 = open_engine(files.onnx_int8)
     eng32 = open_engine(files.onnx_fp32) if files.onnx_fp32 is not None else None
@@ -108,6 +110,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         bearing=bearing,
         include_trained=args.include_trained,
         seed=args.seed,
+        vote=vote,
     )
     sens = None
     if args.sensitivity:
@@ -168,6 +171,27 @@ def _print_table(res: dict[str, Any]) -> None:
                 f"{name:14s} {lad}  smallest={m['smallest_detected_amplitude']} "
                 f"knock-exceed={_f(m['knock_window_exceedance_rate'], '.3f')} "
                 f"FA/month={_f(m['false_alarms_per_month_clean'], '.3g')}"
+            )
+    fa = res.get("false_alarms")
+    if fa:
+        v = fa["vote"]
+        print(
+            f"\nheld-out healthy false alarms (model, time order, {v['k']}-of-{v['n']} vote from {v['source']}; "
+            f"upper bounds at 95 %, target FAR {fa['target_far']:g})"
+        )
+        print(
+            f"{'machine':14s} {'over/N':>9s} {'rate':>6s} {'upper':>6s} {'target?':>7s} {'alarms':>6s}  /month (upper)"
+        )
+        for name, m in [*fa["machines"].items(), ("pooled", fa["pooled"])]:
+            at = ",".join(str(a["window"]) for a in m["alarms"][:5]) + (
+                ",..." if len(m["alarms"]) > 5 else ""
+            )
+            print(
+                f"{name:14s} {str(m['over_threshold']) + '/' + str(m['windows']):>9s} "
+                f"{_f(m['exceedance_rate'], '6.3f')} {_f(m['exceedance_upper95'], '6.3f')} "
+                f"{'yes' if m['within_target_95'] else 'NO':>7s} {m['voted_alarms']:6d}  "
+                f"{_f(m['alarms_per_month'], '.3g')} ({_f(m['alarms_per_month_upper95'], '.3g')})"
+                + (f"  at window {at}" if at and name != "pooled" else "")
             )
 
 
@@ -247,6 +271,12 @@ def register(subparsers: Any) -> None:
     )
     e.add_argument("--bearing", help="defect orders: preset (cwru-6205, femto) or 'bpfo=..,bpfi=..,bsf=..'")
     e.add_argument("--include-trained", action="store_true", help="also score machines the model trained on")
+    e.add_argument(
+        "--bundle",
+        help="signed bundle whose alarm vote (k of n) and duty cycle the false-alarm figures use "
+        "(default: the shipped example bundle); needs --trust",
+    )
+    e.add_argument("--trust", help="trust directory (*.pub keys) that verifies --bundle")
     e.add_argument(
         "--sensitivity", action="store_true", help="inject defects / knocks into held-out healthy data"
     )

@@ -31,6 +31,7 @@ from vibration_anomaly.core.calibration import calibrate_features, threshold_fro
 from vibration_anomaly.errors import InputError
 from vibration_anomaly.model import ModelFiles
 from vibration_anomaly.model.data import Record, cut_windows, load_dataset
+from vibration_anomaly.model.false_alarms import Vote, bundle_vote, healthy_false_alarms
 
 log = logging.getLogger(__name__)
 
@@ -247,8 +248,13 @@ def evaluate(
     bearing: dict[str, float] | None = None,
     include_trained: bool = False,
     seed: int = 0,
+    vote: Vote | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Return (results JSON, raw scores for the report)."""
+    """Return (results JSON, raw scores for the report).
+
+    ``vote``: the k-of-n alarm rule and duty cycle for the healthy false alarms
+    (``model.false_alarms``); None: the shipped example bundle's.
+    """
     from vibration_anomaly.model.baselines import make_baselines
 
     check_protocol(window_s, cal_frac, target_far)
@@ -308,6 +314,11 @@ def evaluate(
         res["fp32"] = block("model_fp32")
         res["int8_minus_fp32_auroc"] = round(res["auroc"] - res["fp32"]["auroc"], 4)
     res["baselines"] = {m: block(m) for m in cat if not m.startswith("model")}
+    res["false_alarms"] = healthy_false_alarms(
+        {md.name: (r, md.window / md.fs_hz) for md, r in zip(machines, raw["model"]["healthy"], strict=True)},
+        target_far,
+        vote or bundle_vote(),
+    )
     res["setup"] = {
         "window_s": window_s if window_s is not None else {md.name: md.window / md.fs_hz for md in machines},
         "cal_frac": cal_frac,
