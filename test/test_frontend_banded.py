@@ -7,6 +7,8 @@ per-call memory is a fraction, and a calibration is always scored with the front
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tracemalloc
 from pathlib import Path
 
@@ -102,6 +104,39 @@ def test_a_call_allocates_a_fraction_of_the_full_rate_memory() -> None:
         tracemalloc.stop()
     assert peaks["banded"] < peaks["full"] / 4, peaks
     assert peaks["banded"] < 2 * 2**20, peaks  # under 2 MiB for 5 s of 3 axes at 1 kHz
+
+
+FAULTS_PER_CALL = """
+import resource, sys
+import numpy as np
+from vibration_anomaly.model import load_default_model
+from vibration_anomaly.model.frontend_full import FullRateFrontend
+cfg = load_default_model().frontend().config
+frontend = FullRateFrontend(cfg) if sys.argv[1] == "full" else load_default_model().frontend()
+w = np.random.default_rng(0).normal(size=(4900, 3)).astype(np.float32)
+frontend(w, 1000.0)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+    frontend(w, 1000.0)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 10)
+"""
+
+
+def test_a_call_takes_no_fresh_pages() -> None:
+    """In a fresh process (the allocator as a robot's is): buffers made once per shape, reused every call.
+
+    The full-rate frontend re-faults about 12 MiB a call there (issue 16 measured 13-16 MB).
+    """
+    faults = {
+        method: float(
+            subprocess.run(
+                [sys.executable, "-c", FAULTS_PER_CALL, method], capture_output=True, text=True, check=True
+            ).stdout.split()[-1]
+        )
+        for method in ("banded", "full")
+    }
+    assert faults["banded"] <= 8, faults  # 32 KiB a call at most (measured: 0)
+    assert faults["full"] > 100 * max(faults["banded"], 1), faults
 
 
 def test_a_calibration_is_scored_with_the_frontend_it_was_made_with() -> None:
