@@ -346,7 +346,7 @@ class Frontend:
         width = lv.gather.shape[1]
         y[..., :width] = spec[:, lv.gather]  # each band's bins at baseband
         y[..., width:] = 0
-        np.fft.ifft(y, axis=-1, out=y)  # type: ignore[arg-type]  # in place, complex64 (stubs: complex128 only)
+        np.fft.ifft(y, axis=-1, out=y)  # in place, complex64
         p, t = ws.view(ws.real_a, shape), ws.view(ws.real_b, shape)
         np.multiply(y.real, y.real, out=p)
         np.multiply(y.imag, y.imag, out=t)
@@ -368,7 +368,7 @@ class Frontend:
         p -= (p @ lv.ones)[..., None] / length
         spectrum = (c, lv.n_bands, half + 1)
         r = ws.view(ws.complex_, spectrum)  # y is spent: its memory holds the envelope spectrum now
-        np.fft.rfft(p, axis=-1, out=r)  # type: ignore[arg-type]
+        np.fft.rfft(p, axis=-1, out=r)
         es, tmp = ws.view(ws.real_b, spectrum), ws.view(ws.real_a, spectrum)
         np.multiply(r.real, r.real, out=es)
         es += np.multiply(r.imag, r.imag, out=tmp)  # envelope power spectrum (C, B, L // 2 + 1)
