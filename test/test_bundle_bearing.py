@@ -62,7 +62,9 @@ def test_geometry_gives_the_published_orders(tmp_path: Path, signer: Signer) -> 
     assert 2 * got["bsf"] == pytest.approx(4.7135, abs=1e-3)
     # FEMTO PRONOSTIA: 13 balls of 3.5 mm on 25.6 mm (its README: BPFO 5.611, 2 x BSF 7.178).
     femto = orders_from_geometry(13, 3.5, 25.6)
-    assert femto["bpfo"] == pytest.approx(5.611, abs=1e-3) and 2 * femto["bsf"] == pytest.approx(7.178, abs=1e-3)
+    assert femto["bpfo"] == pytest.approx(5.611, abs=1e-3) and 2 * femto["bsf"] == pytest.approx(
+        7.178, abs=1e-3
+    )
     # A contact angle lowers the outer-race order.
     assert orders_from_geometry(9, 0.3126, 1.537, 30.0)["bpfo"] > got["bpfo"]
 
@@ -103,5 +105,7 @@ def test_a_nan_written_in_the_payload_text_is_refused(tmp_path: Path, signer: Si
 
     text = yaml.safe_dump(signer.payload(), sort_keys=False) + "bearing:\n  bpfo: .nan\n"
     with pytest.raises(BundleRefused) as info:
-        load_verified_bundle(signer.write(tmp_path / "b.yaml", text), signer.trust_dir, require_firmware=False)
+        load_verified_bundle(
+            signer.write(tmp_path / "b.yaml", text), signer.trust_dir, require_firmware=False
+        )
     assert info.value.field == "bearing.bpfo" and "finite" in info.value.detail

@@ -193,3 +193,18 @@ def describe(rt: DetectorRuntime) -> str:
         f"backend {pl.engine.name} ({pl.backend_reason}), "
         f"{'duty-cycle driver' if rt.driver_enabled else 'supervisor drives'}"
     )
+
+
+def diagnoser(rt: DetectorRuntime, bundle: VerifiedBundle) -> Any:
+    """The alarm's diagnosis: the bundle's bearing (defect orders) and the shaft speed of ``params``.
+
+    ``rt.speed`` is replaced here (its fixed ``shaft_hz`` and ``speed_topic`` come from the params); the
+    node reports the topic's readings into it.
+    """
+    from vibration_anomaly.core.diagnosis import Diagnoser
+    from vibration_anomaly.core.speed import ShaftSpeed
+
+    p = rt.params
+    rt.speed = ShaftSpeed(p.shaft_hz, p.speed_topic)
+    orders = bundle.bearing.orders() if bundle.bearing is not None else None
+    return Diagnoser(orders, rt.speed)
