@@ -68,7 +68,7 @@ def bands(fs_hz: float, levels: int = LEVELS) -> list[tuple[float, float]]:
     """The frontend's dyadic band tree over ``[HP_FRAC top, top]``, levels 0..``levels``."""
     top = min(fs_hz / 2, MAX_ANALYSIS_HZ)
     lo = HP_FRAC * top
-    out = []
+    out: list[tuple[float, float]] = []
     for level in range(levels + 1):
         w = (top - lo) / 2**level
         out.extend((lo + i * w, lo + (i + 1) * w) for i in range(2**level))
@@ -122,7 +122,7 @@ class Line:
 def defect_lines(freqs: np.ndarray, power: np.ndarray, f0: float, width_hz: float) -> list[Line]:
     """The first :data:`HARMONICS` harmonics of ``f0`` that fit in the envelope band ``width_hz``."""
     df = float(freqs[1] - freqs[0])
-    out = []
+    out: list[Line] = []
     for h in range(1, HARMONICS + 1):
         fh = h * f0
         tol = max(SLIP * fh, df)
