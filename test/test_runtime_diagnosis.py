@@ -99,6 +99,7 @@ def test_the_alarm_names_the_outer_race_from_the_topics_speed_and_unknown_withou
     )
     rt, clock, events, log = _runtime(tmp_path, robot, speed_topic="/joint_states", speed_joint="wheel")
     try:
+        assert "alarm diagnosis: bearing bpfi,bpfo,bsf,ftf, speed /joint_states" in rt.describe()
         for k in range(4):  # healthy periods: the trend gets its first points
             _period(rt, clock, robot, fault_at - 240.0 + 60 * k)
         assert _alarm_task(rt).level == OK
@@ -133,3 +134,18 @@ def test_the_alarm_names_the_outer_race_from_the_topics_speed_and_unknown_withou
         assert "stale" in again["diagnosis"], again["diagnosis"]
     finally:
         rt.close()
+
+
+def test_speed_parameters_are_checked_by_name() -> None:
+    import pytest
+
+    from vibration_anomaly.errors import InputError
+
+    p = RuntimeParams.from_mapping({"shaft_hz": 24, "speed_topic": "/js", "speed_joint": "wheel"})
+    assert (p.shaft_hz, p.speed_topic, p.speed_joint) == (24.0, "/js", "wheel")
+    with pytest.raises(InputError, match="shaft_hz"):
+        RuntimeParams.from_mapping({"shaft_hz": -24.0})
+    with pytest.raises(InputError, match="shaft_hz"):
+        RuntimeParams.from_mapping({"shaft_hz": float("nan")})
+    with pytest.raises(InputError, match="speed_joint"):
+        RuntimeParams.from_mapping({"speed_topic": "/joint_states"})

@@ -191,7 +191,9 @@ def describe(rt: DetectorRuntime) -> str:
         f"bundle v{rt.bundle.version} (key {rt.bundle.key_id}), duty {dc.sample_s:g}/{dc.period_s:g} s"
         f"{'' if rt.scale == 1 else f' x{rt.scale:g} (TEST TIME SCALE)'}, model {pl.model}, "
         f"backend {pl.engine.name} ({pl.backend_reason}), "
-        f"{'duty-cycle driver' if rt.driver_enabled else 'supervisor drives'}"
+        f"{'duty-cycle driver' if rt.driver_enabled else 'supervisor drives'}, alarm diagnosis: "
+        f"{'bearing ' + ','.join(sorted(rt.bundle.bearing.orders())) if rt.bundle.bearing else 'no bearing'}, "
+        f"speed {rt.speed.topic or (f'{rt.speed.fixed_hz:g} Hz' if rt.speed.fixed_hz else 'unknown')}"
     )
 
 
