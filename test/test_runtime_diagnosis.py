@@ -149,3 +149,14 @@ def test_speed_parameters_are_checked_by_name() -> None:
         RuntimeParams.from_mapping({"shaft_hz": float("nan")})
     with pytest.raises(InputError, match="speed_joint"):
         RuntimeParams.from_mapping({"speed_topic": "/joint_states"})
+
+
+def test_an_alarm_latched_before_a_restart_warns_without_a_diagnosis() -> None:
+    from vibration_anomaly.core.health import alarm_health
+
+    restored = alarm_health(latched=True, diagnosis=None, trend={}, raised_t=None)
+    assert restored.level == WARN and "no diagnosis in this process" in restored.message
+    old = {"location": "ball", "frequency_hz": 113.0, "order": 4.71, "shaft_hz": 24.0}
+    after_reset = alarm_health(latched=False, diagnosis=old, trend={"trend_slope_per_h": 0.1}, raised_t=5.0)
+    assert after_reset.level == OK and "location" not in after_reset.values
+    assert after_reset.values["score ratio slope per hour"] == 0.1

@@ -259,7 +259,7 @@ def alarm_health(
     from vibration_anomaly.core.diagnosis import describe
 
     values: dict[str, Any] = {"latched": "yes" if latched else "no"}
-    if diagnosis is not None:
+    if latched and diagnosis is not None:  # after a reset the last diagnosis is history, not shown
         for key, label in (
             ("location", "location"),
             ("frequency_hz", "frequency Hz"),
