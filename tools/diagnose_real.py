@@ -3,6 +3,7 @@
     PYTHONPATH=. python tools/diagnose_real.py --cwru ../shared/data/cwru [--rate 3200] [--json out.json]
     PYTHONPATH=. python tools/diagnose_real.py --femto ../shared/data/femto --window 1
     PYTHONPATH=. python tools/diagnose_real.py --noise 400
+    ... --keep-tones: without the tone removal (core.diagnosis.remove_tones), for comparison
 
 CWRU: every record cut into 5 s windows (the robot's sample window); each window's drive-end channel
 (where the seeded fault is) diagnosed with the recorded rpm and the SKF 6205 geometry (9 balls, 0.3126 in
@@ -99,8 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--window", type=float, default=WINDOW_S, help="window seconds (FEMTO's degraded records: 1 s)"
     )
+    p.add_argument("--keep-tones", action="store_true", help="skip the tone removal (for comparison)")
     p.add_argument("--json")
     a = p.parse_args(argv)
+    if a.keep_tones:
+        diagnosis.TONE_FACTOR = float("inf")
     results: dict[str, dict[str, dict[str, int]]] = {}
     suffix = f" at {a.rate:g} Hz" if a.rate else ""
     if a.cwru:

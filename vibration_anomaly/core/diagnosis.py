@@ -3,14 +3,17 @@
 Run once, on the window that raised the alarm (numpy only, ROS-free; a few FFTs of that window):
 
 1. **Channel.** The axis the scorer found worst (its per-channel scores); else the most impulsive one.
-2. **Band.** The engine gives one score per window and channel, not per band, so the band is chosen
+2. **Tones removed**: every spectral line above :data:`TONE_FACTOR` x the local median magnitude is
+   clipped to it (:func:`remove_tones`). On CWRU (docs/MODEL.md) this removed every wrong naming of an
+   outer-race record and of the healthy one at the lab rate.
+3. **Band.** The engine gives one score per window and channel, not per band, so the band is chosen
    the kurtogram way: of the frontend's dyadic bands over ``[0.04 top, top]`` (``top`` = min(fs/2,
    12.8 kHz)), levels 0-3, the one whose envelope is most impulsive (largest mean|z|^4 / (mean|z|^2)^2),
    among the bands wide enough to show the 2nd harmonic of every defect frequency (so at a 1 kHz IMU
    usually the whole band).
-3. **Squared-envelope spectrum** of that band: |z|^2 of the analytic band signal (FFT mask), mean
+4. **Squared-envelope spectrum** of that band: |z|^2 of the analytic band signal (FFT mask), mean
    removed, Hann window, power spectrum.
-4. **Location.** For each defect order the bundle states (outer race ``bpfo``, inner race ``bpfi``, ball
+5. **Location.** For each defect order the bundle states (outer race ``bpfo``, inner race ``bpfi``, ball
    2 x ``bsf``, cage ``ftf``) times the shaft speed: the largest line within +-2 % (slip, speed error;
    at least one bin) of each of the first three harmonics, over the median of the spectrum around it
    (0.5x to 1.5x that harmonic). A location stands out when its fundamental is at least
@@ -19,7 +22,7 @@ Run once, on the window that raised the alarm (numpy only, ROS-free; a few FFTs 
    with the largest mean log ratio is named; none, or no speed, or no bearing stated: ``unknown``.
    For noise the largest of ~20 bins is about 5x the median; at 12x no white-noise window of the check
    in ``tools/diagnose_real.py --noise`` named a location (10x named some), docs/MODEL.md "Diagnosis".
-5. **Trend.** :class:`ScoreTrend` keeps the last :data:`TREND_INFERENCES` score ratios (score over
+6. **Trend.** :class:`ScoreTrend` keeps the last :data:`TREND_INFERENCES` score ratios (score over
    threshold): the least-squares slope per hour, and the ratio now over the oldest one kept.
 
 Measured on CWRU's labelled faults in docs/MODEL.md ("Diagnosis").
@@ -50,6 +53,8 @@ FACTOR = 12.0
 SLIP = 0.02
 """Search +-2 % around each expected harmonic: 1-2 % rolling slip and the speed reading's error."""
 HARMONICS = 3
+TONE_FACTOR = 5.0
+TONE_BLOCK = 64
 LEVELS = 3
 HP_FRAC = 0.04
 MAX_ANALYSIS_HZ = 12800.0
@@ -73,6 +78,26 @@ def bands(fs_hz: float, levels: int = LEVELS) -> list[tuple[float, float]]:
         w = (top - lo) / 2**level
         out.extend((lo + i * w, lo + (i + 1) * w) for i in range(2**level))
     return out
+
+
+def remove_tones(x: np.ndarray, factor: float | None = None, block: int = TONE_BLOCK) -> np.ndarray:
+    """Clip every spectral line above ``factor`` x the local median magnitude (medians of ``block`` bins).
+
+    Shaft, gear and electrical tones are discrete lines; two of them in one band beat, and the beat is a
+    line in the envelope that can sit near a defect order. Impacts are broadband: they keep their energy
+    and their timing. (Full cepstral pre-whitening also flattens the resonance the impacts ring, which
+    cost too much at 1 kHz; measured in docs/MODEL.md "Diagnosis".)
+    """
+    x = np.asarray(x, dtype=np.float64)
+    factor = TONE_FACTOR if factor is None else factor
+    nb = (len(x) // 2 + 1) // block
+    if nb < 2 or not math.isfinite(factor):
+        return x - x.mean()
+    spec = np.fft.rfft(x - x.mean())
+    mag = np.abs(spec)
+    med = np.median(mag[: nb * block].reshape(nb, block), axis=1)
+    floor = np.interp(np.arange(len(mag)), np.arange(nb) * block + block / 2, med)
+    return np.fft.irfft(spec * np.minimum(1.0, factor * floor / np.maximum(mag, 1e-300)), n=len(x))
 
 
 def _analytic_band(spec: np.ndarray, freqs: np.ndarray, band: tuple[float, float], n: int) -> np.ndarray:
@@ -222,6 +247,7 @@ def locate(
         for name, o in (orders or {}).items()
         if name in ORDER_LOCATIONS and shaft_hz
     }
+    x = remove_tones(x)
     band = choose_band(x, fs_hz, 2.2 * max(lines_hz.values()) if lines_hz else 0.0)
     freqs, power = envelope_spectrum(x, fs_hz, band)
     width = band[1] - band[0]
