@@ -4,8 +4,8 @@ Run once, on the window that raised the alarm (numpy only, ROS-free; a few FFTs 
 
 1. **Channel.** The axis the scorer found worst (its per-channel scores); else the most impulsive one.
 2. **Tones removed**: every spectral line above :data:`TONE_FACTOR` x the local median magnitude is
-   clipped to it (:func:`remove_tones`). On CWRU (docs/MODEL.md) this removed every wrong naming of an
-   outer-race record and of the healthy one at the lab rate.
+   clipped to it (:func:`remove_tones`). On CWRU at the lab rate (docs/MODEL.md) this halved the wrong
+   namings (19 -> 10) for the same right ones, and the healthy record is no longer given a location.
 3. **Band.** The engine gives one score per window and channel, not per band, so the band is chosen
    the kurtogram way: of the frontend's dyadic bands over ``[0.04 top, top]`` (``top`` = min(fs/2,
    12.8 kHz)), levels 0-3, the one whose envelope is most impulsive (largest mean|z|^4 / (mean|z|^2)^2),
