@@ -85,8 +85,8 @@ def remove_tones(x: np.ndarray, factor: float | None = None, block: int = TONE_B
 
     Shaft, gear and electrical tones are discrete lines; two of them in one band beat, and the beat is a
     line in the envelope that can sit near a defect order. Impacts are broadband: they keep their energy
-    and their timing. (Full cepstral pre-whitening also flattens the resonance the impacts ring, which
-    cost too much at 1 kHz; measured in docs/MODEL.md "Diagnosis".)
+    and their timing. (Full cepstral pre-whitening, every magnitude set to 1, also flattens the
+    resonance the impacts ring; tried here, it left most CWRU windows at 1 and 3.2 kHz unnamed.)
     """
     x = np.asarray(x, dtype=np.float64)
     factor = TONE_FACTOR if factor is None else factor
