@@ -84,8 +84,9 @@ def remove_tones(x: np.ndarray, factor: float | None = None, block: int = TONE_B
     """Clip every spectral line above ``factor`` x the local median magnitude (medians of ``block`` bins).
 
     Shaft, gear and electrical tones are discrete lines; two of them in one band beat, and the beat is a
-    line in the envelope that can sit near a defect order. Impacts are broadband: they keep their energy
-    and their timing. (Full cepstral pre-whitening, every magnitude set to 1, also flattens the
+    line in the envelope that can sit near a defect order. Impacts ringing a kHz resonance are spread
+    over many bins by slip and keep their energy; at a resonance of a few hundred Hz their own comb of
+    lines is clipped too, which costs some namings at robot rates (docs/MODEL.md "Diagnosis"). (Full cepstral pre-whitening, every magnitude set to 1, also flattens the
     resonance the impacts ring; tried here, it left most CWRU windows at 1 and 3.2 kHz unnamed.)
     """
     x = np.asarray(x, dtype=np.float64)
