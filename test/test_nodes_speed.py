@@ -87,3 +87,26 @@ def test_a_joint_state_on_the_speed_topic_reaches_the_runtime(
     while pub.get_subscription_count() and time.monotonic() < deadline:
         time.sleep(0.01)
     assert pub.get_subscription_count() == 0, "the speed subscription outlived the sample window"
+
+
+def test_in_duty_cycle_mode_the_speed_subscription_lives_only_in_the_sample_window(
+    ros: Ros, tmp_path: Path, score_model: Path
+) -> None:
+    _, det, _ = stack(
+        ros,
+        tmp_path,
+        score_model,
+        sample_s=0.5,
+        period_s=2.0,
+        driver=True,
+        extra={"speed_topic": "wheel_states", "speed_joint": "wheel"},
+    )
+    assert ros.change("detector", Transition.TRANSITION_CONFIGURE)
+    seen: list[bool] = []
+    deadline = time.monotonic() + 4.2  # two periods and a bit: at most three windows of 0.65 s
+    while time.monotonic() < deadline:
+        seen.append(det.speed.sub is not None)
+        time.sleep(0.02)
+    opened = seen.count(True) / len(seen)
+    assert True in seen, "the speed subscription never opened with the sample window"
+    assert False in seen and opened < 0.6, f"open {opened:.0%} of the time: it should sleep with the IMU"
