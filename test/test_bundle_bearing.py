@@ -109,3 +109,15 @@ def test_a_nan_written_in_the_payload_text_is_refused(tmp_path: Path, signer: Si
             signer.write(tmp_path / "b.yaml", text), signer.trust_dir, require_firmware=False
         )
     assert info.value.field == "bearing.bpfo" and "finite" in info.value.detail
+
+
+def test_the_models_presets_are_the_formula_with_the_ball_at_twice_bsf() -> None:
+    """``model.data.BEARING_PRESETS`` (evaluate's ``--bearing``) quote the data sets' own numbers, whose
+    "ball" is 2 x BSF; the bundle's ``bsf`` is the kinematic one (docs/BUNDLE.md)."""
+    from vibration_anomaly.model.data import BEARING_PRESETS
+
+    for name, geometry in (("cwru-6205", (9, 0.3126, 1.537)), ("femto", (13, 3.5, 25.6))):
+        got, preset = orders_from_geometry(*geometry), BEARING_PRESETS[name]
+        for order in ("bpfo", "bpfi", "ftf"):
+            assert got[order] == pytest.approx(preset[order], rel=1e-3), (name, order)
+        assert 2 * got["bsf"] == pytest.approx(preset["bsf"], rel=1e-3), name
