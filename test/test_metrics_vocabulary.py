@@ -61,3 +61,34 @@ def test_sensor_and_storage_faults_reach_the_fleet() -> None:
         {"t": 4.0, "event": "storage", "ok": True, "what": "event log", "message": "written again"}
     )
     assert _value(reg, "sensor_health_level") == 0.0 and _value(reg, "storage_failing") == 0.0
+
+
+def test_the_alarms_diagnosis_is_a_location_label_and_numbers_never_a_frequency_label() -> None:
+    reg = CollectorRegistry()
+    m = RobotMetrics(reg)
+    for loc in events.LOCATIONS:  # every location is a series from the start, all 0: no alarm
+        assert _value(reg, "alarm_location_info", location=loc) == 0.0
+    m.observe_event(
+        {
+            "t": 1.0,
+            "event": "alarm",
+            "score": 2.0,
+            "threshold": 1.0,
+            "location": "outer_race",
+            "frequency_hz": 86.04,
+            "trend_change": 1.8,
+        }
+    )
+    assert _value(reg, "alarm_location_info", location="outer_race") == 1.0
+    assert _value(reg, "alarm_location_info", location="unknown") == 0.0
+    assert _value(reg, "alarm_defect_frequency_hertz") == 86.04
+    assert _value(reg, "alarm_score_growth_ratio") == 1.8
+    # A location outside the vocabulary is "unknown", never a new series.
+    m.observe_event({"t": 2.0, "event": "alarm", "location": "left wheel at 86 Hz", "frequency_hz": None})
+    assert _value(reg, "alarm_location_info", location="unknown") == 1.0
+    assert _value(reg, "alarm_location_info", location="outer_race") == 0.0
+    assert _value(reg, "alarm_location_info", location="left wheel at 86 hz") is None
+    m.observe_event({"t": 3.0, "event": "alarm_reset", "who": "op", "why": "replaced", "was_latched": True})
+    assert all(_value(reg, "alarm_location_info", location=loc) == 0.0 for loc in events.LOCATIONS)
+    series = {s.labels.get("location") for f in reg.collect() for s in f.samples if "location" in s.labels}
+    assert series == set(events.LOCATIONS)

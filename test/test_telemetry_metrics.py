@@ -216,7 +216,7 @@ def test_exposition_follows_prometheus_naming() -> None:
     for f in families:
         if f.type == "counter":
             assert {s.name for s in f.samples} <= {f.name + "_total", f.name + "_created"}
-    units = ("_seconds", "_watts", "_joules", "_ratio", "_info", "_total")
+    units = ("_seconds", "_watts", "_joules", "_ratio", "_info", "_total", "_hertz")
     gauges = {f.name for f in families if f.type == "gauge" and not f.name.endswith("_created")}
     unitless_flags = {
         "vibration_anomaly_awake",
@@ -230,4 +230,14 @@ def test_exposition_follows_prometheus_naming() -> None:
     assert all(g.endswith(units) or g in unitless_flags for g in gauges), sorted(gauges - unitless_flags)
     # Labels stay low-cardinality: no robot identity and no free text.
     labels = {k for f in families for s in f.samples for k in s.labels}
-    assert labels <= {"state", "reason", "event", "version", "backend", "choice", "source", "modelled"}
+    assert labels <= {
+        "state",
+        "reason",
+        "event",
+        "version",
+        "backend",
+        "choice",
+        "source",
+        "modelled",
+        "location",
+    }

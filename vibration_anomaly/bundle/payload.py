@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from vibration_anomaly.bundle import defaults
+from vibration_anomaly.bundle.bearing import GEOMETRY_NAMES, MAX_BALLS, ORDER_NAMES, BearingSettings
 from vibration_anomaly.bundle.firmware import format_value, parse_timestamp, strict_yaml_load
 from vibration_anomaly.bundle.refusal import BundleRefused
 from vibration_anomaly.bundle.schema import (
@@ -52,12 +53,14 @@ _TOP_FIELDS = {
     "alarm",
     "telemetry",
     "health",
+    "bearing",
 }
 _SECTION_FIELDS = {
     "duty_cycle": {"sample_s", "period_s"},
     "alarm": {"votes_required", "votes_window", "score_threshold"},
     "telemetry": {"pushgateway_url", "job", "push_interval_s", "pushgateway_shards", "import_url"},
     "health": {"period_tolerance_s", "awake_fraction_max", "asleep_power_max_w"},
+    "bearing": {*ORDER_NAMES, *GEOMETRY_NAMES},
 }
 _REQUIRED = ("version", "issued_at", "key_id", "duty_cycle", "model_sha256")
 
@@ -132,6 +135,21 @@ def _calibrations(value: Any) -> tuple[tuple[str, str], ...] | None:
             )
         out.append((robot_id, digest))
     return tuple(sorted(out))
+
+
+def _bearing(section: dict[str, Any]) -> BearingSettings | None:
+    """The optional ``bearing`` section (defect orders or geometry); None when absent or empty."""
+    if not section:
+        return None
+    kwargs: dict[str, Any] = {}
+    for name, value in section.items():
+        if value is None:
+            continue
+        if name == "balls":
+            kwargs[name] = _integer("bearing.balls", value, 3, MAX_BALLS)
+        else:
+            kwargs[name] = _number(f"bearing.{name}", value)
+    return _build(BearingSettings, **kwargs) if kwargs else None
 
 
 def check_payload(payload: bytes) -> dict[str, Any]:
@@ -278,6 +296,7 @@ def check_payload(payload: bytes) -> dict[str, Any]:
         "alarm": alarm,
         "telemetry": telemetry,
         "health": health,
+        "bearing": _bearing(_section(raw, "bearing", required=False)),
         "payload_sha256": hashlib.sha256(payload).hexdigest(),
         "payload_text": text,
     }

@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from vibration_anomaly.bundle import defaults
+from vibration_anomaly.bundle.bearing import BearingSettings
 from vibration_anomaly.bundle.firmware import flatten, format_value
 from vibration_anomaly.bundle.trust import DEV_KEY_ID
 from vibration_anomaly.errors import InputError
@@ -235,6 +236,7 @@ class VerifiedBundle:
     alarm: AlarmSettings
     telemetry: TelemetrySettings
     health: HealthSettings
+    bearing: BearingSettings | None
     payload_sha256: str
     source_path: str
     payload_text: str = field(repr=False)
@@ -277,7 +279,11 @@ class VerifiedBundle:
         return self.key_id == DEV_KEY_ID
 
     def as_dict(self) -> dict[str, Any]:
-        """Effective payload (documented defaults filled in), nested like the payload file."""
+        """Effective payload (documented defaults filled in), nested like the payload file.
+
+        ``bearing`` appears only when the payload states it: a bundle without it reads as before.
+        """
+        bearing = {} if self.bearing is None else {"bearing": self.bearing.as_dict()}
         return {
             "version": self.version,
             "issued_at": self.issued_at,
@@ -293,6 +299,7 @@ class VerifiedBundle:
             "alarm": dataclasses.asdict(self.alarm),
             "telemetry": dataclasses.asdict(self.telemetry),
             "health": dataclasses.asdict(self.health),
+            **bearing,
         }
 
     def effective_values(self) -> dict[str, Any]:

@@ -17,7 +17,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from vibration_anomaly.core.events import ALARM, ALARM_RESET, ERROR, SENSOR, SKIP, EventBus
+from vibration_anomaly.core.diagnosis import Diagnoser
+from vibration_anomaly.core.events import ALARM, ALARM_RESET, ERROR, LOCATION_UNKNOWN, SENSOR, SKIP, EventBus
 from vibration_anomaly.core.latch import AlarmLatch
 from vibration_anomaly.core.queue import LatestBatchQueue
 from vibration_anomaly.core.sensor_health import ERROR as SENSOR_ERROR
@@ -81,8 +82,10 @@ class Detector:
         threshold_override: float | None = None,
         sensor: SensorWatch | None = None,
         latch: AlarmLatch | None = None,
+        diagnoser: Diagnoser | None = None,
     ) -> None:
         self.engine = engine
+        self.diagnoser = diagnoser
         self.threshold_override = threshold_override
         self.scorer = scorer
         self.voter = voter
@@ -207,10 +210,28 @@ class Detector:
             alarm=alarm,
             infer_ms=round(infer_s * 1000, 3),
         )
+        if self.diagnoser is not None and threshold > 0:
+            self.diagnoser.observe(t, score / threshold)
         if v.raised:
             self._make_durable(t, score, threshold)
-            self.bus.emit(t, ALARM, score=round(score, 6), threshold=round(threshold, 6))
+            diagnosis = self._diagnose(t, batch, scored)
+            self.bus.emit(t, ALARM, score=round(score, 6), threshold=round(threshold, 6), **diagnosis)
         return v
+
+    def _diagnose(self, t: float, batch: Batch, scored: ScoredLike) -> dict[str, Any]:
+        """The alarm's diagnosis (``core.diagnosis``) on the window that raised it; never stops the alarm."""
+        if self.diagnoser is None:
+            return {}
+        cs = tuple(getattr(scored, "channel_scores", ()) or ())
+        channel = int(np.argmax(cs)) if cs else None
+        try:
+            d = self.diagnoser.diagnose(t, batch.data, batch.fs_hz, batch.t0, batch.t1, channel)
+            return d.fields()
+        except Exception as exc:  # noqa: BLE001 - the alarm goes out whatever the diagnosis does
+            return {
+                "location": LOCATION_UNKNOWN,
+                "diagnosis": f"diagnosis failed: {type(exc).__name__}: {exc}",
+            }
 
     def _make_durable(self, t: float, score: float, threshold: float) -> None:
         if self.latch is None:

@@ -14,7 +14,9 @@ cause is never counted under two names.
 ``batch_t1``, ``above``, ``alarm``), ``skip`` (``reason``: no fresh batch),
 ``sleep`` (``awake_s``, ``held``), ``drop`` (``frames``, ``reason``: frames that
 never reached the engine), ``reject`` (``count``, ``reason``: frames refused as
-bad input), ``alarm`` (``score``, ``threshold``), ``error`` (``message``), ``sensor`` (``level``,
+bad input), ``alarm`` (``score``, ``threshold``, and the diagnosis of ``core.diagnosis``: ``location``
+(one of :data:`LOCATIONS`), ``frequency_hz``, ``shaft_hz``, ``trend_slope_per_h``, ... see its
+``Diagnosis.fields``), ``error`` (``message``), ``sensor`` (``level``,
 ``kinds``, ``message``: the sensor itself looks wrong; never a bearing alarm), ``alarm_reset`` (``who``,
 ``why``, ``was_latched``), ``clock_jump`` (``delta_s``, ``state``: the clock moved backwards, or forwards
 by more than a period; the duty cycle re-armed), ``storage`` (``ok``, ``what``, ``message``: a write to
@@ -70,6 +72,14 @@ DROP_REASONS = frozenset(
         DROP_CLEARED,
     )
 )
+
+# Where the alarm's diagnosis places the fault (``alarm`` events, the alarm diagnostic, the metric label).
+LOCATION_OUTER = "outer_race"
+LOCATION_INNER = "inner_race"
+LOCATION_BALL = "ball"
+LOCATION_CAGE = "cage"
+LOCATION_UNKNOWN = "unknown"  # no speed, no bearing stated, or no defect order stands out
+LOCATIONS = (LOCATION_OUTER, LOCATION_INNER, LOCATION_BALL, LOCATION_CAGE, LOCATION_UNKNOWN)
 
 # Frames refused as bad input (``reject`` events): the windower's and the IMU decoder's counters.
 REJECT_NONFINITE = "nonfinite"  # NaN or inf in a sample

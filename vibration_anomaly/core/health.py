@@ -243,3 +243,48 @@ def bundle_health(
     if dev_key:
         return Health(WARN, f"bundle v{version} signed with the DEVELOPMENT key {key_id}", values)
     return Health(OK, f"bundle v{version}, key {key_id}", values)
+
+
+# ----------------------------------------------------------------------------- alarm
+
+
+def alarm_health(
+    *, latched: bool, diagnosis: Mapping[str, Any] | None, trend: Mapping[str, Any], raised_t: float | None
+) -> Health:
+    """WARN while a bearing alarm is latched, with its diagnosis (location, frequency, trend); else OK.
+
+    ``diagnosis`` is the ``alarm`` event's fields (``core.diagnosis.Diagnosis.fields``); None when the
+    alarm was raised before this process started (the durable latch) and has not been diagnosed here.
+    """
+    from vibration_anomaly.core.diagnosis import describe
+
+    values: dict[str, Any] = {"latched": "yes" if latched else "no"}
+    if latched and diagnosis is not None:  # after a reset the last diagnosis is history, not shown
+        for key, label in (
+            ("location", "location"),
+            ("frequency_hz", "frequency Hz"),
+            ("order", "order (x shaft)"),
+            ("shaft_hz", "shaft Hz"),
+            ("speed_source", "speed from"),
+            ("line_ratio", "line over median"),
+            ("envelope_peak_hz", "strongest envelope line Hz"),
+            ("diagnosis", "diagnosis"),
+        ):
+            v = diagnosis.get(key)
+            values[label] = "unknown" if v is None or v == "" else v
+        if raised_t is not None:
+            values["diagnosed at t"] = raised_t
+    for key, label in (
+        ("trend_slope_per_h", "score ratio slope per hour"),
+        ("trend_change", "score ratio now / oldest kept"),
+        ("trend_inferences", "trend inferences"),
+    ):
+        v = trend.get(key)
+        values[label] = "n/a" if v is None else v
+    if not latched:
+        return Health(OK, "no bearing alarm", values)
+    if diagnosis is None:
+        return Health(
+            WARN, "bearing ALARM latched (raised before this start; no diagnosis in this process)", values
+        )
+    return Health(WARN, f"bearing ALARM latched: {describe({**diagnosis, **trend})}", values)

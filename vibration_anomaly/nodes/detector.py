@@ -12,7 +12,8 @@ it starts with the clock (on sim time at the first /clock message, not at 0). ``
 drives; while active the subscription is open and the newest completed batch is inferred.
 
 ``score`` (Float32) and ``alarm`` (Bool, latched: transient local, depth 1) are published from the
-event bus, as the log, metrics and health read it. The IMU subscriber runs in this process.
+event bus, as the log, metrics and health read it. The IMU subscriber runs in this process; the shaft
+speed for the alarm's diagnosis comes from ``speed_topic`` (``nodes.speed``) or the fixed ``shaft_hz``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from vibration_anomaly.core.health import HealthTask
 from vibration_anomaly.core.scheduler import SampleWindow
 from vibration_anomaly.nodes.driver_timer import DriverTimer
 from vibration_anomaly.nodes.imu_subscriber import ImuSubscriberNode
+from vibration_anomaly.nodes.speed import SpeedSubscription
 from vibration_anomaly.runtime import (
     DEFAULTS,
     ConfigureFailed,
@@ -70,6 +72,7 @@ class DetectorNode(LifecycleNode):
             lifecycle_label=self.lifecycle_label,
         )
         self.runtime.sinks.append(self._publish_verdict)
+        self.speed = SpeedSubscription(self, self.runtime)  # speed_topic: open while sampling, like the IMU
         self._driver_transition = False
         self.timer = DriverTimer(self, lambda: self.runtime.driver, self.now_s)
         self._reset_srv = self.create_service(Trigger, "~/reset_alarm", self._reset_alarm)
@@ -151,6 +154,7 @@ class DetectorNode(LifecycleNode):
             ret = super().on_activate(state)  # activates the lifecycle publishers
             if supervised and self.imu is not None:
                 self.imu.start_sampling(self.now_s(), continuous=True)
+                self.speed.open()
             return ret
         except Exception as exc:  # noqa: BLE001
             return self._fail("activate", exc, ERROR)
@@ -160,6 +164,7 @@ class DetectorNode(LifecycleNode):
             supervised = self.runtime.driver is None
             if supervised and self.imu is not None:
                 self.imu.stop_sampling()
+                self.speed.close()
             self.runtime.deactivate(by_supervisor=supervised)
             return super().on_deactivate(state)
         except Exception as exc:  # noqa: BLE001
@@ -194,6 +199,7 @@ class DetectorNode(LifecycleNode):
             self.runtime.driver.stop()
         if self.imu is not None:
             self.imu.stop_sampling()
+        self.speed.close()
         self.runtime.teardown()
 
     # -- supervisor mode -------------------------------------------------------------------------
@@ -208,10 +214,12 @@ class DetectorNode(LifecycleNode):
     def open_sampling(self, window: SampleWindow) -> None:
         if self.imu is not None:
             self.imu.start_sampling(window.start)
+            self.speed.open()
 
     def close_sampling(self, window: SampleWindow) -> None:
         if self.imu is not None:
             self.imu.stop_sampling()
+            self.speed.close()
             self.runtime.report_rejects()  # bad frames as reject events, stale ones as a before_window drop
 
     def infer_once(self, window: SampleWindow) -> None:

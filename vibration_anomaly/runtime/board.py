@@ -1,4 +1,4 @@
-"""The health board: the runtime's state as the five ``core.health`` checks (``diagnostics`` shows them).
+"""The health board: the runtime's state as the ``core.health`` checks (``diagnostics`` shows them).
 
 Each task is a ``core.health.HealthTask`` over a small function of the runtime's state, so the
 diagnostics node only registers them and the logic is tested without ROS.
@@ -17,6 +17,7 @@ from vibration_anomaly.core.health import (
     BacklogCounts,
     Health,
     HealthTask,
+    alarm_health,
     bundle_health,
     duty_cycle_health,
     model_health,
@@ -37,6 +38,7 @@ def health_tasks(rt: DetectorRuntime) -> list[HealthTask]:
         HealthTask("bundle", lambda: bundle(rt)),
         HealthTask("sensor", lambda: sensor(rt)),
         HealthTask("storage", lambda: storage(rt)),
+        HealthTask("alarm", lambda: alarm(rt)),
     ]
 
 
@@ -153,3 +155,18 @@ def storage(rt: DetectorRuntime) -> Health:
     if log is None:
         return Health(WARN, 'event log off (event_log:="")', values)
     return Health(OK, f"event log {log.path}", values)
+
+
+def alarm(rt: DetectorRuntime) -> Health:
+    """The bearing alarm: latched or not, and the diagnosis of the window that raised it."""
+    d = rt.detector
+    if d is None:
+        return Health(STALE, "not configured")
+    diag = d.diagnoser
+    last = diag.last if diag is not None else None
+    return alarm_health(
+        latched=d.voter.latched,
+        diagnosis=None if last is None else last.fields(),
+        trend=diag.trend.summary() if diag is not None else {},
+        raised_t=diag.last_t if diag is not None else None,
+    )

@@ -37,6 +37,9 @@ class RuntimeParams:
     alarm_state: str = ""  # "": alarm_state.json beside rollback_state (no file without either)
     power_source: str = "modelled"
     sensor_full_scale: float = 0.0  # the IMU's range in m/s^2 (16 g = 156.9); 0: infer clipping from the data
+    shaft_hz: float = 0.0  # the bearing's shaft speed for the alarm's diagnosis; 0: unknown (or the topic's)
+    speed_topic: str = ""  # sensor_msgs/JointState with the shaft's speed; "": no subscription
+    speed_joint: str = ""  # the joint in it whose velocity (rad/s) is the shaft's
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], source: str = "detector parameters") -> RuntimeParams:
@@ -60,6 +63,12 @@ class RuntimeParams:
         if not p.duty_cycle_time_scale > 0:
             raise InputError(
                 source, "duty_cycle_time_scale", f"expected > 0, got {p.duty_cycle_time_scale!r}"
+            )
+        if p.shaft_hz < 0:
+            raise InputError(source, "shaft_hz", f"expected >= 0 (0 = unknown), got {p.shaft_hz!r}")
+        if p.speed_topic and not p.speed_joint:
+            raise InputError(
+                source, "speed_joint", f"expected the joint of {p.speed_topic} whose velocity is the shaft's"
             )
         if p.backend not in ("auto", "tensorrt", "onnx"):
             raise InputError(source, "backend", f"expected auto, tensorrt or onnx, got {p.backend!r}")

@@ -24,6 +24,7 @@ from vibration_anomaly.bundle import (
     load_verified_bundle,
 )
 from vibration_anomaly.core.detector import Detector, Verdict
+from vibration_anomaly.core.diagnosis import alarm_line
 from vibration_anomaly.core.driver import DriverHooks, DutyCycleDriver
 from vibration_anomaly.core.events import (
     ALARM_RESET,
@@ -41,6 +42,7 @@ from vibration_anomaly.core.latch import AlarmLatch
 from vibration_anomaly.core.queue import LatestBatchQueue
 from vibration_anomaly.core.scheduler import DutyCycleScheduler
 from vibration_anomaly.core.sensor_watch import SensorWatch
+from vibration_anomaly.core.speed import ShaftSpeed
 from vibration_anomaly.errors import VibrationAnomalyError
 from vibration_anomaly.runtime import awake
 from vibration_anomaly.runtime.awake import ENGINE_TIMEOUT_S, EngineBusy  # noqa: F401 - EngineBusy re-exported
@@ -80,9 +82,7 @@ class DetectorRuntime:
         self.log = logger or log
         self.lifecycle_label = lifecycle_label
         self.params = RuntimeParams()
-        self.sinks: list[
-            EventSink
-        ] = []  # extra event consumers (publishers, metrics, tests); bound at configure
+        self.sinks: list[EventSink] = []  # extra event consumers (publishers, metrics, tests)
         self.bus = EventBus(self._on_event)
         self.bundle: VerifiedBundle | None = None
         self.refused: BundleRefused | None = None
@@ -107,6 +107,7 @@ class DetectorRuntime:
         self.driver: DutyCycleDriver | None = None
         self.stuck: str | None = None  # why the engine thread is still inside an overrun call
         self.storage_errors: dict[str, str] = {}  # what -> why, while writes fail
+        self.speed = ShaftSpeed()  # for the alarm's diagnosis: set at configure, fed by the node's topic
         self.inference = InferenceLoop(self)
 
     # -- numbers ---------------------------------------------------------------------------------
@@ -133,7 +134,7 @@ class DetectorRuntime:
             self.last_error = str(ev.get("message"))
             self.log.error(f"{ev.get('message')}\n{ev.get('traceback', '')}".rstrip())
         elif ev["event"] == "alarm":
-            self.log.warning(f"ALARM: score {ev.get('score')} over threshold {ev.get('threshold')}")
+            self.log.warning(alarm_line(ev))
         elif ev["event"] == SLEEP and self.metrics is not None:
             from vibration_anomaly.runtime.wiring import recheck_expiry
 
@@ -247,7 +248,7 @@ class DetectorRuntime:
         self.backlog = BacklogHealth()  # counters restart with the new queue and sampler
         self.monitor = DutyCycleMonitor(self.period_s)
         self._open_event_log()
-        from vibration_anomaly.runtime.wiring import open_power, open_telemetry
+        from vibration_anomaly.runtime.wiring import diagnoser, open_power, open_telemetry
 
         open_telemetry(self, bundle)
         self.bus = EventBus(
@@ -270,6 +271,7 @@ class DetectorRuntime:
             bundle.alarm.score_threshold,
             sensor=self._sensor_watch(pipeline),
             latch=latch,
+            diagnoser=diagnoser(self, bundle),
         )
         open_power(self)
         self.driver_enabled = self.params.use_duty_cycle_driver

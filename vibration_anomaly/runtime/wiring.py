@@ -191,5 +191,22 @@ def describe(rt: DetectorRuntime) -> str:
         f"bundle v{rt.bundle.version} (key {rt.bundle.key_id}), duty {dc.sample_s:g}/{dc.period_s:g} s"
         f"{'' if rt.scale == 1 else f' x{rt.scale:g} (TEST TIME SCALE)'}, model {pl.model}, "
         f"backend {pl.engine.name} ({pl.backend_reason}), "
-        f"{'duty-cycle driver' if rt.driver_enabled else 'supervisor drives'}"
+        f"{'duty-cycle driver' if rt.driver_enabled else 'supervisor drives'}, alarm diagnosis: "
+        f"{'bearing ' + ','.join(sorted(rt.bundle.bearing.orders())) if rt.bundle.bearing else 'no bearing'}, "
+        f"speed {rt.speed.topic or (f'{rt.speed.fixed_hz:g} Hz' if rt.speed.fixed_hz else 'unknown')}"
     )
+
+
+def diagnoser(rt: DetectorRuntime, bundle: VerifiedBundle) -> Any:
+    """The alarm's diagnosis: the bundle's bearing (defect orders) and the shaft speed of ``params``.
+
+    ``rt.speed`` is replaced here (its fixed ``shaft_hz`` and ``speed_topic`` come from the params); the
+    node reports the topic's readings into it.
+    """
+    from vibration_anomaly.core.diagnosis import Diagnoser
+    from vibration_anomaly.core.speed import ShaftSpeed
+
+    p = rt.params
+    rt.speed = ShaftSpeed(p.shaft_hz, p.speed_topic)
+    orders = bundle.bearing.orders() if bundle.bearing is not None else None
+    return Diagnoser(orders, rt.speed)

@@ -27,6 +27,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from vibration_anomaly.errors import InputError
+from vibration_anomaly.telemetry.alarm_metrics import AlarmDiagnosisMetrics
 from vibration_anomaly.telemetry.metrics_labels import (
     DROP_REASONS,
     KNOWN_EVENTS,
@@ -83,6 +84,7 @@ class RobotMetrics:
         self.anomaly_score = gauge("anomaly_score", "Anomaly score of the latest scored batch.", nan=True)
         self.alarms = counter("alarms", "Bearing alarms raised.")
         self.alarm_active = gauge("alarm_active", "1 while the latest scored batch is an alarm.")
+        self.diagnosis = AlarmDiagnosisMetrics(reg)  # location (a label), line and trend of the alarm
         # Duty cycle.
         self.duty_period = gauge(
             "duty_period_seconds",
@@ -189,9 +191,10 @@ class RobotMetrics:
         with self._lock:
             self._advance(t)
             self.events.labels(event=fold(name, KNOWN_EVENTS)).inc()
-            handler = getattr(self, f"_on_{name}", None)
-            if handler is not None and name in KNOWN_EVENTS:
-                handler(t, event)
+            for owner in (self, self.diagnosis):
+                handler = getattr(owner, f"_on_{name}", None)
+                if handler is not None and name in KNOWN_EVENTS:
+                    handler(t, event)
             self._update_ratio()
 
     def tick(self, t: float) -> None:

@@ -37,6 +37,9 @@ REFUSAL_REASONS: tuple[str, ...] = (
 )
 """Why a config bundle was refused at start-up. ``mismatch`` is firmware and container disagreeing."""
 
+LOCATIONS: tuple[str, ...] = tuple(events.LOCATIONS)
+"""Label values of ``alarm_location``: where the alarm's diagnosis places the fault (``core.events``)."""
+
 KNOWN_EVENTS: tuple[str, ...] = (*sorted(events.EVENT_NAMES), "stale", "other")
 """Event names counted by name: ``core.events`` owns them; anything else is ``other``."""
 

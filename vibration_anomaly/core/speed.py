@@ -1,0 +1,97 @@
+"""The shaft speed the alarm's diagnosis needs: a fixed ``shaft_hz``, or the latest reading of a speed topic.
+
+The node translates each ``sensor_msgs/JointState`` on ``speed_topic`` with :func:`joint_speed_hz` (the
+named joint's velocity in rad/s -> Hz) and hands it, with its stamp, to :meth:`ShaftSpeed.report`; the
+runtime asks :meth:`ShaftSpeed.at` for the speed during the window it scored. A reading that is missing,
+not a number, at a standstill, or stamped outside that window (stale) is *unknown*, with the reason
+said, never a guess: the diagnosis then names no location. A fixed ``shaft_hz`` > 0 is the fallback
+when the topic has nothing fresh (a robot that knows its nominal speed); 0 means unknown.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+MIN_SHAFT_HZ = 0.5
+"""Below half a turn per second no defect frequency can be resolved in a 5 s window: a standstill."""
+MAX_SHAFT_HZ = 1000.0
+"""60 000 rpm; above that a reading is a unit error (rpm given as rad/s, ...)."""
+
+
+def joint_speed_hz(names: Sequence[str], velocities: Sequence[float], joint: str) -> tuple[float | None, str]:
+    """``(Hz, "")`` for ``joint``'s velocity (rad/s) in a JointState, or ``(None, why)``.
+
+    The magnitude is used: a wheel turning backwards has the same defect frequencies.
+    """
+    names = list(names)
+    if joint not in names:
+        shown = ", ".join(names[:6]) + (" ..." if len(names) > 6 else "")
+        return None, f"joint {joint!r} not in the JointState (has {shown or 'no joints'})"
+    i = names.index(joint)
+    if i >= len(velocities):
+        return (
+            None,
+            f"joint {joint!r} has no velocity in the JointState (velocity has {len(velocities)} entries)",
+        )
+    v = float(velocities[i])
+    if not math.isfinite(v):
+        return None, f"joint {joint!r} velocity is {v} (not a number)"
+    return abs(v) / (2 * math.pi), ""
+
+
+class ShaftSpeed:
+    """The fixed speed and the latest topic reading; thread-safe by replacing one tuple."""
+
+    def __init__(self, fixed_hz: float = 0.0, topic: str = "") -> None:
+        if isinstance(fixed_hz, bool) or not math.isfinite(fixed_hz) or fixed_hz < 0:
+            raise ValueError(f"shaft_hz: expected a finite number >= 0 (0 = unknown), got {fixed_hz!r}")
+        self.fixed_hz = float(fixed_hz)
+        self.topic = topic
+        self._latest: tuple[float | None, float, str] | None = None  # (Hz or None, stamp, why unknown)
+        self._state = ""
+
+    def report(self, hz: float | None, stamp: float, why: str = "") -> str | None:
+        """Record a reading (None: unknown, ``why`` says so). Returns a log line when the state changed."""
+        if hz is not None and not MIN_SHAFT_HZ <= hz <= MAX_SHAFT_HZ:
+            why = (
+                f"{hz:.3g} Hz is a standstill (< {MIN_SHAFT_HZ:g} Hz)"
+                if hz < MIN_SHAFT_HZ
+                else f"{hz:.4g} Hz is above {MAX_SHAFT_HZ:g} Hz (a unit error?)"
+            )
+            hz = None
+        self._latest = (hz, float(stamp), why)
+        state = "known" if hz is not None else why
+        if state == self._state:
+            return None
+        self._state = state
+        where = f"speed on {self.topic}" if self.topic else "shaft speed"
+        return f"{where}: {hz:.2f} Hz" if hz is not None else f"{where} unknown: {why}"
+
+    def at(self, t0: float, t1: float) -> tuple[float | None, str]:
+        """The speed during the window [t0, t1], and where it came from (or why it is unknown).
+
+        A topic reading counts when it is stamped no more than one window before ``t0`` and no more than
+        one window after ``t1``; otherwise it is stale and the fixed ``shaft_hz`` (if > 0) is used.
+        """
+        span = max(t1 - t0, 0.0)
+        why = ""
+        if self.topic:
+            latest = self._latest
+            if latest is None:
+                why = f"no speed received on {self.topic}"
+            else:
+                hz, stamp, unknown = latest
+                if not t0 - span <= stamp <= t1 + span:
+                    why = (
+                        f"speed on {self.topic} is stale (stamped {t0 - stamp:.1f} s before the window)"
+                        if stamp < t0
+                        else f"speed on {self.topic} is stamped {stamp - t1:.1f} s after the window (clock?)"
+                    )
+                elif hz is None:
+                    why = f"speed on {self.topic} unknown: {unknown}"
+                else:
+                    return hz, f"{self.topic}"
+        if self.fixed_hz > 0:
+            return self.fixed_hz, "shaft_hz" + (f" ({why})" if why else "")
+        return None, why or "shaft speed unknown (shaft_hz 0 and no speed_topic)"

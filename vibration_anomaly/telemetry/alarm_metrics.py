@@ -1,0 +1,56 @@
+"""The alarm's diagnosis as metrics: where the latest alarm places the fault, its line, its growth.
+
+``location`` is the only label, from the fixed set of ``core.events.LOCATIONS`` (anything else is
+``unknown``): a frequency is a gauge's value, never a label, so an alarm cannot add a series.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Gauge
+
+from vibration_anomaly.telemetry.metrics_labels import LOCATIONS, NAMESPACE, number
+
+
+class AlarmDiagnosisMetrics:
+    """``alarm_location_info{location}``, ``alarm_defect_frequency_hertz``, ``alarm_score_growth_ratio``."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
+            return Gauge(name, doc, labelnames=labels, namespace=NAMESPACE, registry=registry)
+
+        self.location = gauge(
+            "alarm_location_info",
+            "1 for the likely location of the latched alarm, 0 for the others.",
+            ("location",),
+        )
+        self.frequency = gauge(
+            "alarm_defect_frequency_hertz",
+            "Envelope line that carries the latched alarm's location (NaN: none).",
+        )
+        self.growth = gauge(
+            "alarm_score_growth_ratio",
+            "Score ratio when the latched alarm was raised over the oldest of the trend (NaN: too few points).",
+        )
+        self._on_alarm_reset(0.0, {})
+
+    def _set(self, where: str, frequency: float, growth: float) -> None:
+        for location in LOCATIONS:
+            self.location.labels(location=location).set(1 if location == where else 0)
+        self.frequency.set(frequency)
+        self.growth.set(growth)
+
+    def _on_alarm(self, t: float, event: Mapping[str, Any]) -> None:
+        where = str(event.get("location") or "unknown").strip().lower()
+        values = [event.get(k) for k in ("frequency_hz", "trend_change")]
+        f, s = (
+            math.nan if v is None else number("alarm event", "diagnosis", v, allow_negative=True)
+            for v in values
+        )
+        self._set(where if where in LOCATIONS else "unknown", f, s)
+
+    def _on_alarm_reset(self, t: float, event: Mapping[str, Any]) -> None:
+        self._set("", math.nan, math.nan)
