@@ -25,16 +25,14 @@ Design (why it looks like this):
   defect repeats in every one of them.
 * **Per channel.** Each axis is its own row in the batch, so one model serves
   1-axis accelerometers and 3-axis IMUs; the scorer takes the worst axis.
-* **Each band at its own bandwidth** (``Frontend``, ``method = "banded"``). A band of width B
-  needs no more than a few samples per 1/B, so its analytic signal is computed from its own
-  bins only: shifted to baseband, inverse FFT of ``OVERSAMPLE`` x its bin count (at least
-  ``MIN_PER_SUBFRAME`` samples per sub-frame), in single precision, all bands of a level in one
-  call. |z|^2 is then the full-rate squared envelope at fewer instants: the envelope spectrum
-  bins are the same frequencies, and the sub-frame means are sums over fewer points. For a 5 s
-  1 kHz 3-axis window that is about a fifth of the full-rate work and no (31 x n) buffer. The
-  features differ from the full-rate ones the shipped model was trained on
-  (``frontend_full.FullRateFrontend``) by a few thousandths on average (``test_frontend_banded``
-  bounds it); a calibration records which one it was made with, and is always scored with it.
+* **Each band at its own bandwidth** (``Frontend``, ``method = "banded"``). A band's analytic
+  signal is made from its own bins only: shifted to baseband, inverse FFT of ``OVERSAMPLE`` x its
+  bin count (at least ``MIN_PER_SUBFRAME`` samples per sub-frame), single precision, a level per
+  call, in buffers reused across calls. |z|^2 is the full-rate squared envelope at fewer instants
+  (same envelope-spectrum bins; sub-frame means keep the full-rate boundaries: ``subframe_weights``).
+  The features are within a few thousandths of the full-rate ones the shipped model was trained on
+  (``frontend_full.FullRateFrontend``; ``test_frontend_banded``); a calibration records which one
+  it was made with and is always scored with it.
 
 Features per band (F = 4), computed on the analytic band signal z(t)
 (FFT band mask, one-sided, inverse FFT):
@@ -276,13 +274,7 @@ def plan_levels(cfg: FrontendConfig, n: int, fs: float) -> _Plan:
 class Frontend:
     """Callable turning a window (n_samples, n_channels) at fs_hz into features (n_channels, T, F) float32.
 
-    Each band's analytic signal is computed at its own bandwidth: the band's bins of the window's
-    spectrum, shifted to baseband, go through an inverse FFT of about twice their count (not the
-    window's full length), in single precision. Its squared envelope then has the full-rate
-    values at the band's own sample times, so the features are those of the full-rate computation
-    the shipped model was trained on (``test/frontend_reference.py``; ``test_frontend_fast.py``
-    holds them equal) at about a sixth of the work for 5 levels, and the largest buffer is one
-    level's, not (31 x n).
+    Each band at its own bandwidth (module doc); plans and buffers are made once per window shape.
     """
 
     method: ClassVar[str] = "banded"
