@@ -247,8 +247,13 @@ def evaluate(
     bearing: dict[str, float] | None = None,
     include_trained: bool = False,
     seed: int = 0,
+    sensor_rate_hz: float | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Return (results JSON, raw scores for the report)."""
+    """Return (results JSON, raw scores for the report).
+
+    ``sensor_rate_hz``: every record first goes through ``sensor_model`` (what
+    a robot's sensor at that rate would have delivered); windows are cut after.
+    """
     from vibration_anomaly.model.baselines import make_baselines
 
     check_protocol(window_s, cal_frac, target_far)
@@ -259,6 +264,10 @@ def evaluate(
         {m.split("/", 1)[1] for m in trained if m.split("/", 1)[0] == dname} if not include_trained else set()
     )
     min_samples = int(files.meta.get("frontend", {}).get("min_samples", 256))
+    if sensor_rate_hz is not None:
+        from vibration_anomaly.model.sensor_model import sensor_records
+
+        records = sensor_records(records, sensor_rate_hz, min_samples, MIN_MACHINE_WINDOWS)
     machines = split_machines(records, window_s, cal_frac, skip, min_samples)
     if not machines:
         raise InputError(
@@ -312,6 +321,7 @@ def evaluate(
         "window_s": window_s if window_s is not None else {md.name: md.window / md.fs_hz for md in machines},
         "cal_frac": cal_frac,
         "target_far": target_far,
+        "sensor_rate_hz": sensor_rate_hz,
         "machines": [md.name for md in machines],
         "skipped_trained_machines": sorted(skip),
         "calibration_windows": int(sum(len(md.cal) for md in machines)),
