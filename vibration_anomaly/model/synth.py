@@ -16,6 +16,13 @@ over the healthy broadband RMS of the record.
 A knock (a robot wheel on a floor joint) is one broadband transient: a short
 impulse of a few hundred microseconds exciting several resonances at once,
 once per window at most.
+
+``impact_train``, ``defect_impacts`` and ``knock`` place their resonances
+relative to the sampling rate (training and the older tests use them).
+The sensitivity ladder uses ``physical_defect`` and ``physical_knock``
+instead: frequencies in Hz of the structure (``ImpactPhysics``, ``KNOCK_HZ``),
+injected at the recording's rate, so a sensor model applied afterwards
+removes what a real sensor at that rate would not see (issue 16).
 """
 
 from __future__ import annotations
