@@ -186,3 +186,11 @@ def test_sensor_rate_refusal_is_one_line_naming_it(
     assert _cli(argv) == 2
     err = capsys.readouterr().err.strip()
     assert "--resonance-hz" in err and "LO < HI" in err and "\n" not in err
+
+
+def test_envelope_baseline_only_where_the_sensor_can_show_the_defect_frequency() -> None:
+    from vibration_anomaly.model.baselines import make_baselines
+
+    assert "envelope" in make_baselines([168.0], 0, 1000.0)
+    assert "envelope" not in make_baselines([168.0], 0, 300.0)  # 168 Hz is above a 300 Hz sensor's Nyquist
+    assert "envelope" in make_baselines([168.0, 140.0], 0, 300.0)

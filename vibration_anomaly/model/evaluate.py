@@ -297,7 +297,7 @@ def evaluate(
             cal = m.calibrate(md, fcal)
             for k in sets:
                 raw.setdefault(mname, {}).setdefault(k, []).append(m.ratio(cal, fe[k]))
-        for bname, bl in make_baselines(md.defect_hz or None, seed).items():
+        for bname, bl in make_baselines(md.defect_hz or None, seed, md.fs_hz).items():
             r = baseline_ratios(bname, bl, md, sets, target_far)
             for k, v in r.items():
                 raw.setdefault(bname, {}).setdefault(k, []).append(v)

@@ -227,7 +227,7 @@ def sensitivity(
             raw.setdefault("model", {}).setdefault(key, []).append(
                 method.ratio(cal, method.feats(w, md.fs_hz))
             )
-        for bname, bl in make_baselines([default_defect_hz(lab)], seed).items():
+        for bname, bl in make_baselines([default_defect_hz(lab)], seed, md.fs_hz).items():
             for key, v in baseline_ratios(bname, bl, md, sets, target_far).items():
                 raw.setdefault(bname, {}).setdefault(key, []).append(v)
         for mname in raw:
