@@ -115,6 +115,10 @@ def test_evaluate_json_report_and_sensitivity(
             "--sensitivity",
             "--amplitudes",
             "1,4",
+            # The injection is physical (in Hz): a 1 kHz recording cannot carry the default 2.5-4.5 kHz
+            # resonance, so these generated robots are given one their own sensor band can carry.
+            "--resonance-hz",
+            "250,400",
         ]
     )
     assert rc == 0
@@ -128,6 +132,7 @@ def test_evaluate_json_report_and_sensitivity(
     lad = res["sensitivity"]["methods"]["model"]["ladder"]
     assert lad["4"]["auroc"] >= lad["1"]["auroc"] and lad["4"]["auroc"] >= 0.9
     assert "false_alarms_per_month_clean" in res["sensitivity"]["methods"]["model"]
+    assert res["sensitivity"]["setup"]["injection"]["resonance_hz"] == [250, 400]
     assert png.stat().st_size > 10_000
 
 

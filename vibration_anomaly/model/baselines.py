@@ -147,8 +147,15 @@ class IsoForestBaseline:
         return -1.0 / np.log2(np.clip(s, 1e-9, 1 - 1e-9))
 
 
-def make_baselines(defect_hz: list[float] | None, seed: int = 0) -> dict[str, object]:
-    """The baselines that apply: the envelope one only with known defect frequencies."""
+def make_baselines(
+    defect_hz: list[float] | None, seed: int = 0, fs_hz: float | None = None
+) -> dict[str, object]:
+    """The baselines that apply: the envelope one only with known defect frequencies below ``fs_hz`` / 2.
+
+    (A 300 Hz sensor cannot show a 168 Hz BPFO in its envelope spectrum: every score would be NaN.)
+    """
+    if defect_hz and fs_hz:
+        defect_hz = [f for f in defect_hz if f < fs_hz / 2]
     out: dict[str, object] = {
         "rms": Baseline("rms", _rms),
         "kurtosis": Baseline("kurtosis", _kurt),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _physics(args: argparse.Namespace) -> Any:
+    """The injected defect's resonance and low mode (Hz) from --resonance-hz / --mode-hz."""
+    from vibration_anomaly.model.synth import DEFAULT_PHYSICS
+
+    bands = {}
+    for opt, attr in (("--resonance-hz", "resonance_hz"), ("--mode-hz", "mode_hz")):
+        v = getattr(args, attr)
+        if v is not None and (len(v) != 2 or v[0] >= v[1]):
+            raise InputError(opt, ",".join(f"{x:g}" for x in v), "expected LO,HI in Hz with LO < HI")
+        bands[attr] = getattr(DEFAULT_PHYSICS, attr) if v is None else (v[0], v[1])
+    return replace(DEFAULT_PHYSICS, resonance_hz=bands["resonance_hz"], mode_hz=bands["mode_hz"])
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from vibration_anomaly.model.evaluate import evaluate
     from vibration_anomaly.model.false_alarms import bundle_vote
@@ -95,6 +109,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.report:
         check_output_file(args.report, "--report")
     vote = bundle_vote(args.bundle, args.trust)
+    physics = _physics(args)
     files = model_files(args.model)
     eng8 = open_engine(files.onnx_int8)
     eng32 = open_engine(files.onnx_fp32) if files.onnx_fp32 is not None else None
@@ -111,6 +126,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         include_trained=args.include_trained,
         seed=args.seed,
         vote=vote,
+        sensor_rate_hz=args.sensor_rate,
     )
     sens = None
     if args.sensitivity:
@@ -128,7 +144,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             knock_peak=args.knock_peak,
             bearing=bearing,
             include_trained=args.include_trained,
+            sensor_rate_hz=args.sensor_rate,
+            physics=physics,
             seed=args.seed,
+            vote=vote,
         )
         res["sensitivity"] = sens
     if args.report:
@@ -151,6 +170,8 @@ def _f(value: Any, spec: str) -> str:
 
 
 def _print_table(res: dict[str, Any]) -> None:
+    if res.get("setup", {}).get("sensor_rate_hz"):
+        print(f"through a sensor model at {res['setup']['sensor_rate_hz']:g} Hz (anti-aliased resampling)")
     rows = [("model (INT8)", res)] + ([("model (FP32)", res["fp32"])] if "fp32" in res else [])
     rows += list(res["baselines"].items())
     print(f"{'method':16s} {'AUROC':>7s} {'prec':>6s} {'recall':>6s} {'FAR':>6s}  per condition AUROC")
@@ -170,6 +191,7 @@ def _print_table(res: dict[str, Any]) -> None:
             print(
                 f"{name:14s} {lad}  smallest={m['smallest_detected_amplitude']} "
                 f"knock-exceed={_f(m['knock_window_exceedance_rate'], '.3f')} "
+                f"knock-alarms={m['knock_alarms_after_voting']} "
                 f"FA/month={_f(m['false_alarms_per_month_clean'], '.3g')}"
             )
     fa = res.get("false_alarms")
@@ -287,7 +309,29 @@ def register(subparsers: Any) -> None:
         help="impact peaks as multiples of healthy RMS (default 0.5,1,1.5,2,3,5)",
     )
     e.add_argument(
-        "--knock-peak", type=number(0, 1000), default=8.0, help="knock peak as a multiple of healthy RMS"
+        "--knock-peak",
+        type=number(0, 1000),
+        default=8.0,
+        help="knock peak as a multiple of healthy RMS at the recording's rate",
+    )
+    e.add_argument(
+        "--sensor-rate",
+        type=number(0, 1_000_000, unit="Hz"),
+        default=None,
+        help="evaluate what a sensor at this rate would deliver: anti-aliased resampling of every record "
+        "(and, with --sensitivity, of every window after injection); default: the recording's own rate",
+    )
+    e.add_argument(
+        "--resonance-hz",
+        type=number_list(0, 1_000_000, unit="Hz"),
+        default=None,
+        help="with --sensitivity: LO,HI of the structural resonance the injected impacts ring (default 2500,4500)",
+    )
+    e.add_argument(
+        "--mode-hz",
+        type=number_list(0, 1_000_000, unit="Hz"),
+        default=None,
+        help="with --sensitivity: LO,HI of the low structural mode the impacts also ring (default 100,400)",
     )
     e.add_argument("--json", action="store_true", help="print JSON instead of a table")
     e.add_argument("--report", help="write ROC curves and score distributions to this PNG")

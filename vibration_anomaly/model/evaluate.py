@@ -249,11 +249,14 @@ def evaluate(
     include_trained: bool = False,
     seed: int = 0,
     vote: Vote | None = None,
+    sensor_rate_hz: float | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Return (results JSON, raw scores for the report).
 
     ``vote``: the k-of-n alarm rule and duty cycle for the healthy false alarms
     (``model.false_alarms``); None: the shipped example bundle's.
+    ``sensor_rate_hz``: every record first goes through ``sensor_model`` (what
+    a robot's sensor at that rate would have delivered); windows are cut after.
     """
     from vibration_anomaly.model.baselines import make_baselines
 
@@ -265,6 +268,10 @@ def evaluate(
         {m.split("/", 1)[1] for m in trained if m.split("/", 1)[0] == dname} if not include_trained else set()
     )
     min_samples = int(files.meta.get("frontend", {}).get("min_samples", 256))
+    if sensor_rate_hz is not None:
+        from vibration_anomaly.model.sensor_model import sensor_records
+
+        records = sensor_records(records, sensor_rate_hz, min_samples, MIN_MACHINE_WINDOWS)
     machines = split_machines(records, window_s, cal_frac, skip, min_samples)
     if not machines:
         raise InputError(
@@ -294,7 +301,7 @@ def evaluate(
             cal = m.calibrate(md, fcal)
             for k in sets:
                 raw.setdefault(mname, {}).setdefault(k, []).append(m.ratio(cal, fe[k]))
-        for bname, bl in make_baselines(md.defect_hz or None, seed).items():
+        for bname, bl in make_baselines(md.defect_hz or None, seed, md.fs_hz).items():
             r = baseline_ratios(bname, bl, md, sets, target_far)
             for k, v in r.items():
                 raw.setdefault(bname, {}).setdefault(k, []).append(v)
@@ -323,6 +330,7 @@ def evaluate(
         "window_s": window_s if window_s is not None else {md.name: md.window / md.fs_hz for md in machines},
         "cal_frac": cal_frac,
         "target_far": target_far,
+        "sensor_rate_hz": sensor_rate_hz,
         "machines": [md.name for md in machines],
         "skipped_trained_machines": sorted(skip),
         "calibration_windows": int(sum(len(md.cal) for md in machines)),
