@@ -30,6 +30,15 @@ def test_alarm_after_the_fault_and_not_before(faulty_run: tuple[dict, list[dict]
     assert not any(e["above"] for e in events if e["event"] == "infer" and e["batch_t1"] < 3600.0)
 
 
+def test_the_alarm_names_the_simulated_outer_race_fault(faulty_run: tuple[dict, list[dict]]) -> None:
+    """The example bundle states the robot's bearing (6205) and the demo knows its wheel speed (24 Hz)."""
+    summary, events = faulty_run
+    (alarm,) = [e for e in events if e["event"] == "alarm"]
+    assert alarm["location"] == "outer_race" and alarm["shaft_hz"] == 24.0
+    assert alarm["frequency_hz"] == pytest.approx(86.0, rel=0.02)  # the robot's defect: BPFO at 24 Hz
+    assert summary["alarm_diagnosis"]["location"] == "outer_race"
+
+
 def test_trace_holds_the_duty_cycle_contract_every_hour(faulty_run: tuple[dict, list[dict]]) -> None:
     _, events = faulty_run
     infers = [e for e in events if e["event"] == "infer"]

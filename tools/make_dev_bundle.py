@@ -61,6 +61,15 @@ def _current_version(text: str) -> int:
     return int(m.group(1))
 
 
+def _signed_payload() -> bytes | None:
+    """The payload bytes the shipped example bundle carries now (None: there is none yet)."""
+    bundle = EXAMPLE / EXAMPLE_BUNDLE
+    if not bundle.is_file():
+        return None
+    head, sep, payload = bundle.read_bytes().partition(b"\n---\n")
+    return payload if sep else None
+
+
 def build(model: Path) -> tuple[bytes, bytes, str]:
     """Return (payload bytes, bundle bytes, model sha256) for the current inputs."""
     if model.is_file():
@@ -79,7 +88,8 @@ def build(model: Path) -> tuple[bytes, bytes, str]:
     new = _set_line(old, "key_id", f'"{key_id_of(key.public_key())}"')
     new = _set_line(new, "model_sha256", f'"{model_sha}"')
     new = _set_line(new, "model_json_sha256", f'"{meta_sha}"')
-    if new != old:
+    if new != old or new.encode("utf-8") != _signed_payload():
+        # A changed hash line, or a hand edit to payload.yaml since the last signing: a new version.
         new = _set_line(new, "version", str(_current_version(old) + 1))
         stamp = datetime.now(timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
         new = _set_line(new, "issued_at", f'"{stamp}"')

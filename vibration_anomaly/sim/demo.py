@@ -130,7 +130,12 @@ def _runtime(
     quiet = logging.getLogger("vibration_anomaly.demo")
     quiet.setLevel(logging.WARNING)
     rt = DetectorRuntime(clock, pipeline_factory=commissioned, name="demo", threaded=False, logger=quiet)
-    rt.configure(RuntimeParams(robot_id=f"sim-robot-{opts.seed}", require_firmware=False), bundle=bundle)
+    # The simulated robot's wheel speed is known (its JointState on a real robot: ``speed_topic``), so the
+    # alarm's diagnosis can name the part, with the bundle's bearing.
+    params = RuntimeParams(
+        robot_id=f"sim-robot-{opts.seed}", require_firmware=False, shaft_hz=robot.cfg.shaft_hz
+    )
+    rt.configure(params, bundle=bundle)
     return rt
 
 
@@ -257,6 +262,9 @@ def _summarise(
         "fault_start_s": fault_s,
         "first_alarm_s": first_alarm,
         "alarm_delay_s": None if (first_alarm is None or fault_s is None) else first_alarm - fault_s,
+        "alarm_diagnosis": None
+        if not alarms
+        else {k: v for k, v in alarms[0].items() if k not in ("t", "event")},
         "false_alarm": bool(first_alarm is not None and (fault_s is None or first_alarm < fault_s)),
         "healthy_scores_above_threshold": sum(
             1 for e in infers if e["above"] and (fault_s is None or e["batch_t1"] < fault_s)

@@ -13,6 +13,7 @@ import sys
 from typing import Any, TextIO
 
 from vibration_anomaly.bundle import VerifiedBundle
+from vibration_anomaly.core.diagnosis import describe
 from vibration_anomaly.errors import InputError
 from vibration_anomaly.sim.demo import DemoOptions, _fmt_t, run_demo
 from vibration_anomaly.sim.robot import FaultSpec
@@ -83,10 +84,12 @@ def _fault_line(s: dict[str, Any]) -> str:
             f"Fault started at {_fmt_t(fault_s)}: NOT detected in the {(end_s - fault_s) / 60:.1f} min "
             "before the run ended."
         )
+    d = s.get("alarm_diagnosis") or {}
     return (
         f"Fault started at {_fmt_t(fault_s)}; alarm raised at {_fmt_t(alarm_s)}"
         f" ({s['alarm_delay_s'] / 60:.1f} min later)."
         + ("  (FALSE: before the fault!)" if s["false_alarm"] else "")
+        + (f"\n  Diagnosis: {describe(d)}." if d else "")
     )
 
 
