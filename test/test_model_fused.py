@@ -96,3 +96,27 @@ def test_fused_only_with_speed_and_orders(setup: tuple[Path, object, object], tm
     assert np.array_equal(out["healthy"], alone["healthy"])
     assert fm.machines_model_only == ["Bearing1_2"] and fm.machines_with_orders == []
     assert has_orders(replace(md, orders={"bpfo": 5.611}))
+
+
+def test_fused_in_the_sensitivity_ladder_through_a_sensor(setup: tuple[Path, object, object]) -> None:
+    from vibration_anomaly.model.sensitivity import sensitivity
+
+    data, files, eng = setup
+    s = sensitivity(
+        str(data),
+        files,  # type: ignore[arg-type]
+        eng.infer,  # type: ignore[attr-defined]
+        amplitudes=(5.0,),
+        bearing=BEARING_PRESETS["femto"],
+        sensor_rate_hz=3200.0,
+    )
+    fu, model = s["methods"][FUSED], s["methods"]["model"]
+    fusion = s["setup"]["fusion"]
+    assert fusion["machines_with_orders"] == ["Bearing1_2"] and fusion["target_far"] == 0.01
+    th = fusion["per_machine"]["Bearing1_2"]
+    assert th["target_far_each"] == 0.005 and th["order_threshold"] > 1.0  # over the calibration median
+    assert set(fu) == set(model) and set(fu["ladder"]) == {"5"}
+    # Calibrated on the sensor's windows (3.2 kHz: one envelope band, every defect line fits in it).
+    assert s["setup"]["sensor"]["delivered_hz"] == 3200 and len(th["order_reference"]) == 2
+    assert all(r is not None and r > 1.0 for r in th["order_reference"])
+    assert fu["knock_alarms_after_voting"] <= s["setup"]["heldout_windows"] // 4  # one per 4 knocked windows

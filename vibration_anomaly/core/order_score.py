@@ -12,7 +12,7 @@ location and this score read the same lines:
    cage ``ftf``, each times the shaft speed): the strongest bin within +-2 % (slip) of each of its
    first three harmonics that fit the band, over the median of the spectrum around it
    (:func:`core.diagnosis.defect_lines`). The order's strength is the geometric mean of those
-   ratios (``exp`` of the mean log ratio): scale-free, about 1-5 for noise, large for a periodic
+   ratios (``exp`` of the mean log ratio): scale-free, about 3-6 for noise, large for a periodic
    impact train.
 4. The channel's score is the largest over orders and bands.
 

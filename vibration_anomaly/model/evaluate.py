@@ -14,6 +14,8 @@ Protocol (the same for the model and every baseline, in one run):
   one AUROC; precision and recall are at the calibrated threshold (ratio 1).
 * Machines the model was trained on (listed in its model.json) are skipped
   unless ``include_trained``: never evaluate on a training bearing.
+* ``model+orders`` (``model.fused``, evaluation only): the model fused with
+  the order score where a machine's shaft speed and defect orders are known.
 """
 
 from __future__ import annotations
