@@ -116,7 +116,31 @@ def test_fused_in_the_sensitivity_ladder_through_a_sensor(setup: tuple[Path, obj
     th = fusion["per_machine"]["Bearing1_2"]
     assert th["target_far_each"] == 0.005 and th["order_threshold"] > 1.0  # over the calibration median
     assert set(fu) == set(model) and set(fu["ladder"]) == {"5"}
-    # Calibrated on the sensor's windows (3.2 kHz: one envelope band, every defect line fits in it).
-    assert s["setup"]["sensor"]["delivered_hz"] == 3200 and len(th["order_reference"]) == 2
+    # Calibrated on the sensor's windows (3.2 kHz: one envelope band; BPFO, BPFI and 2 x BSF fit in it).
+    assert (
+        s["setup"]["sensor"]["delivered_hz"] == 3200 and len(th["order_reference"]) == 2 * 3
+    )  # channels x lines
     assert all(r is not None and r > 1.0 for r in th["order_reference"])
     assert fu["knock_alarms_after_voting"] <= s["setup"]["heldout_windows"] // 4  # one per 4 knocked windows
+
+
+def test_order_calibration_is_cross_fitted_and_skips_lines_without_a_score() -> None:
+    rng = np.random.default_rng(0)
+    s = np.exp(0.3 * rng.standard_normal((40, 3))) * np.array([5.0, 9.0, 1.0])
+    s[:, 2] = np.nan  # a line that does not fit this sensor's band
+    oc = calibrate_orders(s, 0.005)
+    assert oc is not None and oc.method.endswith("4-fold cross-fitted")
+    assert np.allclose(oc.ref[:2], np.median(s[:, :2], axis=0)) and np.isnan(oc.ref[2])
+    # Each line against its own median: the columns' different healthy levels do not matter.
+    assert 1.0 < oc.threshold < 3.0
+    assert (oc.ratio(s) <= 1.0).mean() >= 0.95
+    # A window whose first line is 3 x its healthy level is over the threshold; an unscored window is 0.
+    w = np.array([[15.0, 9.0, np.nan], [np.nan, np.nan, np.nan]])
+    r = oc.ratio(w)
+    assert r[0] > 1.0 and r[1] == 0.0
+    assert calibrate_orders(np.full((10, 2), np.nan), 0.005) is None
+    # A step half-way through the calibration (the second half 3 x louder) raises the cross-fitted
+    # threshold above the in-sample one: held-out blocks see the step.
+    step = np.exp(0.1 * rng.standard_normal((40, 1))) * np.where(np.arange(40) < 20, 1.0, 3.0)[:, None]
+    crossed = calibrate_orders(step, 0.005)
+    assert crossed is not None and crossed.threshold > 1.5 * float(np.max(step / np.median(step)))

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-from vibration_anomaly.core.order_score import defect_lines_hz, order_score
+from vibration_anomaly.core.order_score import defect_lines_hz, order_score, order_strengths
 from vibration_anomaly.model.data import BEARING_PRESETS
 from vibration_anomaly.model.synth import physical_defect
 
@@ -69,3 +69,15 @@ def test_no_speed_or_no_orders_is_none_and_a_too_slow_sensor_is_nan() -> None:
     )
     s = order_score(w[:1000], 1000.0, 200.0, ORDERS)  # 2.2 x BPFI at 200 Hz is beyond a 1 kHz band
     assert s is not None and s.shape == (2,) and np.isnan(s).all()
+
+
+def test_per_line_strengths_name_the_injected_line(noise_max: float) -> None:
+    rng = np.random.default_rng(4)
+    for name in ("bpfo", "bpfi"):
+        got = order_strengths(_window(rng, ORDERS[name] * SHAFT, 3.0), FS, SHAFT, ORDERS)
+        assert got is not None
+        names, s = got
+        assert names == ["bpfo", "bpfi", "bsf"] and s.shape == (2, 3)
+        assert names[int(np.argmax(s[0]))] == name and s[0].max() > 3 * noise_max
+        assert s[1].max() <= 1.5 * noise_max  # the clean channel
+    assert order_strengths(np.zeros((N, 1)), FS, None, ORDERS) is None

@@ -14,7 +14,10 @@ location and this score read the same lines:
    (:func:`core.diagnosis.defect_lines`). The order's strength is the geometric mean of those
    ratios (``exp`` of the mean log ratio): scale-free, about 3-6 for noise, large for a periodic
    impact train.
-4. The channel's score is the largest over orders and bands.
+4. Per line, the largest over the bands (:func:`order_strengths`, (channels, lines)); the channel's
+   score (:func:`order_score`) is the largest over the lines. ``model.fused`` normalises each line of
+   each channel by its own healthy median before taking the largest, so a line with a strong healthy
+   neighbour (FEMTO's 10 Hz splice comb sits near BPFI's 221.7 Hz at 30 Hz) does not mask the others.
 
 Without a shaft speed or without defect orders it returns None: the model alone decides.
 """
@@ -28,6 +31,7 @@ import numpy as np
 
 from vibration_anomaly.core.diagnosis import LEVELS as DIAGNOSIS_LEVELS
 from vibration_anomaly.core.diagnosis import (
+    MAX_ANALYSIS_HZ,
     ORDER_LOCATIONS,
     bands,
     defect_lines,
@@ -60,25 +64,44 @@ def defect_lines_hz(
     }
 
 
-def order_strength(x: np.ndarray, fs_hz: float, lines_hz: Mapping[str, float]) -> float:
-    """One channel (1-D): the largest geometric-mean line ratio over the defect lines and the bands."""
-    fits = {k: f for k, f in lines_hz.items() if 2.2 * f < 0.9 * (min(fs_hz / 2, 12800.0))}
+def line_strengths(x: np.ndarray, fs_hz: float, lines_hz: Mapping[str, float]) -> dict[str, float]:
+    """One channel (1-D): per defect line, its largest geometric-mean ratio over the bands (NaN: no fit)."""
+    top = min(fs_hz / 2, MAX_ANALYSIS_HZ)
+    fits = {k: f for k, f in lines_hz.items() if 2.2 * f < 0.9 * top}
+    out = dict.fromkeys(lines_hz, math.nan)
     if not fits:
-        return math.nan
+        return out
     x = remove_tones(np.asarray(x, dtype=np.float64))
     need = 2.2 * max(fits.values())
-    best = 0.0
     for band in bands(fs_hz, LEVELS):
         width = band[1] - band[0]
         if width < need:
             continue
         freqs, power = envelope_spectrum(x, fs_hz, band)
-        for f0 in fits.values():
+        for name, f0 in fits.items():
             lines = defect_lines(freqs, power, f0, width)
             if lines:
                 s = math.exp(float(np.mean([math.log(max(ln.ratio, 1e-12)) for ln in lines])))
-                best = max(best, s)
-    return best if best > 0 else math.nan
+                if not out[name] >= s:  # NaN (none yet) or weaker
+                    out[name] = s
+    return out
+
+
+def order_strengths(
+    window: np.ndarray,
+    fs_hz: float,
+    shaft_hz: float | None,
+    orders: Mapping[str, float] | None,
+) -> tuple[list[str], np.ndarray] | None:
+    """(line names, (C, lines) strengths) of ``window`` (n, C) or (n,); None without speed or orders."""
+    lines = defect_lines_hz(shaft_hz, orders)
+    if not lines:
+        return None
+    w = np.asarray(window, dtype=np.float64)
+    w = w.reshape(len(w), -1)
+    per = [line_strengths(w[:, c], fs_hz, lines) for c in range(w.shape[1])]
+    names = list(lines)
+    return names, np.array([[p[k] for k in names] for p in per])
 
 
 def order_score(
@@ -87,14 +110,14 @@ def order_score(
     shaft_hz: float | None,
     orders: Mapping[str, float] | None,
 ) -> np.ndarray | None:
-    """Per channel (C,) order strength of ``window`` (n, C) or (n,); None without speed or orders.
+    """Per channel (C,) order strength of ``window`` (n, C) or (n,), the largest over the defect lines.
 
-    NaN for a channel where no defect line fits below the analysis band's top (a sensor too slow
-    for this bearing at this speed).
+    None without speed or orders; NaN for a channel where no defect line fits below the analysis
+    band's top (a sensor too slow for this bearing at this speed).
     """
-    lines = defect_lines_hz(shaft_hz, orders)
-    if not lines:
+    got = order_strengths(window, fs_hz, shaft_hz, orders)
+    if got is None:
         return None
-    w = np.asarray(window, dtype=np.float64)
-    w = w.reshape(len(w), -1)
-    return np.array([order_strength(w[:, c], fs_hz, lines) for c in range(w.shape[1])])
+    s = got[1]
+    ok = np.isfinite(s).any(axis=1)
+    return np.where(ok, np.max(np.where(np.isfinite(s), s, -np.inf), axis=1), np.nan)
