@@ -35,6 +35,9 @@ of the ``AlarmVoter`` with the signed example bundle's k-of-n
 (``bundle.load_example_bundle().alarm``) run in time order over each
 machine's knocked windows, with the expected false alarms per robot-month
 at ``inferences_per_hour`` (30-day month, windows independent).
+
+``model+orders`` (``model.fused``, evaluation only) is laddered beside the
+model where the machine's shaft speed and defect orders are known.
 """
 
 from __future__ import annotations
