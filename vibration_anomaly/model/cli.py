@@ -173,6 +173,7 @@ def _print_table(res: dict[str, Any]) -> None:
     if res.get("setup", {}).get("sensor_rate_hz"):
         print(f"through a sensor model at {res['setup']['sensor_rate_hz']:g} Hz (anti-aliased resampling)")
     rows = [("model (INT8)", res)] + ([("model (FP32)", res["fp32"])] if "fp32" in res else [])
+    rows += [("model+orders", res["model+orders"])] if "model+orders" in res else []
     rows += list(res["baselines"].items())
     print(f"{'method':16s} {'AUROC':>7s} {'prec':>6s} {'recall':>6s} {'FAR':>6s}  per condition AUROC")
     for name, b in rows:
@@ -214,6 +215,13 @@ def _print_table(res: dict[str, Any]) -> None:
                 f"{'yes' if m['within_target_95'] else 'NO':>7s} {m['voted_alarms']:6d}  "
                 f"{_f(m['alarms_per_month'], '.3g')} ({_f(m['alarms_per_month_upper95'], '.3g')})"
                 + (f"  at window {at}" if at and name != "pooled" else "")
+            )
+        if "model+orders" in res:
+            p = res["model+orders"]["false_alarms"]["pooled"]
+            print(
+                f"{'model+orders':14s} {str(p['over_threshold']) + '/' + str(p['windows']):>9s} "
+                f"{_f(p['exceedance_rate'], '6.3f')} {_f(p['exceedance_upper95'], '6.3f')} "
+                f"{'yes' if p['within_target_95'] else 'NO':>7s} {p['voted_alarms']:6d}  (pooled)"
             )
 
 

@@ -14,6 +14,8 @@ Protocol (the same for the model and every baseline, in one run):
   one AUROC; precision and recall are at the calibrated threshold (ratio 1).
 * Machines the model was trained on (listed in its model.json) are skipped
   unless ``include_trained``: never evaluate on a training bearing.
+* ``model+orders`` (``model.fused``, evaluation only): the model fused with
+  the order score where a machine's shaft speed and defect orders are known.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ class MachineData:
     faulty: dict[str, np.ndarray] = field(default_factory=dict)
     defect_hz: list[float] = field(default_factory=list)
     bpfo_hz: float | None = None
+    shaft_hz: float | None = None
+    orders: dict[str, float] = field(default_factory=dict)
 
 
 def defect_frequencies(rec: Record) -> list[float]:
@@ -139,6 +143,7 @@ def split_machines(
         fds = defect_frequencies(healthy[0])
         md.defect_hz = fds
         sh = healthy[0].shaft_hz()
+        md.shaft_hz, md.orders = sh, healthy[0].orders()
         if sh and "bpfo" in healthy[0].orders():
             md.bpfo_hz = healthy[0].orders()["bpfo"] * sh
         out.append(md)
@@ -259,6 +264,7 @@ def evaluate(
     a robot's sensor at that rate would have delivered); windows are cut after.
     """
     from vibration_anomaly.model.baselines import make_baselines
+    from vibration_anomaly.model.fused import FUSED, FusedMethod
 
     check_protocol(window_s, cal_frac, target_far)
     records = load_dataset(data_dir, bearing)
@@ -290,6 +296,7 @@ def evaluate(
     methods: dict[str, ModelMethod] = {"model": ModelMethod(files, infer_int8, target_far)}
     if infer_fp32 is not None:
         methods["model_fp32"] = ModelMethod(files, infer_fp32, target_far)
+    fused = FusedMethod(files, infer_int8, target_far)
     raw: dict[str, dict[str, list[np.ndarray]]] = {}
     conds = sorted({c for md in machines for c in md.faulty})
     for i, md in enumerate(machines):
@@ -301,11 +308,16 @@ def evaluate(
             cal = m.calibrate(md, fcal)
             for k in sets:
                 raw.setdefault(mname, {}).setdefault(k, []).append(m.ratio(cal, fe[k]))
+        alone = {k: raw["model"][k][-1] for k in sets}
+        for k, v in fused.ratios(md, fcal, fe, sets, alone).items():
+            raw.setdefault(FUSED, {}).setdefault(k, []).append(v)
         for bname, bl in make_baselines(md.defect_hz or None, seed, md.fs_hz).items():
             r = baseline_ratios(bname, bl, md, sets, target_far)
             for k, v in r.items():
                 raw.setdefault(bname, {}).setdefault(k, []).append(v)
     _progress(len(machines), len(machines), "evaluating machines")
+    if not fused.machines_with_orders:
+        del raw[FUSED]  # no speed or no orders anywhere: the model alone decides
     cat = {m: {k: np.concatenate(v) for k, v in d.items()} for m, d in raw.items()}
 
     def block(m: str) -> dict[str, Any]:
@@ -321,11 +333,15 @@ def evaluate(
         res["fp32"] = block("model_fp32")
         res["int8_minus_fp32_auroc"] = round(res["auroc"] - res["fp32"]["auroc"], 4)
     res["baselines"] = {m: block(m) for m in cat if not m.startswith("model")}
-    res["false_alarms"] = healthy_false_alarms(
-        {md.name: (r, md.window / md.fs_hz) for md, r in zip(machines, raw["model"]["healthy"], strict=True)},
-        target_far,
-        vote or bundle_vote(),
-    )
+    the_vote = vote or bundle_vote()
+
+    def false_alarms(m: str) -> dict[str, Any]:
+        held = {md.name: (r, md.window / md.fs_hz) for md, r in zip(machines, raw[m]["healthy"], strict=True)}
+        return healthy_false_alarms(held, target_far, the_vote)
+
+    res["false_alarms"] = false_alarms("model")
+    if FUSED in cat:  # the model fused with the order score (evaluation only; model.fused)
+        res[FUSED] = {**block(FUSED), "false_alarms": false_alarms(FUSED), "fusion": fused.summary()}
     res["setup"] = {
         "window_s": window_s if window_s is not None else {md.name: md.window / md.fs_hz for md in machines},
         "cal_frac": cal_frac,

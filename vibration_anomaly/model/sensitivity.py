@@ -35,12 +35,16 @@ of the ``AlarmVoter`` with the signed example bundle's k-of-n
 (``bundle.load_example_bundle().alarm``) run in time order over each
 machine's knocked windows, with the expected false alarms per robot-month
 at ``inferences_per_hour`` (30-day month, windows independent).
+
+``model+orders`` (``model.fused``, evaluation only) is laddered beside the
+model where the machine's shaft speed and defect orders are known.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -189,6 +193,7 @@ def sensitivity(
 ) -> dict[str, Any]:
     """``vote``: the k-of-n the knocks are voted with (``evaluate --bundle``); None: ``bundle_voting``."""
     from vibration_anomaly.model.baselines import make_baselines
+    from vibration_anomaly.model.fused import FUSED, FusedMethod
 
     rng = np.random.default_rng(seed)
     records = load_dataset(data_dir, bearing)
@@ -209,6 +214,7 @@ def sensitivity(
     if vote is not None:
         inferences_per_hour = vote.inferences_per_hour
     method = ModelMethod(files, infer, target_far)
+    fused = FusedMethod(files, infer, target_far)
     raw: dict[str, dict[str, list[np.ndarray]]] = {}
     alarms: dict[str, int] = {}
     drawn: list[tuple[float | None, float | None]] = []
@@ -223,15 +229,19 @@ def sensitivity(
         sets["knock"] = add_knocks(lab, lab.held, knock_peak, rms, rng, sm.margin()[0] if sm else 0)
         if sm is not None:
             sets = {key: sm.windows(w) for key, w in sets.items()}
-            md = MachineData(lab.name, sm.fs_out_hz, n_out, sm.windows(lab.cal), sets["clean"])
+            md = replace(lab, fs_hz=sm.fs_out_hz, window=n_out, cal=sm.windows(lab.cal), held=sets["clean"])
+            md.faulty = {}
         else:
             md = lab
         used.append(md)
-        cal = method.calibrate(md, method.feats(md.cal, md.fs_hz))
-        for key, w in sets.items():
-            raw.setdefault("model", {}).setdefault(key, []).append(
-                method.ratio(cal, method.feats(w, md.fs_hz))
-            )
+        fcal = method.feats(md.cal, md.fs_hz)
+        cal = method.calibrate(md, fcal)
+        fe = {key: method.feats(w, md.fs_hz) for key, w in sets.items()}
+        for key in sets:
+            raw.setdefault("model", {}).setdefault(key, []).append(method.ratio(cal, fe[key]))
+        alone = {key: raw["model"][key][-1] for key in sets}
+        for key, v in fused.ratios(md, fcal, fe, sets, alone).items():
+            raw.setdefault(FUSED, {}).setdefault(key, []).append(v)
         for bname, bl in make_baselines([default_defect_hz(lab)], seed, md.fs_hz).items():
             for key, v in baseline_ratios(bname, bl, md, sets, target_far).items():
                 raw.setdefault(bname, {}).setdefault(key, []).append(v)
@@ -242,6 +252,8 @@ def sensitivity(
                     alarms[mname] = alarms.get(mname, 0) + 1
                     voter.reset()
     sys.stderr.write(f"\rsensitivity: machine {len(machines)}/{len(machines)}\n")
+    if not fused.machines_with_orders:
+        del raw[FUSED]
     out: dict[str, Any] = {"methods": {}}
     for mname, d in raw.items():
         clean = np.concatenate(d["clean"])
@@ -295,6 +307,7 @@ def sensitivity(
         "calibration_windows": int(sum(len(md.cal) for md in used)),
         "heldout_windows": int(sum(len(md.held) for md in used)),
         "detect_auroc": DETECT_AUROC,
+        "fusion": fused.summary() if FUSED in raw else None,
         "defect_hz": {lab.name: round(default_defect_hz(lab), 2) for lab, _, _ in machines},
     }
     return out

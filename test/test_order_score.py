@@ -1,0 +1,83 @@
+"""The order score (core.order_score): defect orders at the known shaft speed in the envelope spectrum.
+
+Synthetic windows from model.synth.physical_defect (impacts at a known defect frequency ringing a
+resonance), white noise beside them; the FEMTO bearing's defect orders.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from vibration_anomaly.core.order_score import defect_lines_hz, order_score, order_strengths
+from vibration_anomaly.model.data import BEARING_PRESETS
+from vibration_anomaly.model.synth import physical_defect
+
+ORDERS = BEARING_PRESETS["femto"]
+SHAFT, FS, N = 30.0, 25600.0, 5120  # 1800 rpm, FEMTO's rate, 0.2 s
+
+
+def _window(rng: np.random.Generator, defect_hz: float | None, amp: float, channels: int = 2) -> np.ndarray:
+    w = rng.standard_normal((N, channels))
+    if defect_hz is not None:
+        w[:, 0] += physical_defect(rng, FS, N, defect_hz, amp)[0]
+    return w
+
+
+@pytest.fixture(scope="module")
+def noise_max() -> float:
+    rng = np.random.default_rng(0)
+    s = np.stack([order_score(_window(rng, None, 0.0), FS, SHAFT, ORDERS) for _ in range(12)])
+    assert s.shape == (12, 2) and np.isfinite(s).all()
+    assert 1.0 < float(np.median(s)) < 8.0  # a ratio over the spectrum's median: a few for noise
+    return float(s.max())
+
+
+def test_the_outer_race_order_stands_out_and_noise_does_not(noise_max: float) -> None:
+    rng = np.random.default_rng(1)
+    for amp in (2.0, 3.0):  # impact peak / noise RMS
+        s = order_score(_window(rng, ORDERS["bpfo"] * SHAFT, amp), FS, SHAFT, ORDERS)
+        assert s is not None and s.shape == (2,)
+        assert s[0] > 3 * noise_max, (amp, s, noise_max)  # the injected channel
+        assert s[1] <= 1.5 * noise_max  # the clean channel beside it stays a noise channel
+
+
+def test_a_wrong_speed_scores_lower_and_only_the_stated_orders_count(noise_max: float) -> None:
+    rng = np.random.default_rng(2)
+    w = _window(rng, ORDERS["bpfo"] * SHAFT, 2.0, channels=1)
+    right = order_score(w, FS, SHAFT, ORDERS)
+    assert right is not None and right[0] > 3 * noise_max
+    for wrong in (1.3 * SHAFT, 0.7 * SHAFT):
+        s = order_score(w, FS, wrong, ORDERS)
+        assert s is not None and s[0] < right[0] / 2, (wrong, s, right)
+    inner = _window(rng, ORDERS["bpfi"] * SHAFT, 2.0, channels=1)
+    full = order_score(inner, FS, SHAFT, ORDERS)
+    outer_only = order_score(inner, FS, SHAFT, {"bpfo": ORDERS["bpfo"]})
+    assert full is not None and outer_only is not None
+    assert full[0] > 3 * noise_max and outer_only[0] <= 1.5 * noise_max
+
+
+def test_no_speed_or_no_orders_is_none_and_a_too_slow_sensor_is_nan() -> None:
+    w = np.random.default_rng(3).standard_normal((N, 2))
+    for shaft, orders in ((None, ORDERS), (0.0, ORDERS), (math.nan, ORDERS), (SHAFT, None), (SHAFT, {})):
+        assert order_score(w, FS, shaft, orders) is None, (shaft, orders)
+    assert order_score(w, FS, SHAFT, {"ftf": ORDERS["ftf"]}) is None  # the cage alone: not scored
+    assert defect_lines_hz(SHAFT, ORDERS) == pytest.approx(
+        {"bpfo": 168.33, "bpfi": 221.67, "bsf": 430.68}, rel=1e-3
+    )
+    s = order_score(w[:1000], 1000.0, 200.0, ORDERS)  # 2.2 x BPFI at 200 Hz is beyond a 1 kHz band
+    assert s is not None and s.shape == (2,) and np.isnan(s).all()
+
+
+def test_per_line_strengths_name_the_injected_line(noise_max: float) -> None:
+    rng = np.random.default_rng(4)
+    for name in ("bpfo", "bpfi"):
+        got = order_strengths(_window(rng, ORDERS[name] * SHAFT, 3.0), FS, SHAFT, ORDERS)
+        assert got is not None
+        names, s = got
+        assert names == ["bpfo", "bpfi", "bsf"] and s.shape == (2, 3)
+        assert names[int(np.argmax(s[0]))] == name and s[0].max() > 3 * noise_max
+        assert s[1].max() <= 1.5 * noise_max  # the clean channel
+    assert order_strengths(np.zeros((N, 1)), FS, None, ORDERS) is None
