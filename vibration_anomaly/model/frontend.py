@@ -164,7 +164,7 @@ class _Level:
         np.ndarray
     )  # (n_bands, widest band's bins) indices into the one-sided spectrum (sentinel = a zero)
     env_bins: np.ndarray  # envelope-spectrum bins f0 that are candidate fundamentals (same for every band)
-    harmonic_bins: np.ndarray  # (2, len(env_bins), 2 t + 1): the bins within +-t of 2 f0, then of 3 f0
+    harmonic_bins: np.ndarray  # (2 t + 1, 2, len(env_bins)): the bins within +-t of 2 f0 and of 3 f0
     ones: np.ndarray  # float32 ones of length L, for sums as dot products
     subframes: np.ndarray  # (L, subframes) float32: sub-frame means as one product (see subframe_weights)
 
@@ -262,7 +262,9 @@ def plan_levels(cfg: FrontendConfig, n: int, fs: float) -> _Plan:
         bw = float(e[0, 1] - e[0, 0])  # equal widths within a level
         env = np.flatnonzero((fe >= env_lo) & (3 * fe <= bw) & (3 * np.arange(len(fe)) < len(fe)))
         tol = np.arange(-int(cfg.env_tol_bins), int(cfg.env_tol_bins) + 1)
-        harm = np.clip(np.array([2, 3])[:, None, None] * env[None, :, None] + tol, 0, length // 2)
+        harm = np.clip(
+            tol[:, None, None] + np.array([2, 3])[None, :, None] * env[None, None, :], 0, length // 2
+        )
         ones = np.ones(length, dtype=np.float32)
         levels.append(
             _Level(first, nb, length, gather, env, harm, ones, subframe_weights(n, length, cfg.subframes))
@@ -371,7 +373,11 @@ class Frontend:
         # S(f0) + the largest of S within +-env_tol_bins of 2 f0 and of 3 f0 (see the module doc)
         near = ws.view(ws.real_a, (*spectrum[:2], *lv.harmonic_bins.shape))
         np.take(es, lv.harmonic_bins, axis=-1, out=near, mode="clip")
-        best = near.max(axis=-1)
+        best = near[
+            ..., 0, :, :
+        ]  # the largest of the 2 t + 1 neighbours, elementwise (a short reduce is slow)
+        for j in range(1, near.shape[-3]):
+            np.maximum(best, near[..., j, :, :], out=best)
         hs = es[..., f0] + best[..., 0, :] + best[..., 1, :]
         # The full-rate frontend's envelope spectrum is this one times (scale * n / L)^2 bin for bin
         # (same bin spacing, 1 / window), and it divides by the mean over its n // 2 non-DC bins:
