@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vibration_anomaly.core.calibration import Calibration
+from vibration_anomaly.core.calibration import Calibration, calibrate
 from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
 from vibration_anomaly.errors import InputError
 from vibration_anomaly.model import load_default_model
@@ -149,6 +149,15 @@ def test_a_calibration_is_scored_with_the_frontend_it_was_made_with() -> None:
     finally:
         eng.unload()
     assert cal.frontend == "banded"
+    # core's calibrate records whichever frontend it was handed, whoever calls it
+    eng = OnnxRuntimeEngine(intra_op_threads=1)
+    eng.load(files.onnx)
+    eng.wake()
+    try:
+        full = calibrate(eng, FullRateFrontend(files.frontend().config), robot_windows(6), 1000.0)
+    finally:
+        eng.unload()
+    assert full.frontend == "full"
     d = cal.to_dict()
     assert Calibration.from_dict(d).frontend == "banded"
     del d["extra"]["frontend"]  # a calibration made before the frontend was recorded

@@ -109,7 +109,6 @@ class ModelFiles:
         # The sensor's healthy level on this machine (median over the windows, so one busy window does
         # not inflate it): the robot's loose-mount check compares with it.
         per_window = [sensor_health.baseline(np.asarray(w))["rms"] for w in windows]
-        cal.extra["frontend"] = frontend.method  # scored with the same features (``Calibration.frontend``)
         cal.extra.setdefault("sensor", {"rms": [float(v) for v in np.median(np.asarray(per_window), axis=0)]})
         return cal
 

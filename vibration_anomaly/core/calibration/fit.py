@@ -220,7 +220,7 @@ def calibrate(
         raise InputError("calibration", "windows", "no healthy windows given")
     feats = np.stack([frontend(w, fs_hz, f"calibration window {i}") for i, w in enumerate(windows)])
     n_samples = int(np.asarray(windows[0]).shape[0])
-    return calibrate_features(
+    cal = calibrate_features(
         lambda z: engine.infer(np.ascontiguousarray(z, dtype=np.float32)),
         feats,
         fs_hz=fs_hz,
@@ -232,3 +232,7 @@ def calibrate(
         model_id=model_id,
         drift_std=drift_std,
     )
+    method = getattr(frontend, "method", None)
+    if isinstance(method, str):
+        cal.extra["frontend"] = method  # so it is scored with the same features (``Calibration.frontend``)
+    return cal
