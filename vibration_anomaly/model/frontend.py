@@ -59,7 +59,7 @@ from __future__ import annotations
 
 import math
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -159,10 +159,8 @@ class _Level:
 
     first_token: int
     n_bands: int
-    length: int  # L: samples of each band's analytic signal over the window (>= 2 x its bins)
-    gather: (
-        np.ndarray
-    )  # (n_bands, widest band's bins) indices into the one-sided spectrum (sentinel = a zero)
+    length: int  # L: samples of each band's analytic signal over the window (>= OVERSAMPLE x its bins)
+    gather: np.ndarray  # (n_bands, widest band's bins): indices into the spectrum (sentinel: a zero)
     env_bins: np.ndarray  # envelope-spectrum bins f0 that are candidate fundamentals (same for every band)
     harmonic_bins: np.ndarray  # (2 t + 1, 2, len(env_bins)): the bins within +-t of 2 f0 and of 3 f0
     ones: np.ndarray  # float32 ones of length L, for sums as dot products
@@ -177,6 +175,7 @@ class _Plan:
     levels: tuple[_Level, ...]
     gain: float  # the analytic signal's factor 2, and L / n so |z|^2 has the full-rate scale
     spectrum_bins: int  # one-sided spectrum length (n // 2 + 1); its index is the zero sentinel
+    workspaces: dict[int, _Workspace] = field(default_factory=dict)  # per channel count, made on first use
 
 
 OVERSAMPLE = 4
@@ -253,7 +252,8 @@ def plan_levels(cfg: FrontendConfig, n: int, fs: float) -> _Plan:
         e = edges[first : first + nb]
         bins = [np.flatnonzero(positive & (f >= lo) & (f < hi)) for lo, hi in e]
         widest = max(len(b) for b in bins)
-        # 2x the band's bins: |z|^2 (and its spectrum, to the band width) is then sampled without aliasing.
+        # >= 2x the band's bins samples |z|^2 (and its spectrum, to the band width) without aliasing; the
+        # sub-frame sums need more (OVERSAMPLE, measured against the full-rate features: docs/MODEL.md).
         length = _fast_length(max(OVERSAMPLE * widest, MIN_PER_SUBFRAME * cfg.subframes), 2)
         gather = np.full((nb, widest), nf, dtype=np.intp)
         for row, b in zip(gather, bins, strict=True):
@@ -285,7 +285,6 @@ class Frontend:
     def __init__(self, config: FrontendConfig | None = None) -> None:
         self.config = config or FrontendConfig()
         self._plans: dict[tuple[int, float], _Plan] = {}
-        self._workspaces: dict[tuple[int, int, int], _Workspace] = {}
         self._lock = threading.Lock()
 
     @property
@@ -322,14 +321,13 @@ class Frontend:
                 self._level(spec, lv, plan, ws, out[:, lv.first_token : lv.first_token + lv.n_bands])
         return out
 
-    def _workspace(self, plan: _Plan, channels: int) -> _Workspace:
-        key = (plan.n, id(plan), channels)
-        hit = self._workspaces.get(key)
+    @staticmethod
+    def _workspace(plan: _Plan, channels: int) -> _Workspace:
+        """The plan's buffers for this many channels (they live and go with the plan)."""
+        hit = plan.workspaces.get(channels)
         if hit is None:
-            if len(self._workspaces) > 4:
-                self._workspaces.clear()
             most = max(lv.n_bands * lv.length for lv in plan.levels) * channels
-            hit = self._workspaces[key] = _Workspace(most)
+            hit = plan.workspaces[channels] = _Workspace(most)
         return hit
 
     def _level(self, spec: np.ndarray, lv: _Level, plan: _Plan, ws: _Workspace, out: np.ndarray) -> None:
