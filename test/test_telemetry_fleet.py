@@ -51,6 +51,9 @@ RULES = CONFIG / "vibration_anomaly_rules.yml"
 DASHBOARD = CONFIG / "grafana_dashboard.json"
 N_ROBOTS = 400
 FAULTY_PER_KIND = 5
+SETTLE_S = 120.0
+"""The longest a wait-until loop below may take. Each ends as soon as its condition holds; 60 s was
+not enough for the silent-robot alerts of 400 robots on a 2-core machine loaded with other jobs."""
 # RobotSilent fires after five push intervals. Healthy robots push every 60 s as in the field
 # (so none can look silent during the test); the robots that die use 1 s, so their silence shows
 # after 5 s. A Pushgateway checks every push against all groups it holds, so a push costs more
@@ -151,7 +154,7 @@ def _run_fleet(
 
         firing: set[tuple[str, str]] = set()
         alerts: list[dict] = []
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + SETTLE_S
         while time.monotonic() < deadline:
             firing, alerts = _firing(alerts_of)
             if firing == expected and robots_seen() == n_robots:
@@ -183,7 +186,7 @@ def _run_fleet(
             live = [p for p in pushers.values() if p.running]
             for p in live:
                 p.request_push()
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + SETTLE_S
             while any(p.stats.successes < 2 for p in live) and time.monotonic() < deadline:
                 time.sleep(0.2)
         # Every query of the shipped Grafana dashboard parses and shows this fleet (recording rules
@@ -197,7 +200,7 @@ def _run_fleet(
             assert shown, f"dashboard panel {title!r} shows nothing: {expr}"
         # Every robot's latest push got through. A push that failed on a loaded machine (a timeout, a
         # reset connection) is retried by design (backoff); what must hold is that none is left failing.
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + SETTLE_S
         while any(p.stats.consecutive_failures for p in pushers.values()) and time.monotonic() < deadline:
             time.sleep(0.5)
         assert all(p.stats.successes >= 1 and p.stats.consecutive_failures == 0 for p in pushers.values())
@@ -342,7 +345,7 @@ def test_a_shard_down_raises_one_alert_and_no_robot_storm(tmp_path: Path) -> Non
 
         firing: set[tuple[str, str]] = set()
         alerts: list[dict] = []
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + SETTLE_S
         want = {(dead_robot, "VibrationAnomalyRobotSilent"), ("", "VibrationAnomalyTelemetryShardDown")}
         while time.monotonic() < deadline:
             firing, alerts = _firing(prom.alerts)
