@@ -52,7 +52,7 @@ def main() -> int:
 
     from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
     from vibration_anomaly.model import load_default_model, load_model_dir
-    from vibration_anomaly.model.transformer import BandTransformer
+    from vibration_anomaly.model.transformer import load_trained
 
     torch.set_num_threads(1)
     files = load_model_dir(args.model) if args.model else load_default_model()
@@ -61,29 +61,9 @@ def main() -> int:
     x = rng.standard_normal((args.channels, hp["n_tokens"], hp["n_features"])).astype(np.float32)
 
     res: dict[str, object] = {"pinned_one_core": pinned, "batch": args.channels, "runs": args.runs}
-    tm = BandTransformer(
-        **{
-            k: hp[k]
-            for k in (
-                "n_tokens",
-                "n_features",
-                "d_model",
-                "n_heads",
-                "n_layers",
-                "d_ff",
-                "n_masks",
-                "clip",
-                "feature_weights",
-                "residual",
-            )
-            if k in hp
-        }
-    ).eval()
+    tm = load_trained(files)
     wpath = files.directory / "weights.npz"
     res["torch_weights"] = "trained (weights.npz)" if wpath.is_file() else "random init (no weights.npz)"
-    if wpath.is_file():
-        with np.load(wpath) as wz:
-            tm.load_state_dict({k: torch.from_numpy(wz[k]) for k in wz.files})
     xt = torch.from_numpy(x)
 
     def torch_run() -> None:

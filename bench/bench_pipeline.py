@@ -33,6 +33,7 @@ import argparse
 import json
 import statistics
 import time
+from typing import Any
 
 import numpy as np
 
@@ -144,33 +145,28 @@ class _TorchEngine:
 
     name = "torch-eager"
 
-    def __init__(self, files: object) -> None:
+    def __init__(self, files: Any) -> None:
         import torch
 
         from vibration_anomaly.engine.base import EngineState
-        from vibration_anomaly.model.transformer import BandTransformer
+        from vibration_anomaly.model.transformer import load_trained
 
         torch.set_num_threads(1)
-        hp = files.meta["model"]  # type: ignore[attr-defined]
-        keys = ("n_tokens", "n_features", "d_model", "n_heads", "n_layers", "d_ff", "n_masks", "clip")
-        keys += ("feature_weights", "residual")
-        self.model = BandTransformer(**{k: hp[k] for k in keys if k in hp}).eval()
-        with np.load(files.directory / "weights.npz") as wz:  # type: ignore[attr-defined]
-            self.model.load_state_dict({k: torch.from_numpy(wz[k]) for k in wz.files})
-        self.torch, self.state, self._awake = torch, EngineState.LOADED, EngineState.AWAKE
-        self._loaded = EngineState.LOADED
+        self.torch, self.states = torch, EngineState
+        self.model = load_trained(files)
+        self.state = EngineState.LOADED
 
     def load(self, _path: object) -> None: ...
 
     def wake(self) -> None:
-        self.state = self._awake
+        self.state = self.states.AWAKE
 
     def infer(self, features: np.ndarray) -> np.ndarray:
         with self.torch.inference_mode():
             return self.model(self.torch.from_numpy(np.ascontiguousarray(features, np.float32))).numpy()
 
     def sleep(self) -> None:
-        self.state = self._loaded
+        self.state = self.states.LOADED
 
     def unload(self) -> None: ...
 

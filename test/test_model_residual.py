@@ -109,27 +109,13 @@ def test_run_in_does_not_alarm_but_impacts_on_top_do(
 def test_two_sided_head_on_the_same_weights_would_alarm() -> None:
     """The same trained predictor with the v2 two-sided residual exceeds on the quieter machines: the head is the fix."""
     torch = pytest.importorskip("torch")
-    from vibration_anomaly.model.transformer import BandTransformer
+    from vibration_anomaly.model.transformer import load_trained
 
     files = load_default_model()
-    hp = files.meta["model"]
-    keys = (
-        "n_tokens",
-        "n_features",
-        "d_model",
-        "n_heads",
-        "n_layers",
-        "d_ff",
-        "n_masks",
-        "clip",
-        "feature_weights",
-    )
 
     class _Torch:
         def __init__(self, residual: str) -> None:
-            self.m = BandTransformer(**{k: hp[k] for k in keys}, residual=residual).eval()
-            with np.load(files.directory / "weights.npz") as wz:
-                self.m.load_state_dict({k: torch.from_numpy(wz[k]) for k in wz.files})
+            self.m = load_trained(files, residual=residual)  # the same weights, the other score head
 
         def infer(self, x: np.ndarray) -> np.ndarray:
             with torch.inference_mode():

@@ -21,30 +21,12 @@ def _ort(path: object, x: np.ndarray) -> np.ndarray:
 
 def test_weights_npz_reproduces_onnx_fp32() -> None:
     torch = pytest.importorskip("torch")
-    from vibration_anomaly.model.transformer import BandTransformer
+    from vibration_anomaly.model.transformer import load_trained
 
     files = load_default_model()
     hp = files.meta["model"]
-    m = BandTransformer(
-        **{
-            k: hp[k]
-            for k in (
-                "n_tokens",
-                "n_features",
-                "d_model",
-                "n_heads",
-                "n_layers",
-                "d_ff",
-                "n_masks",
-                "clip",
-                "feature_weights",
-                "residual",
-            )
-            if k in hp
-        }
-    ).eval()
-    with np.load(files.directory / "weights.npz") as wz:
-        m.load_state_dict({k: torch.from_numpy(wz[k]) for k in wz.files})
+    assert (files.directory / "weights.npz").is_file()
+    m = load_trained(files)
     assert (files.directory / "weights.npz").stat().st_size < 200_000
     x = np.random.default_rng(0).standard_normal((6, hp["n_tokens"], hp["n_features"])).astype(np.float32)
     x[0] += 5.0

@@ -52,9 +52,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from vibration_anomaly.model import ModelFiles
 
 MASK_NEG = -1.0e4  # additive attention mask (finite: INT8 / TensorRT friendly)
 RESIDUALS = ("two-sided", "excess")
@@ -202,3 +206,35 @@ class BandTransformer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         d = self.band_terms(x)
         return 0.5 * d.amax(dim=-1) + 0.5 * d.mean(dim=-1)
+
+
+ARCHITECTURE_KEYS = (
+    "n_tokens",
+    "n_features",
+    "d_model",
+    "n_heads",
+    "n_layers",
+    "d_ff",
+    "n_masks",
+    "clip",
+    "feature_weights",
+    "residual",
+)
+"""The ``model.json`` ``model`` keys that are ``BandTransformer`` arguments (the rest is bookkeeping)."""
+
+
+def load_trained(files: ModelFiles, **overrides: Any) -> BandTransformer:
+    """A shipped model as PyTorch, in eval mode: ``model.json``'s architecture and ``weights.npz``'s weights.
+
+    ``overrides`` replace architecture keys (e.g. ``residual`` to compare score heads on the same
+    weights). Without a ``weights.npz`` beside the model the network keeps its initial weights.
+    """
+    import numpy as np
+
+    hp = files.meta["model"]
+    model = BandTransformer(**{**{k: hp[k] for k in ARCHITECTURE_KEYS if k in hp}, **overrides}).eval()
+    weights = files.directory / "weights.npz"
+    if weights.is_file():
+        with np.load(weights) as wz:
+            model.load_state_dict({k: torch.from_numpy(wz[k]) for k in wz.files})
+    return model
