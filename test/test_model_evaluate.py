@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from eval_testkit import run_cli
 
-from vibration_anomaly.model.cli import register
 from vibration_anomaly.model.synth import defect_impacts, healthy_signal, random_machine
 
 FS = 1000.0
@@ -91,18 +90,11 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
-def _cli(argv: list[str]) -> int:
-    p = argparse.ArgumentParser()
-    register(p.add_subparsers(dest="cmd"))
-    args = p.parse_args(argv)
-    return int(args.func(args))
-
-
 def test_evaluate_json_report_and_sensitivity(
     dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     png = tmp_path / "r.png"
-    rc = _cli(
+    rc = run_cli(
         [
             "evaluate",
             "--data",
@@ -139,15 +131,15 @@ def test_evaluate_json_report_and_sensitivity(
 def test_calibrate_writes_json(dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "cal.json"
     assert (
-        _cli(["calibrate", "--input", str(dataset / "b_normal.csv"), "--out", str(out), "--window-s", "2"])
+        run_cli(["calibrate", "--input", str(dataset / "b_normal.csv"), "--out", str(out), "--window-s", "2"])
         == 0
     )
     cal = json.loads(out.read_text())
     # Windows are the detector's batches: 98 % of the 2 s sample window (core.window.batch_samples).
     assert cal["fs_hz"] == pytest.approx(FS) and cal["window_samples"] == 1960 and cal["n_windows"] == 12
-    assert _cli(["calibrate", "--input", str(dataset / "missing.npz"), "--out", str(out)]) == 2
+    assert run_cli(["calibrate", "--input", str(dataset / "missing.npz"), "--out", str(out)]) == 2
 
 
 def test_missing_manifest_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert _cli(["evaluate", "--data", str(tmp_path)]) == 2
+    assert run_cli(["evaluate", "--data", str(tmp_path)]) == 2
     assert "manifest.csv" in capsys.readouterr().err

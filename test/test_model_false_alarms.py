@@ -8,21 +8,19 @@ of them has windows over its threshold.
 
 from __future__ import annotations
 
-import argparse
-import csv
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from bundle_testkit import write_test_bundle
+from eval_testkit import femto_subset, run_cli
 from scipy import stats
 
 from vibration_anomaly.bundle import load_example_bundle
 from vibration_anomaly.core.scoring import alarm_onset_probability, false_alarms_per_month
 from vibration_anomaly.errors import InputError
-from vibration_anomaly.model.cli import _print_table, register
+from vibration_anomaly.model.cli import _print_table
 from vibration_anomaly.model.false_alarms import (
     Vote,
     alarms_per_month_upper,
@@ -34,7 +32,6 @@ from vibration_anomaly.model.false_alarms import (
     within_target,
 )
 
-FEMTO = Path(__file__).resolve().parents[2] / "shared" / "data" / "femto"
 VOTE = Vote(4, 6, 60.0, "test")
 
 
@@ -130,31 +127,10 @@ def test_vote_comes_from_a_verified_bundle(tmp_path: Path) -> None:
         bundle_vote(str(files.bundle), None)
 
 
-def _cli(argv: list[str]) -> int:
-    p = argparse.ArgumentParser()
-    register(p.add_subparsers(dest="cmd"))
-    args = p.parse_args(argv)
-    return int(args.func(args))
-
-
 @pytest.fixture(scope="module")
 def femto_two(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two held-out FEMTO bearings: 1_2 (3 of its 40 held-out 0.1 s windows over) and 3_2 (run-in)."""
-    if not (FEMTO / "manifest.csv").is_file():
-        pytest.skip("../shared/data/femto not present")
-    d = tmp_path_factory.mktemp("femto2")
-    with (FEMTO / "manifest.csv").open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    keep = [
-        r for r in rows if r["file"].split("_", 1)[1].removesuffix(".npz") in ("Bearing1_2", "Bearing3_2")
-    ]
-    for r in keep:
-        shutil.copy(FEMTO / r["file"], d / r["file"])
-    with (d / "manifest.csv").open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(keep)
-    return d
+    return femto_subset(tmp_path_factory.mktemp("femto2"), ("Bearing1_2", "Bearing3_2"))
 
 
 def test_evaluate_reports_false_alarms_per_machine(
@@ -163,9 +139,9 @@ def test_evaluate_reports_false_alarms_per_machine(
     # 1-of-1 from a signed bundle: every window over the threshold is an alarm at that window.
     files = write_test_bundle(tmp_path, alarm={"votes_required": 1, "votes_window": 1})
     base = ["evaluate", "--data", str(femto_two), "--bearing", "femto", "--window-s", "0.1"]
-    assert _cli([*base, "--bundle", str(files.bundle)]) == 2
+    assert run_cli([*base, "--bundle", str(files.bundle)]) == 2
     assert "--trust" in capsys.readouterr().err
-    assert _cli([*base, "--bundle", str(files.bundle), "--trust", str(files.trust_dir), "--json"]) == 0
+    assert run_cli([*base, "--bundle", str(files.bundle), "--trust", str(files.trust_dir), "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     fa = res["false_alarms"]
     assert set(fa["machines"]) == {"Bearing1_2", "Bearing3_2"}

@@ -6,44 +6,29 @@ Real FEMTO records (one held-out bearing, Bearing1_2: healthy 8 s, degraded 1 s;
 
 from __future__ import annotations
 
-import csv
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+from eval_testkit import femto_subset
 
 from vibration_anomaly.model.cli_support import model_files, open_engine
 from vibration_anomaly.model.data import BEARING_PRESETS
 from vibration_anomaly.model.evaluate import ModelMethod, evaluate
 from vibration_anomaly.model.fused import FUSED, FusedMethod, calibrate_orders, has_orders, order_scores
 
-FEMTO = Path(__file__).resolve().parents[2] / "shared" / "data" / "femto"
-FILES = ("normal_Bearing1_2.npz", "degraded_Bearing1_2.npz")
-
-
-def _subset(d: Path, rpm: bool = True) -> Path:
-    with (FEMTO / "manifest.csv").open(newline="") as fh:
-        rows = list(csv.reader(fh))
-    keep = [list(r) for r in rows[1:] if r[0] in FILES]
-    assert len(keep) == 2
-    if not rpm:
-        for r in keep:
-            r[rows[0].index("rpm")] = ""
-    d.mkdir()
-    for r in keep:
-        (d / r[0]).symlink_to(FEMTO / r[0])
-    with (d / "manifest.csv").open("w", newline="") as fh:
-        csv.writer(fh).writerows([rows[0], *keep])
-    return d
+BEARING = ("Bearing1_2",)  # healthy 8 s, degraded 1 s
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object, object]:
-    if not (FEMTO / "manifest.csv").is_file():
-        pytest.skip("../shared/data/femto not present")
     files = model_files(None)
-    return _subset(tmp_path_factory.mktemp("fused") / "femto"), files, open_engine(files.onnx_int8)
+    return (
+        femto_subset(tmp_path_factory.mktemp("fused") / "femto", BEARING),
+        files,
+        open_engine(files.onnx_int8),
+    )
 
 
 def test_fused_threshold_split_and_ratio_is_the_max(setup: tuple[Path, object, object]) -> None:
@@ -82,7 +67,7 @@ def test_fused_threshold_split_and_ratio_is_the_max(setup: tuple[Path, object, o
 
 def test_fused_only_with_speed_and_orders(setup: tuple[Path, object, object], tmp_path: Path) -> None:
     data, files, eng = setup
-    no_rpm = _subset(tmp_path / "norpm", rpm=False)
+    no_rpm = femto_subset(tmp_path / "norpm", BEARING, blank=("rpm",))
     res, raw = evaluate(no_rpm, files, eng.infer, bearing=BEARING_PRESETS["femto"])  # type: ignore[attr-defined]
     assert FUSED not in res and FUSED not in raw["scores"] and "model" in raw["scores"]
     assert "envelope" not in res["baselines"]  # no speed: neither order-aware method

@@ -6,21 +6,18 @@ where ../shared/data is absent).
 
 from __future__ import annotations
 
-import argparse
-import csv
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from eval_testkit import femto_subset, run_cli
 
 from vibration_anomaly.errors import InputError
-from vibration_anomaly.model.cli import register
 from vibration_anomaly.model.data import Record
 from vibration_anomaly.model.sensor_model import SensorModel, sensor_for, sensor_records
 from vibration_anomaly.model.synth import ImpactPhysics, physical_defect, physical_knock
 
-FEMTO = Path(__file__).resolve().parents[2] / "shared" / "data" / "femto"
 RATES = [(25600.0, 1000.0), (25600.0, 3200.0), (25600.0, 6600.0), (12000.0, 1000.0), (51200.0, 6600.0)]
 
 
@@ -131,35 +128,17 @@ def test_physical_knock_has_its_peak_and_stays_in_the_stated_modes() -> None:
     assert 250 <= _peak_hz(x, 25600.0) <= 370
 
 
-def _cli(argv: list[str]) -> int:
-    p = argparse.ArgumentParser()
-    register(p.add_subparsers(dest="cmd"))
-    args = p.parse_args(argv)
-    return int(args.func(args))
-
-
 @pytest.fixture(scope="module")
 def femto_one(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One held-out FEMTO bearing (Bearing1_2: healthy 8 s, degraded 1 s), the shared files linked."""
-    if not (FEMTO / "manifest.csv").is_file():
-        pytest.skip("../shared/data/femto not present")
-    d = tmp_path_factory.mktemp("femto1")
-    with (FEMTO / "manifest.csv").open(newline="") as fh:
-        rows = list(csv.reader(fh))
-    keep = [r for r in rows[1:] if r[0] in ("normal_Bearing1_2.npz", "degraded_Bearing1_2.npz")]
-    assert len(keep) == 2
-    for r in keep:
-        (d / r[0]).symlink_to(FEMTO / r[0])
-    with (d / "manifest.csv").open("w", newline="") as fh:
-        csv.writer(fh).writerows([rows[0], *keep])
-    return d
+    return femto_subset(tmp_path_factory.mktemp("femto1"), ("Bearing1_2",))
 
 
 def test_evaluate_sensor_rate_on_a_real_bearing(femto_one: Path, capsys: pytest.CaptureFixture[str]) -> None:
     base = ["evaluate", "--data", str(femto_one), "--bearing", "femto", "--json", "--sensitivity"]
     # All injected energy above the 1 kHz sensor's band: nothing gets through, every method at chance.
     argv = base + ["--amplitudes", "5", "--resonance-hz", "2500,4500", "--mode-hz", "1500,2000"]
-    assert _cli(argv + ["--sensor-rate", "1000"]) == 0
+    assert run_cli(argv + ["--sensor-rate", "1000"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["setup"]["sensor_rate_hz"] == 1000
     assert res["setup"]["window_s"] == {"Bearing1_2": pytest.approx(0.256)}
@@ -175,7 +154,7 @@ def test_evaluate_sensor_rate_on_a_real_bearing(femto_one: Path, capsys: pytest.
         assert 0.3 <= m["ladder"]["5"]["auroc"] <= 0.7, name
     assert res["auroc"] >= 0.9  # the degraded end of life is still far louder in the 1 kHz band
     # The same injection at the recording's own rate: the model sees it.
-    assert _cli(argv) == 0
+    assert run_cli(argv) == 0
     lab = json.loads(capsys.readouterr().out)["sensitivity"]
     assert lab["setup"]["sensor"] is None and lab["methods"]["model"]["ladder"]["5"]["auroc"] >= 0.95
 
@@ -183,11 +162,11 @@ def test_evaluate_sensor_rate_on_a_real_bearing(femto_one: Path, capsys: pytest.
 def test_sensor_rate_refusal_is_one_line_naming_it(
     femto_one: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert _cli(["evaluate", "--data", str(femto_one), "--sensor-rate", "30000"]) == 2
+    assert run_cli(["evaluate", "--data", str(femto_one), "--sensor-rate", "30000"]) == 2
     err = capsys.readouterr().err.strip()
     assert "--sensor-rate" in err and "25600" in err and "\n" not in err
     argv = ["evaluate", "--data", str(femto_one), "--sensitivity", "--resonance-hz", "4500,2500"]
-    assert _cli(argv) == 2
+    assert run_cli(argv) == 2
     err = capsys.readouterr().err.strip()
     assert "--resonance-hz" in err and "LO < HI" in err and "\n" not in err
 

@@ -1,0 +1,46 @@
+"""Shared pieces of the evaluate tests: the model commands run in-process, and small real FEMTO subsets."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from vibration_anomaly.model.cli import register
+
+FEMTO = Path(__file__).resolve().parents[2] / "shared" / "data" / "femto"
+
+
+def run_cli(argv: list[str]) -> int:
+    """One model subcommand (``evaluate``, ``calibrate``, ...) as ``vibration-anomaly`` parses it; its exit code."""
+    p = argparse.ArgumentParser()
+    register(p.add_subparsers(dest="cmd"))
+    args = p.parse_args(argv)
+    return int(args.func(args))
+
+
+def femto_subset(directory: Path, bearings: Sequence[str], blank: Sequence[str] = ()) -> Path:
+    """A manifest folder holding only these FEMTO bearings' records (linked, not copied).
+
+    ``blank`` names manifest columns to empty (e.g. ``rpm``: a machine whose speed is unknown).
+    Skips the test where ../shared/data/femto is absent.
+    """
+    if not (FEMTO / "manifest.csv").is_file():
+        pytest.skip("../shared/data/femto not present")
+    with (FEMTO / "manifest.csv").open(newline="") as fh:
+        rows = list(csv.reader(fh))
+    header = rows[0]
+    keep = [list(r) for r in rows[1:] if r[0].split("_", 1)[1].removesuffix(".npz") in bearings]
+    assert {r[0].split("_", 1)[1].removesuffix(".npz") for r in keep} == set(bearings), keep
+    for r in keep:
+        for column in blank:
+            r[header.index(column)] = ""
+    directory.mkdir(parents=True, exist_ok=True)
+    for r in keep:
+        (directory / r[0]).symlink_to(FEMTO / r[0])
+    with (directory / "manifest.csv").open("w", newline="") as fh:
+        csv.writer(fh).writerows([header, *keep])
+    return directory
