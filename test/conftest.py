@@ -9,7 +9,9 @@ builds or publishes a message checks its types. Subprocesses started by tests in
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,3 +44,23 @@ def tiny_onnx_model(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.onnx"
     onnx.save(model, path)
     return path
+
+
+@pytest.fixture
+def ros() -> Iterator[Any]:
+    """The node tests' ROS context, executor and nodes (``test_nodes_ros.Ros``), closed after the test."""
+    from test_nodes_ros import Ros  # lazily: only ROS tests load rclpy
+
+    r = Ros()
+    try:
+        yield r
+    finally:
+        r.close()
+
+
+@pytest.fixture(scope="module")
+def score_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small ONNX model whose score follows the features (``runtime_testkit.score_model``), per module."""
+    from runtime_testkit import score_model as build
+
+    return build(tmp_path_factory.mktemp("model") / "zsq.onnx")

@@ -13,14 +13,13 @@ import json
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from bundle_testkit import write_test_bundle
-from runtime_testkit import score_model as build_score_model
 
 from vibration_anomaly.core.health import ERROR, OK, StatusRecord
 from vibration_anomaly.runtime.pipeline import Pipeline
@@ -147,20 +146,6 @@ class Ros:
         self._thread.join(5.0)
         for n in reversed(self.nodes):
             n.destroy_node()
-
-
-@pytest.fixture
-def ros() -> Iterator[Ros]:
-    r = Ros()
-    try:
-        yield r
-    finally:
-        r.close()
-
-
-@pytest.fixture(scope="module")
-def score_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_score_model(tmp_path_factory.mktemp("model") / "zsq.onnx")
 
 
 def sha(path: Path) -> str:

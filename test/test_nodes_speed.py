@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from runtime_testkit import score_model as build_score_model
 from test_nodes_ros import NO_ROS, Ros, stack, wait_for
 
 try:
@@ -23,20 +21,6 @@ except ImportError:  # pragma: no cover - where the wheels are absent (NO_ROS sa
     pass
 
 pytestmark = [pytest.mark.ros, pytest.mark.skipif(bool(NO_ROS), reason=NO_ROS or "-")]
-
-
-@pytest.fixture
-def ros() -> Iterator[Ros]:
-    r = Ros()
-    try:
-        yield r
-    finally:
-        r.close()
-
-
-@pytest.fixture(scope="module")
-def score_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_score_model(tmp_path_factory.mktemp("model") / "zsq.onnx")
 
 
 def _joint_state(names: list[str], velocities: list[float], stamp: float) -> JointState:
