@@ -31,10 +31,10 @@ Knocks: one broadband transient per held-out window and channel
 (``synth.physical_knock``: three frame modes in 20 Hz - 2 kHz, peak
 ``knock_peak`` x healthy RMS at the lab rate), injected before the sensor.
 Reported: the per-window exceedance rate on knocked windows, and the alarms
-of the ``AlarmVoter`` with the signed example bundle's k-of-n
-(``bundle.load_example_bundle().alarm``) run in time order over each
+of the ``AlarmVoter`` with a signed bundle's k-of-n (``false_alarms.bundle_vote``:
+``evaluate --bundle``, default the shipped example) run in time order over each
 machine's knocked windows, with the expected false alarms per robot-month
-at ``inferences_per_hour`` (30-day month, windows independent).
+at that bundle's duty cycle (30-day month, windows independent).
 
 ``model+orders`` (``model.fused``, evaluation only) is laddered beside the
 model where the machine's shaft speed and defect orders are known.
@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 
 from vibration_anomaly.core.scoring import AlarmVoter, false_alarms_per_month
-from vibration_anomaly.errors import InputError, VibrationAnomalyError
+from vibration_anomaly.errors import InputError
 from vibration_anomaly.model import ModelFiles
 from vibration_anomaly.model.data import Record, load_dataset
 from vibration_anomaly.model.evaluate import (
@@ -63,7 +63,7 @@ from vibration_anomaly.model.evaluate import (
     split_machines,
     window_samples,
 )
-from vibration_anomaly.model.false_alarms import Vote
+from vibration_anomaly.model.false_alarms import Vote, bundle_vote
 from vibration_anomaly.model.sensor_model import SOURCE, SensorModel, sensor_for
 from vibration_anomaly.model.synth import (
     DEFAULT_PHYSICS,
@@ -81,19 +81,6 @@ DETECT_AUROC = 0.95
 
 def default_defect_hz(md: MachineData) -> float:
     return md.bpfo_hz if md.bpfo_hz else float(np.clip(md.fs_hz / 100, 5, 200))
-
-
-def bundle_voting(files: ModelFiles) -> tuple[int, int, str]:
-    """(k, n, source): the signed example bundle's alarm vote; model.json's if the bundle does not verify."""
-    try:
-        from vibration_anomaly.bundle.loader import load_example_bundle
-
-        a = load_example_bundle(require_firmware=False).alarm
-        return a.votes_required, a.votes_window, "example bundle (alarm)"
-    except VibrationAnomalyError as e:
-        log.warning("example bundle not usable (%s); voting from model.json", e)
-        k, n = files.voting
-        return k, n, "model.json (voting)"
 
 
 def inject(
@@ -185,13 +172,14 @@ def sensitivity(
     knock_peak: float = 8.0,
     bearing: dict[str, float] | None = None,
     include_trained: bool = False,
-    inferences_per_hour: float = 60.0,
+    inferences_per_hour: float | None = None,
     sensor_rate_hz: float | None = None,
     physics: ImpactPhysics = DEFAULT_PHYSICS,
     seed: int = 0,
     vote: Vote | None = None,
 ) -> dict[str, Any]:
-    """``vote``: the k-of-n the knocks are voted with (``evaluate --bundle``); None: ``bundle_voting``."""
+    """``vote``: the k-of-n (and duty cycle) the knocks are voted with (``evaluate --bundle``); None: the
+    shipped example bundle's (``false_alarms.bundle_vote``). ``inferences_per_hour``: None, the vote's."""
     from vibration_anomaly.model.baselines import make_baselines
     from vibration_anomaly.model.fused import FUSED, FusedMethod
 
@@ -210,8 +198,9 @@ def sensitivity(
     ]
     if not machines:
         raise InputError(str(data_dir), "machines", "no machine with 4 held-out healthy windows or more")
-    k, n, vote_source = bundle_voting(files) if vote is None else (vote.k, vote.n, vote.source)
-    if vote is not None:
+    vote = vote or bundle_vote()
+    k, n, vote_source = vote.k, vote.n, vote.source
+    if inferences_per_hour is None:
         inferences_per_hour = vote.inferences_per_hour
     method = ModelMethod(files, infer, target_far)
     fused = FusedMethod(files, infer, target_far)
