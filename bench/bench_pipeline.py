@@ -199,7 +199,7 @@ def bench_awake_cycle(repeats: int, variant: str = "shipped") -> dict[str, objec
         engine.wake()
         cal = model.calibrate(engine, windows[:10], 1000.0)
         engine.sleep()
-        frontend = model.frontend(cal.frontend)
+        frontend = model.frontend_for(cal)
         if variant == "before":
             frontend = FullRateFrontend(frontend.config)
         frontend.prepare(cal.window_samples, cal.fs_hz)  # as runtime.build_pipeline does at configure

@@ -170,3 +170,43 @@ def test_a_calibration_is_scored_with_the_frontend_it_was_made_with() -> None:
         Calibration.from_dict(d)
     with pytest.raises(InputError, match="extra.frontend"):
         files.frontend("fast")
+
+
+def test_a_calibration_is_scored_with_the_frontend_options_it_was_made_with() -> None:
+    """An option changed since (the envelope's lowest fundamental) follows the calibration, not model.json."""
+    files = load_default_model()
+    eng = OnnxRuntimeEngine(intra_op_threads=1)
+    eng.load(files.onnx)
+    eng.wake()
+    try:
+        cal = files.calibrate(eng, robot_windows(6), 1000.0)
+    finally:
+        eng.unload()
+    shipped = files.meta["frontend"]
+    assert cal.extra["frontend_config"] == files.frontend().config.to_dict()
+    assert shipped["env_min_hz"] == 10.0
+    d = cal.to_dict()
+    now = files.frontend_for(Calibration.from_dict(d)).config
+    assert now.env_min_hz == 10.0
+    # a calibration made before the options were recorded: the values they had then
+    del d["extra"]["frontend_config"]
+    old = files.frontend_for(Calibration.from_dict(d)).config
+    assert old.env_min_hz == 2.0
+    assert (old.levels, old.subframes, old.env_tol_bins) == (now.levels, now.subframes, now.env_tol_bins)
+    w = robot_windows(1)[0]
+    assert not np.allclose(
+        files.frontend_for(Calibration.from_dict(d))(w, 1000.0), files.frontend()(w, 1000.0)
+    )
+    # one recorded with other options is scored with those, whatever model.json says now
+    d["extra"]["frontend_config"] = {**cal.extra["frontend_config"], "env_min_hz": 5.0}
+    assert files.frontend_for(Calibration.from_dict(d)).config.env_min_hz == 5.0
+    for bad, field in (
+        ([1, 2], "extra.frontend_config"),
+        ({"env_min_hz": "ten"}, "extra.frontend_config.env_min_hz"),
+        ({"levels": 2.5}, "extra.frontend_config.levels"),
+        ({"env_min_hz": -1}, "extra.frontend_config.env_min_hz"),
+        ({"bands": 7}, "extra.frontend_config.bands"),
+    ):
+        d["extra"]["frontend_config"] = bad
+        with pytest.raises(InputError, match=field.replace(".", r"\.")):
+            files.frontend_for(Calibration.from_dict(d))

@@ -22,6 +22,21 @@ from vibration_anomaly.model.frontend_full import FullRateFrontend
 DEFAULT_DIR = Path(__file__).resolve().parent / "default"
 
 
+LATER_OPTIONS = ("env_min_hz",)
+"""Frontend options changed or added (issue 16) after calibrations were first written without them."""
+
+
+def _build_frontend(method: str, config: dict[str, Any]) -> Frontend:
+    cfg = FrontendConfig.from_dict(config)
+    if method == Frontend.method:
+        return Frontend(cfg)
+    if method == FullRateFrontend.method:
+        return FullRateFrontend(cfg)
+    raise InputError(
+        "calibration", "extra.frontend", f"unknown frontend {method!r}; expected 'banded' or 'full'"
+    )
+
+
 @dataclass(frozen=True)
 class ModelFiles:
     """A model directory: INT8 QDQ ONNX (what robots run), optional FP32 ONNX, and model.json."""
@@ -47,15 +62,29 @@ class ModelFiles:
         """
         return self.onnx_fp32 or self.onnx_int8
 
-    def frontend(self, method: str = Frontend.method) -> Frontend:
-        """This model's frontend; ``method`` is a calibration's ``frontend`` ("banded", or "full" for old ones)."""
-        cfg = FrontendConfig.from_dict(self.meta.get("frontend", {}))
-        if method == Frontend.method:
-            return Frontend(cfg)
-        if method == FullRateFrontend.method:
-            return FullRateFrontend(cfg)
-        raise InputError(
-            "calibration", "extra.frontend", f"unknown frontend {method!r}; expected 'banded' or 'full'"
+    def frontend(self, method: str = Frontend.method, config: dict[str, Any] | None = None) -> Frontend:
+        """This model's frontend; ``method`` is a calibration's ``frontend`` ("banded", or "full" for old ones).
+
+        ``config``: options that replace model.json's (``frontend_for`` passes a calibration's).
+        """
+        return _build_frontend(method, {**self.meta.get("frontend", {}), **(config or {})})
+
+    def frontend_for(self, calibration: Any, source: str = "calibration") -> Frontend:
+        """The frontend that made the features ``calibration`` was fitted on, to score against it.
+
+        Its method (``Calibration.frontend``) and options (``extra.frontend_config``, checked). A
+        calibration made before the options were recorded was made with this model.json's less those
+        added or changed since (``LATER_OPTIONS``), which ``FrontendConfig.from_dict`` gives the values
+        they had then: a robot commissioned before keeps its features. ``source`` names the file in errors.
+        """
+        recorded = calibration.extra.get("frontend_config")
+        shipped = self.meta.get("frontend", {})
+        if recorded is None:
+            return _build_frontend(
+                calibration.frontend, {k: v for k, v in shipped.items() if k not in LATER_OPTIONS}
+            )
+        return _build_frontend(
+            calibration.frontend, {**shipped, **FrontendConfig.check_options(recorded, source)}
         )
 
     @property

@@ -52,105 +52,29 @@ Features per band (F = 4), computed on the analytic band signal z(t)
    largest of the bins within +-1 of h x f0: f0 rarely falls on a bin, and
    a real defect's slip (1-2 %) smears its higher harmonics over neighbouring
    bins (measured on FEMTO held-out windows with 2x injected impacts: this
-   feature alone goes from 0.948 to 0.956 AUROC).
+   feature alone goes from 0.948 to 0.956 AUROC). The lowest fundamental is
+   ``env_min_hz`` = 10 Hz (2 Hz before issue 16; a model.json or calibration
+   that does not say keeps 2): on the robot's 5 s windows a knock whose
+   frame modes ring for a few hundred ms is one slow envelope bump, and its
+   spectrum at 2, 4 and 6 Hz read as a harmonic series (docs/MODEL.md). The
+   real (FEMTO, 0.1 and 0.2 s) training windows never looked below 10 Hz:
+   two bins of their envelope spectrum; a defect line below 10 Hz (BPFO of
+   a 6205 below a 2.8 Hz shaft) is read by the energy and kurtosis only.
 """
 
 from __future__ import annotations
 
 import math
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
 from vibration_anomaly.errors import InputError
+from vibration_anomaly.model.frontend_config import FEATURE_NAMES, FrontendConfig, band_edges, validate_window
 
-FEATURE_NAMES: tuple[str, ...] = (
-    "log_energy",
-    "log_env_kurtosis_median",
-    "log_env_kurtosis_q25",
-    "log_env_harmonic_peak",
-)
-
-
-@dataclass(frozen=True)
-class FrontendConfig:
-    """Parameters of the frontend; saved in model.json so a model always gets the features it was trained on."""
-
-    levels: int = 4
-    subframes: int = 8
-    hp_frac: float = 0.04
-    max_analysis_hz: float = 12800.0
-    env_min_hz: float = 2.0
-    min_samples: int = 256
-    env_clip: float = 8.0
-    eps: float = 1e-12
-    env_tol_bins: int = 1
-
-    @property
-    def n_tokens(self) -> int:
-        return 2 ** (self.levels + 1) - 1
-
-    @property
-    def n_features(self) -> int:
-        return len(FEATURE_NAMES)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> FrontendConfig:
-        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
-        known.setdefault("env_tol_bins", 0)  # model.json written before the option existed: exact bins
-        return cls(**known)
-
-
-def band_edges(cfg: FrontendConfig, fs_hz: float) -> np.ndarray:
-    """(T, 2) band edges in Hz, level by level (level 0 first), low to high within a level."""
-    top = min(fs_hz / 2.0, cfg.max_analysis_hz)
-    lo = cfg.hp_frac * top
-    edges: list[tuple[float, float]] = []
-    for level in range(cfg.levels + 1):
-        n = 2**level
-        e = np.linspace(lo, top, n + 1)
-        edges.extend(zip(e[:-1], e[1:], strict=True))
-    return np.asarray(edges, dtype=np.float64)
-
-
-def validate_window(window: Any, fs_hz: Any, cfg: FrontendConfig, source: str = "window") -> np.ndarray:
-    """Check a raw window and return it as float64 (n_samples, n_channels); raise InputError naming the field."""
-    try:
-        fs = float(fs_hz)
-    except (TypeError, ValueError):
-        raise InputError(source, "fs_hz", f"expected a number of Hz, got {fs_hz!r}") from None
-    if not np.isfinite(fs) or fs <= 0:
-        raise InputError(source, "fs_hz", f"expected a positive finite sampling rate, got {fs_hz!r}")
-    if not isinstance(window, np.ndarray):
-        try:
-            window = np.asarray(window)
-        except Exception:  # noqa: BLE001 - anything unconvertible is bad input
-            raise InputError(source, "window", "expected a numeric array (n_samples, n_channels)") from None
-    if window.dtype.kind not in "fiu":
-        raise InputError(source, "window.dtype", f"expected a real numeric array, got dtype {window.dtype}")
-    if window.ndim == 1:
-        window = window[:, None]
-    if window.ndim != 2:
-        raise InputError(
-            source, "window.shape", f"expected (n_samples, n_channels), got shape {window.shape}"
-        )
-    n, c = window.shape
-    if c < 1 or c > 16:
-        raise InputError(source, "window.shape[1]", f"expected 1 to 16 channels, got {c}")
-    if n < cfg.min_samples:
-        raise InputError(
-            source, "window.shape[0]", f"too short: {n} samples, need at least {cfg.min_samples}"
-        )
-    x = window.astype(np.float64, copy=False)
-    if not np.all(np.isfinite(x)):
-        bad = int(np.count_nonzero(~np.isfinite(x)))
-        raise InputError(source, "window", f"{bad} NaN or inf samples; expected finite values")
-    return x
+__all__ = ["FEATURE_NAMES", "Frontend", "FrontendConfig", "band_edges", "plan_levels", "validate_window"]
 
 
 @dataclass(frozen=True)

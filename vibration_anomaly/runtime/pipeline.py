@@ -99,6 +99,7 @@ def build_pipeline(bundle: VerifiedBundle, p: dict[str, Any]) -> Pipeline:
         read_verified_calibration(bundle, cal_path, str(p.get("robot_id", ""))), cal_path
     )
     check_calibration_fits(bundle, files, calibration, cal_path)
+    frontend = files.frontend_for(calibration, str(cal_path))  # its options checked before anything loads
     engine_path = Path(p["engine"]) if p["engine"] else None
     plan_bytes = None
     if engine_path is not None and p["backend"] in ("auto", "tensorrt"):
@@ -120,7 +121,6 @@ def build_pipeline(bundle: VerifiedBundle, p: dict[str, Any]) -> Pipeline:
         engine_bytes=plan_bytes,
         cpu_model=cpu_model,
     )
-    frontend = files.frontend(calibration.frontend)
     frontend.prepare(calibration.window_samples, calibration.fs_hz)  # its plan is made now, not when awake
     scorer = Scorer(engine, frontend, calibration)
     voter = AlarmVoter(bundle.alarm.votes_required, bundle.alarm.votes_window)

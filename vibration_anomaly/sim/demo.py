@@ -121,7 +121,7 @@ def _runtime(
         voter = AlarmVoter(b.alarm.votes_required, b.alarm.votes_window)
         return Pipeline(
             engine,
-            Scorer(engine, model.frontend(cal.frontend), cal),
+            Scorer(engine, model.frontend_for(cal), cal),
             voter,
             model.model_id,
             "demo: ONNX Runtime",

@@ -235,4 +235,7 @@ def calibrate(
     method = getattr(frontend, "method", None)
     if isinstance(method, str):
         cal.extra["frontend"] = method  # so it is scored with the same features (``Calibration.frontend``)
+    config = getattr(getattr(frontend, "config", None), "to_dict", None)
+    if callable(config):
+        cal.extra["frontend_config"] = config()  # and the same options (``ModelFiles.frontend_for``)
     return cal
