@@ -1,12 +1,13 @@
 """Write a manifest directory of generated robots (model.synth) for ``evaluate``, e.g. through a 3.2 kHz sensor.
 
     PYTHONPATH=. python tools/generated_robots.py OUT [--robots 3] [--seed 100] [--fs 25600] [--seconds 16]
+        [--degraded-seconds 2]
     PYTHONPATH=. python -m vibration_anomaly evaluate --data OUT --bearing femto --json --sensitivity \\
         --sensor-rate 3200
 
 Each robot is ``synth.random_machine`` (random resonances, shaft tones, motion, gain; 3 axes) recorded
 at ``--fs`` (a lab-grade rate, so ``--sensor-rate`` models the robot's sensor the way it does for
-FEMTO): ``--seconds`` of healthy signal, and a 2 s "degraded" record of the same machine with outer-race
+FEMTO): ``--seconds`` of healthy signal, and a ``--degraded-seconds`` (2 s) "degraded" record of the same machine with outer-race
 impacts (``synth.physical_defect``, default physics: a 2.5-4.5 kHz resonance and a 100-400 Hz mode,
 peak 5 x the healthy RMS, channel 0) at the bearing's BPFO (``--bpfo``, default FEMTO's 5.611) and a
 shaft speed drawn in 10-40 Hz (manifest ``rpm``). Robot i is drawn from ``default_rng(seed + i)``; the
@@ -32,6 +33,9 @@ def main() -> int:
     p.add_argument("--fs", type=float, default=25600.0)
     p.add_argument("--seconds", type=float, default=16.0)
     p.add_argument("--bpfo", type=float, default=5.611)
+    p.add_argument(
+        "--degraded-seconds", type=float, default=2.0, help="length of each degraded record (default 2 s)"
+    )
     a = p.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -43,7 +47,7 @@ def main() -> int:
         name = f"robot{a.seed + i}"
         h = healthy_signal(rng, spec, int(a.seconds * a.fs))
         np.savez_compressed(out / f"normal_{name}.npz", x=h[:, 0], y=h[:, 1], z=h[:, 2], fs=a.fs)
-        d = healthy_signal(rng, spec, int(2 * a.fs))
+        d = healthy_signal(rng, spec, int(a.degraded_seconds * a.fs))
         rms = float(h[:, 0].std())
         d[:, 0] += physical_defect(rng, a.fs, len(d), a.bpfo * shaft, 5.0 * rms)[0]
         np.savez_compressed(out / f"degraded_{name}.npz", x=d[:, 0], y=d[:, 1], z=d[:, 2], fs=a.fs)
