@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -139,24 +140,26 @@ def test_a_call_takes_no_fresh_pages() -> None:
     assert faults["full"] > 100 * max(faults["banded"], 1), faults
 
 
+def robot_calibration(files: Any, frontend: Frontend | None = None) -> Calibration:
+    """The simulated robot's 6 windows calibrated by the model (``files.calibrate``), or by core's
+    ``calibrate`` through ``frontend`` when one is given."""
+    eng = OnnxRuntimeEngine(intra_op_threads=1)
+    eng.load(files.onnx)
+    eng.wake()
+    try:
+        if frontend is None:
+            return files.calibrate(eng, robot_windows(6), 1000.0)
+        return calibrate(eng, frontend, robot_windows(6), 1000.0)
+    finally:
+        eng.unload()
+
+
 def test_a_calibration_is_scored_with_the_frontend_it_was_made_with() -> None:
     files = load_default_model()
-    eng = OnnxRuntimeEngine(intra_op_threads=1)
-    eng.load(files.onnx)
-    eng.wake()
-    try:
-        cal = files.calibrate(eng, robot_windows(6), 1000.0)
-    finally:
-        eng.unload()
+    cal = robot_calibration(files)
     assert cal.frontend == "banded"
     # core's calibrate records whichever frontend it was handed, whoever calls it
-    eng = OnnxRuntimeEngine(intra_op_threads=1)
-    eng.load(files.onnx)
-    eng.wake()
-    try:
-        full = calibrate(eng, FullRateFrontend(files.frontend().config), robot_windows(6), 1000.0)
-    finally:
-        eng.unload()
+    full = robot_calibration(files, FullRateFrontend(files.frontend().config))
     assert full.frontend == "full"
     d = cal.to_dict()
     assert Calibration.from_dict(d).frontend == "banded"
@@ -175,13 +178,7 @@ def test_a_calibration_is_scored_with_the_frontend_it_was_made_with() -> None:
 def test_a_calibration_is_scored_with_the_frontend_options_it_was_made_with() -> None:
     """An option changed since (the envelope's lowest fundamental) follows the calibration, not model.json."""
     files = load_default_model()
-    eng = OnnxRuntimeEngine(intra_op_threads=1)
-    eng.load(files.onnx)
-    eng.wake()
-    try:
-        cal = files.calibrate(eng, robot_windows(6), 1000.0)
-    finally:
-        eng.unload()
+    cal = robot_calibration(files)
     shipped = files.meta["frontend"]
     assert cal.extra["frontend_config"] == files.frontend().config.to_dict()
     assert shipped["env_min_hz"] == 10.0

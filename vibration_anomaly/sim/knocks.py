@@ -19,24 +19,15 @@ from typing import Any
 import numpy as np
 
 from vibration_anomaly.bundle import load_example_bundle
-from vibration_anomaly.core.scoring import AlarmVoter, Scorer
+from vibration_anomaly.core.scoring import Scorer
 from vibration_anomaly.core.window import batch_samples
 from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
 from vibration_anomaly.model import load_default_model
+from vibration_anomaly.model.false_alarms import voted_alarms
 from vibration_anomaly.model.synth import physical_knock
 from vibration_anomaly.sim.robot import RobotConfig, SimulatedRobot
 
 COMMISSIONING_WINDOWS = 20
-
-
-def voted(over: list[bool], k: int, n: int) -> int:
-    """Alarms a k-of-n voter raises over ``over`` in order, reset after each (an operator acknowledges)."""
-    voter, alarms = AlarmVoter(k, n), 0
-    for o in over:
-        if voter.update(o):
-            alarms += 1
-            voter.reset()
-    return alarms
 
 
 def knock_trial(
@@ -92,9 +83,9 @@ def knock_trial(
         "frontend": {"env_min_hz": cal.extra["frontend_config"]["env_min_hz"]},
         "vote": f"{k_of} of {n_of}",
         "clean_over_threshold": int(sum(r > 1 for r in clean)),
-        "clean_voted_alarms": voted([r > 1 for r in clean], k_of, n_of),
+        "clean_voted_alarms": len(voted_alarms([r > 1 for r in clean], k_of, n_of)),
         "knocked_over_threshold": int(sum(r > 1 for r in knocked)),
-        "knocked_voted_alarms": voted([r > 1 for r in knocked], k_of, n_of),
+        "knocked_voted_alarms": len(voted_alarms([r > 1 for r in knocked], k_of, n_of)),
         "knocked_ratio_median": round(float(np.median(knocked)), 3),
         "clean_ratio_median": round(float(np.median(clean)), 3),
     }
