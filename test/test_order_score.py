@@ -81,3 +81,33 @@ def test_per_line_strengths_name_the_injected_line(noise_max: float) -> None:
         assert names[int(np.argmax(s[0]))] == name and s[0].max() > 3 * noise_max
         assert s[1].max() <= 1.5 * noise_max  # the clean channel
     assert order_strengths(np.zeros((N, 1)), FS, None, ORDERS) is None
+
+
+def _full_length_envelope_power(x: np.ndarray, fs: float, band: tuple[float, float]) -> np.ndarray:
+    """The textbook computation, written out here: analytic band signal at full length, |z|^2, Hann, power."""
+    n = len(x)
+    spec, freqs = np.fft.rfft(x - x.mean()), np.fft.rfftfreq(n, 1 / fs)
+    full = np.zeros(n, dtype=complex)
+    keep = (freqs >= band[0]) & (freqs < band[1])
+    full[: len(spec)][keep] = 2 * spec[keep]
+    env = np.abs(np.fft.ifft(full)) ** 2
+    env = (env - env.mean()) * (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n))
+    return np.abs(np.fft.rfft(env)) ** 2
+
+
+@pytest.mark.parametrize("fs, seconds", [(3200.0, 4.9), (1000.0, 4.9), (25600.0, 0.2)])
+def test_the_base_band_envelope_spectrum_equals_the_full_length_one(fs: float, seconds: float) -> None:
+    from vibration_anomaly.core.diagnosis import band_envelope_spectrum, bands
+
+    rng = np.random.default_rng(3)
+    n = int(fs * seconds)
+    x = rng.standard_normal(n) + physical_defect(rng, fs, n, 3.57 * SHAFT, 3.0)[0]
+    spec = np.fft.rfft(x - x.mean())
+    for band in bands(fs, 3):
+        ref = _full_length_envelope_power(x, fs, band)
+        for max_hz in (None, 0.2 * fs):
+            freqs, power = band_envelope_spectrum(spec, n, fs, band, max_hz)
+            assert np.allclose(freqs, np.arange(len(freqs)) * fs / n)
+            if max_hz is not None:
+                assert freqs[-1] >= max_hz and len(freqs) < len(ref)
+            np.testing.assert_allclose(power, ref[: len(power)], rtol=0, atol=1e-9 * ref.max())

@@ -12,7 +12,7 @@ Run once, on the window that raised the alarm (numpy only, ROS-free; a few FFTs 
    among the bands wide enough to show the 2nd harmonic of every defect frequency (so at a 1 kHz IMU
    usually the whole band).
 4. **Squared-envelope spectrum** of that band: |z|^2 of the analytic band signal (FFT mask), mean
-   removed, Hann window, power spectrum.
+   removed, periodic Hann window, power spectrum (formed at base band: :func:`band_envelope_spectrum`).
 5. **Location.** For each defect order the bundle states (outer race ``bpfo``, inner race ``bpfi``, ball
    2 x ``bsf``, cage ``ftf``) times the shaft speed: the largest line within +-2 % (slip, speed error;
    at least one bin) of each of the first three harmonics, over the median of the spectrum around it
@@ -30,6 +30,7 @@ Measured on CWRU's labelled faults in docs/MODEL.md ("Diagnosis").
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections import deque
@@ -80,8 +81,9 @@ def bands(fs_hz: float, levels: int = LEVELS) -> list[tuple[float, float]]:
     return out
 
 
-def remove_tones(x: np.ndarray, factor: float | None = None, block: int = TONE_BLOCK) -> np.ndarray:
-    """Clip every spectral line above ``factor`` x the local median magnitude (medians of ``block`` bins).
+def tone_free_spectrum(x: np.ndarray, factor: float | None = None, block: int = TONE_BLOCK) -> np.ndarray:
+    """The rfft of ``x`` (1-D, mean removed) with every spectral line above ``factor`` x the local median
+    magnitude (medians of ``block`` bins) clipped to it; :func:`remove_tones` is its inverse transform.
 
     Shaft, gear and electrical tones are discrete lines; two of them in one band beat, and the beat is a
     line in the envelope that can sit near a defect order. Impacts ringing a kHz resonance are spread
@@ -91,14 +93,19 @@ def remove_tones(x: np.ndarray, factor: float | None = None, block: int = TONE_B
     """
     x = np.asarray(x, dtype=np.float64)
     factor = TONE_FACTOR if factor is None else factor
-    nb = (len(x) // 2 + 1) // block
-    if nb < 2 or not math.isfinite(factor):
-        return x - x.mean()
     spec = np.fft.rfft(x - x.mean())
+    nb = len(spec) // block
+    if nb < 2 or not math.isfinite(factor):
+        return spec
     mag = np.abs(spec)
     med = np.median(mag[: nb * block].reshape(nb, block), axis=1)
     floor = np.interp(np.arange(len(mag)), np.arange(nb) * block + block / 2, med)
-    return np.fft.irfft(spec * np.minimum(1.0, factor * floor / np.maximum(mag, 1e-300)), n=len(x))
+    return spec * np.minimum(1.0, factor * floor / np.maximum(mag, 1e-300))
+
+
+def remove_tones(x: np.ndarray, factor: float | None = None, block: int = TONE_BLOCK) -> np.ndarray:
+    """``x`` (1-D) with its tones clipped (:func:`tone_free_spectrum`), mean removed."""
+    return np.fft.irfft(tone_free_spectrum(x, factor, block), n=len(np.asarray(x)))
 
 
 def _analytic_band(spec: np.ndarray, freqs: np.ndarray, band: tuple[float, float], n: int) -> np.ndarray:
@@ -108,16 +115,68 @@ def _analytic_band(spec: np.ndarray, freqs: np.ndarray, band: tuple[float, float
     return np.fft.ifft(full)
 
 
+def _fast_len(n: int) -> int:
+    """The smallest 2^a 3^b 5^c >= ``n`` (pocketfft is quickest there)."""
+    best = 1 << max(int(n) - 1, 0).bit_length()
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            p = p35
+            while p < n:
+                p *= 2
+            best = min(best, p)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
+@functools.lru_cache(maxsize=32)
+def _hann(m: int) -> np.ndarray:
+    """Periodic Hann window of ``m`` points (exactly band-limited: 3 DFT bins); cached, read-only."""
+    w = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(m) / m)
+    w.flags.writeable = False
+    return w
+
+
+def _median(x: np.ndarray) -> float:
+    """np.median of a 1-D array without its wrapper's overhead (called for every harmonic of every band)."""
+    k = len(x) // 2
+    if len(x) % 2:
+        return float(np.partition(x, k)[k])
+    part = np.partition(x, (k - 1, k))
+    return float(0.5 * (part[k - 1] + part[k]))
+
+
+def band_envelope_spectrum(
+    spec: np.ndarray, n: int, fs_hz: float, band: tuple[float, float], max_hz: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Frequencies and power of the squared envelope of the band ``[band[0], band[1])`` of a signal of
+    ``n`` samples whose rfft is ``spec``, up to ``max_hz`` (default: fs / 2).
+
+    The analytic band signal is formed at base band, on just enough points that the squared envelope
+    (as wide as the band) times the periodic Hann window (3 bins) does not fold onto any bin up to
+    ``max_hz``: the bins returned are those of the full-length computation (scaled to it), at a
+    fraction of its cost for a narrow band or a low ``max_hz``.
+    """
+    df = fs_hz / n
+    freqs = np.fft.rfftfreq(n, 1 / fs_hz)  # as the full-length mask had them (a band's edges: same bins)
+    i0, i1 = (int(i) for i in np.searchsorted(freqs, band, side="left"))
+    kmax = len(spec) - 1 if max_hz is None else min(len(spec) - 1, int(math.ceil(max_hz / df)) + 1)
+    m = _fast_len(max(i1 - i0 + kmax + 3, 2 * kmax + 2))
+    z = np.fft.ifft(2 * spec[i0:i1], m) * (m / n) if i1 > i0 else np.zeros(m, dtype=complex)
+    env = z.real**2 + z.imag**2
+    env = (env - env.mean()) * _hann(m)
+    power = np.abs(np.fft.rfft(env)[: kmax + 1]) ** 2 * (n / m) ** 2
+    return freqs[: kmax + 1], power
+
+
 def envelope_spectrum(
     x: np.ndarray, fs_hz: float, band: tuple[float, float]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Frequencies and power of the squared envelope of ``x`` (1-D) band-passed to ``band``."""
     x = np.asarray(x, dtype=np.float64)
-    n = len(x)
-    z = _analytic_band(np.fft.rfft(x - x.mean()), np.fft.rfftfreq(n, 1 / fs_hz), band, n)
-    env = np.abs(z) ** 2
-    env = (env - env.mean()) * np.hanning(n)
-    return np.fft.rfftfreq(n, 1 / fs_hz), np.abs(np.fft.rfft(env)) ** 2
+    return band_envelope_spectrum(np.fft.rfft(x - x.mean()), len(x), fs_hz, band)
 
 
 def choose_band(x: np.ndarray, fs_hz: float, min_width_hz: float = 0.0) -> tuple[float, float]:
@@ -154,12 +213,17 @@ def defect_lines(freqs: np.ndarray, power: np.ndarray, f0: float, width_hz: floa
         tol = max(SLIP * fh, df)
         if fh + tol > min(0.9 * width_hz, float(freqs[-1])):
             break
-        near = (freqs >= fh - tol) & (freqs <= fh + tol)
-        around = (freqs >= 0.5 * fh) & (freqs <= 1.5 * fh) & ~near
-        if not near.any() or around.sum() < 4:
+        # freqs rise evenly: the bins within tol of fh, and those from 0.5 fh to 1.5 fh around them
+        lo = int(np.searchsorted(freqs, fh - tol, side="left"))
+        hi = int(np.searchsorted(freqs, fh + tol, side="right"))
+        a_lo = int(np.searchsorted(freqs, 0.5 * fh, side="left"))
+        a_hi = int(np.searchsorted(freqs, 1.5 * fh, side="right"))
+        near = power[lo:hi]
+        around = np.concatenate((power[a_lo:lo], power[hi:a_hi]))
+        if len(near) == 0 or len(around) < 4:
             break
-        i = int(np.flatnonzero(near)[np.argmax(power[near])])
-        floor = float(np.median(power[around]))
+        i = int(lo + np.argmax(near))
+        floor = _median(around)
         out.append(Line(h, float(freqs[i]), float(power[i]) / floor if floor > 0 else math.inf))
     return out
 

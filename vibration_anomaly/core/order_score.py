@@ -4,10 +4,10 @@ An *evaluation-only* score for now (``model.fused``, docs/MODEL.md "Speed-aware 
 does not use it. It reuses the diagnosis' envelope machinery (``core.diagnosis``), so the alarm's
 location and this score read the same lines:
 
-1. **Tones removed** (:func:`core.diagnosis.remove_tones`): shaft and electrical lines are clipped.
+1. **Tones removed** (:func:`core.diagnosis.tone_free_spectrum`, one FFT per channel): shaft and electrical lines are clipped.
 2. For each band of the frontend's dyadic tree (levels 0-:data:`LEVELS`, 3) wide enough to show the 2nd
    harmonic of every defect line: the **squared-envelope spectrum**
-   (:func:`core.diagnosis.envelope_spectrum`).
+   (:func:`core.diagnosis.band_envelope_spectrum`, at base band and only up to the highest bin read).
 3. For each defect order the caller states (outer race ``bpfo``, inner race ``bpfi``, ball 2 x ``bsf``,
    cage ``ftf``, each times the shaft speed): the strongest bin within +-2 % (slip) of each of its
    first three harmonics that fit the band, over the median of the spectrum around it
@@ -29,15 +29,17 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from vibration_anomaly.core.diagnosis import LEVELS as DIAGNOSIS_LEVELS
 from vibration_anomaly.core.diagnosis import (
+    HARMONICS,
     MAX_ANALYSIS_HZ,
     ORDER_LOCATIONS,
+    SLIP,
+    band_envelope_spectrum,
     bands,
     defect_lines,
-    envelope_spectrum,
-    remove_tones,
+    tone_free_spectrum,
 )
+from vibration_anomaly.core.diagnosis import LEVELS as DIAGNOSIS_LEVELS
 
 LEVELS = DIAGNOSIS_LEVELS
 """Dyadic levels searched, the diagnosis' (0: the whole analysis band .. 3: eighths); a band narrower than
@@ -71,13 +73,16 @@ def line_strengths(x: np.ndarray, fs_hz: float, lines_hz: Mapping[str, float]) -
     out = dict.fromkeys(lines_hz, math.nan)
     if not fits:
         return out
-    x = remove_tones(np.asarray(x, dtype=np.float64))
+    x = np.asarray(x, dtype=np.float64)
+    spec = tone_free_spectrum(x)
     need = 2.2 * max(fits.values())
+    # defect_lines reads up to 1.5 x the highest harmonic (+ slip): no bin above that is computed
+    max_hz = 1.5 * HARMONICS * (1 + SLIP) * max(fits.values()) + 2 * fs_hz / len(x)
     for band in bands(fs_hz, LEVELS):
         width = band[1] - band[0]
         if width < need:
             continue
-        freqs, power = envelope_spectrum(x, fs_hz, band)
+        freqs, power = band_envelope_spectrum(spec, len(x), fs_hz, band, max_hz)
         for name, f0 in fits.items():
             lines = defect_lines(freqs, power, f0, width)
             if lines:
