@@ -20,6 +20,7 @@ import numpy as np
 from vibration_anomaly.core.diagnosis import Diagnoser
 from vibration_anomaly.core.events import ALARM, ALARM_RESET, ERROR, LOCATION_UNKNOWN, SENSOR, SKIP, EventBus
 from vibration_anomaly.core.latch import AlarmLatch
+from vibration_anomaly.core.order_calibration import OrderCheck, OrderReading
 from vibration_anomaly.core.queue import LatestBatchQueue
 from vibration_anomaly.core.sensor_health import ERROR as SENSOR_ERROR
 from vibration_anomaly.core.sensor_health import LEVEL_NAMES, OK, SensorReport
@@ -65,7 +66,8 @@ class Verdict:
     above: bool
     alarm: bool  # latched alarm state after this vote
     raised: bool  # True only on the inference that raised the alarm
-    infer_s: float  # wall seconds spent in frontend + engine
+    infer_s: float  # wall seconds spent in frontend + engine (+ order score)
+    order_ratio: float | None = None  # the order part's ratio (> 1: above), None when it did not score
 
 
 class Detector:
@@ -83,9 +85,11 @@ class Detector:
         sensor: SensorWatch | None = None,
         latch: AlarmLatch | None = None,
         diagnoser: Diagnoser | None = None,
+        orders: OrderCheck | None = None,
     ) -> None:
         self.engine = engine
         self.diagnoser = diagnoser
+        self.orders = orders  # speed- and bearing-aware scoring (core.order_calibration); None: model alone
         self.threshold_override = threshold_override
         self.scorer = scorer
         self.voter = voter
@@ -177,7 +181,6 @@ class Detector:
                 t, "error", message=f"{type(exc).__name__}: {exc}", batch_t0=batch.t0, batch_t1=batch.t1
             )
             return None
-        infer_s = time.perf_counter() - start
         score = float(scored.score)
         if not math.isfinite(score):
             # A NaN score compares False against any threshold: counted as healthy it would
@@ -191,14 +194,23 @@ class Detector:
                 batch_t1=batch.t1,
             )
             return None
+        order = self._read_orders(t, batch)
+        infer_s = time.perf_counter() - start
         self.inferences += 1
         threshold = float(
             self.threshold_override if self.threshold_override is not None else scored.threshold
         )
-        above = score > threshold
+        if order is not None and order.ratio is not None and self.threshold_override is None:
+            assert self.orders is not None
+            threshold = self.orders.model_threshold  # each part at half the target (union bound)
+        order_ratio = None if order is None else order.ratio
+        above = score > threshold or (order_ratio is not None and order_ratio > 1.0)
         was = self.voter.latched
         alarm = self.voter.update(above)
-        v = Verdict(t, batch.t0, batch.t1, score, threshold, above, alarm, alarm and not was, infer_s)
+        v = Verdict(
+            t, batch.t0, batch.t1, score, threshold, above, alarm, alarm and not was, infer_s, order_ratio
+        )
+        extra: dict[str, Any] = {} if order is None else order.fields()
         self.bus.emit(
             t,
             "infer",
@@ -209,14 +221,28 @@ class Detector:
             above=above,
             alarm=alarm,
             infer_ms=round(infer_s * 1000, 3),
+            **extra,
         )
         if self.diagnoser is not None and threshold > 0:
-            self.diagnoser.observe(t, score / threshold)
+            self.diagnoser.observe(t, max(score / threshold, order_ratio or 0.0))
         if v.raised:
             self._make_durable(t, score, threshold)
             diagnosis = self._diagnose(t, batch, scored)
-            self.bus.emit(t, ALARM, score=round(score, 6), threshold=round(threshold, 6), **diagnosis)
+            self.bus.emit(
+                t, ALARM, score=round(score, 6), threshold=round(threshold, 6), **extra, **diagnosis
+            )
         return v
+
+    def _read_orders(self, t: float, batch: Batch) -> OrderReading | None:
+        """The order part's reading of ``batch``; a failure is an ``error`` event and the model alone decides."""
+        if self.orders is None:
+            return None
+        try:
+            return self.orders.read(batch.data, batch.fs_hz, batch.t0, batch.t1)
+        except Exception as exc:  # noqa: BLE001 - the model still scores this batch
+            self.errors += 1
+            self.bus.emit(t, ERROR, message=f"order score failed: {type(exc).__name__}: {exc}", what="orders")
+            return OrderReading(None, None, f"order score failed: {type(exc).__name__}")
 
     def _diagnose(self, t: float, batch: Batch, scored: ScoredLike) -> dict[str, Any]:
         """The alarm's diagnosis (``core.diagnosis``) on the window that raised it; never stops the alarm."""

@@ -12,7 +12,7 @@ Run once, on the window that raised the alarm (numpy only, ROS-free; a few FFTs 
    among the bands wide enough to show the 2nd harmonic of every defect frequency (so at a 1 kHz IMU
    usually the whole band).
 4. **Squared-envelope spectrum** of that band: |z|^2 of the analytic band signal (FFT mask), mean
-   removed, periodic Hann window, power spectrum (formed at base band: :func:`band_envelope_spectrum`).
+   removed, periodic Hann window, power spectrum (formed at base band: ``core.envelope``).
 5. **Location.** For each defect order the bundle states (outer race ``bpfo``, inner race ``bpfi``, ball
    2 x ``bsf``, cage ``ftf``) times the shaft speed: the largest line within +-2 % (slip, speed error;
    at least one bin) of each of the first three harmonics, over the median of the spectrum around it
@@ -30,7 +30,6 @@ Measured on CWRU's labelled faults in docs/MODEL.md ("Diagnosis").
 
 from __future__ import annotations
 
-import functools
 import math
 import time
 from collections import deque
@@ -40,6 +39,16 @@ from typing import Any
 
 import numpy as np
 
+from vibration_anomaly.core.envelope import (  # noqa: F401 - re-exported: the order score and tools use them from here
+    TONE_BLOCK,
+    TONE_FACTOR,
+    _analytic_band,
+    _median,
+    band_envelope_spectrum,
+    envelope_spectrum,
+    remove_tones,
+    tone_free_spectrum,
+)
 from vibration_anomaly.core.events import (
     LOCATION_BALL,
     LOCATION_CAGE,
@@ -54,8 +63,6 @@ FACTOR = 12.0
 SLIP = 0.02
 """Search +-2 % around each expected harmonic: 1-2 % rolling slip and the speed reading's error."""
 HARMONICS = 3
-TONE_FACTOR = 5.0
-TONE_BLOCK = 64
 LEVELS = 3
 HP_FRAC = 0.04
 MAX_ANALYSIS_HZ = 12800.0
@@ -79,104 +86,6 @@ def bands(fs_hz: float, levels: int = LEVELS) -> list[tuple[float, float]]:
         w = (top - lo) / 2**level
         out.extend((lo + i * w, lo + (i + 1) * w) for i in range(2**level))
     return out
-
-
-def tone_free_spectrum(x: np.ndarray, factor: float | None = None, block: int = TONE_BLOCK) -> np.ndarray:
-    """The rfft of ``x`` (1-D, mean removed) with every spectral line above ``factor`` x the local median
-    magnitude (medians of ``block`` bins) clipped to it; :func:`remove_tones` is its inverse transform.
-
-    Shaft, gear and electrical tones are discrete lines; two of them in one band beat, and the beat is a
-    line in the envelope that can sit near a defect order. Impacts ringing a kHz resonance are spread
-    over many bins by slip and keep their energy; at a resonance of a few hundred Hz their own comb of
-    lines is clipped too, which costs some namings at robot rates (docs/MODEL.md "Diagnosis"). (Full cepstral pre-whitening, every magnitude set to 1, also flattens the
-    resonance the impacts ring; tried here, it left most CWRU windows at 1 and 3.2 kHz unnamed.)
-    """
-    x = np.asarray(x, dtype=np.float64)
-    factor = TONE_FACTOR if factor is None else factor
-    spec = np.fft.rfft(x - x.mean())
-    nb = len(spec) // block
-    if nb < 2 or not math.isfinite(factor):
-        return spec
-    mag = np.abs(spec)
-    med = np.median(mag[: nb * block].reshape(nb, block), axis=1)
-    floor = np.interp(np.arange(len(mag)), np.arange(nb) * block + block / 2, med)
-    return spec * np.minimum(1.0, factor * floor / np.maximum(mag, 1e-300))
-
-
-def remove_tones(x: np.ndarray, factor: float | None = None, block: int = TONE_BLOCK) -> np.ndarray:
-    """``x`` (1-D) with its tones clipped (:func:`tone_free_spectrum`), mean removed."""
-    return np.fft.irfft(tone_free_spectrum(x, factor, block), n=len(np.asarray(x)))
-
-
-def _analytic_band(spec: np.ndarray, freqs: np.ndarray, band: tuple[float, float], n: int) -> np.ndarray:
-    mask = (freqs >= band[0]) & (freqs < band[1])
-    full = np.zeros(n, dtype=complex)
-    full[: len(spec)][mask] = 2 * spec[mask]
-    return np.fft.ifft(full)
-
-
-def _fast_len(n: int) -> int:
-    """The smallest 2^a 3^b 5^c >= ``n`` (pocketfft is quickest there)."""
-    best = 1 << max(int(n) - 1, 0).bit_length()
-    p5 = 1
-    while p5 < best:
-        p35 = p5
-        while p35 < best:
-            p = p35
-            while p < n:
-                p *= 2
-            best = min(best, p)
-            p35 *= 3
-        p5 *= 5
-    return best
-
-
-@functools.lru_cache(maxsize=32)
-def _hann(m: int) -> np.ndarray:
-    """Periodic Hann window of ``m`` points (exactly band-limited: 3 DFT bins); cached, read-only."""
-    w = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(m) / m)
-    w.flags.writeable = False
-    return w
-
-
-def _median(x: np.ndarray) -> float:
-    """np.median of a 1-D array without its wrapper's overhead (called for every harmonic of every band)."""
-    k = len(x) // 2
-    if len(x) % 2:
-        return float(np.partition(x, k)[k])
-    part = np.partition(x, (k - 1, k))
-    return float(0.5 * (part[k - 1] + part[k]))
-
-
-def band_envelope_spectrum(
-    spec: np.ndarray, n: int, fs_hz: float, band: tuple[float, float], max_hz: float | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Frequencies and power of the squared envelope of the band ``[band[0], band[1])`` of a signal of
-    ``n`` samples whose rfft is ``spec``, up to ``max_hz`` (default: fs / 2).
-
-    The analytic band signal is formed at base band, on just enough points that the squared envelope
-    (as wide as the band) times the periodic Hann window (3 bins) does not fold onto any bin up to
-    ``max_hz``: the bins returned are those of the full-length computation (scaled to it), at a
-    fraction of its cost for a narrow band or a low ``max_hz``.
-    """
-    df = fs_hz / n
-    freqs = np.fft.rfftfreq(n, 1 / fs_hz)  # as the full-length mask had them (a band's edges: same bins)
-    i0, i1 = (int(i) for i in np.searchsorted(freqs, band, side="left"))
-    kmax = len(spec) - 1 if max_hz is None else min(len(spec) - 1, int(math.ceil(max_hz / df)) + 1)
-    m = _fast_len(max(i1 - i0 + kmax + 3, 2 * kmax + 2))
-    z = np.fft.ifft(2 * spec[i0:i1], m) * (m / n) if i1 > i0 else np.zeros(m, dtype=complex)
-    env = z.real**2 + z.imag**2
-    env = (env - env.mean()) * _hann(m)
-    power = np.abs(np.fft.rfft(env)[: kmax + 1]) ** 2 * (n / m) ** 2
-    return freqs[: kmax + 1], power
-
-
-def envelope_spectrum(
-    x: np.ndarray, fs_hz: float, band: tuple[float, float]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Frequencies and power of the squared envelope of ``x`` (1-D) band-passed to ``band``."""
-    x = np.asarray(x, dtype=np.float64)
-    return band_envelope_spectrum(np.fft.rfft(x - x.mean()), len(x), fs_hz, band)
 
 
 def choose_band(x: np.ndarray, fs_hz: float, min_width_hz: float = 0.0) -> tuple[float, float]:

@@ -1,13 +1,14 @@
 """How strongly a window's envelope carries the bearing's defect orders at the known shaft speed (ROS-free).
 
-An *evaluation-only* score for now (``model.fused``, docs/MODEL.md "Speed-aware fusion"): the runtime
-does not use it. It reuses the diagnosis' envelope machinery (``core.diagnosis``), so the alarm's
+The order part of speed-aware scoring (``core.order_calibration``: calibrated per machine and fused
+with the model's score on the robot, and in evaluate's ``model+orders``; docs/MODEL.md "Speed-aware
+fusion"). It reuses the diagnosis' envelope machinery (``core.diagnosis``), so the alarm's
 location and this score read the same lines:
 
-1. **Tones removed** (:func:`core.diagnosis.tone_free_spectrum`, one FFT per channel): shaft and electrical lines are clipped.
+1. **Tones removed** (:func:`core.envelope.tone_free_spectrum`, one FFT per channel): shaft and electrical lines are clipped.
 2. For each band of the frontend's dyadic tree (levels 0-:data:`LEVELS`, 3) wide enough to show the 2nd
    harmonic of every defect line: the **squared-envelope spectrum**
-   (:func:`core.diagnosis.band_envelope_spectrum`, at base band and only up to the highest bin read).
+   (:func:`core.envelope.band_envelope_spectrum`, at base band and only up to the highest bin read).
 3. For each defect order the caller states (outer race ``bpfo``, inner race ``bpfi``, ball 2 x ``bsf``,
    cage ``ftf``, each times the shaft speed): the strongest bin within +-2 % (slip) of each of its
    first three harmonics that fit the band, over the median of the spectrum around it
@@ -34,12 +35,11 @@ from vibration_anomaly.core.diagnosis import (
     MAX_ANALYSIS_HZ,
     ORDER_LOCATIONS,
     SLIP,
-    band_envelope_spectrum,
     bands,
     defect_lines,
-    tone_free_spectrum,
 )
 from vibration_anomaly.core.diagnosis import LEVELS as DIAGNOSIS_LEVELS
+from vibration_anomaly.core.envelope import band_envelope_spectrum, tone_free_spectrum
 
 LEVELS = DIAGNOSIS_LEVELS
 """Dyadic levels searched, the diagnosis' (0: the whole analysis band .. 3: eighths); a band narrower than

@@ -17,7 +17,10 @@ from typing import Any
 from vibration_anomaly.bundle import defaults
 from vibration_anomaly.clikit import check_output_file, number, write_text_atomic
 from vibration_anomaly.errors import InputError
-from vibration_anomaly.model.cli_support import json_safe, model_files, open_engine, wrap
+from vibration_anomaly.model.cli_support import json_safe, model_files, open_engine, parse_bearing, wrap
+
+ADVISED_WINDOWS = 60
+"""Fewer healthy windows than this get a warning (docs/MODEL.md, \"Through the robot's sensor\")."""
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -71,9 +74,23 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         raise InputError(
             args.input, "length", f"{len(w)} windows of {args.window_s} s; need at least 4 healthy windows"
         )
+    shaft_hz, orders = _speed_and_orders(args, fs)
+    if len(w) < ADVISED_WINDOWS:
+        print(
+            f"warning: {args.input}: {len(w)} windows of {args.window_s:g} s; at least {ADVISED_WINDOWS} "
+            "are advised (docs/MODEL.md: with 20, knocks and healthy windows cross a 1 % threshold "
+            "several times as often as with 60)",
+            file=sys.stderr,
+        )
     eng = open_engine(files.cpu_onnx)  # the scores the ONNX Runtime backend will give (FP32 twin if shipped)
     cal = files.calibrate(
-        eng, list(np.asarray(w)), fs, target_far=args.target_far, machine=args.machine or ""
+        eng,
+        list(np.asarray(w)),
+        fs,
+        target_far=args.target_far,
+        machine=args.machine or "",
+        shaft_hz=shaft_hz,
+        orders=orders,
     )
     if not (math.isfinite(cal.threshold) and cal.threshold > 0):
         raise RuntimeError(f"calibration produced threshold {cal.threshold!r}; nothing written to {args.out}")
@@ -86,6 +103,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                 "threshold": cal.threshold,
                 "windows": cal.n_windows,
                 "method": cal.method,
+                "speed_aware": _speed_aware_summary(cal, shaft_hz, orders),
             },
             indent=1,
         )
@@ -126,12 +144,66 @@ def register(subparsers: Any) -> None:
     )
     c.add_argument("--machine", help="machine name recorded in the calibration")
     c.add_argument(
+        "--bearing",
+        help="speed-aware scoring: the defect orders the robot's bundle states, a preset (cwru-6205, femto) "
+        "or 'bpfo=..,bpfi=..,bsf=..' (with --shaft-hz). The calibration then holds an order reference and "
+        "the model and the orders each get half the target; the detector uses it while the shaft speed is "
+        "known (shaft_hz or speed_topic) and the bundle's bearing is the same",
+    )
+    c.add_argument(
+        "--shaft-hz",
+        type=number(0, 1000, lo_open=True, unit="Hz"),
+        help="the shaft speed during the healthy recording (steady), for --bearing",
+    )
+    c.add_argument(
         "--reference",
         type=Path,
         help="an earlier calibration of this machine (re-commissioning): a recording whose broadband level "
         "is far below it (a loose mount, a detached sensor) is refused instead of learned as healthy",
     )
     c.set_defaults(func=wrap(cmd_calibrate))
+
+
+def _speed_and_orders(args: argparse.Namespace, fs: float) -> tuple[float | None, dict[str, float] | None]:
+    """``--shaft-hz`` (or ``rpm=`` in ``--bearing``) and the defect orders; both or neither."""
+    from vibration_anomaly.core.order_score import defect_lines_hz
+
+    bearing = parse_bearing(args.bearing)
+    rpm = (bearing or {}).pop("rpm", None)
+    shaft_hz = args.shaft_hz if args.shaft_hz is not None else (rpm / 60.0 if rpm else None)
+    if args.shaft_hz is not None and rpm and abs(args.shaft_hz - rpm / 60.0) > 1e-3 * args.shaft_hz:
+        raise InputError("--shaft-hz", f"{args.shaft_hz:g}", f"disagrees with --bearing's rpm={rpm:g}")
+    if bool(shaft_hz) != bool(bearing):
+        missing = (
+            "--bearing (the bundle's defect orders)" if shaft_hz else "--shaft-hz (the recording's speed)"
+        )
+        raise InputError(
+            "calibrate", "speed-aware scoring", f"needs both the speed and the orders; give {missing}"
+        )
+    if shaft_hz and not defect_lines_hz(shaft_hz, bearing):
+        raise InputError("--bearing", args.bearing, "states no defect order but the cage's (ftf)")
+    return shaft_hz, bearing
+
+
+def _speed_aware_summary(cal: Any, shaft_hz: float | None, orders: dict[str, float] | None) -> Any:
+    from vibration_anomaly.core.order_calibration import EXTRA_KEY
+
+    if not shaft_hz:
+        return None
+    rec = cal.extra.get(EXTRA_KEY)
+    if rec is None:
+        print(
+            f"warning: no defect line at {shaft_hz:g} Hz fits this sensor's band: the model alone decides",
+            file=sys.stderr,
+        )
+        return {"shaft_hz": shaft_hz, "orders": orders, "lines": []}
+    return {
+        "shaft_hz": shaft_hz,
+        "lines": rec["lines"],
+        "order_threshold": rec["threshold"],
+        "model_threshold": rec["model_threshold"],
+        "each_at_target_far": rec["target_far"],
+    }
 
 
 def _refuse_a_loose_mount(reference: Path, recording: str, sig: Any) -> None:

@@ -24,31 +24,7 @@ from vibration_anomaly.clikit import (
 from vibration_anomaly.errors import InputError
 from vibration_anomaly.model import calibrate_cli
 from vibration_anomaly.model.cli_support import json_safe, model_files, open_engine, wrap
-
-
-def _bearing(text: str | None) -> dict[str, float] | None:
-    """A preset name (cwru-6205, femto) or orders like 'bpfo=3.58,bpfi=5.41'."""
-    if not text:
-        return None
-    from vibration_anomaly.model.data import BEARING_PRESETS
-
-    if text in BEARING_PRESETS:
-        return dict(BEARING_PRESETS[text])
-    out = {}
-    for part in text.split(","):
-        k, _, v = part.partition("=")
-        if k.strip() not in ("bpfo", "bpfi", "bsf", "ftf", "rpm"):
-            raise InputError(
-                "--bearing", k.strip() or part, "expected a preset or bpfo=/bpfi=/bsf=/ftf=/rpm= orders"
-            )
-        try:
-            val = float(v)
-        except ValueError:
-            raise InputError("--bearing", k.strip(), f"expected a number, got {v!r}") from None
-        if not (math.isfinite(val) and 0 < val <= 100_000):
-            raise InputError("--bearing", k.strip(), f"got {v!r}; expected a finite order (or rpm) > 0")
-        out[k.strip()] = val
-    return out
+from vibration_anomaly.model.cli_support import parse_bearing as _bearing
 
 
 def cmd_train(args: argparse.Namespace) -> int:

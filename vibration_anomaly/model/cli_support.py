@@ -7,6 +7,7 @@ never at import time.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -42,3 +43,28 @@ def open_engine(onnx_path: Path) -> Any:
 def wrap(fn: Any) -> Any:
     """Refused input is exit 2 with one line however the command is called (``cli.guarded``)."""
     return guarded(fn, fn.__name__.removeprefix("cmd_"))
+
+
+def parse_bearing(text: str | None, option: str = "--bearing") -> dict[str, float] | None:
+    """A preset name (cwru-6205, femto) or orders like 'bpfo=3.58,bpfi=5.41'."""
+    if not text:
+        return None
+    from vibration_anomaly.model.data import BEARING_PRESETS
+
+    if text in BEARING_PRESETS:
+        return dict(BEARING_PRESETS[text])
+    out = {}
+    for part in text.split(","):
+        k, _, v = part.partition("=")
+        if k.strip() not in ("bpfo", "bpfi", "bsf", "ftf", "rpm"):
+            raise InputError(
+                option, k.strip() or part, "expected a preset or bpfo=/bpfi=/bsf=/ftf=/rpm= orders"
+            )
+        try:
+            val = float(v)
+        except ValueError:
+            raise InputError(option, k.strip(), f"expected a number, got {v!r}") from None
+        if not (math.isfinite(val) and 0 < val <= 100_000):
+            raise InputError(option, k.strip(), f"got {v!r}; expected a finite order (or rpm) > 0")
+        out[k.strip()] = val
+    return out

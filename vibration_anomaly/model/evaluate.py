@@ -14,7 +14,7 @@ Protocol (the same for the model and every baseline, in one run):
   one AUROC; precision and recall are at the calibrated threshold (ratio 1).
 * Machines the model was trained on (listed in its model.json) are skipped
   unless ``include_trained``: never evaluate on a training bearing.
-* ``model+orders`` (``model.fused``, evaluation only): the model fused with
+* ``model+orders`` (``model.fused``, the robot's speed-aware scoring): the model fused with
   the order score where a machine's shaft speed and defect orders are known.
 """
 
@@ -340,7 +340,7 @@ def evaluate(
         return healthy_false_alarms(held, target_far, the_vote)
 
     res["false_alarms"] = false_alarms("model")
-    if FUSED in cat:  # the model fused with the order score (evaluation only; model.fused)
+    if FUSED in cat:  # the model fused with the order score (model.fused)
         res[FUSED] = {**block(FUSED), "false_alarms": false_alarms(FUSED), "fusion": fused.summary()}
     res["setup"] = {
         "window_s": window_s if window_s is not None else {md.name: md.window / md.fs_hz for md in machines},

@@ -1,8 +1,8 @@
-"""``model+orders``: the model fused with the order-tracked envelope score (evaluation only, issue 16).
+"""``model+orders``: the model fused with the order-tracked envelope score, as the robot runs it.
 
-Measured in ``evaluate`` (and its ``--sensitivity``) beside ``model`` and the baselines, to see whether
-speed- and bearing-aware scoring reaches the issue's goal before the robot's runtime is changed.
-Per machine whose shaft speed (manifest ``rpm``) and defect orders (manifest or ``--bearing``) are known:
+Measured in ``evaluate`` (and its ``--sensitivity``) beside ``model`` and the baselines; the order part's
+functions are the runtime's (``core.order_calibration``, which the detector uses when the bundle states
+the bearing and the shaft speed is known). Per machine whose shaft speed (manifest ``rpm``) and defect orders (manifest or ``--bearing``) are known:
 
 * the model is calibrated exactly as ``model`` but with its threshold at ``target_far / 2``;
 * the strength of each defect line in each channel (``core.order_score.order_strengths``) is divided by
@@ -18,20 +18,32 @@ alone decides, as on the robot today.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from vibration_anomaly.core.calibration import threshold_from_scores
-from vibration_anomaly.core.order_score import defect_lines_hz, order_strengths
+from vibration_anomaly.core.order_calibration import (
+    FOLDS,
+    OrderCalibration,
+    calibrate_orders,
+    window_strengths,
+)
+from vibration_anomaly.core.order_score import defect_lines_hz
 from vibration_anomaly.model import ModelFiles
 from vibration_anomaly.model.evaluate import MachineData, ModelMethod
 
 FUSED = "model+orders"
-FOLDS = 4
+__all__ = [
+    "FOLDS",
+    "FUSED",
+    "FusedMethod",
+    "OrderCalibration",
+    "calibrate_orders",
+    "has_orders",
+    "order_scores",
+]
 
 
 def has_orders(md: MachineData) -> bool:
@@ -39,75 +51,8 @@ def has_orders(md: MachineData) -> bool:
     return bool(defect_lines_hz(md.shaft_hz, md.orders))
 
 
-def order_scores(
-    windows: np.ndarray, fs_hz: float, shaft_hz: float, orders: Mapping[str, float]
-) -> np.ndarray:
-    """(N, C x lines) strength of every defect line in every channel (NaN where a line does not fit the band)."""
-    n_lines = max(len(defect_lines_hz(shaft_hz, orders)), 1)
-    out = []
-    for w in windows:
-        got = order_strengths(w, fs_hz, shaft_hz, orders)
-        out.append(np.full(windows.shape[2] * n_lines, np.nan) if got is None else got[1].reshape(-1))
-    return np.stack(out) if out else np.zeros((0, windows.shape[2] * n_lines))
-
-
-@dataclass
-class OrderCalibration:
-    """Per channel-and-line reference (median on the calibration windows) and the ratio threshold."""
-
-    ref: np.ndarray
-    threshold: float
-    method: str
-
-    def ratio(self, scores: np.ndarray) -> np.ndarray:
-        """(N,) largest strength / reference over channels and lines, over the threshold; 0 where none has one."""
-        if len(scores) == 0:
-            return np.zeros(0)
-        r = scores / self.ref
-        ok = np.isfinite(r).any(axis=1)
-        out = np.zeros(len(r))
-        out[ok] = np.nanmax(r[ok], axis=1) / self.threshold
-        return out
-
-
-def _largest(scores: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """(N,) largest finite score / reference of each row; NaN for a row with none."""
-    r = scores / ref
-    fin = np.isfinite(r)
-    out = np.full(len(r), np.nan)
-    rows = fin.any(axis=1)
-    out[rows] = np.max(np.where(fin, r, -np.inf)[rows], axis=1)
-    return out
-
-
-def _median(scores: np.ndarray) -> np.ndarray:
-    with warnings.catch_warnings():  # a column without a finite value has no median: NaN, ignored after
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.asarray(np.nanmedian(scores, axis=0))
-
-
-def calibrate_orders(
-    cal_scores: np.ndarray, target_far: float, folds: int = FOLDS
-) -> OrderCalibration | None:
-    """Reference and threshold from the calibration windows' scores (N, columns) in time order.
-
-    The threshold is fitted on cross-fitted ratios, as the model's and the baselines' are: the windows
-    are cut into ``folds`` contiguous blocks and each block's ratios use the medians of the others.
-    None when no column has a score on at least 3 calibration windows (sensor too slow for the bearing).
-    """
-    ok = np.isfinite(cal_scores).sum(axis=0) >= 3
-    if not ok.any():
-        return None
-    s = cal_scores[:, ok]
-    n = len(s)
-    held = np.full(n, np.nan)
-    k = max(2, min(folds, n // 2))
-    for blk in np.array_split(np.arange(n), k):
-        held[blk] = _largest(s[blk], _median(s[np.setdiff1d(np.arange(n), blk)]))
-    ref = np.full(cal_scores.shape[1], np.nan)
-    ref[ok] = _median(s)
-    thr, how = threshold_from_scores(held, target_far)
-    return OrderCalibration(ref, thr, f"{how}, {k}-fold cross-fitted")
+order_scores = window_strengths
+"""(N, C x lines) strength of every defect line in every channel (``core.order_calibration``)."""
 
 
 @dataclass

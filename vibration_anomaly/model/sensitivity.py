@@ -36,7 +36,7 @@ of the ``AlarmVoter`` with a signed bundle's k-of-n (``false_alarms.bundle_vote`
 machine's knocked windows, with the expected false alarms per robot-month
 at that bundle's duty cycle (30-day month, windows independent).
 
-``model+orders`` (``model.fused``, evaluation only) is laddered beside the
+``model+orders`` (``model.fused``, the robot's speed-aware scoring) is laddered beside the
 model where the machine's shaft speed and defect orders are known.
 """
 

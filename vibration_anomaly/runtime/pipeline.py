@@ -72,6 +72,8 @@ def build_pipeline(bundle: VerifiedBundle, p: dict[str, Any]) -> Pipeline:
     names or the calibration does not fit the model; InputError for a missing
     or unparsable file.
     """
+    from vibration_anomaly.core.order_calibration import EXTRA_KEY as ORDERS_KEY
+    from vibration_anomaly.core.order_calibration import OrderCalibration
     from vibration_anomaly.core.scoring import AlarmVoter, Scorer
     from vibration_anomaly.engine.select import select_engine
     from vibration_anomaly.model import load_default_model, load_model_dir
@@ -100,6 +102,8 @@ def build_pipeline(bundle: VerifiedBundle, p: dict[str, Any]) -> Pipeline:
     )
     check_calibration_fits(bundle, files, calibration, cal_path)
     frontend = files.frontend_for(calibration, str(cal_path))  # its options checked before anything loads
+    if ORDERS_KEY in calibration.extra:  # speed-aware scoring's record: checked too (runtime.wiring uses it)
+        OrderCalibration.from_dict(calibration.extra[ORDERS_KEY], str(cal_path))
     engine_path = Path(p["engine"]) if p["engine"] else None
     plan_bytes = None
     if engine_path is not None and p["backend"] in ("auto", "tensorrt"):

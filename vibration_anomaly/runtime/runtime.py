@@ -248,7 +248,7 @@ class DetectorRuntime:
         self.backlog = BacklogHealth()  # counters restart with the new queue and sampler
         self.monitor = DutyCycleMonitor(self.period_s)
         self._open_event_log()
-        from vibration_anomaly.runtime.wiring import diagnoser, open_power, open_telemetry
+        from vibration_anomaly.runtime.wiring import detector_aids, open_power, open_telemetry
 
         open_telemetry(self, bundle)
         self.bus = EventBus(
@@ -271,7 +271,7 @@ class DetectorRuntime:
             bundle.alarm.score_threshold,
             sensor=self._sensor_watch(pipeline),
             latch=latch,
-            diagnoser=diagnoser(self, bundle),
+            **detector_aids(self, bundle, pipeline),  # the alarm's diagnosis, speed-aware scoring
         )
         open_power(self)
         self.driver_enabled = self.params.use_duty_cycle_driver

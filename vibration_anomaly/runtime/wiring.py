@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from vibration_anomaly.bundle import BundleRefused, VerifiedBundle
 
 if TYPE_CHECKING:
+    from vibration_anomaly.runtime.pipeline import Pipeline
     from vibration_anomaly.runtime.runtime import DetectorRuntime
 
 
@@ -193,20 +194,53 @@ def describe(rt: DetectorRuntime) -> str:
         f"backend {pl.engine.name} ({pl.backend_reason}), "
         f"{'duty-cycle driver' if rt.driver_enabled else 'supervisor drives'}, alarm diagnosis: "
         f"{'bearing ' + ','.join(sorted(rt.bundle.bearing.orders())) if rt.bundle.bearing else 'no bearing'}, "
-        f"speed {rt.speed.topic or (f'{rt.speed.fixed_hz:g} Hz' if rt.speed.fixed_hz else 'unknown')}"
+        f"speed {rt.speed.topic or (f'{rt.speed.fixed_hz:g} Hz' if rt.speed.fixed_hz else 'unknown')}, "
+        f"speed-aware scoring {'on' if rt.detector is not None and rt.detector.orders is not None else 'off'}"
     )
 
 
-def diagnoser(rt: DetectorRuntime, bundle: VerifiedBundle) -> Any:
-    """The alarm's diagnosis: the bundle's bearing (defect orders) and the shaft speed of ``params``.
+def detector_aids(rt: DetectorRuntime, bundle: VerifiedBundle, pipeline: Pipeline) -> dict[str, Any]:
+    """The detector's ``diagnoser`` and ``orders`` (speed- and bearing-aware scoring), sharing one speed.
 
     ``rt.speed`` is replaced here (its fixed ``shaft_hz`` and ``speed_topic`` come from the params); the
     node reports the topic's readings into it.
     """
-    from vibration_anomaly.core.diagnosis import Diagnoser
     from vibration_anomaly.core.speed import ShaftSpeed
 
     p = rt.params
     rt.speed = ShaftSpeed(p.shaft_hz, p.speed_topic)
+    return {"diagnoser": diagnoser(rt, bundle), "orders": order_check(rt, bundle, pipeline)}
+
+
+def diagnoser(rt: DetectorRuntime, bundle: VerifiedBundle) -> Any:
+    """The alarm's diagnosis: the bundle's bearing (defect orders) and ``rt.speed``."""
+    from vibration_anomaly.core.diagnosis import Diagnoser
+
     orders = bundle.bearing.orders() if bundle.bearing is not None else None
     return Diagnoser(orders, rt.speed)
+
+
+def order_check(rt: DetectorRuntime, bundle: VerifiedBundle, pipeline: Pipeline) -> Any:
+    """Speed-aware scoring when the calibration holds an order reference (``extra.orders``) for the
+    bearing the bundle states, and a speed can be known; otherwise None (the model alone), said in the log.
+    """
+    from vibration_anomaly.core.order_calibration import EXTRA_KEY, OrderCalibration, OrderCheck
+
+    cal = getattr(pipeline.scorer, "calibration", None)
+    record = None if cal is None else cal.extra.get(EXTRA_KEY)
+    if record is None:
+        return None
+    oc = OrderCalibration.from_dict(record, rt.params.calibration or "calibration")
+    orders = bundle.bearing.orders() if bundle.bearing is not None else None
+    if not oc.same_orders(orders):
+        stated = ", ".join(f"{k}={v:g}" for k, v in sorted((orders or {}).items())) or "no bearing"
+        rt.log.warning(
+            f"speed-aware scoring off: the calibration's order reference is for "
+            f"{', '.join(f'{k}={v:g}' for k, v in sorted((oc.orders or {}).items()))}, the bundle states "
+            f"{stated}; the model alone decides (recalibrate with this bearing)"
+        )
+        return None
+    if not rt.speed.topic and not rt.speed.fixed_hz:
+        rt.log.warning("speed-aware scoring off: no shaft speed (shaft_hz 0 and no speed_topic)")
+        return None
+    return OrderCheck(oc, rt.speed)

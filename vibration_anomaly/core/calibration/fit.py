@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -142,6 +142,7 @@ def calibrate_features(
     machine: str = "",
     model_id: str = "",
     drift_std: np.ndarray | None = None,
+    also_far: float | None = None,
 ) -> Calibration:
     """Fit a Calibration from the raw features (N, C, T, F) of N healthy windows in time order.
 
@@ -150,7 +151,9 @@ def calibrate_features(
     the windows are cut into ``folds`` contiguous blocks, each block is scored
     with the normalisation fitted on the others, so that the threshold sees
     the same out-of-sample inflation that future healthy windows will have.
-    The final normalisation uses all windows.
+    The final normalisation uses all windows. With ``also_far`` the threshold for that rate, from the
+    same held-out scores, is recorded too (``extra.threshold_at``: the speed-aware detector's model
+    part, ``core.order_calibration``).
     """
     f = np.asarray(features, dtype=np.float64)
     if f.ndim != 4 or not np.all(np.isfinite(f)):
@@ -168,6 +171,18 @@ def calibrate_features(
         held[blk] = _window_scores(score_fn, z)
     mean, std = fit_normalisation(f, prior_std, prior_weight, drift_std=drift_std)
     thr, how = threshold_from_scores(held, target_far)
+    extra: dict[str, Any] = {
+        "held_out_scores_p50_p90_max": [
+            float(np.median(held)),
+            float(np.quantile(held, 0.9)),
+            float(held.max()),
+        ]
+    }
+    if also_far is not None:
+        extra["threshold_at"] = {
+            "target_far": also_far,
+            "threshold": threshold_from_scores(held, also_far)[0],
+        }
     return Calibration(
         mean=mean,
         std=std,
@@ -182,13 +197,7 @@ def calibrate_features(
         model_id=model_id,
         healthy_score_median=float(np.median(held)),
         created_unix=time.time(),
-        extra={
-            "held_out_scores_p50_p90_max": [
-                float(np.median(held)),
-                float(np.quantile(held, 0.9)),
-                float(held.max()),
-            ]
-        },
+        extra=extra,
     )
 
 
@@ -211,13 +220,20 @@ def calibrate(
     machine: str = "",
     model_id: str = "",
     drift_std: np.ndarray | None = None,
+    shaft_hz: float | None = None,
+    orders: Mapping[str, float] | None = None,
 ) -> Calibration:
     """Calibrate a machine from its healthy windows (each (n_samples, n_channels)), in time order.
 
-    Pass ``drift_std=model.drift_std`` (see ``fit_normalisation``) for robots.
+    Pass ``drift_std=model.drift_std`` (see ``fit_normalisation``) for robots. With the steady shaft speed
+    of the recording (``shaft_hz``) and the bearing's defect ``orders``, the order score is calibrated too
+    and recorded as ``extra.orders`` (``core.order_calibration``: model and orders each at half the target);
+    where no defect line fits the sensor's band at that speed, nothing is recorded and the model alone
+    decides.
     """
     if len(windows) == 0:
         raise InputError("calibration", "windows", "no healthy windows given")
+    with_orders = bool(shaft_hz and orders)
     feats = np.stack([frontend(w, fs_hz, f"calibration window {i}") for i, w in enumerate(windows)])
     n_samples = int(np.asarray(windows[0]).shape[0])
     cal = calibrate_features(
@@ -231,7 +247,23 @@ def calibrate(
         machine=machine,
         model_id=model_id,
         drift_std=drift_std,
+        also_far=target_far / 2 if with_orders else None,
     )
+    if with_orders:
+        from vibration_anomaly.core.order_calibration import EXTRA_KEY, fit_order_calibration
+
+        assert shaft_hz is not None and orders is not None
+        half = cal.extra.pop("threshold_at")
+        oc = fit_order_calibration(
+            np.stack([np.asarray(w) for w in windows]),
+            fs_hz,
+            shaft_hz,
+            orders,
+            target_far / 2,
+            half["threshold"],
+        )
+        if oc is not None:
+            cal.extra[EXTRA_KEY] = oc.to_dict()
     method = getattr(frontend, "method", None)
     if isinstance(method, str):
         cal.extra["frontend"] = method  # so it is scored with the same features (``Calibration.frontend``)

@@ -1,0 +1,285 @@
+"""Speed- and bearing-aware scoring on the robot (core.order_calibration through DetectorRuntime).
+
+The simulated robot at a 3.2 kHz accelerometer, 24 Hz shaft, CWRU 6205 bearing in the signed bundle. Its
+outer-race defect is small (impact peak 0.2 x the healthy RMS) and rings a 1.2 kHz resonance: the model
+alone scores every faulty window under its threshold, the order part (its ball-pass lines in the
+envelope, at the known speed) is over it on most. Calibrated with ``calibrate(..., shaft_hz, orders)``
+(what ``vibration-anomaly calibrate --bearing --shaft-hz`` does) on 20 healthy windows of the robot.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from bundle_testkit import write_test_bundle
+
+from vibration_anomaly.bundle import load_verified_bundle
+from vibration_anomaly.bundle.bearing import orders_from_geometry
+from vibration_anomaly.core.calibration import Calibration
+from vibration_anomaly.core.order_calibration import EXTRA_KEY, OrderCalibration
+from vibration_anomaly.core.window import Batch, batch_samples
+from vibration_anomaly.errors import InputError
+from vibration_anomaly.runtime import DetectorRuntime, Pipeline, RuntimeParams
+from vibration_anomaly.sim.robot import FaultSpec, RobotConfig, SimulatedRobot
+
+RATE, SHAFT = 3200.0, 24.0
+CWRU_6205 = {"balls": 9, "ball_diameter": 0.3126, "pitch_diameter": 1.537}
+ORDERS = {k: v for k, v in orders_from_geometry(**CWRU_6205).items() if k != "ftf"}
+FAULT_AT = 2000.0
+N = batch_samples(RATE, 5.0)
+
+
+def _robot() -> SimulatedRobot:
+    fault = FaultSpec(start_s=FAULT_AT, resonance_hz=1200.0, initial_peak=0.2, final_peak=0.2, growth_s=1.0)
+    return SimulatedRobot(RobotConfig(rate_hz=RATE, seed=5, shaft_hz=SHAFT, fault=fault))
+
+
+@pytest.fixture(scope="module")
+def calibrated() -> tuple[Any, Calibration, Calibration]:
+    """The model, and the robot's calibration with and without the order reference (same 20 windows)."""
+    from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
+    from vibration_anomaly.model import load_default_model
+
+    model = load_default_model()
+    robot = _robot()
+    windows = [robot.frames(20.0 + 60 * k, 20.0 + 60 * k + N / RATE)[1] for k in range(20)]
+    engine = OnnxRuntimeEngine(intra_op_threads=1)
+    engine.load(model.onnx)
+    engine.wake()
+    try:
+        with_orders = model.calibrate(engine, windows, RATE, shaft_hz=SHAFT, orders=ORDERS)
+        alone = model.calibrate(engine, windows, RATE)
+    finally:
+        engine.unload()
+    return model, with_orders, alone
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class Log:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def info(self, m: str) -> None:
+        self.lines.append(m)
+
+    warning = error = info
+
+
+def _runtime(
+    tmp_path: Path, model: Any, cal: Calibration, bearing: dict[str, Any], **params: Any
+) -> tuple[DetectorRuntime, Clock, list[dict[str, Any]], Log]:
+    from vibration_anomaly.core.scoring import AlarmVoter, Scorer
+    from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
+
+    def factory(b: Any, _p: dict[str, Any]) -> Pipeline:
+        engine = OnnxRuntimeEngine(intra_op_threads=1)
+        engine.load(model.onnx)
+        voter = AlarmVoter(b.alarm.votes_required, b.alarm.votes_window)
+        return Pipeline(
+            engine, Scorer(engine, model.frontend_for(cal, "test"), cal), voter, model.model_id, "test"
+        )
+
+    files = write_test_bundle(tmp_path, bearing=bearing, alarm={"votes_required": 4, "votes_window": 6})
+    bundle = load_verified_bundle(files.bundle, files.trust_dir, firmware_path=files.firmware)
+    clock, log = Clock(), Log()
+    rt = DetectorRuntime(clock, pipeline_factory=factory, threaded=False, logger=log)
+    events: list[dict[str, Any]] = []
+    rt.sinks.append(events.append)
+    rt.configure(RuntimeParams(require_firmware=False, **params), bundle=bundle)
+    return rt, clock, events, log
+
+
+def _periods(rt: DetectorRuntime, clock: Clock, starts: list[float], speed: bool = False) -> None:
+    robot = _robot()
+    for t0 in starts:
+        assert rt.queue is not None
+        t, x = robot.frames(t0, t0 + N / RATE)
+        if speed:
+            rt.speed.report(SHAFT, stamp=t0 + 2.5)  # what the node does with a JointState
+        clock.t = t0 + 5.0
+        rt.queue.put(Batch(float(t[0]), float(t[-1]), x.astype(np.float32), RATE))
+        rt.activate()
+        rt.infer_now(t0)
+        rt.deactivate()
+
+
+HEALTHY = [1300.0 + 60 * k for k in range(6)]
+FAULTY = [FAULT_AT + 100.0 + 60 * k for k in range(8)]
+
+
+def _infers(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in events if e["event"] == "infer"]
+
+
+def test_the_calibration_records_the_order_part_at_half_the_target(calibrated: Any) -> None:
+    _, cal, alone = calibrated
+    oc = OrderCalibration.from_dict(cal.extra[EXTRA_KEY])
+    assert oc.lines == ("bpfo", "bpfi", "bsf") and oc.target_far == pytest.approx(cal.target_far / 2)
+    assert oc.ref.shape == (3 * 3,) and np.isfinite(oc.ref).all() and oc.shaft_hz == SHAFT
+    # Same windows: the full-target threshold is the one the model alone gets; the half-target one is higher.
+    assert cal.threshold == pytest.approx(alone.threshold)
+    assert oc.model_threshold is not None and oc.model_threshold > cal.threshold
+    assert EXTRA_KEY not in alone.extra and "threshold_at" not in cal.extra
+    again = OrderCalibration.from_dict(json.loads(json.dumps(oc.to_dict())))
+    assert np.array_equal(again.ref, oc.ref) and again.threshold == oc.threshold
+    assert (
+        Calibration.from_dict(json.loads(json.dumps(cal.to_dict()))).extra[EXTRA_KEY] == cal.extra[EXTRA_KEY]
+    )
+
+
+def test_with_the_speed_the_order_part_raises_the_alarm_the_model_alone_misses(
+    tmp_path: Path, calibrated: Any
+) -> None:
+    model, cal, _ = calibrated
+    oc = OrderCalibration.from_dict(cal.extra[EXTRA_KEY])
+    rt, clock, events, log = _runtime(tmp_path / "on", model, cal, CWRU_6205, shaft_hz=SHAFT)
+    try:
+        assert "speed-aware scoring on" in rt.describe()
+        _periods(rt, clock, HEALTHY)
+        healthy = _infers(events)
+        assert len(healthy) == len(HEALTHY) and not any(e["above"] for e in healthy)
+        _periods(rt, clock, FAULTY)
+        faulty = _infers(events)[len(HEALTHY) :]
+        for e in healthy + faulty:  # each part against its own threshold, the model's at half the target
+            assert e["threshold"] == pytest.approx(oc.model_threshold, rel=1e-5)
+            assert e["above"] == (e["score"] > e["threshold"] or e["order_ratio"] > 1.0)
+        assert not any(e["score"] > e["threshold"] for e in faulty)  # the model alone: all under
+        assert sum(e["order_ratio"] > 1.0 for e in faulty) >= 5
+        alarm = [e for e in events if e["event"] == "alarm"]
+        assert len(alarm) == 1 and alarm[0]["order_ratio"] > 1.0
+        # The line that carried it names the location, whatever the 12x diagnosis rule said.
+        assert (alarm[0]["order_line"], alarm[0]["order_location"]) == ("bpfo", "outer_race"), alarm[0]
+        over = [e for e in faulty if e["order_ratio"] > 1.0]
+        assert sum(e["order_line"] == "bpfo" for e in over) >= len(over) - 1
+    finally:
+        rt.close()
+
+    # The same robot without a speed: the model alone, at the calibration's full-target threshold, no alarm.
+    rt, clock, events, log = _runtime(tmp_path / "off", model, cal, CWRU_6205)
+    try:
+        assert "speed-aware scoring off" in rt.describe()
+        assert any("speed-aware scoring off: no shaft speed" in line for line in log.lines), log.lines
+        _periods(rt, clock, HEALTHY + FAULTY)
+        infers = _infers(events)
+        assert all("order_ratio" not in e for e in infers)
+        assert all(e["threshold"] == pytest.approx(cal.threshold, rel=1e-5) for e in infers)
+        assert not [e for e in events if e["event"] == "alarm"]
+    finally:
+        rt.close()
+
+
+def test_a_stale_speed_scores_that_window_with_the_model_alone(tmp_path: Path, calibrated: Any) -> None:
+    model, cal, _ = calibrated
+    rt, clock, events, _ = _runtime(
+        tmp_path, model, cal, CWRU_6205, speed_topic="/joint_states", speed_joint="wheel"
+    )
+    try:
+        _periods(rt, clock, FAULTY[:2], speed=True)
+        _periods(rt, clock, FAULTY[2:4])  # the topic went quiet: its last reading is stale
+        fresh, stale = _infers(events)[:2], _infers(events)[2:]
+        assert all(e["order_ratio"] is not None and "order_note" not in e for e in fresh)
+        assert all(e["order_ratio"] is None and "stale" in e["order_note"] for e in stale), stale
+        assert all(e["threshold"] == pytest.approx(cal.threshold, rel=1e-5) for e in stale)
+        assert all(e["above"] == (e["score"] > e["threshold"]) for e in stale)
+    finally:
+        rt.close()
+
+
+def test_a_bundle_with_another_bearing_turns_the_order_part_off(tmp_path: Path, calibrated: Any) -> None:
+    model, cal, _ = calibrated
+    other = dict(CWRU_6205, balls=8)
+    rt, clock, events, log = _runtime(tmp_path, model, cal, other, shaft_hz=SHAFT)
+    try:
+        assert rt.detector is not None and rt.detector.orders is None
+        assert any("speed-aware scoring off" in ln and "recalibrate" in ln for ln in log.lines), log.lines
+        _periods(rt, clock, FAULTY[:1])
+        assert "order_ratio" not in _infers(events)[0]
+    finally:
+        rt.close()
+
+
+@pytest.mark.parametrize(
+    "field, value, named",
+    [
+        ("threshold", -1.0, "extra.orders.threshold"),
+        ("threshold", float("nan"), "extra.orders.threshold"),
+        ("reference", [1.0, 2.0], "extra.orders.reference"),
+        ("lines", ["bpfo", "xyz"], "extra.orders.lines"),
+        ("orders", {"bpfo": "3.5"}, "extra.orders.orders.bpfo"),
+        ("target_far", 0.7, "extra.orders.target_far"),
+        ("model_threshold", 0, "extra.orders.model_threshold"),
+    ],
+)
+def test_a_bad_order_record_is_refused_by_name(calibrated: Any, field: str, value: Any, named: str) -> None:
+    _, cal, _ = calibrated
+    rec = dict(cal.extra[EXTRA_KEY], **{field: value})
+    with pytest.raises(InputError, match=named.replace(".", r"\.")):
+        OrderCalibration.from_dict(rec, "robot.json")
+
+
+def test_calibrate_cli_records_the_order_part_and_refuses_half_of_it(tmp_path: Path) -> None:
+    robot = _robot()
+    t, x = robot.frames(100.0, 100.0 + 25 * 5.0)  # 25 windows of 5 s
+    rec = tmp_path / "healthy.npz"
+    np.savez(rec, **{k: x[:, i].astype(np.float32) for i, k in enumerate("xyz")}, fs=np.float64(RATE))
+    cmd = [sys.executable, "-m", "vibration_anomaly", "calibrate", "--input", str(rec)]
+    out = tmp_path / "cal.json"
+    bearing = ",".join(f"{k}={v:.6f}" for k, v in ORDERS.items())
+    run = subprocess.run(
+        [*cmd, "--out", str(out), "--bearing", bearing, "--shaft-hz", str(SHAFT)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    summary = json.loads(run.stdout)["speed_aware"]
+    assert summary["lines"] == ["bpfo", "bpfi", "bsf"] and summary["model_threshold"] > 0
+    assert "at least 60 are advised" in run.stderr  # 24 windows
+    cal = Calibration.load(out)
+    assert OrderCalibration.from_dict(cal.extra[EXTRA_KEY]).same_orders(ORDERS)
+    assert not OrderCalibration.from_dict(cal.extra[EXTRA_KEY]).same_orders(dict(ORDERS, bpfo=3.0))
+    for args, named in (
+        (["--bearing", bearing], "--shaft-hz"),
+        (["--shaft-hz", "24"], "--bearing"),
+        (["--bearing", "ftf=0.4", "--shaft-hz", "24"], "cage"),
+        (["--bearing", f"{bearing},rpm=1500", "--shaft-hz", "24"], "disagrees"),
+    ):
+        bad = subprocess.run(
+            [*cmd, "--out", str(tmp_path / "bad.json"), *args], capture_output=True, text=True, timeout=300
+        )
+        assert bad.returncode == 2 and named in bad.stderr, (args, bad.stderr)
+        assert not (tmp_path / "bad.json").exists()
+
+
+def test_evaluate_and_the_robot_compute_the_same_order_ratio(calibrated: Any) -> None:
+    """``model.fused`` (evaluate's model+orders) is the runtime's code: same reference, same ratio."""
+    from vibration_anomaly.core.order_calibration import OrderCheck, calibrate_orders
+    from vibration_anomaly.core.speed import ShaftSpeed
+    from vibration_anomaly.model.fused import calibrate_orders as fused_calibrate
+    from vibration_anomaly.model.fused import order_scores
+
+    assert fused_calibrate is calibrate_orders
+    _, cal, _ = calibrated
+    oc = OrderCalibration.from_dict(cal.extra[EXTRA_KEY])
+    robot = _robot()
+    t, x = robot.frames(FAULTY[0], FAULTY[0] + N / RATE)
+    check = OrderCheck(oc, ShaftSpeed(SHAFT))
+    got = check.read(x, RATE, float(t[0]), float(t[-1]))
+    want = oc.ratio(order_scores(x[None], RATE, SHAFT, {k: ORDERS[k] for k in oc.lines}))[0]
+    assert got.ratio == pytest.approx(want) and got.shaft_hz == SHAFT
+    no_speed = OrderCheck(replace(oc), ShaftSpeed(0.0)).read(x, RATE, float(t[0]), float(t[-1]))
+    assert no_speed.ratio is None and "unknown" in no_speed.why

@@ -1,0 +1,283 @@
+"""Speed- and bearing-aware scoring: the order score calibrated per machine and fused with the model's (ROS-free).
+
+A machine whose shaft speed is known (``core.speed``) and whose bearing's defect orders the signed bundle
+states (``bundle.bearing``) is scored twice per window:
+
+* the model, against its threshold fitted at ``target_far / 2``;
+* the order score (``core.order_score``): the strength of each defect line in each channel, divided by
+  its median over the calibration windows; the window's order ratio is the largest of these over a
+  threshold fitted at ``target_far / 2`` with ``threshold_from_scores`` on cross-fitted calibration
+  ratios (each of 4 contiguous blocks against the others' medians).
+
+The window is above when either part is (ratio > 1): by the union bound the per-window false-alarm rate
+stays at or below ``target_far``. ``calibrate`` records this as the calibration's ``extra.orders``
+(:meth:`OrderCalibration.to_dict`); the detector uses it through :class:`OrderCheck` only for a window
+whose speed is known and whose lines fit the sensor's band, and otherwise scores with the model alone
+against the calibration's own ``threshold`` (fitted at the full target), as without orders.
+
+``model.fused`` (evaluate's ``model+orders``) runs these same functions, so what evaluate measures is
+what the robot runs.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from vibration_anomaly.core.calibration.fit import threshold_from_scores
+from vibration_anomaly.core.diagnosis import ORDER_LOCATIONS
+from vibration_anomaly.core.order_score import defect_lines_hz, order_strengths
+from vibration_anomaly.core.speed import ShaftSpeed
+from vibration_anomaly.errors import InputError
+
+FOLDS = 4
+EXTRA_KEY = "orders"
+"""Where a calibration records its order calibration (``Calibration.extra``)."""
+ORDER_TOLERANCE = 1e-3
+"""A bundle's defect order and the calibration's may differ by this (relative) and still be the same line."""
+
+
+def window_strengths(
+    windows: np.ndarray, fs_hz: float, shaft_hz: float, orders: Mapping[str, float]
+) -> np.ndarray:
+    """(N, C x lines) strength of every defect line in every channel (NaN where a line does not fit the band)."""
+    n_lines = max(len(defect_lines_hz(shaft_hz, orders)), 1)
+    windows = np.asarray(windows)
+    out = []
+    for w in windows:
+        got = order_strengths(w, fs_hz, shaft_hz, orders)
+        out.append(np.full(windows.shape[2] * n_lines, np.nan) if got is None else got[1].reshape(-1))
+    return np.stack(out) if out else np.zeros((0, windows.shape[2] * n_lines))
+
+
+def _largest(scores: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """(N,) largest finite score / reference of each row; NaN for a row with none."""
+    r = scores / ref
+    fin = np.isfinite(r)
+    out = np.full(len(r), np.nan)
+    rows = fin.any(axis=1)
+    out[rows] = np.max(np.where(fin, r, -np.inf)[rows], axis=1)
+    return out
+
+
+def _median(scores: np.ndarray) -> np.ndarray:
+    with warnings.catch_warnings():  # a column without a finite value has no median: NaN, ignored after
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.asarray(np.nanmedian(scores, axis=0))
+
+
+@dataclass
+class OrderCalibration:
+    """Per channel-and-line reference (median on the calibration windows) and the ratio threshold.
+
+    ``lines`` and ``orders`` say which defect lines the reference columns belong to (channel-major:
+    column ``c * len(lines) + i`` is channel c, line i); ``model_threshold`` is the model's threshold at
+    ``target_far`` (this part's target, half the calibration's) when the fit recorded it.
+    """
+
+    ref: np.ndarray
+    threshold: float
+    method: str
+    lines: tuple[str, ...] = ()
+    orders: dict[str, float] | None = None
+    target_far: float = math.nan
+    model_threshold: float | None = None
+    shaft_hz: float | None = None
+
+    def ratio(self, scores: np.ndarray) -> np.ndarray:
+        """(N,) largest strength / reference over channels and lines, over the threshold; 0 where none has one."""
+        if len(scores) == 0:
+            return np.zeros(0)
+        r = scores / self.ref
+        ok = np.isfinite(r).any(axis=1)
+        out = np.zeros(len(r))
+        out[ok] = np.nanmax(r[ok], axis=1) / self.threshold
+        return out
+
+    def same_orders(self, orders: Mapping[str, float] | None) -> bool:
+        """True when ``orders`` give the lines this was calibrated on (within :data:`ORDER_TOLERANCE`)."""
+        mine = {k: v for k, v in (self.orders or {}).items() if k in self.lines}
+        theirs = dict(orders or {})
+        return bool(mine) and all(
+            k in theirs and abs(float(theirs[k]) - v) <= ORDER_TOLERANCE * v for k, v in mine.items()
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "lines": list(self.lines),
+            "orders": dict(self.orders or {}),
+            "reference": [None if not math.isfinite(float(v)) else float(v) for v in self.ref],
+            "threshold": float(self.threshold),
+            "threshold_method": self.method,
+            "target_far": float(self.target_far),
+            "model_threshold": None if self.model_threshold is None else float(self.model_threshold),
+            "shaft_hz": None if self.shaft_hz is None else float(self.shaft_hz),
+            "rule": "above when model score > model_threshold or order ratio > 1; each at target_far",
+        }
+
+    @classmethod
+    def from_dict(cls, d: Any, source: str = "calibration") -> OrderCalibration:
+        """The record ``to_dict`` wrote, checked; InputError naming ``extra.orders.<field>`` otherwise."""
+        where = f"extra.{EXTRA_KEY}"
+        if not isinstance(d, dict):
+            raise InputError(source, where, f"expected a JSON object, got {type(d).__name__}")
+
+        def positive(key: str, value: Any, optional: bool = False) -> float | None:
+            if value is None and optional:
+                return None
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            if not ok or not math.isfinite(value) or value <= 0:
+                raise InputError(source, f"{where}.{key}", f"expected a finite number > 0, got {value!r}")
+            return float(value)
+
+        lines = d.get("lines")
+        if not isinstance(lines, list) or not lines or not all(isinstance(x, str) for x in lines):
+            raise InputError(
+                source, f"{where}.lines", f"expected a non-empty list of line names, got {lines!r}"
+            )
+        orders = d.get("orders")
+        if not isinstance(orders, dict) or not orders:
+            raise InputError(source, f"{where}.orders", f"expected the defect orders, got {orders!r}")
+        for k, v in orders.items():
+            positive(f"orders.{k}", v)
+        missing = [x for x in lines if x not in orders]
+        if missing:
+            raise InputError(
+                source, f"{where}.lines", f"{', '.join(missing)} not in extra.{EXTRA_KEY}.orders"
+            )
+        ref = d.get("reference")
+        if not isinstance(ref, list) or not ref or len(ref) % len(lines):
+            raise InputError(
+                source,
+                f"{where}.reference",
+                f"expected channels x {len(lines)} lines values, got {ref!r}"[:200],
+            )
+        vals = [math.nan if v is None else positive(f"reference[{i}]", v) for i, v in enumerate(ref)]
+        if not any(math.isfinite(float(v)) for v in vals if v is not None):
+            raise InputError(source, f"{where}.reference", "no line has a reference")
+        target = positive("target_far", d.get("target_far"))
+        assert target is not None
+        if target >= 0.5:
+            raise InputError(source, f"{where}.target_far", f"expected < 0.5, got {target!r}")
+        threshold = positive("threshold", d.get("threshold"))
+        assert threshold is not None
+        return cls(
+            ref=np.array(vals, dtype=np.float64),
+            threshold=threshold,
+            method=str(d.get("threshold_method", "")),
+            lines=tuple(lines),
+            orders={k: float(v) for k, v in orders.items()},
+            target_far=target,
+            model_threshold=positive("model_threshold", d.get("model_threshold"), optional=True),
+            shaft_hz=positive("shaft_hz", d.get("shaft_hz"), optional=True),
+        )
+
+
+def calibrate_orders(
+    cal_scores: np.ndarray, target_far: float, folds: int = FOLDS
+) -> OrderCalibration | None:
+    """Reference and threshold from the calibration windows' scores (N, columns) in time order.
+
+    The threshold is fitted on cross-fitted ratios, as the model's and the baselines' are: the windows
+    are cut into ``folds`` contiguous blocks and each block's ratios use the medians of the others.
+    None when no column has a score on at least 3 calibration windows (sensor too slow for the bearing).
+    """
+    ok = np.isfinite(cal_scores).sum(axis=0) >= 3
+    if not ok.any():
+        return None
+    s = cal_scores[:, ok]
+    n = len(s)
+    held = np.full(n, np.nan)
+    k = max(2, min(folds, n // 2))
+    for blk in np.array_split(np.arange(n), k):
+        held[blk] = _largest(s[blk], _median(s[np.setdiff1d(np.arange(n), blk)]))
+    ref = np.full(cal_scores.shape[1], np.nan)
+    ref[ok] = _median(s)
+    thr, how = threshold_from_scores(held, target_far)
+    return OrderCalibration(ref, thr, f"{how}, {k}-fold cross-fitted", target_far=target_far)
+
+
+def fit_order_calibration(
+    windows: np.ndarray,
+    fs_hz: float,
+    shaft_hz: float,
+    orders: Mapping[str, float],
+    target_far: float,
+    model_threshold: float | None = None,
+) -> OrderCalibration | None:
+    """:func:`calibrate_orders` on healthy ``windows`` (N, n, C) at a steady ``shaft_hz``, with its lines named."""
+    lines = defect_lines_hz(shaft_hz, orders)
+    if not lines:
+        return None
+    oc = calibrate_orders(window_strengths(windows, fs_hz, shaft_hz, orders), target_far)
+    if oc is None:
+        return None
+    oc.lines = tuple(lines)
+    oc.orders = {k: float(v) for k, v in orders.items() if k in lines}
+    oc.model_threshold = model_threshold
+    oc.shaft_hz = float(shaft_hz)
+    return oc
+
+
+@dataclass(frozen=True)
+class OrderReading:
+    """One window's order ratio (None: not scored, ``why`` says so) and the speed it was read at."""
+
+    ratio: float | None
+    shaft_hz: float | None
+    why: str = ""
+    line: str = ""  # the defect line with the largest ratio (bpfo, bpfi, bsf), its location below
+    location: str = ""
+    channel: int | None = None
+
+    def fields(self) -> dict[str, Any]:
+        """The ``infer`` / ``alarm`` event's fields for this reading."""
+        out: dict[str, Any] = {"order_ratio": None if self.ratio is None else round(self.ratio, 6)}
+        if self.why:
+            out["order_note"] = self.why
+        if self.line:
+            out.update(order_line=self.line, order_location=self.location, order_channel=self.channel)
+        return out
+
+
+class OrderCheck:
+    """The detector's order part: the machine's :class:`OrderCalibration`, the bundle's orders, the speed."""
+
+    def __init__(self, calibration: OrderCalibration, speed: ShaftSpeed) -> None:
+        if calibration.model_threshold is None:
+            raise InputError("calibration", f"extra.{EXTRA_KEY}.model_threshold", "missing: recalibrate")
+        self.calibration = calibration
+        self.model_threshold = float(calibration.model_threshold)
+        self.speed = speed
+
+    def read(self, window: np.ndarray, fs_hz: float, t0: float, t1: float) -> OrderReading:
+        """The order ratio of ``window`` (n, C) at the speed during [t0, t1]; None when that is unknown."""
+        shaft_hz, source = self.speed.at(t0, t1)
+        if shaft_hz is None:
+            return OrderReading(None, None, source)
+        cal = self.calibration
+        got = order_strengths(
+            window, fs_hz, shaft_hz, {k: cal.orders[k] for k in cal.lines} if cal.orders else None
+        )
+        if got is None:
+            return OrderReading(None, shaft_hz, "no defect line at this speed")
+        names, s = got
+        if tuple(names) != cal.lines or s.size != cal.ref.size:
+            return OrderReading(
+                None, shaft_hz, f"window has {s.shape[0]} channels x {names}, calibrated {cal.ref.size}"
+            )
+        per = s.reshape(-1) / cal.ref
+        if not np.isfinite(per).any():
+            return OrderReading(
+                None, shaft_hz, f"no defect line fits the {fs_hz / 2:g} Hz band at {shaft_hz:.1f} Hz"
+            )
+        best = int(np.nanargmax(per))
+        channel, line = divmod(best, len(cal.lines))
+        name = cal.lines[line]
+        ratio = float(per[best]) / cal.threshold
+        return OrderReading(ratio, shaft_hz, "", name, ORDER_LOCATIONS[name][0], channel)
