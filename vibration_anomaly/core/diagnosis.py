@@ -116,24 +116,25 @@ class Line:
 def defect_lines(freqs: np.ndarray, power: np.ndarray, f0: float, width_hz: float) -> list[Line]:
     """The first :data:`HARMONICS` harmonics of ``f0`` that fit in the envelope band ``width_hz``."""
     df = float(freqs[1] - freqs[0])
+    top = min(0.9 * width_hz, float(freqs[-1]))
+    fh = f0 * np.arange(1, HARMONICS + 1)
+    tol = np.maximum(SLIP * fh, df)
+    # freqs rise evenly: per harmonic, the bins within tol of it and those from 0.5x to 1.5x it around them
+    lo = np.searchsorted(freqs, fh - tol, side="left").tolist()
+    hi = np.searchsorted(freqs, fh + tol, side="right").tolist()
+    a_lo = np.searchsorted(freqs, 0.5 * fh, side="left").tolist()
+    a_hi = np.searchsorted(freqs, 1.5 * fh, side="right").tolist()
     out: list[Line] = []
-    for h in range(1, HARMONICS + 1):
-        fh = h * f0
-        tol = max(SLIP * fh, df)
-        if fh + tol > min(0.9 * width_hz, float(freqs[-1])):
+    for k in range(HARMONICS):
+        if fh[k] + tol[k] > top:
             break
-        # freqs rise evenly: the bins within tol of fh, and those from 0.5 fh to 1.5 fh around them
-        lo = int(np.searchsorted(freqs, fh - tol, side="left"))
-        hi = int(np.searchsorted(freqs, fh + tol, side="right"))
-        a_lo = int(np.searchsorted(freqs, 0.5 * fh, side="left"))
-        a_hi = int(np.searchsorted(freqs, 1.5 * fh, side="right"))
-        near = power[lo:hi]
-        around = np.concatenate((power[a_lo:lo], power[hi:a_hi]))
+        near = power[lo[k] : hi[k]]
+        around = np.concatenate((power[a_lo[k] : lo[k]], power[hi[k] : a_hi[k]]))
         if len(near) == 0 or len(around) < 4:
             break
-        i = int(lo + np.argmax(near))
+        i = lo[k] + int(np.argmax(near))
         floor = _median(around)
-        out.append(Line(h, float(freqs[i]), float(power[i]) / floor if floor > 0 else math.inf))
+        out.append(Line(k + 1, float(freqs[i]), float(power[i]) / floor if floor > 0 else math.inf))
     return out
 
 

@@ -50,6 +50,7 @@ def _analytic_band(spec: np.ndarray, freqs: np.ndarray, band: tuple[float, float
     return np.fft.ifft(full)
 
 
+@functools.lru_cache(maxsize=64)
 def _fast_len(n: int) -> int:
     """The smallest 2^a 3^b 5^c >= ``n`` (pocketfft is quickest there)."""
     best = 1 << max(int(n) - 1, 0).bit_length()
