@@ -23,6 +23,7 @@ from bundle_testkit import write_test_bundle
 from vibration_anomaly.bundle import load_verified_bundle
 from vibration_anomaly.bundle.bearing import orders_from_geometry
 from vibration_anomaly.core.calibration import Calibration
+from vibration_anomaly.core.health import WARN, StatusRecord
 from vibration_anomaly.core.order_calibration import EXTRA_KEY, OrderCalibration
 from vibration_anomaly.core.window import Batch, batch_samples
 from vibration_anomaly.errors import InputError
@@ -161,8 +162,13 @@ def test_with_the_speed_the_order_part_raises_the_alarm_the_model_alone_misses(
         assert sum(e["order_ratio"] > 1.0 for e in faulty) >= 5
         alarm = [e for e in events if e["event"] == "alarm"]
         assert len(alarm) == 1 and alarm[0]["order_ratio"] > 1.0
-        # The line that carried it names the location, whatever the 12x diagnosis rule said.
+        # The line that carried it names the location where the 12x envelope rule named none, and the
+        # alarm diagnostic (rqt) says so too.
         assert (alarm[0]["order_line"], alarm[0]["order_location"]) == ("bpfo", "outer_race"), alarm[0]
+        assert alarm[0]["location"] == "outer_race" and "order score" in alarm[0]["diagnosis"], alarm[0]
+        assert alarm[0]["frequency_hz"] == pytest.approx(ORDERS["bpfo"] * SHAFT, rel=1e-3)
+        task = next(t for t in rt.health_tasks() if t.name == "alarm").run(StatusRecord())
+        assert task.level == WARN and "outer race" in task.message, task.message
         over = [e for e in faulty if e["order_ratio"] > 1.0]
         assert sum(e["order_line"] == "bpfo" for e in over) >= len(over) - 1
     finally:

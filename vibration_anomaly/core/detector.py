@@ -227,7 +227,7 @@ class Detector:
             self.diagnoser.observe(t, max(score / threshold, order_ratio or 0.0))
         if v.raised:
             self._make_durable(t, score, threshold)
-            diagnosis = self._diagnose(t, batch, scored)
+            diagnosis = self._diagnose(t, batch, scored, order)
             self.bus.emit(
                 t, ALARM, score=round(score, 6), threshold=round(threshold, 6), **extra, **diagnosis
             )
@@ -244,15 +244,23 @@ class Detector:
             self.bus.emit(t, ERROR, message=f"order score failed: {type(exc).__name__}: {exc}", what="orders")
             return OrderReading(None, None, f"order score failed: {type(exc).__name__}")
 
-    def _diagnose(self, t: float, batch: Batch, scored: ScoredLike) -> dict[str, Any]:
-        """The alarm's diagnosis (``core.diagnosis``) on the window that raised it; never stops the alarm."""
+    def _diagnose(
+        self, t: float, batch: Batch, scored: ScoredLike, order: OrderReading | None
+    ) -> dict[str, Any]:
+        """The alarm's diagnosis (``core.diagnosis``) on the window that raised it; never stops the alarm.
+
+        Where it names no location and the order part was over its threshold, its line names it.
+        """
         if self.diagnoser is None:
             return {}
         cs = tuple(getattr(scored, "channel_scores", ()) or ())
         channel = int(np.argmax(cs)) if cs else None
         try:
             d = self.diagnoser.diagnose(t, batch.data, batch.fs_hz, batch.t0, batch.t1, channel)
-            return d.fields()
+            named = OrderCheck.name_location(d, order)
+            if named is not d:
+                self.diagnoser.last = named  # the alarm diagnostic (rqt) says what the event says
+            return named.fields()
         except Exception as exc:  # noqa: BLE001 - the alarm goes out whatever the diagnosis does
             return {
                 "location": LOCATION_UNKNOWN,

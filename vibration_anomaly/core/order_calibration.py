@@ -24,13 +24,14 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from vibration_anomaly.core.calibration.fit import threshold_from_scores
-from vibration_anomaly.core.diagnosis import ORDER_LOCATIONS
+from vibration_anomaly.core.diagnosis import ORDER_LOCATIONS, Diagnosis
+from vibration_anomaly.core.events import LOCATION_UNKNOWN
 from vibration_anomaly.core.order_score import defect_lines_hz, order_strengths
 from vibration_anomaly.core.speed import ShaftSpeed
 from vibration_anomaly.errors import InputError
@@ -234,6 +235,7 @@ class OrderReading:
     line: str = ""  # the defect line with the largest ratio (bpfo, bpfi, bsf), its location below
     location: str = ""
     channel: int | None = None
+    frequency_hz: float | None = None  # that line's defect frequency at this speed
 
     def fields(self) -> dict[str, Any]:
         """The ``infer`` / ``alarm`` event's fields for this reading."""
@@ -280,4 +282,27 @@ class OrderCheck:
         channel, line = divmod(best, len(cal.lines))
         name = cal.lines[line]
         ratio = float(per[best]) / cal.threshold
-        return OrderReading(ratio, shaft_hz, "", name, ORDER_LOCATIONS[name][0], channel)
+        f = defect_lines_hz(shaft_hz, {name: cal.orders[name]})[name] if cal.orders else None
+        return OrderReading(ratio, shaft_hz, "", name, ORDER_LOCATIONS[name][0], channel, f)
+
+    @staticmethod
+    def name_location(diagnosis: Diagnosis, reading: OrderReading | None) -> Diagnosis:
+        """The alarm's diagnosis, with the location of the order line that was over its threshold when the
+        envelope rule (``core.diagnosis``, 12x the spectrum) named none: that line stood out against this
+        machine's own healthy level, at the calibrated false-alarm rate."""
+        r = reading
+        if r is None or r.ratio is None or r.ratio <= 1.0 or not r.location:
+            return diagnosis
+        if diagnosis.location != LOCATION_UNKNOWN:
+            return diagnosis
+        before = f" ({diagnosis.note})" if diagnosis.note else ""
+        return replace(
+            diagnosis,
+            location=r.location,
+            frequency_hz=r.frequency_hz,
+            order=r.frequency_hz / r.shaft_hz if r.frequency_hz and r.shaft_hz else None,
+            shaft_hz=r.shaft_hz,
+            channel=r.channel,
+            note=f"{r.line} line {r.ratio:.2f} x its calibrated threshold (order score, channel {r.channel}); "
+            f"the envelope rule named no location{before}",
+        )
