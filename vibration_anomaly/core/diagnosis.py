@@ -113,11 +113,13 @@ class Line:
     ratio: float
 
 
-def defect_lines(freqs: np.ndarray, power: np.ndarray, f0: float, width_hz: float) -> list[Line]:
-    """The first :data:`HARMONICS` harmonics of ``f0`` that fit in the envelope band ``width_hz``."""
+def defect_lines(
+    freqs: np.ndarray, power: np.ndarray, f0: float, width_hz: float, harmonics: int = HARMONICS
+) -> list[Line]:
+    """The first ``harmonics`` harmonics of ``f0`` that fit in the envelope band ``width_hz``."""
     df = float(freqs[1] - freqs[0])
     top = min(0.9 * width_hz, float(freqs[-1]))
-    fh = f0 * np.arange(1, HARMONICS + 1)
+    fh = f0 * np.arange(1, harmonics + 1)
     tol = np.maximum(SLIP * fh, df)
     # freqs rise evenly: per harmonic, the bins within tol of it and those from 0.5x to 1.5x it around them
     lo = np.searchsorted(freqs, fh - tol, side="left").tolist()
@@ -125,7 +127,7 @@ def defect_lines(freqs: np.ndarray, power: np.ndarray, f0: float, width_hz: floa
     a_lo = np.searchsorted(freqs, 0.5 * fh, side="left").tolist()
     a_hi = np.searchsorted(freqs, 1.5 * fh, side="right").tolist()
     out: list[Line] = []
-    for k in range(HARMONICS):
+    for k in range(harmonics):
         if fh[k] + tol[k] > top:
             break
         near = power[lo[k] : hi[k]]

@@ -4,10 +4,12 @@ A machine whose shaft speed is known (``core.speed``) and whose bearing's defect
 states (``bundle.bearing``) is scored twice per window:
 
 * the model, against its threshold fitted at ``target_far / 2``;
-* the order score (``core.order_score``): the strength of each defect line in each channel, divided by
-  its median over the calibration windows; the window's order ratio is the largest of these over a
-  threshold fitted at ``target_far / 2`` with ``threshold_from_scores`` on cross-fitted calibration
-  ratios (each of 4 contiguous blocks against the others' medians).
+* the order score (``core.order_score``): the strength of each defect line in each channel, read in
+  the squared-envelope spectrum and, where the window resolves the lines (a robot's 5 s window, not
+  FEMTO's 0.2 s ones: :func:`parts_for`), in the raw spectrum too; each divided by its median over the
+  calibration windows. The window's order ratio is the largest of these over a threshold fitted at
+  ``target_far / 2`` with ``threshold_from_scores`` on cross-fitted calibration ratios (each of 4
+  contiguous blocks against the others' medians).
 
 The window is above when either part is (ratio > 1): by the union bound the per-window false-alarm rate
 stays at or below ``target_far``. ``calibrate`` records this as the calibration's ``extra.orders``
@@ -32,28 +34,73 @@ import numpy as np
 from vibration_anomaly.core.calibration.fit import threshold_from_scores
 from vibration_anomaly.core.diagnosis import ORDER_LOCATIONS, Diagnosis
 from vibration_anomaly.core.events import LOCATION_UNKNOWN
-from vibration_anomaly.core.order_score import defect_lines_hz, order_strengths
+from vibration_anomaly.core.order_score import (
+    defect_lines_hz,
+    order_strengths,
+    spectrum_resolves,
+    spectrum_strengths,
+)
 from vibration_anomaly.core.speed import ShaftSpeed
 from vibration_anomaly.errors import InputError
 
 FOLDS = 4
+ENVELOPE, SPECTRUM = "envelope", "spectrum"
+PARTS = (ENVELOPE, SPECTRUM)
+"""What a column's strength is read from: the squared-envelope spectrum (``order_strengths``) or the raw
+spectrum (``spectrum_strengths``)."""
 EXTRA_KEY = "orders"
 """Where a calibration records its order calibration (``Calibration.extra``)."""
 ORDER_TOLERANCE = 1e-3
 """A bundle's defect order and the calibration's may differ by this (relative) and still be the same line."""
 
 
+def parts_for(
+    n_samples: int, fs_hz: float, shaft_hz: float | None, orders: Mapping[str, float] | None
+) -> tuple[str, ...]:
+    """Which strengths a window of ``n_samples`` is scored with: the envelope's, and the raw spectrum's
+    where the window resolves the lines (``core.order_score.spectrum_resolves``: a robot's 5 s window)."""
+    lines = defect_lines_hz(shaft_hz, orders)
+    return (ENVELOPE, SPECTRUM) if spectrum_resolves(n_samples, fs_hz, lines) else (ENVELOPE,)
+
+
+def strengths(
+    window: np.ndarray,
+    fs_hz: float,
+    shaft_hz: float | None,
+    orders: Mapping[str, float] | None,
+    parts: tuple[str, ...] = (ENVELOPE,),
+) -> tuple[list[str], np.ndarray] | None:
+    """(line names, (parts, C, lines) strengths) of ``window`` (n, C); None without speed or orders."""
+    got = order_strengths(window, fs_hz, shaft_hz, orders)
+    if got is None:
+        return None
+    names, env = got
+    blocks = [env]
+    if SPECTRUM in parts:
+        spec = spectrum_strengths(window, fs_hz, shaft_hz, orders)
+        assert spec is not None
+        blocks.append(spec[1])
+    return names, np.stack(blocks)
+
+
 def window_strengths(
-    windows: np.ndarray, fs_hz: float, shaft_hz: float, orders: Mapping[str, float]
+    windows: np.ndarray,
+    fs_hz: float,
+    shaft_hz: float,
+    orders: Mapping[str, float],
+    parts: tuple[str, ...] | None = None,
 ) -> np.ndarray:
-    """(N, C x lines) strength of every defect line in every channel (NaN where a line does not fit the band)."""
-    n_lines = max(len(defect_lines_hz(shaft_hz, orders)), 1)
+    """(N, parts x C x lines) strength of every defect line in every channel, part-major (NaN where a line
+    does not fit the band). ``parts`` None: :func:`parts_for` the windows' length."""
     windows = np.asarray(windows)
+    if parts is None:
+        parts = parts_for(windows.shape[1], fs_hz, shaft_hz, orders)
+    width = len(parts) * windows.shape[2] * max(len(defect_lines_hz(shaft_hz, orders)), 1)
     out = []
     for w in windows:
-        got = order_strengths(w, fs_hz, shaft_hz, orders)
-        out.append(np.full(windows.shape[2] * n_lines, np.nan) if got is None else got[1].reshape(-1))
-    return np.stack(out) if out else np.zeros((0, windows.shape[2] * n_lines))
+        got = strengths(w, fs_hz, shaft_hz, orders, parts)
+        out.append(np.full(width, np.nan) if got is None else got[1].reshape(-1))
+    return np.stack(out) if out else np.zeros((0, width))
 
 
 def _largest(scores: np.ndarray, ref: np.ndarray) -> np.ndarray:
@@ -89,6 +136,7 @@ class OrderCalibration:
     target_far: float = math.nan
     model_threshold: float | None = None
     shaft_hz: float | None = None
+    parts: tuple[str, ...] = (ENVELOPE,)
 
     def ratio(self, scores: np.ndarray) -> np.ndarray:
         """(N,) largest strength / reference over channels and lines, over the threshold; 0 where none has one."""
@@ -111,6 +159,7 @@ class OrderCalibration:
     def to_dict(self) -> dict[str, Any]:
         return {
             "lines": list(self.lines),
+            "parts": list(self.parts),
             "orders": dict(self.orders or {}),
             "reference": [None if not math.isfinite(float(v)) else float(v) for v in self.ref],
             "threshold": float(self.threshold),
@@ -151,12 +200,21 @@ class OrderCalibration:
             raise InputError(
                 source, f"{where}.lines", f"{', '.join(missing)} not in extra.{EXTRA_KEY}.orders"
             )
+        parts = d.get("parts", [ENVELOPE])
+        if (
+            not isinstance(parts, list)
+            or not parts
+            or any(p not in PARTS for p in parts)
+            or len(set(parts)) < len(parts)
+        ):
+            raise InputError(source, f"{where}.parts", f"expected some of {', '.join(PARTS)}, got {parts!r}")
         ref = d.get("reference")
-        if not isinstance(ref, list) or not ref or len(ref) % len(lines):
+        per = len(parts) * len(lines)
+        if not isinstance(ref, list) or not ref or len(ref) % per:
             raise InputError(
                 source,
                 f"{where}.reference",
-                f"expected channels x {len(lines)} lines values, got {ref!r}"[:200],
+                f"expected {len(parts)} parts x channels x {len(lines)} lines values, got {ref!r}"[:200],
             )
         vals = [math.nan if v is None else positive(f"reference[{i}]", v) for i, v in enumerate(ref)]
         if not any(math.isfinite(float(v)) for v in vals if v is not None):
@@ -176,6 +234,7 @@ class OrderCalibration:
             target_far=target,
             model_threshold=positive("model_threshold", d.get("model_threshold"), optional=True),
             shaft_hz=positive("shaft_hz", d.get("shaft_hz"), optional=True),
+            parts=tuple(parts),
         )
 
 
@@ -215,9 +274,11 @@ def fit_order_calibration(
     lines = defect_lines_hz(shaft_hz, orders)
     if not lines:
         return None
-    oc = calibrate_orders(window_strengths(windows, fs_hz, shaft_hz, orders), target_far)
+    parts = parts_for(np.asarray(windows).shape[1], fs_hz, shaft_hz, orders)
+    oc = calibrate_orders(window_strengths(windows, fs_hz, shaft_hz, orders, parts), target_far)
     if oc is None:
         return None
+    oc.parts = parts
     oc.lines = tuple(lines)
     oc.orders = {k: float(v) for k, v in orders.items() if k in lines}
     oc.model_threshold = model_threshold
@@ -236,6 +297,7 @@ class OrderReading:
     location: str = ""
     channel: int | None = None
     frequency_hz: float | None = None  # that line's defect frequency at this speed
+    part: str = ""  # where it was read: the envelope or the raw spectrum (PARTS)
 
     def fields(self) -> dict[str, Any]:
         """The ``infer`` / ``alarm`` event's fields for this reading."""
@@ -243,7 +305,12 @@ class OrderReading:
         if self.why:
             out["order_note"] = self.why
         if self.line:
-            out.update(order_line=self.line, order_location=self.location, order_channel=self.channel)
+            out.update(
+                order_line=self.line,
+                order_location=self.location,
+                order_channel=self.channel,
+                order_part=self.part,
+            )
         return out
 
 
@@ -263,15 +330,21 @@ class OrderCheck:
         if shaft_hz is None:
             return OrderReading(None, None, source)
         cal = self.calibration
-        got = order_strengths(
-            window, fs_hz, shaft_hz, {k: cal.orders[k] for k in cal.lines} if cal.orders else None
+        got = strengths(
+            window,
+            fs_hz,
+            shaft_hz,
+            {k: cal.orders[k] for k in cal.lines} if cal.orders else None,
+            cal.parts,
         )
         if got is None:
             return OrderReading(None, shaft_hz, "no defect line at this speed")
         names, s = got
         if tuple(names) != cal.lines or s.size != cal.ref.size:
             return OrderReading(
-                None, shaft_hz, f"window has {s.shape[0]} channels x {names}, calibrated {cal.ref.size}"
+                None,
+                shaft_hz,
+                f"window has {s.shape[1]} channels x {names}, calibrated {cal.ref.size} columns",
             )
         per = s.reshape(-1) / cal.ref
         if not np.isfinite(per).any():
@@ -279,11 +352,11 @@ class OrderCheck:
                 None, shaft_hz, f"no defect line fits the {fs_hz / 2:g} Hz band at {shaft_hz:.1f} Hz"
             )
         best = int(np.nanargmax(per))
-        channel, line = divmod(best, len(cal.lines))
+        part, channel, line = (int(i) for i in np.unravel_index(best, s.shape))
         name = cal.lines[line]
         ratio = float(per[best]) / cal.threshold
         f = defect_lines_hz(shaft_hz, {name: cal.orders[name]})[name] if cal.orders else None
-        return OrderReading(ratio, shaft_hz, "", name, ORDER_LOCATIONS[name][0], channel, f)
+        return OrderReading(ratio, shaft_hz, "", name, ORDER_LOCATIONS[name][0], channel, f, cal.parts[part])
 
     @staticmethod
     def name_location(diagnosis: Diagnosis, reading: OrderReading | None) -> Diagnosis:
@@ -303,6 +376,7 @@ class OrderCheck:
             order=r.frequency_hz / r.shaft_hz if r.frequency_hz and r.shaft_hz else None,
             shaft_hz=r.shaft_hz,
             channel=r.channel,
-            note=f"{r.line} line {r.ratio:.2f} x its calibrated threshold (order score, channel {r.channel}); "
+            note=f"{r.line} line {r.ratio:.2f} x its calibrated threshold (order score, {r.part}, channel "
+            f"{r.channel}); "
             f"the envelope rule named no location{before}",
         )

@@ -39,7 +39,7 @@ from vibration_anomaly.core.diagnosis import (
     defect_lines,
 )
 from vibration_anomaly.core.diagnosis import LEVELS as DIAGNOSIS_LEVELS
-from vibration_anomaly.core.envelope import band_envelope_spectrum, tone_free_spectrum
+from vibration_anomaly.core.envelope import _hann, band_envelope_spectrum, tone_free_spectrum
 
 LEVELS = DIAGNOSIS_LEVELS
 """Dyadic levels searched, the diagnosis' (0: the whole analysis band .. 3: eighths); a band narrower than
@@ -105,6 +105,53 @@ def order_strengths(
     w = np.asarray(window, dtype=np.float64)
     w = w.reshape(len(w), -1)
     per = [line_strengths(w[:, c], fs_hz, lines) for c in range(w.shape[1])]
+    names = list(lines)
+    return names, np.array([[p[k] for k in names] for p in per])
+
+
+SPECTRUM_HARMONICS = 6
+"""Harmonics of each defect line read in the raw spectrum (those up to 1/1.35 of the Nyquist rate)."""
+SPECTRUM_MIN_BINS = 2.0
+"""The raw spectrum's lines are read only when the +-SLIP search around the lowest defect line spans at
+least this many bins (``SLIP x f x n / fs``): a robot's 5 s window at any shaft over ~4 Hz, not FEMTO's
+0.2 s windows (0.4 bins), whose 0.1 s recordings spliced every 10 s put their own 10 Hz comb on the lines."""
+
+
+def spectrum_resolves(n_samples: int, fs_hz: float, lines_hz: Mapping[str, float]) -> bool:
+    """True when a window of ``n_samples`` resolves the defect lines in the raw spectrum (``SPECTRUM_MIN_BINS``)."""
+    return bool(lines_hz) and SLIP * min(lines_hz.values()) * n_samples / fs_hz >= SPECTRUM_MIN_BINS
+
+
+def spectrum_line_strengths(x: np.ndarray, fs_hz: float, lines_hz: Mapping[str, float]) -> dict[str, float]:
+    """One channel (1-D): per defect line, the geometric mean over its first ``SPECTRUM_HARMONICS``
+    harmonics of the strongest *raw* spectrum bin within +-SLIP over the median around it (NaN: none fits).
+
+    A defect's impacts repeat at the line's frequency and ring the machine's low structural modes too; a
+    mode rung periodically is a comb of lines at the line's harmonics in the raw spectrum, which survives a
+    sensor that cuts off the kHz resonance the envelope reads (docs/MODEL.md "Speed-aware fusion").
+    """
+    x = np.asarray(x, dtype=np.float64)
+    n = len(x)
+    power = np.abs(np.fft.rfft((x - x.mean()) * _hann(n))) ** 2
+    freqs = np.fft.rfftfreq(n, 1 / fs_hz)
+    out = dict.fromkeys(lines_hz, math.nan)
+    for name, f0 in lines_hz.items():
+        lines = defect_lines(freqs, power, f0, float(freqs[-1]) / 1.35, SPECTRUM_HARMONICS)
+        if lines:
+            out[name] = math.exp(float(np.mean([math.log(max(ln.ratio, 1e-12)) for ln in lines])))
+    return out
+
+
+def spectrum_strengths(
+    window: np.ndarray, fs_hz: float, shaft_hz: float | None, orders: Mapping[str, float] | None
+) -> tuple[list[str], np.ndarray] | None:
+    """As :func:`order_strengths`, from the raw spectrum (:func:`spectrum_line_strengths`)."""
+    lines = defect_lines_hz(shaft_hz, orders)
+    if not lines:
+        return None
+    w = np.asarray(window, dtype=np.float64)
+    w = w.reshape(len(w), -1)
+    per = [spectrum_line_strengths(w[:, c], fs_hz, lines) for c in range(w.shape[1])]
     names = list(lines)
     return names, np.array([[p[k] for k in names] for p in per])
 
