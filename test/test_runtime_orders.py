@@ -164,11 +164,11 @@ def test_with_the_speed_the_order_part_raises_the_alarm_the_model_alone_misses(
         assert sum(e["order_ratio"] > 1.0 for e in faulty) >= 5
         alarm = [e for e in events if e["event"] == "alarm"]
         assert len(alarm) == 1 and alarm[0]["order_ratio"] > 1.0
-        # The line that carried it names the location where the 12x envelope rule named none, and the
-        # alarm diagnostic (rqt) says so too.
+        # The line that carried it is the outer race's, and so is the alarm's location (named by the 12x
+        # envelope rule, or from that line where the rule named none); the alarm diagnostic (rqt) agrees.
         assert (alarm[0]["order_line"], alarm[0]["order_location"]) == ("bpfo", "outer_race"), alarm[0]
-        assert alarm[0]["location"] == "outer_race" and "order score" in alarm[0]["diagnosis"], alarm[0]
-        assert alarm[0]["frequency_hz"] == pytest.approx(ORDERS["bpfo"] * SHAFT, rel=1e-3)
+        assert alarm[0]["location"] == "outer_race", alarm[0]
+        assert alarm[0]["frequency_hz"] == pytest.approx(ORDERS["bpfo"] * SHAFT, rel=0.02)
         task = next(t for t in rt.health_tasks() if t.name == "alarm").run(StatusRecord())
         assert task.level == WARN and "outer race" in task.message, task.message
         over = [e for e in faulty if e["order_ratio"] > 1.0]
@@ -291,3 +291,22 @@ def test_evaluate_and_the_robot_compute_the_same_order_ratio(calibrated: Any) ->
     assert got.ratio == pytest.approx(want) and got.shaft_hz == SHAFT
     no_speed = OrderCheck(replace(oc), ShaftSpeed(0.0)).read(x, RATE, float(t[0]), float(t[-1]))
     assert no_speed.ratio is None and "unknown" in no_speed.why
+
+
+def test_the_order_line_names_the_location_only_where_the_envelope_rule_named_none() -> None:
+    from vibration_anomaly.core.diagnosis import Diagnosis
+    from vibration_anomaly.core.order_calibration import OrderCheck, OrderReading
+
+    over = OrderReading(1.4, SHAFT, "", "bpfi", "inner_race", 2, ORDERS["bpfi"] * SHAFT, "spectrum")
+    unknown = Diagnosis("unknown", note="no defect order stands out 12x in the envelope spectrum")
+    named = OrderCheck.name_location(unknown, over)
+    assert (named.location, named.channel) == ("inner_race", 2)
+    assert named.frequency_hz == pytest.approx(ORDERS["bpfi"] * SHAFT)
+    assert named.order == pytest.approx(ORDERS["bpfi"])
+    assert "bpfi line 1.40 x its calibrated threshold (order score, spectrum" in named.note
+    assert "stands out 12x" in named.note  # what the envelope rule said is kept
+    outer = Diagnosis("outer_race", frequency_hz=86.0)
+    assert OrderCheck.name_location(outer, over) is outer  # the envelope rule's naming stands
+    under = OrderReading(0.9, SHAFT, "", "bpfi", "inner_race", 2, ORDERS["bpfi"] * SHAFT, "spectrum")
+    for reading in (under, OrderReading(None, None, "stale"), None):
+        assert OrderCheck.name_location(unknown, reading) is unknown

@@ -49,10 +49,18 @@ def test_robot_imu_calibrate_and_score(robot: tuple, tmp_path: Path) -> None:
     w = healthy_signal(rng, spec, N)
     w[:, 1] += knock(rng, FS, N, 8.0 * w[:, 1].std())
     assert sc.score(w, FS) < min(faulty)
-    v = sc.score_window(healthy_signal(rng, spec, N), FS)
-    assert len(v.channel_scores) == 3 and v.score == max(v.channel_scores)
-    batch = sc.score_batch([healthy_signal(rng, spec, N) for _ in range(3)], FS)
-    assert batch.shape == (3,)
+    # A 5 s window is scored as 5 segments of 1 s (core.calibration.segments): the window's score is the
+    # second lowest of its segments' worst-channel scores; each channel's, the same over its segments.
+    assert cal.segments == 5 and cal.extra["segments"] == 5
+    w = healthy_signal(rng, spec, N)
+    v = sc.score_window(w, FS)
+    seg = sc.segment_scores(w, FS)
+    assert seg.shape == (5, 3)
+    assert v.score == pytest.approx(np.sort(seg.max(axis=1))[1])
+    assert np.allclose(v.channel_scores, np.sort(seg, axis=0)[1]) and max(v.channel_scores) <= v.score + 1e-12
+    windows = [healthy_signal(rng, spec, N) for _ in range(3)]
+    batch = sc.score_batch(windows, FS)
+    assert batch.shape == (3,) and np.allclose(batch, [sc.score(x, FS) for x in windows], rtol=1e-5)
 
     p = tmp_path / "cal.json"
     cal.save(p)

@@ -4,7 +4,8 @@
 The measurement is ``vibration_anomaly.sim.knocks.knock_trial`` (its doc says what is simulated and
 scored); this prints its JSON: windows over threshold and voted alarms in time order, clean and
 knocked. ``--legacy-frontend`` scores with the frontend options before issue 16 (envelope harmonics
-from 2 Hz), to compare in the same run.
+from 2 Hz) and ``--whole-window`` scores each window whole instead of as 1 s segments
+(``core.calibration.segments``), to compare in the same run.
 
     .venv/bin/python tools/knock_robot.py --rate 3200 --peak 8 --seed 1
 """
@@ -34,10 +35,25 @@ def main() -> int:
     ap.add_argument(
         "--legacy-frontend", action="store_true", help="envelope harmonics from 2 Hz, as before issue 16"
     )
+    ap.add_argument("--whole-window", action="store_true", help="score each window whole (one segment)")
+    ap.add_argument(
+        "--commissioning",
+        type=int,
+        default=20,
+        help="healthy windows the robot is calibrated on (default 20)",
+    )
     args = ap.parse_args()
-    if args.rate <= 0 or args.peak < 0 or args.windows < 1:
-        ap.error("--rate must be > 0, --peak >= 0 and --windows >= 1")
-    out = knock_trial(args.rate, args.peak, args.windows, args.seed, LEGACY if args.legacy_frontend else None)
+    if args.rate <= 0 or args.peak < 0 or args.windows < 1 or args.commissioning < 4:
+        ap.error("--rate must be > 0, --peak >= 0, --windows >= 1 and --commissioning >= 4")
+    out = knock_trial(
+        args.rate,
+        args.peak,
+        args.windows,
+        args.seed,
+        LEGACY if args.legacy_frontend else None,
+        segments=1 if args.whole_window else None,
+        commissioning=args.commissioning,
+    )
     print(json.dumps(out))
     return 0
 

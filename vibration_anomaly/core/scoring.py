@@ -32,6 +32,7 @@ from vibration_anomaly.core.calibration import (
     threshold_from_scores,
 )
 from vibration_anomaly.core.calibration.fit import _Frontend, _Infer
+from vibration_anomaly.core.calibration.segments import reduce_segments, split_segments
 from vibration_anomaly.errors import InputError
 
 __all__ = [
@@ -82,36 +83,51 @@ class Scorer:
         self.frontend = frontend
         self.calibration = calibration
 
-    def channel_scores(self, window: np.ndarray, fs_hz: float, source: str = "window") -> np.ndarray:
-        feats = self.frontend(window, fs_hz, source)
+    def segment_scores(self, window: np.ndarray, fs_hz: float, source: str = "window") -> np.ndarray:
+        """(segments, channels) scores of one window (``core.calibration.segments``; 1 segment: the whole)."""
         self.calibration.check_window(int(np.asarray(window).shape[0]), fs_hz, source)
-        z = self.calibration.normalise(feats, source)
-        out = np.asarray(self.engine.infer(np.ascontiguousarray(z)), dtype=np.float64).reshape(-1)
-        if out.shape[0] != z.shape[0]:
-            raise InputError(source, "engine output", f"expected {z.shape[0]} scores, got shape {out.shape}")
-        return out
+        k = self.calibration.segments
+        segs = split_segments(np.asarray(window)[None], k)
+        z = np.stack([self.calibration.normalise(self.frontend(s, fs_hz, source), source) for s in segs])
+        c = z.shape[1]
+        out = np.asarray(
+            self.engine.infer(np.ascontiguousarray(z.reshape(k * c, *z.shape[2:]))), dtype=np.float64
+        ).reshape(-1)
+        if out.shape[0] != k * c:
+            raise InputError(source, "engine output", f"expected {k * c} scores, got shape {out.shape}")
+        return out.reshape(k, c)
+
+    def channel_scores(self, window: np.ndarray, fs_hz: float, source: str = "window") -> np.ndarray:
+        """(channels,) each channel's score over the segments (for naming the worst axis)."""
+        seg = self.segment_scores(window, fs_hz, source)
+        return np.asarray(reduce_segments(seg, self.calibration.segments)).reshape(-1)
 
     def score(self, window: np.ndarray, fs_hz: float, source: str = "window") -> float:
-        """Model score of one window (n_samples, n_channels): the worst channel's score."""
-        return float(self.channel_scores(window, fs_hz, source).max())
+        """Model score of one window (n_samples, n_channels): the segments' quantile of their worst channel."""
+        s = self.segment_scores(window, fs_hz, source)
+        return float(reduce_segments(s.max(axis=1), self.calibration.segments)[0])
 
     def score_batch(self, windows: Sequence[np.ndarray] | np.ndarray, fs_hz: float) -> np.ndarray:
         """Scores of several windows in one engine call."""
         if len(windows) == 0:
             return np.zeros(0)
+        k = self.calibration.segments
         z = []
         for i, w in enumerate(windows):
             src = f"window {i}"
             self.calibration.check_window(int(np.asarray(w).shape[0]), fs_hz, src)
-            z.append(self.calibration.normalise(self.frontend(w, fs_hz, src), src))
+            for s in split_segments(np.asarray(w)[None], k):
+                z.append(self.calibration.normalise(self.frontend(s, fs_hz, src), src))
         zz = np.stack(z)
         n, c = zz.shape[:2]
         out = np.asarray(self.engine.infer(np.ascontiguousarray(zz.reshape(n * c, *zz.shape[2:]))))
-        return out.astype(np.float64).reshape(n, c).max(axis=1)
+        return np.asarray(reduce_segments(out.astype(np.float64).reshape(n, c).max(axis=1), k))
 
     def score_window(self, window: np.ndarray, fs_hz: float, source: str = "window") -> WindowScore:
-        cs = self.channel_scores(window, fs_hz, source)
-        s = float(cs.max())
+        seg = self.segment_scores(window, fs_hz, source)
+        k = self.calibration.segments
+        s = float(reduce_segments(seg.max(axis=1), k)[0])
+        cs = np.asarray(reduce_segments(seg, k)).reshape(-1)
         thr = self.calibration.threshold
         return WindowScore(score=s, threshold=thr, above=s > thr, channel_scores=tuple(float(v) for v in cs))
 

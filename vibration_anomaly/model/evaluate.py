@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from vibration_anomaly.core.calibration import calibrate_features, threshold_from_scores
+from vibration_anomaly.core.calibration.segments import reduce_segments, segments_for, split_segments
 from vibration_anomaly.errors import InputError
 from vibration_anomaly.model import ModelFiles
 from vibration_anomaly.model.data import Record, cut_windows, load_dataset
@@ -181,7 +182,9 @@ class ModelMethod:
         self._feat_cache: dict[int, np.ndarray] = {}
 
     def feats(self, windows: np.ndarray, fs: float) -> np.ndarray:
-        return self.frontend.batch(windows, fs)
+        """Features of each window's segments, window-major (``core.calibration.segments``: as the robot)."""
+        w = np.asarray(windows)
+        return self.frontend.batch(split_segments(w, segments_for(w.shape[1], fs)), fs)
 
     def _score_z(self, z: np.ndarray) -> np.ndarray:
         return np.asarray(self.infer(np.ascontiguousarray(z, dtype=np.float32)), dtype=np.float64)
@@ -197,6 +200,7 @@ class ModelMethod:
             prior_weight=self.files.prior_weight,
             machine=md.name,
             drift_std=self.files.drift_std,
+            segments=segments_for(md.window, md.fs_hz),
         )
 
     def ratio(self, cal: Any, feats: np.ndarray) -> np.ndarray:
@@ -204,7 +208,8 @@ class ModelMethod:
             return np.zeros(0)
         z = cal.normalise(feats)
         n, c = z.shape[:2]
-        return self._score_z(z.reshape(n * c, *z.shape[2:])).reshape(n, c).max(axis=1) / cal.threshold
+        worst = self._score_z(z.reshape(n * c, *z.shape[2:])).reshape(n, c).max(axis=1)
+        return np.asarray(reduce_segments(worst, cal.segments)) / cal.threshold
 
 
 def baseline_ratios(

@@ -125,7 +125,8 @@ def build_pipeline(bundle: VerifiedBundle, p: dict[str, Any]) -> Pipeline:
         engine_bytes=plan_bytes,
         cpu_model=cpu_model,
     )
-    frontend.prepare(calibration.window_samples, calibration.fs_hz)  # its plan is made now, not when awake
+    # its plan is made now, not when awake (for the segments a window is scored as: core.calibration.segments)
+    frontend.prepare(calibration.window_samples // calibration.segments, calibration.fs_hz)
     scorer = Scorer(engine, frontend, calibration)
     voter = AlarmVoter(bundle.alarm.votes_required, bundle.alarm.votes_window)
     runs = cpu_model[0] if cpu_model is not None and engine.name == "onnxruntime" else files.onnx

@@ -36,11 +36,14 @@ def knock_trial(
     windows: int = 60,
     seed: int = 0,
     frontend_config: dict[str, Any] | None = None,
+    segments: int | None = None,
+    commissioning: int = COMMISSIONING_WINDOWS,
 ) -> dict[str, Any]:
     """Clean and knocked held-out windows of the simulated robot: over threshold and voted alarms.
 
     ``frontend_config``: frontend options replacing model.json's for commissioning and scoring alike
-    (to measure another choice; ``None`` is the robot's).
+    (to measure another choice; ``None`` is the robot's). ``segments``: how many segments a window is
+    scored as (``core.calibration.segments``; None: the robot's, 1: whole, as before).
     """
     model = load_default_model()
     if frontend_config:
@@ -54,17 +57,17 @@ def knock_trial(
         t0 = 10.0 + dc.period_s * k
         return robot.frames(t0, t0 + n / rate_hz)[1].astype(np.float64)
 
-    healthy = [window(k) for k in range(COMMISSIONING_WINDOWS)]
+    healthy = [window(k) for k in range(commissioning)]
     engine = OnnxRuntimeEngine(intra_op_threads=1)
     engine.load(model.cpu_onnx)
     engine.wake()
     try:
-        cal = model.calibrate(engine, healthy, rate_hz)
+        cal = model.calibrate(engine, healthy, rate_hz, segments=segments)
         scorer = Scorer(engine, model.frontend_for(cal), cal)
         rms = np.median([w.std(axis=0) for w in healthy], axis=0)
         rng = np.random.default_rng(seed + 1)
         clean, knocked = [], []
-        for k in range(COMMISSIONING_WINDOWS, COMMISSIONING_WINDOWS + windows):
+        for k in range(commissioning, commissioning + windows):
             w = window(k)
             clean.append(scorer.score(w, rate_hz) / cal.threshold)
             hit = w.copy()
@@ -81,6 +84,8 @@ def knock_trial(
         "windows": windows,
         "seed": seed,
         "frontend": {"env_min_hz": cal.extra["frontend_config"]["env_min_hz"]},
+        "segments": cal.segments,
+        "commissioning_windows": commissioning,
         "vote": f"{k_of} of {n_of}",
         "clean_over_threshold": int(sum(r > 1 for r in clean)),
         "clean_voted_alarms": len(voted_alarms([r > 1 for r in clean], k_of, n_of)),

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from vibration_anomaly.core.calibration.record import Z_CLIP, Calibration
+from vibration_anomaly.core.calibration.segments import reduce_segments, segments_for, split_segments
 from vibration_anomaly.errors import InputError
 
 
@@ -143,8 +144,13 @@ def calibrate_features(
     model_id: str = "",
     drift_std: np.ndarray | None = None,
     also_far: float | None = None,
+    segments: int = 1,
 ) -> Calibration:
     """Fit a Calibration from the raw features (N, C, T, F) of N healthy windows in time order.
+
+    With ``segments`` > 1 the features are those of each window's segments, window-major (N x segments,
+    C, T, F; ``core.calibration.segments``): the normalisation is fitted on the segments, the threshold
+    on the windows' segment-quantile scores, and ``extra.segments`` records it.
 
     ``score_fn`` maps normalised features (M, T, F) (channels flattened into
     the batch) to scores (M,). The threshold is fitted on *held-out* scores:
@@ -158,7 +164,11 @@ def calibrate_features(
     f = np.asarray(features, dtype=np.float64)
     if f.ndim != 4 or not np.all(np.isfinite(f)):
         raise InputError("calibration", "features", f"expected finite (N, C, T, F), got shape {f.shape}")
-    n = f.shape[0]
+    if segments < 1 or f.shape[0] % segments:
+        raise InputError(
+            "calibration", "segments", f"{f.shape[0]} feature rows are not {segments} per window"
+        )
+    n = f.shape[0] // segments
     if n < 4:
         raise InputError("calibration", "windows", f"need at least 4 healthy windows, got {n}")
     k = max(2, min(folds, n // 2))
@@ -166,9 +176,11 @@ def calibrate_features(
     held = np.empty(n)
     for blk in blocks:
         rest = np.setdiff1d(np.arange(n), blk)
-        mu, sd = fit_normalisation(f[rest], prior_std, prior_weight, drift_std=drift_std)
-        z = np.clip((f[blk] - mu) / sd, -Z_CLIP, Z_CLIP).astype(np.float32)
-        held[blk] = _window_scores(score_fn, z)
+        rows = (blk[:, None] * segments + np.arange(segments)).ravel()
+        rest_rows = (rest[:, None] * segments + np.arange(segments)).ravel()
+        mu, sd = fit_normalisation(f[rest_rows], prior_std, prior_weight, drift_std=drift_std)
+        z = np.clip((f[rows] - mu) / sd, -Z_CLIP, Z_CLIP).astype(np.float32)
+        held[blk] = reduce_segments(_window_scores(score_fn, z), segments)
     mean, std = fit_normalisation(f, prior_std, prior_weight, drift_std=drift_std)
     thr, how = threshold_from_scores(held, target_far)
     extra: dict[str, Any] = {
@@ -178,6 +190,8 @@ def calibrate_features(
             float(held.max()),
         ]
     }
+    if segments > 1:
+        extra["segments"] = segments
     if also_far is not None:
         extra["threshold_at"] = {
             "target_far": also_far,
@@ -222,8 +236,12 @@ def calibrate(
     drift_std: np.ndarray | None = None,
     shaft_hz: float | None = None,
     orders: Mapping[str, float] | None = None,
+    segments: int | None = None,
 ) -> Calibration:
     """Calibrate a machine from its healthy windows (each (n_samples, n_channels)), in time order.
+
+    A long window is scored as segments (``core.calibration.segments``; ``segments`` None: as many as
+    ``segments_for`` its length, 1 for a window of about 1.5 s or less).
 
     Pass ``drift_std=model.drift_std`` (see ``fit_normalisation``) for robots. With the steady shaft speed
     of the recording (``shaft_hz``) and the bearing's defect ``orders``, the order score is calibrated too
@@ -234,8 +252,14 @@ def calibrate(
     if len(windows) == 0:
         raise InputError("calibration", "windows", "no healthy windows given")
     with_orders = bool(shaft_hz and orders)
-    feats = np.stack([frontend(w, fs_hz, f"calibration window {i}") for i, w in enumerate(windows)])
     n_samples = int(np.asarray(windows[0]).shape[0])
+    segments = segments_for(n_samples, fs_hz) if segments is None else segments
+    feats = np.stack(
+        [
+            frontend(s, fs_hz, f"calibration window {i // segments}")
+            for i, s in enumerate(split_segments(np.stack([np.asarray(w) for w in windows]), segments))
+        ]
+    )
     cal = calibrate_features(
         lambda z: engine.infer(np.ascontiguousarray(z, dtype=np.float32)),
         feats,
@@ -248,6 +272,7 @@ def calibrate(
         model_id=model_id,
         drift_std=drift_std,
         also_far=target_far / 2 if with_orders else None,
+        segments=segments,
     )
     if with_orders:
         from vibration_anomaly.core.order_calibration import EXTRA_KEY, fit_order_calibration

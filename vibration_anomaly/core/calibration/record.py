@@ -54,6 +54,11 @@ class Calibration:
         return str(self.extra.get("frontend", "full"))
 
     @property
+    def segments(self) -> int:
+        """How many segments a window is scored as (``core.calibration.segments``); 1: whole (made before)."""
+        return int(self.extra.get("segments", 1))
+
+    @property
     def n_channels(self) -> int:
         return int(self.mean.shape[0])
 
@@ -172,6 +177,18 @@ class Calibration:
                 source,
                 "extra.frontend",
                 f"expected one of {', '.join(FRONTENDS)}, got {extra.get('frontend')!r}",
+            )
+        segments = extra.get("segments", 1)
+        if (
+            isinstance(segments, bool)
+            or not isinstance(segments, int)
+            or not 1 <= segments <= 64
+            or window_samples // segments < 64
+        ):
+            raise InputError(
+                source,
+                "extra.segments",
+                f"expected an integer from 1 to 64 leaving at least 64 samples a segment, got {segments!r}",
             )
         for key in ("method", "machine", "model_id"):
             if not isinstance(d.get(key, ""), str):
