@@ -139,10 +139,12 @@ def bench_infer(repeats: int) -> dict[str, float]:
     }
 
 
-AWAKE_VARIANTS = ("shipped", "before", "torch", "speed_aware")
+AWAKE_VARIANTS = ("shipped", "before", "torch", "speed_aware", "segments")
 """``shipped``: banded frontend + the file ONNX Runtime runs (``ModelFiles.cpu_onnx``, the FP32 twin).
 ``speed_aware``: shipped, calibrated with the example bundle's bearing at the robot's 24 Hz shaft
 (``calibrate(..., shaft_hz, orders)``) and run with ``shaft_hz``: the order score is added to every cycle.
+``segments``: shipped, calibrated with ``segments=None`` (``calibrate --segments auto``): each 5 s window
+scored as 5 segments of 1 s (``core.calibration.segments``).
 ``before``: what v3 robots ran, the full-rate frontend + the INT8 QDQ model, in the same run.
 ``torch``: the shipped frontend with PyTorch eager on the same weights (``weights.npz``) instead."""
 
@@ -207,7 +209,9 @@ def bench_awake_cycle(repeats: int, variant: str = "shipped") -> dict[str, objec
         engine = OnnxRuntimeEngine(intra_op_threads=1)
         engine.load(model_file)
         engine.wake()
-        speed = {"shaft_hz": 24.0, "orders": orders} if variant == "speed_aware" else {}
+        speed: dict[str, object] = {"shaft_hz": 24.0, "orders": orders} if variant == "speed_aware" else {}
+        if variant == "segments":
+            speed["segments"] = None
         cal = model.calibrate(engine, windows[:10], 1000.0, **speed)
         engine.sleep()
         frontend = model.frontend_for(cal)
@@ -283,9 +287,10 @@ def awake_cycle(repeats: int) -> dict[str, object]:
     for v in ("before", "torch"):
         out[f"baseline_{v}"] = runs[v]
         out[f"ratio_to_{v}"] = round(ours / runs[v]["median_cpu_ms"], 3)  # type: ignore[index]
-    # Not a baseline: what speed-aware scoring (calibrate --bearing --shaft-hz) adds to the same cycle.
-    out["speed_aware"] = runs["speed_aware"]
-    out["speed_aware_ratio_to_shipped"] = round(runs["speed_aware"]["median_cpu_ms"] / ours, 3)  # type: ignore[index]
+    # Not baselines: what speed-aware scoring (calibrate --bearing --shaft-hz) and segments (--segments auto) add.
+    for v in ("speed_aware", "segments"):
+        out[v] = runs[v]
+        out[f"{v}_ratio_to_shipped"] = round(runs[v]["median_cpu_ms"] / ours, 3)  # type: ignore[index]
     return out
 
 

@@ -254,6 +254,7 @@ def test_calibrate_cli_records_the_order_part_and_refuses_half_of_it(tmp_path: P
         timeout=300,
     )
     assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["segments"] == 1
     summary = json.loads(run.stdout)["speed_aware"]
     assert summary["lines"] == ["bpfo", "bpfi", "bsf"] and summary["model_threshold"] > 0
     assert "at least 60 are advised" in run.stderr  # 24 windows
@@ -265,6 +266,8 @@ def test_calibrate_cli_records_the_order_part_and_refuses_half_of_it(tmp_path: P
         (["--shaft-hz", "24"], "--bearing"),
         (["--bearing", "ftf=0.4", "--shaft-hz", "24"], "cage"),
         (["--bearing", f"{bearing},rpm=1500", "--shaft-hz", "24"], "disagrees"),
+        (["--segments", "0"], "--segments"),
+        (["--segments", "many"], "--segments"),
     ):
         bad = subprocess.run(
             [*cmd, "--out", str(tmp_path / "bad.json"), *args], capture_output=True, text=True, timeout=300

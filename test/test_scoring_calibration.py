@@ -49,9 +49,15 @@ def test_robot_imu_calibrate_and_score(robot: tuple, tmp_path: Path) -> None:
     w = healthy_signal(rng, spec, N)
     w[:, 1] += knock(rng, FS, N, 8.0 * w[:, 1].std())
     assert sc.score(w, FS) < min(faulty)
-    # A 5 s window is scored as 5 segments of 1 s (core.calibration.segments): the window's score is the
-    # second lowest of its segments' worst-channel scores; each channel's, the same over its segments.
+    v = sc.score_window(healthy_signal(rng, spec, N), FS)
+    assert cal.segments == 1 and "segments" not in cal.extra  # scored whole unless asked
+    assert len(v.channel_scores) == 3 and v.score == max(v.channel_scores)
+    # Asked (calibrate --segments auto), a 5 s window is scored as 5 segments of 1 s: the window's score
+    # is the second lowest of its segments' worst-channel scores; each channel's, the same per channel.
+    windows = [healthy_signal(rng, spec, N) for _ in range(12)]
+    cal = calibrate(eng, fr, windows, FS, prior_std=files.prior_std, segments=None)
     assert cal.segments == 5 and cal.extra["segments"] == 5
+    sc = Scorer(eng, fr, cal)
     w = healthy_signal(rng, spec, N)
     v = sc.score_window(w, FS)
     seg = sc.segment_scores(w, FS)
@@ -132,3 +138,21 @@ def test_shipped_model_carries_its_drift_prior() -> None:
     files = load_default_model()
     d = files.drift_std
     assert d is not None and d.shape == files.prior_std.shape and np.all(d >= 0)
+
+
+def test_segments_of_a_six_axis_window_score_as_if_each_were_scored_alone(robot: tuple) -> None:
+    """The scorer hands the frontend the segments side by side as channels, at most 16 a call."""
+    from vibration_anomaly.core.calibration.segments import split_segments
+
+    files, eng, spec, rng = robot
+    fr = files.frontend()
+
+    def six() -> np.ndarray:
+        return np.concatenate([healthy_signal(rng, spec, N), healthy_signal(rng, spec, N)], axis=1)
+
+    cal = calibrate(eng, fr, [six() for _ in range(8)], FS, prior_std=files.prior_std, segments=None)
+    assert cal.segments == 5 and cal.n_channels == 6
+    w = six()
+    got = Scorer(eng, fr, cal).segment_scores(w, FS)
+    alone = [eng.infer(cal.normalise(fr(s, FS))) for s in split_segments(w[None], 5)]
+    assert got.shape == (5, 6) and np.allclose(got, np.stack(alone), rtol=1e-5, atol=1e-6)

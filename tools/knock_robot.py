@@ -4,8 +4,8 @@
 The measurement is ``vibration_anomaly.sim.knocks.knock_trial`` (its doc says what is simulated and
 scored); this prints its JSON: windows over threshold and voted alarms in time order, clean and
 knocked. ``--legacy-frontend`` scores with the frontend options before issue 16 (envelope harmonics
-from 2 Hz) and ``--whole-window`` scores each window whole instead of as 1 s segments
-(``core.calibration.segments``), to compare in the same run.
+from 2 Hz) and ``--segments auto`` scores each window as 1 s segments (``core.calibration.segments``,
+opt-in on the robot with ``calibrate --segments auto``) instead of whole, to compare in the same run.
 
     .venv/bin/python tools/knock_robot.py --rate 3200 --peak 8 --seed 1
 """
@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from vibration_anomaly.model.cli_support import segments_arg  # noqa: E402
 from vibration_anomaly.sim.knocks import knock_trial  # noqa: E402
 
 LEGACY = {"env_min_hz": 2.0}
@@ -35,7 +36,9 @@ def main() -> int:
     ap.add_argument(
         "--legacy-frontend", action="store_true", help="envelope harmonics from 2 Hz, as before issue 16"
     )
-    ap.add_argument("--whole-window", action="store_true", help="score each window whole (one segment)")
+    ap.add_argument(
+        "--segments", type=segments_arg, default=1, help="segments per window, or 'auto' (default 1: whole)"
+    )
     ap.add_argument(
         "--commissioning",
         type=int,
@@ -51,7 +54,7 @@ def main() -> int:
         args.windows,
         args.seed,
         LEGACY if args.legacy_frontend else None,
-        segments=1 if args.whole_window else None,
+        segments=args.segments,
         commissioning=args.commissioning,
     )
     print(json.dumps(out))

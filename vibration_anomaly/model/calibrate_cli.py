@@ -17,7 +17,14 @@ from typing import Any
 from vibration_anomaly.bundle import defaults
 from vibration_anomaly.clikit import check_output_file, number, write_text_atomic
 from vibration_anomaly.errors import InputError
-from vibration_anomaly.model.cli_support import json_safe, model_files, open_engine, parse_bearing, wrap
+from vibration_anomaly.model.cli_support import (
+    json_safe,
+    model_files,
+    open_engine,
+    parse_bearing,
+    segments_arg,
+    wrap,
+)
 
 ADVISED_WINDOWS = 60
 """Fewer healthy windows than this get a warning (docs/MODEL.md, \"Through the robot's sensor\")."""
@@ -91,6 +98,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         machine=args.machine or "",
         shaft_hz=shaft_hz,
         orders=orders,
+        segments=args.segments,
     )
     if not (math.isfinite(cal.threshold) and cal.threshold > 0):
         raise RuntimeError(f"calibration produced threshold {cal.threshold!r}; nothing written to {args.out}")
@@ -103,6 +111,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                 "threshold": cal.threshold,
                 "windows": cal.n_windows,
                 "method": cal.method,
+                "segments": cal.segments,
                 "speed_aware": _speed_aware_summary(cal, shaft_hz, orders),
             },
             indent=1,
@@ -149,6 +158,13 @@ def register(subparsers: Any) -> None:
         "or 'bpfo=..,bpfi=..,bsf=..' (with --shaft-hz). The calibration then holds an order reference and "
         "the model and the orders each get half the target; the detector uses it while the shaft speed is "
         "known (shaft_hz or speed_topic) and the bundle's bearing is the same",
+    )
+    c.add_argument(
+        "--segments",
+        type=segments_arg,
+        default=1,
+        help="score each window as this many segments, or 'auto' (one per second): a knock lifts one or two "
+        "segments, a defect all (docs/MODEL.md); costs about 3 ms more per awake cycle (default 1: whole)",
     )
     c.add_argument(
         "--shaft-hz",

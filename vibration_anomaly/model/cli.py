@@ -23,7 +23,7 @@ from vibration_anomaly.clikit import (
 )
 from vibration_anomaly.errors import InputError
 from vibration_anomaly.model import calibrate_cli
-from vibration_anomaly.model.cli_support import json_safe, model_files, open_engine, wrap
+from vibration_anomaly.model.cli_support import json_safe, model_files, open_engine, segments_arg, wrap
 from vibration_anomaly.model.cli_support import parse_bearing as _bearing
 
 
@@ -103,6 +103,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         seed=args.seed,
         vote=vote,
         sensor_rate_hz=args.sensor_rate,
+        segments=args.segments,
     )
     sens = None
     if args.sensitivity:
@@ -124,6 +125,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             physics=physics,
             seed=args.seed,
             vote=vote,
+            segments=args.segments,
         )
         res["sensitivity"] = sens
     if args.report:
@@ -316,6 +318,13 @@ def register(subparsers: Any) -> None:
         type=number_list(0, 1_000_000, unit="Hz"),
         default=None,
         help="with --sensitivity: LO,HI of the low structural mode the impacts also ring (default 100,400)",
+    )
+    e.add_argument(
+        "--segments",
+        type=segments_arg,
+        default=1,
+        help="score each window as this many segments, or 'auto' (one per second), as a robot calibrated "
+        "with `calibrate --segments` does (default 1: whole)",
     )
     e.add_argument("--json", action="store_true", help="print JSON instead of a table")
     e.add_argument("--report", help="write ROC curves and score distributions to this PNG")

@@ -68,3 +68,20 @@ def parse_bearing(text: str | None, option: str = "--bearing") -> dict[str, floa
             raise InputError(option, k.strip(), f"got {v!r}; expected a finite order (or rpm) > 0")
         out[k.strip()] = val
     return out
+
+
+def segments_arg(text: str) -> int | None:
+    """``--segments``: ``auto`` (None: one per second of window, ``core.calibration.segments``) or 1-64."""
+    import argparse
+
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        k = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"got {text!r}; expected 'auto' or an integer from 1 to 64"
+        ) from None
+    if not 1 <= k <= 64:
+        raise argparse.ArgumentTypeError(f"got {k}; expected 'auto' or an integer from 1 to 64")
+    return k

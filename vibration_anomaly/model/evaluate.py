@@ -174,17 +174,21 @@ def _auroc(neg: np.ndarray, pos: np.ndarray) -> float:
 class ModelMethod:
     """The model behind an engine-like ``infer``: per-machine calibration and ratio scores."""
 
-    def __init__(self, files: ModelFiles, infer: Any, target_far: float) -> None:
+    def __init__(self, files: ModelFiles, infer: Any, target_far: float, segments: int | None = 1) -> None:
         self.files = files
         self.infer = infer
         self.frontend = files.frontend()
         self.target_far = target_far
+        self.segments = segments  # per window (core.calibration.segments); None: segments_for its length
         self._feat_cache: dict[int, np.ndarray] = {}
 
     def feats(self, windows: np.ndarray, fs: float) -> np.ndarray:
         """Features of each window's segments, window-major (``core.calibration.segments``: as the robot)."""
         w = np.asarray(windows)
-        return self.frontend.batch(split_segments(w, segments_for(w.shape[1], fs)), fs)
+        return self.frontend.batch(split_segments(w, self.segments_of(w.shape[1], fs)), fs)
+
+    def segments_of(self, window_samples: int, fs: float) -> int:
+        return segments_for(window_samples, fs) if self.segments is None else self.segments
 
     def _score_z(self, z: np.ndarray) -> np.ndarray:
         return np.asarray(self.infer(np.ascontiguousarray(z, dtype=np.float32)), dtype=np.float64)
@@ -200,7 +204,7 @@ class ModelMethod:
             prior_weight=self.files.prior_weight,
             machine=md.name,
             drift_std=self.files.drift_std,
-            segments=segments_for(md.window, md.fs_hz),
+            segments=self.segments_of(md.window, md.fs_hz),
         )
 
     def ratio(self, cal: Any, feats: np.ndarray) -> np.ndarray:
@@ -260,6 +264,7 @@ def evaluate(
     seed: int = 0,
     vote: Vote | None = None,
     sensor_rate_hz: float | None = None,
+    segments: int | None = 1,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Return (results JSON, raw scores for the report).
 
@@ -298,10 +303,10 @@ def evaluate(
             "no faulty windows for the evaluated machines; AUROC, "
             "precision and recall need healthy and faulty records (a condition other than 'normal')",
         )
-    methods: dict[str, ModelMethod] = {"model": ModelMethod(files, infer_int8, target_far)}
+    methods: dict[str, ModelMethod] = {"model": ModelMethod(files, infer_int8, target_far, segments)}
     if infer_fp32 is not None:
-        methods["model_fp32"] = ModelMethod(files, infer_fp32, target_far)
-    fused = FusedMethod(files, infer_int8, target_far)
+        methods["model_fp32"] = ModelMethod(files, infer_fp32, target_far, segments)
+    fused = FusedMethod(files, infer_int8, target_far, segments=segments)
     raw: dict[str, dict[str, list[np.ndarray]]] = {}
     conds = sorted({c for md in machines for c in md.faulty})
     for i, md in enumerate(machines):

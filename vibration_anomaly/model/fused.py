@@ -65,9 +65,10 @@ class FusedMethod:
     machines_with_orders: list[str] = field(default_factory=list)
     machines_model_only: list[str] = field(default_factory=list)
     thresholds: dict[str, dict[str, Any]] = field(default_factory=dict)
+    segments: int | None = 1
 
     def __post_init__(self) -> None:
-        self.model = ModelMethod(self.files, self.infer, self.target_far / 2)
+        self.model = ModelMethod(self.files, self.infer, self.target_far / 2, self.segments)
 
     def ratios(
         self,

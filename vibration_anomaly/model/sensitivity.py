@@ -177,6 +177,7 @@ def sensitivity(
     physics: ImpactPhysics = DEFAULT_PHYSICS,
     seed: int = 0,
     vote: Vote | None = None,
+    segments: int | None = 1,
 ) -> dict[str, Any]:
     """``vote``: the k-of-n (and duty cycle) the knocks are voted with (``evaluate --bundle``); None: the
     shipped example bundle's (``false_alarms.bundle_vote``). ``inferences_per_hour``: None, the vote's."""
@@ -202,8 +203,8 @@ def sensitivity(
     k, n, vote_source = vote.k, vote.n, vote.source
     if inferences_per_hour is None:
         inferences_per_hour = vote.inferences_per_hour
-    method = ModelMethod(files, infer, target_far)
-    fused = FusedMethod(files, infer, target_far)
+    method = ModelMethod(files, infer, target_far, segments)
+    fused = FusedMethod(files, infer, target_far, segments=segments)
     raw: dict[str, dict[str, list[np.ndarray]]] = {}
     alarms: dict[str, int] = {}
     drawn: list[tuple[float | None, float | None]] = []

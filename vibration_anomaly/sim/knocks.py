@@ -36,14 +36,14 @@ def knock_trial(
     windows: int = 60,
     seed: int = 0,
     frontend_config: dict[str, Any] | None = None,
-    segments: int | None = None,
+    segments: int | None = 1,
     commissioning: int = COMMISSIONING_WINDOWS,
 ) -> dict[str, Any]:
     """Clean and knocked held-out windows of the simulated robot: over threshold and voted alarms.
 
     ``frontend_config``: frontend options replacing model.json's for commissioning and scoring alike
     (to measure another choice; ``None`` is the robot's). ``segments``: how many segments a window is
-    scored as (``core.calibration.segments``; None: the robot's, 1: whole, as before).
+    scored as (``core.calibration.segments``; 1, the default: whole; None: one per second, opt-in).
     """
     model = load_default_model()
     if frontend_config:

@@ -236,12 +236,12 @@ def calibrate(
     drift_std: np.ndarray | None = None,
     shaft_hz: float | None = None,
     orders: Mapping[str, float] | None = None,
-    segments: int | None = None,
+    segments: int | None = 1,
 ) -> Calibration:
     """Calibrate a machine from its healthy windows (each (n_samples, n_channels)), in time order.
 
-    A long window is scored as segments (``core.calibration.segments``; ``segments`` None: as many as
-    ``segments_for`` its length, 1 for a window of about 1.5 s or less).
+    ``segments``: how many segments each window is scored as (``core.calibration.segments``; 1, the
+    default: whole; None: as many as ``segments_for`` its length, opt-in: ``calibrate --segments auto``).
 
     Pass ``drift_std=model.drift_std`` (see ``fit_normalisation``) for robots. With the steady shaft speed
     of the recording (``shaft_hz``) and the bearing's defect ``orders``, the order score is calibrated too

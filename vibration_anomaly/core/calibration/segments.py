@@ -9,9 +9,11 @@ segment's score being its worst channel's. A knock lifts one or two segments and
 defect lifts them all. The threshold is fitted on the same quantile of held-out healthy windows
 (``core.calibration.calibrate_features``), so it keeps its false-alarm target.
 
-Measured on the generated robots (docs/MODEL.md "Knocks on the robot's window"). A window of about
-1.5 s or less is one segment: scored whole, exactly as before (every FEMTO figure, 0.1-0.2 s windows).
-A calibration records its ``extra.segments``; one without it is one segment (made before).
+**Opt-in** (``vibration-anomaly calibrate --segments auto``; ``evaluate --segments auto`` measures it):
+it costs about 3 ms more per awake cycle at 1 kHz (5 frontend segments and 15 engine rows instead of 3),
+which would take the cycle over its 10 ms budget as the default. Measured in docs/MODEL.md ("Scoring
+a long window as segments"). A window of about 1.5 s or less is one segment. A calibration records its
+``extra.segments``; one without it is scored whole.
 """
 
 from __future__ import annotations
