@@ -156,3 +156,17 @@ def test_segments_of_a_six_axis_window_score_as_if_each_were_scored_alone(robot:
     got = Scorer(eng, fr, cal).segment_scores(w, FS)
     alone = [eng.infer(cal.normalise(fr(s, FS))) for s in split_segments(w[None], 5)]
     assert got.shape == (5, 6) and np.allclose(got, np.stack(alone), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, "5", True, 65, 2000])
+def test_a_bad_segments_record_is_refused_by_name(robot: tuple, bad: object) -> None:
+    from vibration_anomaly.errors import InputError
+
+    files, eng, spec, rng = robot
+    cal = calibrate(eng, files.frontend(), [healthy_signal(rng, spec, N) for _ in range(6)], FS)
+    d = cal.to_dict()
+    d["extra"]["segments"] = bad  # 2000 segments of a 5000-sample window leave 2 samples each
+    with pytest.raises(InputError, match=r"extra\.segments"):
+        Calibration.from_dict(d, "robot.json")
+    d["extra"]["segments"] = 5
+    assert Calibration.from_dict(d, "robot.json").segments == 5
