@@ -123,8 +123,8 @@ def _median(scores: np.ndarray) -> np.ndarray:
 class OrderCalibration:
     """Per channel-and-line reference (median on the calibration windows) and the ratio threshold.
 
-    ``lines`` and ``orders`` say which defect lines the reference columns belong to (channel-major:
-    column ``c * len(lines) + i`` is channel c, line i); ``model_threshold`` is the model's threshold at
+    ``parts``, ``lines`` and ``orders`` say what the reference columns are (part-major, then channel:
+    column ``(p * C + c) * len(lines) + i`` is part p, channel c, line i); ``model_threshold`` is the model's threshold at
     ``target_far`` (this part's target, half the calibration's) when the fit recorded it.
     """
 

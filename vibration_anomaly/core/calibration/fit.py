@@ -254,11 +254,15 @@ def calibrate(
     with_orders = bool(shaft_hz and orders)
     n_samples = int(np.asarray(windows[0]).shape[0])
     segments = segments_for(n_samples, fs_hz) if segments is None else segments
+    if (segments > 1 or with_orders) and any(
+        np.asarray(w).shape != np.asarray(windows[0]).shape for w in windows
+    ):
+        raise InputError(
+            "calibration", "windows", "segments and speed-aware scoring need windows of one shape"
+        )
+    pieces = split_segments(np.stack([np.asarray(w) for w in windows]), segments) if segments > 1 else windows
     feats = np.stack(
-        [
-            frontend(s, fs_hz, f"calibration window {i // segments}")
-            for i, s in enumerate(split_segments(np.stack([np.asarray(w) for w in windows]), segments))
-        ]
+        [frontend(s, fs_hz, f"calibration window {i // segments}") for i, s in enumerate(pieces)]
     )
     cal = calibrate_features(
         lambda z: engine.infer(np.ascontiguousarray(z, dtype=np.float32)),
