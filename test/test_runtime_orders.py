@@ -313,3 +313,29 @@ def test_the_order_line_names_the_location_only_where_the_envelope_rule_named_no
     under = OrderReading(0.9, SHAFT, "", "bpfi", "inner_race", 2, ORDERS["bpfi"] * SHAFT, "spectrum")
     for reading in (under, OrderReading(None, None, "stale"), None):
         assert OrderCheck.name_location(unknown, reading) is unknown
+
+
+def test_the_order_ratio_reaches_the_fleet_as_a_gauge(tmp_path: Path, calibrated: Any) -> None:
+    """The infer events of the speed-aware runtime, through RobotMetrics (the pushed registry)."""
+    import math
+
+    from prometheus_client import CollectorRegistry
+
+    from vibration_anomaly.telemetry.metrics import RobotMetrics
+
+    model, cal, _ = calibrated
+    rt, clock, events, _ = _runtime(tmp_path, model, cal, CWRU_6205, speed_topic="/js", speed_joint="w")
+    reg = CollectorRegistry()
+    metrics = RobotMetrics(reg)
+    try:
+        assert math.isnan(reg.get_sample_value("vibration_anomaly_order_ratio"))
+        _periods(rt, clock, FAULTY[:1], speed=True)
+        fresh = _infers(events)[-1]
+        for e in events:
+            metrics.observe_event(e)
+        assert reg.get_sample_value("vibration_anomaly_order_ratio") == pytest.approx(fresh["order_ratio"])
+        _periods(rt, clock, FAULTY[1:2])  # stale speed: not scored by the order part
+        metrics.observe_event(_infers(events)[-1])
+        assert math.isnan(reg.get_sample_value("vibration_anomaly_order_ratio"))
+    finally:
+        rt.close()

@@ -1,4 +1,5 @@
-"""The alarm's diagnosis as metrics: where the latest alarm places the fault, its line, its growth.
+"""The alarm's diagnosis as metrics: where the latest alarm places the fault, its line, its growth; and
+the latest batch's order ratio (speed-aware scoring, ``core.order_calibration``).
 
 ``location`` is the only label, from the fixed set of ``core.events.LOCATIONS`` (anything else is
 ``unknown``): a frequency is a gauge's value, never a label, so an alarm cannot add a series.
@@ -35,7 +36,17 @@ class AlarmDiagnosisMetrics:
             "alarm_score_growth_ratio",
             "Score ratio when the latched alarm was raised over the oldest of the trend (NaN: too few points).",
         )
+        self.order_ratio = gauge(
+            "order_ratio",
+            "Speed-aware scoring: the latest batch's defect-line strength over its threshold (> 1: above); "
+            "NaN when the order part did not score it (off, or no fresh speed).",
+        )
+        self.order_ratio.set(math.nan)
         self._on_alarm_reset(0.0, {})
+
+    def _on_infer(self, t: float, event: Mapping[str, Any]) -> None:
+        r = event.get("order_ratio")
+        self.order_ratio.set(math.nan if r is None else number("infer event", "order_ratio", r))
 
     def _set(self, where: str, frequency: float, growth: float) -> None:
         for location in LOCATIONS:
