@@ -34,3 +34,11 @@ def test_bad_port_is_named(port: object) -> None:
     with pytest.raises(InputError) as err:
         MetricsExporter(CollectorRegistry(), port=port)  # type: ignore[arg-type]
     assert err.value.field == "port"
+
+
+def test_free_port_never_hands_out_a_port_twice() -> None:
+    """Three gateway shards built before any starts once got the same port (the bundle refused the URL)."""
+    from vibration_anomaly.telemetry.localservers import free_port
+
+    ports = [free_port() for _ in range(200)]
+    assert len(set(ports)) == len(ports)

@@ -38,11 +38,21 @@ def find_binary(names: tuple[str, ...]) -> str | None:
     return None
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """A port that was free a moment ago (bind to port 0, read it, release it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port that was free a moment ago (bind to port 0, read it, release it), never one this process
+    was already given: servers built before any starts (three gateway shards) once got the same port
+    twice, and the bundle refused the duplicate shard URL."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+    raise OSError("no free loopback port that this process was not already given")
 
 
 def http_get(url: str, timeout: float = 5.0) -> bytes:
