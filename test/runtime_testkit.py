@@ -9,6 +9,28 @@ from __future__ import annotations
 from pathlib import Path
 
 
+class Clock:
+    """A settable clock for ``DetectorRuntime(clock, ...)``: the test moves ``t``."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class Log:
+    """A logger that keeps its lines (info, warning and error alike) for the test to read."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def info(self, m: str) -> None:
+        self.lines.append(m)
+
+    warning = error = info
+
+
 def shipped_model_calibration(path: Path, windows: int = 10, seed: int = 5) -> Path:
     """Commission the shipped model on the simulated robot's healthy 5 s batches; save the calibration at ``path``."""
     from vibration_anomaly.core.window import batch_samples

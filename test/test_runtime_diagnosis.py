@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 from bundle_testkit import write_test_bundle
+from runtime_testkit import Clock, Log
 
 from vibration_anomaly.bundle import load_verified_bundle
 from vibration_anomaly.core.health import OK, WARN, StatusRecord
@@ -22,24 +23,6 @@ from vibration_anomaly.sim.robot import FaultSpec, RobotConfig, SimulatedRobot
 
 RATE = 1000.0
 CWRU_6205 = {"balls": 9, "ball_diameter": 0.3126, "pitch_diameter": 1.537}
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-class Log:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def info(self, m: str) -> None:
-        self.lines.append(m)
-
-    warning = error = info
 
 
 def _runtime(

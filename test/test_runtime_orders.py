@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 from bundle_testkit import write_test_bundle
+from runtime_testkit import Clock, Log
 
 from vibration_anomaly.bundle import load_verified_bundle
 from vibration_anomaly.bundle.bearing import orders_from_geometry
@@ -60,24 +61,6 @@ def calibrated() -> tuple[Any, Calibration, Calibration]:
     finally:
         engine.unload()
     return model, with_orders, alone
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-class Log:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def info(self, m: str) -> None:
-        self.lines.append(m)
-
-    warning = error = info
 
 
 def _runtime(

@@ -26,7 +26,7 @@ Without a shaft speed or without defect orders it returns None: the model alone 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -99,12 +99,23 @@ def order_strengths(
     orders: Mapping[str, float] | None,
 ) -> tuple[list[str], np.ndarray] | None:
     """(line names, (C, lines) strengths) of ``window`` (n, C) or (n,); None without speed or orders."""
+    return _per_channel(line_strengths, window, fs_hz, shaft_hz, orders)
+
+
+def _per_channel(
+    channel_strengths: Callable[[np.ndarray, float, Mapping[str, float]], dict[str, float]],
+    window: np.ndarray,
+    fs_hz: float,
+    shaft_hz: float | None,
+    orders: Mapping[str, float] | None,
+) -> tuple[list[str], np.ndarray] | None:
+    """``channel_strengths`` of every channel of ``window``: (line names, (C, lines)); None without lines."""
     lines = defect_lines_hz(shaft_hz, orders)
     if not lines:
         return None
     w = np.asarray(window, dtype=np.float64)
     w = w.reshape(len(w), -1)
-    per = [line_strengths(w[:, c], fs_hz, lines) for c in range(w.shape[1])]
+    per = [channel_strengths(w[:, c], fs_hz, lines) for c in range(w.shape[1])]
     names = list(lines)
     return names, np.array([[p[k] for k in names] for p in per])
 
@@ -146,14 +157,7 @@ def spectrum_strengths(
     window: np.ndarray, fs_hz: float, shaft_hz: float | None, orders: Mapping[str, float] | None
 ) -> tuple[list[str], np.ndarray] | None:
     """As :func:`order_strengths`, from the raw spectrum (:func:`spectrum_line_strengths`)."""
-    lines = defect_lines_hz(shaft_hz, orders)
-    if not lines:
-        return None
-    w = np.asarray(window, dtype=np.float64)
-    w = w.reshape(len(w), -1)
-    per = [spectrum_line_strengths(w[:, c], fs_hz, lines) for c in range(w.shape[1])]
-    names = list(lines)
-    return names, np.array([[p[k] for k in names] for p in per])
+    return _per_channel(spectrum_line_strengths, window, fs_hz, shaft_hz, orders)
 
 
 def order_score(
