@@ -3,7 +3,7 @@
     PYTHONPATH=. python tools/diagnose_real.py --cwru ../shared/data/cwru [--rate 3200] [--json out.json]
     PYTHONPATH=. python tools/diagnose_real.py --femto ../shared/data/femto --window 1
     PYTHONPATH=. python tools/diagnose_real.py --noise 400
-    ... --keep-tones: without the tone removal (core.diagnosis.remove_tones), for comparison
+    ... --keep-tones: without the tone removal (core.envelope.tone_free_spectrum), for comparison
 
 CWRU: every record cut into 5 s windows (the robot's sample window); each window's drive-end channel
 (where the seeded fault is) diagnosed with the recorded rpm and the SKF 6205 geometry (9 balls, 0.3126 in
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from vibration_anomaly.bundle.bearing import orders_from_geometry
-from vibration_anomaly.core import diagnosis
+from vibration_anomaly.core import diagnosis, envelope
 from vibration_anomaly.core.events import LOCATIONS
 from vibration_anomaly.model.data import load_dataset
 
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json")
     a = p.parse_args(argv)
     if a.keep_tones:
-        diagnosis.TONE_FACTOR = float("inf")
+        envelope.TONE_FACTOR = float("inf")  # read by core.envelope.tone_free_spectrum at each call
     results: dict[str, dict[str, dict[str, int]]] = {}
     suffix = f" at {a.rate:g} Hz" if a.rate else ""
     if a.cwru:
