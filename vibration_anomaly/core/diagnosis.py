@@ -88,11 +88,16 @@ def bands(fs_hz: float, levels: int = LEVELS) -> list[tuple[float, float]]:
     return out
 
 
-def choose_band(x: np.ndarray, fs_hz: float, min_width_hz: float = 0.0) -> tuple[float, float]:
-    """The most impulsive band (envelope kurtosis) of those at least ``min_width_hz`` wide (else the widest)."""
+def choose_band(
+    x: np.ndarray, fs_hz: float, min_width_hz: float = 0.0, spec: np.ndarray | None = None
+) -> tuple[float, float]:
+    """The most impulsive band (envelope kurtosis) of those at least ``min_width_hz`` wide (else the widest).
+
+    ``spec``: the rfft of ``x`` with its mean removed, when the caller has it already."""
     x = np.asarray(x, dtype=np.float64)
     n = len(x)
-    spec, freqs = np.fft.rfft(x - x.mean()), np.fft.rfftfreq(n, 1 / fs_hz)
+    spec = np.fft.rfft(x - x.mean()) if spec is None else spec
+    freqs = np.fft.rfftfreq(n, 1 / fs_hz)
     candidates = [b for b in bands(fs_hz) if b[1] - b[0] >= min_width_hz] or bands(fs_hz, 0)
     best, best_k = candidates[0], -math.inf
     for b in candidates:
@@ -224,9 +229,9 @@ def locate(
         for name, o in (orders or {}).items()
         if name in ORDER_LOCATIONS and shaft_hz
     }
-    x = remove_tones(x)
-    band = choose_band(x, fs_hz, 2.2 * max(lines_hz.values()) if lines_hz else 0.0)
-    freqs, power = envelope_spectrum(x, fs_hz, band)
+    spec = tone_free_spectrum(x)  # one FFT, read by the band choice and the envelope spectrum alike
+    band = choose_band(x, fs_hz, 2.2 * max(lines_hz.values()) if lines_hz else 0.0, spec)
+    freqs, power = band_envelope_spectrum(spec, len(x), fs_hz, band)
     width = band[1] - band[0]
     sel = (freqs >= 2.0) & (freqs <= 0.9 * width)
     peak = float(freqs[sel][np.argmax(power[sel])]) if sel.any() else None

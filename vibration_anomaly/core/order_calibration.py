@@ -142,11 +142,7 @@ class OrderCalibration:
         """(N,) largest strength / reference over channels and lines, over the threshold; 0 where none has one."""
         if len(scores) == 0:
             return np.zeros(0)
-        r = scores / self.ref
-        ok = np.isfinite(r).any(axis=1)
-        out = np.zeros(len(r))
-        out[ok] = np.nanmax(r[ok], axis=1) / self.threshold
-        return out
+        return np.nan_to_num(_largest(scores, self.ref) / self.threshold, nan=0.0)
 
     def same_orders(self, orders: Mapping[str, float] | None) -> bool:
         """True when ``orders`` give the lines this was calibrated on (within :data:`ORDER_TOLERANCE`)."""

@@ -87,8 +87,8 @@ class Scorer:
         self.frontend = frontend
         self.calibration = calibration
 
-    def segment_scores(self, window: np.ndarray, fs_hz: float, source: str = "window") -> np.ndarray:
-        """(segments, channels) scores of one window (``core.calibration.segments``; 1 segment: the whole)."""
+    def _segment_z(self, window: np.ndarray, fs_hz: float, source: str) -> np.ndarray:
+        """(segments, channels, T, F) normalised features of one window (``core.calibration.segments``)."""
         self.calibration.check_window(int(np.asarray(window).shape[0]), fs_hz, source)
         k = self.calibration.segments
         segs = split_segments(np.asarray(window)[None], k)  # (k, n // k, C)
@@ -102,7 +102,12 @@ class Scorer:
                 for i in range(0, k, per_call)
             ]
         )
-        z = self.calibration.normalise(feats.reshape(k, c, *feats.shape[1:]), source)
+        return self.calibration.normalise(feats.reshape(k, c, *feats.shape[1:]), source)
+
+    def segment_scores(self, window: np.ndarray, fs_hz: float, source: str = "window") -> np.ndarray:
+        """(segments, channels) scores of one window (``core.calibration.segments``; 1 segment: the whole)."""
+        z = self._segment_z(window, fs_hz, source)
+        k, c = z.shape[:2]
         out = np.asarray(
             self.engine.infer(np.ascontiguousarray(z.reshape(k * c, *z.shape[2:]))), dtype=np.float64
         ).reshape(-1)
@@ -125,13 +130,7 @@ class Scorer:
         if len(windows) == 0:
             return np.zeros(0)
         k = self.calibration.segments
-        z = []
-        for i, w in enumerate(windows):
-            src = f"window {i}"
-            self.calibration.check_window(int(np.asarray(w).shape[0]), fs_hz, src)
-            for s in split_segments(np.asarray(w)[None], k):
-                z.append(self.calibration.normalise(self.frontend(s, fs_hz, src), src))
-        zz = np.stack(z)
+        zz = np.concatenate([self._segment_z(w, fs_hz, f"window {i}") for i, w in enumerate(windows)])
         n, c = zz.shape[:2]
         out = np.asarray(self.engine.infer(np.ascontiguousarray(zz.reshape(n * c, *zz.shape[2:]))))
         return np.asarray(reduce_segments(out.astype(np.float64).reshape(n, c).max(axis=1), k))

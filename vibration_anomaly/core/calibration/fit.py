@@ -260,7 +260,8 @@ def calibrate(
         raise InputError(
             "calibration", "windows", "segments and speed-aware scoring need windows of one shape"
         )
-    pieces = split_segments(np.stack([np.asarray(w) for w in windows]), segments) if segments > 1 else windows
+    stacked = np.stack([np.asarray(w) for w in windows]) if segments > 1 or with_orders else None
+    pieces = split_segments(stacked, segments) if stacked is not None and segments > 1 else windows
     feats = np.stack(
         [frontend(s, fs_hz, f"calibration window {i // segments}") for i, s in enumerate(pieces)]
     )
@@ -281,10 +282,10 @@ def calibrate(
     if with_orders:
         from vibration_anomaly.core.order_calibration import EXTRA_KEY, fit_order_calibration
 
-        assert shaft_hz is not None and orders is not None
+        assert shaft_hz is not None and orders is not None and stacked is not None
         half = cal.extra.pop("threshold_at")
         oc = fit_order_calibration(
-            np.stack([np.asarray(w) for w in windows]),
+            stacked,
             fs_hz,
             shaft_hz,
             orders,
