@@ -139,12 +139,13 @@ def bench_infer(repeats: int) -> dict[str, float]:
     }
 
 
-AWAKE_VARIANTS = ("shipped", "before", "torch", "speed_aware", "segments")
+AWAKE_VARIANTS = ("shipped", "before", "torch", "speed_aware", "segments", "no_knock_gate")
 """``shipped``: banded frontend + the file ONNX Runtime runs (``ModelFiles.cpu_onnx``, the FP32 twin).
 ``speed_aware``: shipped, calibrated with the example bundle's bearing at the robot's 24 Hz shaft
 (``calibrate(..., shaft_hz, orders)``) and run with ``shaft_hz``: the order score is added to every cycle.
 ``segments``: shipped, calibrated with ``segments=None`` (``calibrate --segments auto``): each 5 s window
 scored as 5 segments of 1 s (``core.calibration.segments``).
+``no_knock_gate``: shipped with ``knock_gate`` 0 (``core.knock_gate`` off): what the gate costs.
 ``before``: what v3 robots ran, the full-rate frontend + the INT8 QDQ model, in the same run.
 ``torch``: the shipped frontend with PyTorch eager on the same weights (``weights.npz``) instead."""
 
@@ -197,6 +198,8 @@ def bench_awake_cycle(repeats: int, variant: str = "shipped") -> dict[str, objec
     from vibration_anomaly.sim.robot import RobotConfig, SimulatedRobot
 
     model = load_default_model()
+    if variant in ("before", "no_knock_gate"):  # v3 robots had no knock gate
+        model.meta["frontend"] = {**model.meta["frontend"], "knock_gate": 0.0}
     bundle = load_example_bundle()
     assert bundle.bearing is not None
     orders = bundle.bearing.orders()
@@ -287,8 +290,9 @@ def awake_cycle(repeats: int) -> dict[str, object]:
     for v in ("before", "torch"):
         out[f"baseline_{v}"] = runs[v]
         out[f"ratio_to_{v}"] = round(ours / runs[v]["median_cpu_ms"], 3)  # type: ignore[index]
-    # Not baselines: what speed-aware scoring (calibrate --bearing --shaft-hz) and segments (--segments auto) add.
-    for v in ("speed_aware", "segments"):
+    # Not baselines: what speed-aware scoring (calibrate --bearing --shaft-hz) and segments (--segments auto)
+    # add, and what the shipped knock gate costs (shipped / no_knock_gate).
+    for v in ("speed_aware", "segments", "no_knock_gate"):
         out[v] = runs[v]
         out[f"{v}_ratio_to_shipped"] = round(runs[v]["median_cpu_ms"] / ours, 3)  # type: ignore[index]
     return out

@@ -184,11 +184,16 @@ def test_a_calibration_is_scored_with_the_frontend_options_it_was_made_with() ->
     assert shipped["env_min_hz"] == 10.0
     d = cal.to_dict()
     now = files.frontend_for(Calibration.from_dict(d)).config
-    assert now.env_min_hz == 10.0
+    assert now.env_min_hz == 10.0 and now.knock_gate == 4.0
+    # recorded before the knock gate existed: scored without it, the rest as recorded
+    d_gateless = cal.to_dict()
+    del d_gateless["extra"]["frontend_config"]["knock_gate"]
+    gateless = files.frontend_for(Calibration.from_dict(d_gateless)).config
+    assert gateless.knock_gate == 0.0 and gateless.env_min_hz == 10.0
     # a calibration made before the options were recorded: the values they had then
     del d["extra"]["frontend_config"]
     old = files.frontend_for(Calibration.from_dict(d)).config
-    assert old.env_min_hz == 2.0
+    assert old.env_min_hz == 2.0 and old.knock_gate == 0.0
     assert (old.levels, old.subframes, old.env_tol_bins) == (now.levels, now.subframes, now.env_tol_bins)
     w = robot_windows(1)[0]
     assert not np.allclose(

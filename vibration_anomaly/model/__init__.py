@@ -22,7 +22,7 @@ from vibration_anomaly.model.frontend_full import FullRateFrontend
 DEFAULT_DIR = Path(__file__).resolve().parent / "default"
 
 
-LATER_OPTIONS = ("env_min_hz",)
+LATER_OPTIONS = ("env_min_hz", "knock_gate")
 """Frontend options changed or added (issue 16) after calibrations were first written without them."""
 
 
@@ -75,17 +75,14 @@ class ModelFiles:
         Its method (``Calibration.frontend``) and options (``extra.frontend_config``, checked). A
         calibration made before the options were recorded was made with this model.json's less those
         added or changed since (``LATER_OPTIONS``), which ``FrontendConfig.from_dict`` gives the values
-        they had then: a robot commissioned before keeps its features. ``source`` names the file in errors.
+        they had then; one recorded before an option was added (``knock_gate``) gets that option's old
+        value the same way: a robot commissioned before keeps its features. ``source`` names the file in errors.
         """
         recorded = calibration.extra.get("frontend_config")
-        shipped = self.meta.get("frontend", {})
-        if recorded is None:
-            return _build_frontend(
-                calibration.frontend, {k: v for k, v in shipped.items() if k not in LATER_OPTIONS}
-            )
-        return _build_frontend(
-            calibration.frontend, {**shipped, **FrontendConfig.check_options(recorded, source)}
-        )
+        # An option the record lacks (or every option, without a record) keeps the value it had then.
+        legacy = {k: v for k, v in self.meta.get("frontend", {}).items() if k not in LATER_OPTIONS}
+        options = {} if recorded is None else FrontendConfig.check_options(recorded, source)
+        return _build_frontend(calibration.frontend, {**legacy, **options})
 
     @property
     def prior_std(self) -> np.ndarray | None:

@@ -33,6 +33,7 @@ class FrontendConfig:
     env_clip: float = 8.0
     eps: float = 1e-12
     env_tol_bins: int = 1
+    knock_gate: float = 4.0  # core.knock_gate's seed factor; 0: off (a calibration made before it existed)
 
     @property
     def n_tokens(self) -> int:
@@ -68,13 +69,19 @@ class FrontendConfig:
         # A model.json (or calibration) written before an option existed gets the value it had then.
         known.setdefault("env_tol_bins", 0)  # exact bins
         known.setdefault("env_min_hz", 2.0)
+        known.setdefault("knock_gate", 0.0)  # no knock gate
         return cls(**known)
+
+
+def analysis_band(cfg: FrontendConfig, fs_hz: float) -> tuple[float, float]:
+    """(low, top) of the analysis band in Hz: content below ``low`` (robot motion, shaft orders) is not read."""
+    top = min(fs_hz / 2.0, cfg.max_analysis_hz)
+    return cfg.hp_frac * top, top
 
 
 def band_edges(cfg: FrontendConfig, fs_hz: float) -> np.ndarray:
     """(T, 2) band edges in Hz, level by level (level 0 first), low to high within a level."""
-    top = min(fs_hz / 2.0, cfg.max_analysis_hz)
-    lo = cfg.hp_frac * top
+    lo, top = analysis_band(cfg, fs_hz)
     edges: list[tuple[float, float]] = []
     for level in range(cfg.levels + 1):
         n = 2**level

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from vibration_anomaly.model.frontend import Frontend, FrontendConfig, band_edges, validate_window
+from vibration_anomaly.model.frontend import Frontend, FrontendConfig, band_edges, read_window
 
 
 class FullRateFrontend(Frontend):
@@ -50,7 +50,7 @@ class FullRateFrontend(Frontend):
 
     def __call__(self, window: Any, fs_hz: Any, source: str = "window") -> np.ndarray:
         cfg = self.config
-        x = validate_window(window, fs_hz, cfg, source)
+        x = read_window(window, fs_hz, cfg, source)
         fs = float(fs_hz)
         n, c = x.shape
         x = x - x.mean(axis=0, keepdims=True)

@@ -83,7 +83,7 @@ def knock_trial(
         "knock_peak_x_rms": peak,
         "windows": windows,
         "seed": seed,
-        "frontend": {"env_min_hz": cal.extra["frontend_config"]["env_min_hz"]},
+        "frontend": {k: cal.extra["frontend_config"][k] for k in ("env_min_hz", "knock_gate")},
         "segments": cal.segments,
         "commissioning_windows": commissioning,
         "vote": f"{k_of} of {n_of}",

@@ -1,0 +1,143 @@
+"""Knocks out of a window before its features are taken (numpy only; runs on the robot).
+
+A knock (a wheel over a floor joint, a bump against a rack) is one broadband transient, often tens of
+times the window's level at the robot's sensor rates. The frontend cuts each band out of the whole
+window with an FFT mask, so a knock's energy leaks from its few milliseconds into every sub-frame of
+the quiet bands and lifts the window's medians: before this gate, 39 % of generated-robot windows with
+one knock each crossed a 1 % threshold at 3.2 kHz (``evaluate --sensitivity``, docs/MODEL.md).
+
+What the gate does, per channel, on the analysis band only (content below the frontend's high-pass is
+robot motion and is left alone):
+
+1. **Find.** Frames of ``FRAME_S`` of the first difference (a cheap high-pass). A frame whose energy is
+   over ``factor`` x the channel's 80th-percentile frame is a knock's seed. A bearing defect repeating
+   at 10 Hz or faster lifts at least one frame in five, so the 80th percentile rises with it and its
+   impacts are never seeds; one knock lifts a frame or two of a long window. Most windows stop here.
+2. **Extent.** From each seed, the run of frames whose high-passed energy stays over ``HOLD`` x the
+   median frame (the knock's ringing tail), widened by one frame each side. A run longer than
+   ``MAX_FRACTION`` of the window is not a knock and is left as it is.
+3. **Tones kept.** The channel's tones (shaft, gear, electrical lines, ``core.envelope``'s rule) are
+   estimated from the frames outside the runs and carried through them unchanged: cutting a tone
+   leaves a dip in its band's envelope that reads as impulsiveness.
+4. **Replaced.** The tone-free remainder inside a run is replaced by the same length just before it
+   (after it at the window's start), cross-faded over ``RAMP_S`` at both ends so the splice itself
+   does not click. A defect's impacts in the copied stretch carry on; the knock is gone.
+
+A window without seeds is returned unchanged (the same array), so healthy calibration windows and the
+features the model was trained on are untouched. A calibration records the gate's factor
+(``FrontendConfig.knock_gate``; 0 turns it off, and a calibration made before the gate existed is
+scored without it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+FRAME_S = 0.02
+SEED_QUANTILE = 0.8
+HOLD = 2.0
+MAX_FRACTION = 1 / 3
+RAMP_S = 0.02
+MIN_FRAMES = 8
+TONE_FACTOR = 5.0
+TONE_BLOCK = 64
+
+
+@dataclass(frozen=True)
+class GatedRun:
+    """One stretch replaced: channel, first and last sample (exclusive)."""
+
+    channel: int
+    start: int
+    stop: int
+
+
+def _frame_energy(y: np.ndarray, frame: int, frames: int) -> np.ndarray:
+    """(frames, channels) mean square of each whole frame (the tail shorter than a frame is not read)."""
+    return np.square(y[: frames * frame]).reshape(frames, frame, -1).mean(axis=1)
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[start, stop) of each run of True."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], mask.astype(np.int8), [0]))))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
+
+
+def _tones(y: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """The tones of ``y`` estimated from the samples where ``keep`` (the rest muted), over the whole length."""
+    kept = float(keep.mean())
+    spec = np.fft.rfft(y * keep)
+    blocks = len(spec) // TONE_BLOCK
+    if blocks < 2 or kept <= 0.5:
+        return np.zeros_like(y)
+    mag = np.abs(spec)
+    med = np.median(mag[: blocks * TONE_BLOCK].reshape(blocks, TONE_BLOCK), axis=1)
+    floor = np.interp(np.arange(len(mag)), np.arange(blocks) * TONE_BLOCK + TONE_BLOCK / 2, med)
+    lines = spec * (1.0 - np.minimum(1.0, TONE_FACTOR * floor / np.maximum(mag, 1e-300)))
+    return np.fft.irfft(lines, len(y)) / kept
+
+
+def knock_runs(
+    x: np.ndarray, fs_hz: float, cut_hz: float, factor: float
+) -> tuple[list[GatedRun], np.ndarray | None]:
+    """The stretches a knock covers in ``x`` (n, channels), and the high-passed ``x`` (None when there are none)."""
+    n, channels = x.shape
+    frame = max(16, int(round(FRAME_S * fs_hz)))
+    frames = n // frame
+    if frames < MIN_FRAMES or factor <= 0:
+        return [], None
+    diff = np.diff(x, axis=0, prepend=x[:1])
+    e = _frame_energy(diff, frame, frames)
+    seed = e > factor * np.quantile(e, SEED_QUANTILE, axis=0)
+    if not seed.any():
+        return [], None
+    spec = np.fft.rfft(x, axis=0)
+    spec[np.fft.rfftfreq(n, 1.0 / fs_hz) >= cut_hz] = 0
+    high = x - np.fft.irfft(spec, n, axis=0)
+    eh = _frame_energy(high, frame, frames)
+    ringing = seed | (eh > HOLD * np.median(eh, axis=0))
+    out: list[GatedRun] = []
+    for c in range(channels):
+        if not seed[:, c].any():
+            continue
+        span = np.zeros(frames, dtype=bool)
+        for a, b in _runs(ringing[:, c]):
+            if seed[a:b, c].any():
+                span[max(a - 1, 0) : b + 1] = True
+        for a, b in _runs(span):
+            start, stop = a * frame, (n if b == frames else b * frame)
+            if stop - start <= MAX_FRACTION * n:
+                out.append(GatedRun(c, start, stop))
+    return out, high
+
+
+def suppress_knocks(x: np.ndarray, fs_hz: float, cut_hz: float, factor: float) -> np.ndarray:
+    """``x`` (n, channels) float with each knock's stretch replaced (module doc); ``x`` itself when none."""
+    runs, high = knock_runs(x, fs_hz, cut_hz, factor)
+    if not runs or high is None:
+        return x
+    n = x.shape[0]
+    out = np.array(x, dtype=np.float64, copy=True)
+    ramp_len = max(2, int(round(RAMP_S * fs_hz)))
+    for c in sorted({r.channel for r in runs}):
+        mine = [r for r in runs if r.channel == c]
+        keep = np.ones(n)
+        for r in mine:
+            keep[r.start : r.stop] = 0.0
+        tones = _tones(high[:, c], keep)
+        rest = high[:, c] - tones
+        new = rest.copy()
+        for r in mine:
+            length = r.stop - r.start
+            src = r.start - length if r.start >= length else r.stop
+            fill = rest[src : src + length] if src + length <= n and keep[src : src + length].all() else 0.0
+            k = min(ramp_len, length // 2)
+            w = np.zeros(length)  # weight of what was there
+            if k:
+                up = 0.5 - 0.5 * np.cos(np.pi * np.arange(k) / k)
+                w[:k], w[length - k :] = 1.0 - up, up
+            new[r.start : r.stop] = w * rest[r.start : r.stop] + (1.0 - w) * fill
+        out[:, c] += new - rest
+    return out
