@@ -56,7 +56,8 @@ class GatedRun:
 
 def _frame_energy(y: np.ndarray, frame: int, frames: int) -> np.ndarray:
     """(frames, channels) mean square of each whole frame (the tail shorter than a frame is not read)."""
-    return np.square(y[: frames * frame]).reshape(frames, frame, -1).mean(axis=1)
+    y3 = y[: frames * frame].reshape(frames, frame, -1)
+    return np.einsum("ijk,ijk->ik", y3, y3) / frame  # a strided mean over axis 1 is 3x slower
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -66,17 +67,26 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
 
 
 def _tones(y: np.ndarray, keep: np.ndarray) -> np.ndarray:
-    """The tones of ``y`` estimated from the samples where ``keep`` (the rest muted), over the whole length."""
-    kept = float(keep.mean())
-    spec = np.fft.rfft(y * keep)
-    blocks = len(spec) // TONE_BLOCK
-    if blocks < 2 or kept <= 0.5:
+    """The tones of each column of ``y`` (n, k), estimated where ``keep`` is 1 (the rest muted), over the whole length."""
+    kept = keep.mean(axis=0)
+    spec = np.fft.rfft(y * keep, axis=0)
+    blocks = spec.shape[0] // TONE_BLOCK
+    if blocks < 2:
         return np.zeros_like(y)
     mag = np.abs(spec)
-    med = np.median(mag[: blocks * TONE_BLOCK].reshape(blocks, TONE_BLOCK), axis=1)
-    floor = np.interp(np.arange(len(mag)), np.arange(blocks) * TONE_BLOCK + TONE_BLOCK / 2, med)
+    med = np.median(mag[: blocks * TONE_BLOCK].reshape(blocks, TONE_BLOCK, -1), axis=1)
+    at = np.arange(blocks) * TONE_BLOCK + TONE_BLOCK / 2
+    floor = np.stack([np.interp(np.arange(len(mag)), at, med[:, j]) for j in range(y.shape[1])], axis=1)
     lines = spec * (1.0 - np.minimum(1.0, TONE_FACTOR * floor / np.maximum(mag, 1e-300)))
-    return np.fft.irfft(lines, len(y)) / kept
+    tones = np.fft.irfft(lines, y.shape[0], axis=0) / np.maximum(kept, 1e-12)
+    tones[:, kept <= 0.5] = 0.0  # too little left to tell a tone from the knock
+    return tones
+
+
+def _quantile_rows(e: np.ndarray, q: float) -> np.ndarray:
+    """Per column, the value at rank ``int(q * (rows - 1))`` (no interpolation: a partition, not a sort)."""
+    k = int(q * (e.shape[0] - 1))
+    return np.partition(e, k, axis=0)[k]
 
 
 def knock_runs(
@@ -88,22 +98,23 @@ def knock_runs(
     frames = n // frame
     if frames < MIN_FRAMES or factor <= 0:
         return [], None
-    diff = np.diff(x, axis=0, prepend=x[:1])
+    used = frames * frame
+    diff = x[1 : used + 1] - x[:used] if used < n else np.diff(x, axis=0, append=x[-1:])
     e = _frame_energy(diff, frame, frames)
-    seed = e > factor * np.quantile(e, SEED_QUANTILE, axis=0)
-    if not seed.any():
+    seed = e > factor * _quantile_rows(e, SEED_QUANTILE)
+    hit = np.flatnonzero(seed.any(axis=0))
+    if not len(hit):
         return [], None
-    spec = np.fft.rfft(x, axis=0)
+    spec = np.fft.rfft(x[:, hit], axis=0)
     spec[np.fft.rfftfreq(n, 1.0 / fs_hz) >= cut_hz] = 0
-    high = x - np.fft.irfft(spec, n, axis=0)
-    eh = _frame_energy(high, frame, frames)
-    ringing = seed | (eh > HOLD * np.median(eh, axis=0))
+    high = np.zeros_like(x, dtype=np.float64)
+    high[:, hit] = x[:, hit] - np.fft.irfft(spec, n, axis=0)
+    eh = _frame_energy(high[:, hit], frame, frames)
+    ringing = seed[:, hit] | (eh > HOLD * _quantile_rows(eh, 0.5))
     out: list[GatedRun] = []
-    for c in range(channels):
-        if not seed[:, c].any():
-            continue
+    for j, c in enumerate(hit.tolist()):
         span = np.zeros(frames, dtype=bool)
-        for a, b in _runs(ringing[:, c]):
+        for a, b in _runs(ringing[:, j]):
             if seed[a:b, c].any():
                 span[max(a - 1, 0) : b + 1] = True
         for a, b in _runs(span):
@@ -119,25 +130,26 @@ def suppress_knocks(x: np.ndarray, fs_hz: float, cut_hz: float, factor: float) -
     if not runs or high is None:
         return x
     n = x.shape[0]
-    out = np.array(x, dtype=np.float64, copy=True)
+    chans = sorted({r.channel for r in runs})
+    col = {c: j for j, c in enumerate(chans)}
+    keep = np.ones((n, len(chans)))
+    for r in runs:
+        keep[r.start : r.stop, col[r.channel]] = 0.0
+    rest = high[:, chans]
+    rest -= _tones(rest, keep)
+    new = rest.copy()
     ramp_len = max(2, int(round(RAMP_S * fs_hz)))
-    for c in sorted({r.channel for r in runs}):
-        mine = [r for r in runs if r.channel == c]
-        keep = np.ones(n)
-        for r in mine:
-            keep[r.start : r.stop] = 0.0
-        tones = _tones(high[:, c], keep)
-        rest = high[:, c] - tones
-        new = rest.copy()
-        for r in mine:
-            length = r.stop - r.start
-            src = r.start - length if r.start >= length else r.stop
-            fill = rest[src : src + length] if src + length <= n and keep[src : src + length].all() else 0.0
-            k = min(ramp_len, length // 2)
-            w = np.zeros(length)  # weight of what was there
-            if k:
-                up = 0.5 - 0.5 * np.cos(np.pi * np.arange(k) / k)
-                w[:k], w[length - k :] = 1.0 - up, up
-            new[r.start : r.stop] = w * rest[r.start : r.stop] + (1.0 - w) * fill
-        out[:, c] += new - rest
+    for r in runs:
+        j, length = col[r.channel], r.stop - r.start
+        src = r.start - length if r.start >= length else r.stop
+        clear = src + length <= n and bool(keep[src : src + length, j].all())
+        fill = rest[src : src + length, j] if clear else 0.0
+        k = min(ramp_len, length // 2)
+        w = np.zeros(length)  # weight of what was there
+        if k:
+            up = 0.5 - 0.5 * np.cos(np.pi * np.arange(k) / k)
+            w[:k], w[length - k :] = 1.0 - up, up
+        new[r.start : r.stop, j] = w * rest[r.start : r.stop, j] + (1.0 - w) * fill
+    out = np.array(x, dtype=np.float64, copy=True)
+    out[:, chans] += new - rest
     return out
