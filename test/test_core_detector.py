@@ -107,3 +107,31 @@ def test_a_non_finite_score_is_an_error_not_a_healthy_verdict(parts: tuple) -> N
     det.deactivate()
     assert det.errors == 1 and det.inferences == 0
     assert events[-1]["event"] == "error" and "non-finite" in events[-1]["message"]
+
+
+def test_an_infer_event_names_the_axes_a_knock_was_cut_out_of(parts: tuple) -> None:
+    """The knock gate (``core.knock_gate``) is not silent: ``knocked_axes`` on the window it acted on."""
+    from vibration_anomaly.core.knock_gate import knock_runs
+    from vibration_anomaly.model.synth import physical_knock
+
+    events: list[dict] = []
+    det = make(parts, events)
+    det.activate()
+    robot = parts[2]
+    rng = np.random.default_rng(0)
+    batches = []
+    for t0 in (4000.0, 4060.0):
+        b = good_batch(robot, t0)
+        batches.append(b)
+        if t0 == 4060.0:  # a knock of 30 x the axis's RMS on axes 0 and 2
+            for ax in (0, 2):
+                b.data[:, ax] += physical_knock(rng, 1000.0, N, 30.0 * float(b.data[:, ax].std()))
+        det.queue.put(b)
+        assert det.infer_latest(fresh_after=0.0) is not None
+    infers = [e for e in events if e["event"] == "infer"]
+    assert len(infers) == 2
+    assert infers[1]["knocked_axes"] == [0, 2]
+    assert infers[1]["above"] is False  # the knock was cut out, not scored
+    # the other window: the simulated robot's own knocks, where the gate finds any (field absent when none)
+    own = knock_runs(batches[0].data.astype(np.float64), 1000.0, 20.0, 4.0)[0]
+    assert infers[0].get("knocked_axes", []) == sorted({r.channel for r in own})

@@ -211,6 +211,7 @@ class Detector:
             t, batch.t0, batch.t1, score, threshold, above, alarm, alarm and not was, infer_s, order_ratio
         )
         extra: dict[str, Any] = {} if order is None else order.fields()
+        knocked = getattr(scored, "knocked_axes", ())
         self.bus.emit(
             t,
             "infer",
@@ -222,6 +223,7 @@ class Detector:
             alarm=alarm,
             infer_ms=round(infer_s * 1000, 3),
             **extra,
+            **({"knocked_axes": list(knocked)} if knocked else {}),
         )
         if self.diagnoser is not None and threshold > 0:
             self.diagnoser.observe(t, max(score / threshold, order_ratio or 0.0))

@@ -126,9 +126,16 @@ def knock_runs(
 
 def suppress_knocks(x: np.ndarray, fs_hz: float, cut_hz: float, factor: float) -> np.ndarray:
     """``x`` (n, channels) float with each knock's stretch replaced (module doc); ``x`` itself when none."""
+    return gate_knocks(x, fs_hz, cut_hz, factor)[0]
+
+
+def gate_knocks(
+    x: np.ndarray, fs_hz: float, cut_hz: float, factor: float
+) -> tuple[np.ndarray, list[GatedRun]]:
+    """:func:`suppress_knocks`, and the stretches it replaced."""
     runs, high = knock_runs(x, fs_hz, cut_hz, factor)
     if not runs or high is None:
-        return x
+        return x, []
     n = x.shape[0]
     chans = sorted({r.channel for r in runs})
     col = {c: j for j, c in enumerate(chans)}
@@ -152,4 +159,4 @@ def suppress_knocks(x: np.ndarray, fs_hz: float, cut_hz: float, factor: float) -
         new[r.start : r.stop, j] = w * rest[r.start : r.stop, j] + (1.0 - w) * fill
     out = np.array(x, dtype=np.float64, copy=True)
     out[:, chans] += new - rest
-    return out
+    return out, runs

@@ -73,7 +73,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from vibration_anomaly.core.knock_gate import suppress_knocks
+from vibration_anomaly.core.knock_gate import gate_knocks
 from vibration_anomaly.errors import InputError
 from vibration_anomaly.model.frontend_config import (
     FEATURE_NAMES,
@@ -94,12 +94,16 @@ __all__ = [
 ]
 
 
-def read_window(window: Any, fs_hz: Any, cfg: FrontendConfig, source: str = "window") -> np.ndarray:
-    """``validate_window``, then knocks replaced (``core.knock_gate``) when ``cfg.knock_gate`` is on."""
+def read_window(
+    window: Any, fs_hz: Any, cfg: FrontendConfig, source: str = "window"
+) -> tuple[np.ndarray, tuple[int, ...]]:
+    """``validate_window``, then knocks replaced (``core.knock_gate``) when ``cfg.knock_gate`` is on;
+    with the channels that had one."""
     x = validate_window(window, fs_hz, cfg, source)
-    if cfg.knock_gate > 0:
-        x = suppress_knocks(x, float(fs_hz), analysis_band(cfg, float(fs_hz))[0], cfg.knock_gate)
-    return x
+    if cfg.knock_gate <= 0:
+        return x, ()
+    x, runs = gate_knocks(x, float(fs_hz), analysis_band(cfg, float(fs_hz))[0], cfg.knock_gate)
+    return x, tuple(sorted({r.channel for r in runs}))
 
 
 @dataclass(frozen=True)
@@ -235,6 +239,12 @@ class Frontend:
         self.config = config or FrontendConfig()
         self._plans: dict[tuple[int, float], _Plan] = {}
         self._lock = threading.Lock()
+        self._last = threading.local()
+
+    @property
+    def knocked_channels(self) -> tuple[int, ...]:
+        """The channels this thread's last call found a knock in and cut it out of (``core.knock_gate``)."""
+        return getattr(self._last, "channels", ())
 
     @property
     def n_tokens(self) -> int:
@@ -258,7 +268,7 @@ class Frontend:
 
     def __call__(self, window: Any, fs_hz: Any, source: str = "window") -> np.ndarray:
         cfg = self.config
-        x = read_window(window, fs_hz, cfg, source)
+        x, self._last.channels = read_window(window, fs_hz, cfg, source)
         n, c = x.shape
         plan = self._plan(n, float(fs_hz))
         spec = np.zeros((c, plan.spectrum_bins + 1), dtype=np.complex64)  # last column: the sentinel zero
