@@ -135,3 +135,30 @@ def test_an_infer_event_names_the_axes_a_knock_was_cut_out_of(parts: tuple) -> N
     # the other window: the simulated robot's own knocks, where the gate finds any (field absent when none)
     own = knock_runs(batches[0].data.astype(np.float64), 1000.0, 20.0, 4.0)[0]
     assert infers[0].get("knocked_axes", []) == sorted({r.channel for r in own})
+
+
+def test_knocked_windows_are_counted_for_the_fleet(parts: tuple) -> None:
+    """The infer events of the detector (one knocked, one not), through RobotMetrics (the pushed registry)."""
+    from prometheus_client import CollectorRegistry
+
+    from vibration_anomaly.model.synth import physical_knock
+    from vibration_anomaly.telemetry.metrics import RobotMetrics
+
+    events: list[dict] = []
+    det = make(parts, events)
+    det.activate()
+    rng = np.random.default_rng(3)
+    for k, knock in enumerate((False, True, True)):
+        b = good_batch(parts[2], 5000.0 + 60 * k)
+        if knock:
+            b.data[:, 1] += physical_knock(rng, 1000.0, N, 30.0 * float(b.data[:, 1].std()))
+        det.queue.put(b)
+        det.infer_latest(fresh_after=0.0)
+    reg = CollectorRegistry()
+    metrics = RobotMetrics(reg)
+    for e in events:
+        metrics.observe_event(e)
+    infers = [e for e in events if e["event"] == "infer"]
+    expected = sum(bool(e.get("knocked_axes")) for e in infers)
+    assert expected >= 2  # the two knocked batches, and the robot's own knocks where the gate found any
+    assert reg.get_sample_value("vibration_anomaly_knocked_windows_total") == expected

@@ -1,5 +1,6 @@
 """The alarm's diagnosis as metrics: where the latest alarm places the fault, its line, its growth; and
-the latest batch's order ratio (speed-aware scoring, ``core.order_calibration``).
+the latest batch's order ratio (speed-aware scoring, ``core.order_calibration``); and how many scored
+batches had a knock cut out first (``core.knock_gate``: a floor that knocks the robot often shows here).
 
 ``location`` is the only label, from the fixed set of ``core.events.LOCATIONS`` (anything else is
 ``unknown``): a frequency is a gauge's value, never a label, so an alarm cannot add a series.
@@ -11,7 +12,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from vibration_anomaly.telemetry.metrics_labels import LOCATIONS, NAMESPACE, number
 
@@ -42,11 +43,19 @@ class AlarmDiagnosisMetrics:
             "NaN when the order part did not score it (off, or no fresh speed).",
         )
         self.order_ratio.set(math.nan)
+        self.knocked = Counter(
+            "knocked_windows",
+            "Scored batches a knock was cut out of before scoring (core.knock_gate), on any axis.",
+            namespace=NAMESPACE,
+            registry=registry,
+        )
         self._on_alarm_reset(0.0, {})
 
     def _on_infer(self, t: float, event: Mapping[str, Any]) -> None:
         r = event.get("order_ratio")
         self.order_ratio.set(math.nan if r is None else number("infer event", "order_ratio", r))
+        if event.get("knocked_axes"):
+            self.knocked.inc()
 
     def _set(self, where: str, frequency: float, growth: float) -> None:
         for location in LOCATIONS:
