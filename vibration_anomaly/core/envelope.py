@@ -27,8 +27,13 @@ def tone_free_spectrum(x: np.ndarray, factor: float | None = None, block: int = 
     resonance the impacts ring; tried here, it left most CWRU windows at 1 and 3.2 kHz unnamed.)
     """
     x = np.asarray(x, dtype=np.float64)
+    return clip_tones(np.fft.rfft(x - x.mean()), factor, block)
+
+
+def clip_tones(spec: np.ndarray, factor: float | None = None, block: int = TONE_BLOCK) -> np.ndarray:
+    """A one-sided spectrum (1-D) with every line above ``factor`` x the local median magnitude (medians of
+    ``block`` bins) clipped to it: :func:`tone_free_spectrum`'s rule, for a caller that has the spectrum."""
     factor = TONE_FACTOR if factor is None else factor
-    spec = np.fft.rfft(x - x.mean())
     nb = len(spec) // block
     if nb < 2 or not math.isfinite(factor):
         return spec

@@ -35,14 +35,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vibration_anomaly.core import envelope
+
 FRAME_S = 0.02
 SEED_QUANTILE = 0.8
 HOLD = 2.0
 MAX_FRACTION = 1 / 3
 RAMP_S = 0.02
 MIN_FRAMES = 8
-TONE_FACTOR = 5.0
-TONE_BLOCK = 64
+TONE_FACTOR = envelope.TONE_FACTOR  # bound here: a tool that changes the diagnosis' factor leaves the gate's
 
 
 @dataclass(frozen=True)
@@ -70,14 +71,9 @@ def _tones(y: np.ndarray, keep: np.ndarray) -> np.ndarray:
     """The tones of each column of ``y`` (n, k), estimated where ``keep`` is 1 (the rest muted), over the whole length."""
     kept = keep.mean(axis=0)
     spec = np.fft.rfft(y * keep, axis=0)
-    blocks = spec.shape[0] // TONE_BLOCK
-    if blocks < 2:
-        return np.zeros_like(y)
-    mag = np.abs(spec)
-    med = np.median(mag[: blocks * TONE_BLOCK].reshape(blocks, TONE_BLOCK, -1), axis=1)
-    at = np.arange(blocks) * TONE_BLOCK + TONE_BLOCK / 2
-    floor = np.stack([np.interp(np.arange(len(mag)), at, med[:, j]) for j in range(y.shape[1])], axis=1)
-    lines = spec * (1.0 - np.minimum(1.0, TONE_FACTOR * floor / np.maximum(mag, 1e-300)))
+    lines = np.stack(
+        [spec[:, j] - envelope.clip_tones(spec[:, j], TONE_FACTOR) for j in range(y.shape[1])], axis=1
+    )
     tones = np.fft.irfft(lines, y.shape[0], axis=0) / np.maximum(kept, 1e-12)
     tones[:, kept <= 0.5] = 0.0  # too little left to tell a tone from the knock
     return tones
