@@ -10,6 +10,7 @@ import math
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_nodes_ros import NO_ROS, Ros, stack, wait_for
 
@@ -64,6 +65,20 @@ def test_a_joint_state_on_the_speed_topic_reaches_the_runtime(
     pub.publish(_joint_state(["wheel"], [2 * math.pi * 24.0], det.now_s() - 60.0))
     wait_for(lambda: "stale" in speed_now()[1], 5.0, "an old stamp to count as stale")
     assert speed_now()[0] is None
+
+    # A shaft speeding up while the node samples: the readings are kept, and the window is followed
+    # through them (ShaftSpeed.track: resampled to the mean speed, core.order_track).
+    t1 = det.now_s() + 10.0  # a window clear of the unknown readings above (those would void it)
+    for k in range(5):
+        sent = det.speed.received
+        pub.publish(_joint_state(["wheel"], [2 * math.pi * (20.0 + k)], t1 - 2.0 + 0.5 * k))
+        wait_for(lambda sent=sent: det.speed.received > sent, 5.0, "each reading of the ramp to arrive")
+    x = np.random.default_rng(0).standard_normal((2001, 3))
+    tracked, source = det.runtime.speed.track(x, 1000.0, t1 - 2.0, t1)
+    assert source == "wheel_states" and tracked is not None and tracked.resampled
+    assert tracked.shaft_hz == pytest.approx(22.0, rel=1e-3) and tracked.spread == pytest.approx(
+        4 / 22, rel=0.01
+    )
 
     assert ros.change("detector", Transition.TRANSITION_DEACTIVATE)
     assert det.speed.sub is None

@@ -292,7 +292,13 @@ class Diagnoser:
             xc = x - x.mean(axis=0)
             m2 = (xc**2).mean(axis=0)
             channel = int(np.argmax((xc**4).mean(axis=0) / np.maximum(m2 * m2, 1e-300)))
-        shaft_hz, source = self.speed.at(t0, t1) if self.speed is not None else (None, "no speed source")
+        tracked, source = (
+            self.speed.track(x, fs_hz, t0, t1) if self.speed is not None else (None, "no speed source")
+        )
+        shaft_hz = None if tracked is None else tracked.shaft_hz
+        if tracked is not None and tracked.resampled:  # the shaft changed speed while it was sampled
+            x = tracked.window
+            source += f" (order-tracked through a {tracked.spread:.1%} speed change)"
         d = locate(x[:, channel], fs_hz, shaft_hz, self.orders)
         if shaft_hz is None and self.orders:
             d = _with(d, note=f"shaft speed unknown: {source}")

@@ -294,12 +294,15 @@ class OrderReading:
     channel: int | None = None
     frequency_hz: float | None = None  # that line's defect frequency at this speed
     part: str = ""  # where it was read: the envelope or the raw spectrum (PARTS)
+    speed_spread: float = 0.0  # the speed's relative change the window was order-tracked through (0: steady)
 
     def fields(self) -> dict[str, Any]:
         """The ``infer`` / ``alarm`` event's fields for this reading."""
         out: dict[str, Any] = {"order_ratio": None if self.ratio is None else round(self.ratio, 6)}
         if self.why:
             out["order_note"] = self.why
+        if self.speed_spread:
+            out["order_tracked_spread"] = round(self.speed_spread, 4)
         if self.line:
             out.update(
                 order_line=self.line,
@@ -322,12 +325,13 @@ class OrderCheck:
 
     def read(self, window: np.ndarray, fs_hz: float, t0: float, t1: float) -> OrderReading:
         """The order ratio of ``window`` (n, C) at the speed during [t0, t1]; None when that is unknown."""
-        shaft_hz, source = self.speed.at(t0, t1)
-        if shaft_hz is None:
+        tracked, source = self.speed.track(window, fs_hz, t0, t1)
+        if tracked is None:
             return OrderReading(None, None, source)
+        shaft_hz, spread = tracked.shaft_hz, tracked.spread if tracked.resampled else 0.0
         cal = self.calibration
         got = strengths(
-            window,
+            tracked.window,
             fs_hz,
             shaft_hz,
             {k: cal.orders[k] for k in cal.lines} if cal.orders else None,
@@ -352,7 +356,9 @@ class OrderCheck:
         name = cal.lines[line]
         ratio = float(per[best]) / cal.threshold
         f = defect_lines_hz(shaft_hz, {name: cal.orders[name]})[name] if cal.orders else None
-        return OrderReading(ratio, shaft_hz, "", name, ORDER_LOCATIONS[name][0], channel, f, cal.parts[part])
+        return OrderReading(
+            ratio, shaft_hz, "", name, ORDER_LOCATIONS[name][0], channel, f, cal.parts[part], spread
+        )
 
     @staticmethod
     def name_location(diagnosis: Diagnosis, reading: OrderReading | None) -> Diagnosis:

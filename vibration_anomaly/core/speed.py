@@ -6,17 +6,29 @@ runtime asks :meth:`ShaftSpeed.at` for the speed during the window it scored. A 
 not a number, at a standstill, or stamped outside that window (stale) is *unknown*, with the reason
 said, never a guess: the diagnosis then names no location. A fixed ``shaft_hz`` > 0 is the fallback
 when the topic has nothing fresh (a robot that knows its nominal speed); 0 means unknown.
+
+The topic's readings are kept for a while (``HISTORY``), so :meth:`ShaftSpeed.track` can follow the
+speed *through* the window: the order score and the diagnosis read a window resampled to constant
+speed (``core.order_track``) when the shaft sped up or slowed down while it was sampled.
 """
 
 from __future__ import annotations
 
 import math
+import threading
+from collections import deque
 from collections.abc import Sequence
+
+import numpy as np
+
+from vibration_anomaly.core.order_track import Tracked, track
 
 MIN_SHAFT_HZ = 0.5
 """Below half a turn per second no defect frequency can be resolved in a 5 s window: a standstill."""
 MAX_SHAFT_HZ = 1000.0
 """60 000 rpm; above that a reading is a unit error (rpm given as rad/s, ...)."""
+HISTORY = 8192
+"""Topic readings kept for :meth:`ShaftSpeed.track`: over 5 s of a 1 kHz JointState, a minute of a 100 Hz one."""
 
 
 def joint_speed_hz(names: Sequence[str], velocities: Sequence[float], joint: str) -> tuple[float | None, str]:
@@ -49,6 +61,8 @@ class ShaftSpeed:
         self.fixed_hz = float(fixed_hz)
         self.topic = topic
         self._latest: tuple[float | None, float, str] | None = None  # (Hz or None, stamp, why unknown)
+        self._history: deque[tuple[float, float | None, str]] = deque(maxlen=HISTORY)  # (stamp, Hz, why)
+        self._lock = threading.Lock()  # the node's callback appends while the inference thread reads
         self._state = ""
 
     def report(self, hz: float | None, stamp: float, why: str = "") -> str | None:
@@ -61,6 +75,8 @@ class ShaftSpeed:
             )
             hz = None
         self._latest = (hz, float(stamp), why)
+        with self._lock:
+            self._history.append((float(stamp), hz, why))
         state = "known" if hz is not None else why
         if state == self._state:
             return None
@@ -95,3 +111,26 @@ class ShaftSpeed:
         if self.fixed_hz > 0:
             return self.fixed_hz, "shaft_hz" + (f" ({why})" if why else "")
         return None, why or "shaft speed unknown (shaft_hz 0 and no speed_topic)"
+
+    def track(self, window: np.ndarray, fs_hz: float, t0: float, t1: float) -> tuple[Tracked | None, str]:
+        """``window`` (n, C), sampled over [t0, t1], at constant speed, and where the speed came from.
+
+        ``(None, why)`` when the speed is unknown (as :meth:`at`), or was unknown for part of the window
+        (a standstill, a NaN reading): no one speed or angle describes such a window. With two or more
+        fresh readings that differ, the window is resampled to their mean speed (``core.order_track``);
+        otherwise it is returned as it is, at :meth:`at`'s speed.
+        """
+        hz, source = self.at(t0, t1)
+        if hz is None or source != self.topic:  # unknown, or the fixed shaft_hz
+            return (None if hz is None else Tracked(window, hz, 0.0, False)), source
+        span = max(t1 - t0, 0.0)
+        with self._lock:
+            fresh = [r for r in self._history if t0 - span <= r[0] <= t1 + span]
+        gone = [r for r in fresh if r[1] is None and t0 <= r[0] <= t1]
+        if gone:
+            return None, f"speed on {self.topic} unknown during the window: {gone[-1][2]}"
+        known = [(stamp, v) for stamp, v, _ in fresh if v is not None]
+        if len(known) < 2:
+            return Tracked(window, hz, 0.0, False), source
+        stamps, values = np.array(known).T
+        return track(window, fs_hz, t0, stamps, values), source
