@@ -190,6 +190,55 @@ def test_a_stale_speed_scores_that_window_with_the_model_alone(tmp_path: Path, c
         rt.close()
 
 
+def test_a_shaft_changing_speed_in_the_window_is_followed_by_the_speed_topic(
+    tmp_path: Path, calibrated: Any
+) -> None:
+    """Calibrated at a steady 24 Hz, run while the shaft swings +-10 % over 20 s (up to 13 % within a window):
+    with the topic's readings the order part resamples each window to constant speed (core.order_track)
+    and sees the defect; one speed for the whole window (even the right mean) smears its lines away."""
+    model, cal, _ = calibrated
+    fault = FaultSpec(start_s=FAULT_AT, resonance_hz=1200.0, initial_peak=0.2, final_peak=0.2, growth_s=1.0)
+    robot = SimulatedRobot(
+        RobotConfig(rate_hz=RATE, seed=5, shaft_hz=SHAFT, fault=fault, speed_swing=0.1, speed_swing_s=23.0)
+    )
+    healthy = [1307.0 + 60 * k for k in range(6)]
+    faulty = [FAULT_AT + 107.0 + 60 * k for k in range(12)]
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for mode in ("topic", "mean"):
+        params: dict[str, Any] = (
+            {"speed_topic": "/joint_states", "speed_joint": "wheel"}
+            if mode == "topic"
+            else {"shaft_hz": SHAFT}
+        )
+        rt, clock, events, _ = _runtime(tmp_path / mode, model, cal, CWRU_6205, **params)
+        try:
+            for t0 in healthy + faulty:
+                t, x = robot.frames(t0, t0 + N / RATE)
+                if mode == "topic":
+                    for s in np.arange(t[0] - 0.05, t[-1] + 0.05, 0.02):  # a 50 Hz JointState
+                        rt.speed.report(float(robot.shaft_hz_at(s)), float(s))
+                else:
+                    rt.speed.fixed_hz = float(np.mean(robot.shaft_hz_at(t)))
+                clock.t = t0 + 5.0
+                assert rt.queue is not None
+                rt.queue.put(Batch(float(t[0]), float(t[-1]), x.astype(np.float32), RATE))
+                rt.activate()
+                rt.infer_now(t0)
+                rt.deactivate()
+            runs[mode] = events
+        finally:
+            rt.close()
+    topic, mean = _infers(runs["topic"]), _infers(runs["mean"])
+    assert all(e["order_tracked_spread"] > 0.01 for e in topic), topic
+    assert all("order_tracked_spread" not in e and e["order_ratio"] is not None for e in mean)
+    assert not any(e["above"] for e in topic[: len(healthy)] + mean[: len(healthy)])
+    assert sum(e["order_ratio"] > 1.0 for e in topic[len(healthy) :]) >= 5
+    assert sum(e["order_ratio"] > 1.0 for e in mean[len(healthy) :]) <= 1
+    alarm = [e for e in runs["topic"] if e["event"] == "alarm"]
+    assert alarm and alarm[0]["location"] == "outer_race", alarm
+    assert not [e for e in runs["mean"] if e["event"] == "alarm"]
+
+
 def test_a_bundle_with_another_bearing_turns_the_order_part_off(tmp_path: Path, calibrated: Any) -> None:
     model, cal, _ = calibrated
     other = dict(CWRU_6205, balls=8)

@@ -46,6 +46,8 @@ class RobotConfig:
     seed: int = 0
     noise: float = 0.05  # m/s^2 rms sensor noise per axis
     shaft_hz: float = 24.0
+    speed_swing: float = 0.0  # the shaft's speed swings by +-this fraction of shaft_hz (0: steady) ...
+    speed_swing_s: float = 20.0  # ... over this period (s): a robot speeding up and slowing down
     knock_rate_hz: float = 0.05  # mean knocks per second
     fault: FaultSpec | None = None
     hiccups: tuple[tuple[float, float], ...] = ()  # (start_s, end_s) when the link is down
@@ -97,7 +99,10 @@ class SimulatedRobot:
                 * comp[:, None]
             ).sum(0)
             for h in range(3):
-                x[:, ax] += self._hum_amp[ax, h] * np.sin(2 * np.pi * cfg.shaft_hz * (h + 1) * t + h)
+                if cfg.speed_swing:
+                    x[:, ax] += self._hum_amp[ax, h] * np.sin(2 * np.pi * (h + 1) * self.shaft_turns(t) + h)
+                else:
+                    x[:, ax] += self._hum_amp[ax, h] * np.sin(2 * np.pi * cfg.shaft_hz * (h + 1) * t + h)
         x += rng.normal(0.0, cfg.noise, size=(n, 3))
         x[:, 2] += _G
         # Knocks: short decaying broadband transients.
@@ -111,6 +116,17 @@ class SimulatedRobot:
         if cfg.fault is not None:
             x += self._fault(b, t, rng)
         return x
+
+    def shaft_hz_at(self, t: float | np.ndarray) -> float | np.ndarray:
+        """The shaft's speed (Hz) at ``t``: what a JointState on the wheel joint would report."""
+        cfg = self.cfg
+        return cfg.shaft_hz * (1.0 + cfg.speed_swing * np.sin(2 * np.pi * np.asarray(t) / cfg.speed_swing_s))
+
+    def shaft_turns(self, t: np.ndarray) -> np.ndarray:
+        """The shaft's angle at ``t``, in turns from 0 at t = 0 (the integral of :meth:`shaft_hz_at`)."""
+        cfg = self.cfg
+        w = 2 * np.pi / cfg.speed_swing_s
+        return cfg.shaft_hz * (t + cfg.speed_swing * (1.0 - np.cos(w * t)) / w)
 
     def healthy_rms(self) -> np.ndarray:
         """Per-axis RMS of the healthy vibration (gravity and mean removed), from the first minute."""
@@ -142,12 +158,18 @@ class SimulatedRobot:
         period = 1.0 / f.defect_hz
         first = math.ceil(max(f.start_s, t_start - ring_s) / period)
         last = math.floor(t_end / period)
+        nominal = [k * period for k in range(first, last + 1)]
+        if self.cfg.speed_swing:  # ball passes at equal steps of shaft angle: closer as the shaft speeds up
+            grid = np.linspace(max(f.start_s, t_start - ring_s), t_end, 64 + int((t_end - t_start) * fs))
+            passes = self.shaft_turns(grid) * (f.defect_hz / self.cfg.shaft_hz)
+            k = np.arange(math.ceil(passes[0]), math.floor(passes[-1]) + 1)
+            nominal = np.interp(k, passes, grid).tolist()
         jrng = np.random.default_rng([self.cfg.seed, 0xFA17, b])
         rms = self.healthy_rms()
         wd = 2 * np.pi * f.resonance_hz * math.sqrt(1 - f.damping**2)
         decay = f.damping * 2 * np.pi * f.resonance_hz
-        for k in range(first, last + 1):
-            t_imp = k * period + jrng.normal(0.0, f.slip * period)
+        for t_nom in nominal:
+            t_imp = t_nom + jrng.normal(0.0, f.slip * period)
             if t_imp < f.start_s:
                 continue
             i0 = max(0, int(math.ceil((t_imp - t_start) * fs)))
