@@ -139,10 +139,12 @@ def bench_infer(repeats: int) -> dict[str, float]:
     }
 
 
-AWAKE_VARIANTS = ("shipped", "before", "torch", "speed_aware", "segments", "no_knock_gate")
+AWAKE_VARIANTS = ("shipped", "before", "torch", "speed_aware", "speed_tracked", "segments", "no_knock_gate")
 """``shipped``: banded frontend + the file ONNX Runtime runs (``ModelFiles.cpu_onnx``, the FP32 twin).
 ``speed_aware``: shipped, calibrated with the example bundle's bearing at the robot's 24 Hz shaft
 (``calibrate(..., shaft_hz, orders)``) and run with ``shaft_hz``: the order score is added to every cycle.
+``speed_tracked``: speed_aware with the speed from ``speed_topic`` on a robot whose shaft swings +-10 % over
+23 s: each window is resampled to constant speed before the order score (``core.order_track``).
 ``segments``: shipped, calibrated with ``segments=None`` (``calibrate --segments auto``): each 5 s window
 scored as 5 segments of 1 s (``core.calibration.segments``).
 ``no_knock_gate``: shipped with ``knock_gate`` 0 (``core.knock_gate`` off): what the gate costs.
@@ -205,14 +207,18 @@ def bench_awake_cycle(repeats: int, variant: str = "shipped") -> dict[str, objec
     orders = bundle.bearing.orders()
     robot = SimulatedRobot(RobotConfig(seed=1))
     n = batch_samples(1000.0, 5.0)
-    windows = [robot.frames(10 + 60 * k, 10 + 60 * k + n / 1000)[1] for k in range(10 + repeats)]
+    windows = [robot.frames(10 + 60 * k, 10 + 60 * k + n / 1000)[1] for k in range(10)]  # calibration
+    swinging = SimulatedRobot(RobotConfig(seed=1, speed_swing=0.1, speed_swing_s=23.0))
+    source = swinging if variant == "speed_tracked" else robot
+    windows += [source.frames(10 + 60 * k, 10 + 60 * k + n / 1000)[1] for k in range(10, 10 + repeats)]
+    aware = variant in ("speed_aware", "speed_tracked")
     model_file = model.onnx_int8 if variant == "before" else model.cpu_onnx
 
     def factory(b: object, _p: dict[str, object]) -> Pipeline:
         engine = OnnxRuntimeEngine(intra_op_threads=1)
         engine.load(model_file)
         engine.wake()
-        speed: dict[str, object] = {"shaft_hz": 24.0, "orders": orders} if variant == "speed_aware" else {}
+        speed: dict[str, object] = {"shaft_hz": 24.0, "orders": orders} if aware else {}
         if variant == "segments":
             speed["segments"] = None
         cal = model.calibrate(engine, windows[:10], 1000.0, **speed)
@@ -234,16 +240,21 @@ def bench_awake_cycle(repeats: int, variant: str = "shipped") -> dict[str, objec
             event_log="",
             power_source="modelled",
             shaft_hz=24.0 if variant == "speed_aware" else 0.0,
+            speed_topic="/joint_states" if variant == "speed_tracked" else "",
+            speed_joint="wheel" if variant == "speed_tracked" else "",
         ),
         bundle=bundle,
     )
-    assert rt.detector is not None and (rt.detector.orders is not None) == (variant == "speed_aware")
+    assert rt.detector is not None and (rt.detector.orders is not None) == aware
     assert rt.queue is not None
     cpu, wall = [], []
     for k in range(repeats):
         t0 = 1000.0 + 60.0 * k
         clock[0] = t0 + 5.0
         w = windows[10 + k].astype(np.float32)
+        if variant == "speed_tracked":  # the JointState readings of the window (the node's callback)
+            for s in np.arange(10 + 60 * (10 + k) - 0.05, 10 + 60 * (10 + k) + 5.0, 0.02):
+                rt.speed.report(float(swinging.shaft_hz_at(s)), t0 + s - (10 + 60 * (10 + k)))
         rt.queue.put(Batch(t0, t0 + (n - 1) / 1000.0, w, 1000.0))
         c, s = time.process_time(), time.perf_counter()
         rt.activate()
@@ -292,7 +303,7 @@ def awake_cycle(repeats: int) -> dict[str, object]:
         out[f"ratio_to_{v}"] = round(ours / runs[v]["median_cpu_ms"], 3)  # type: ignore[index]
     # Not baselines: what speed-aware scoring (calibrate --bearing --shaft-hz) and segments (--segments auto)
     # add, and what the shipped knock gate costs (shipped / no_knock_gate).
-    for v in ("speed_aware", "segments", "no_knock_gate"):
+    for v in ("speed_aware", "speed_tracked", "segments", "no_knock_gate"):
         out[v] = runs[v]
         out[f"{v}_ratio_to_shipped"] = round(runs[v]["median_cpu_ms"] / ours, 3)  # type: ignore[index]
     return out
