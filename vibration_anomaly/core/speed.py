@@ -53,7 +53,7 @@ def joint_speed_hz(names: Sequence[str], velocities: Sequence[float], joint: str
 
 
 class ShaftSpeed:
-    """The fixed speed and the latest topic reading; thread-safe by replacing one tuple."""
+    """The fixed speed, the latest topic reading (one tuple, replaced whole) and the recent ones (behind a lock)."""
 
     def __init__(self, fixed_hz: float = 0.0, topic: str = "") -> None:
         if isinstance(fixed_hz, bool) or not math.isfinite(fixed_hz) or fixed_hz < 0:
