@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -83,22 +83,33 @@ def strengths(
     return names, np.stack(blocks)
 
 
+def _speeds(shaft_hz: float | Sequence[float], n: int) -> list[float]:
+    """One shaft speed per window: ``shaft_hz`` for all (a steady recording), or one each."""
+    if isinstance(shaft_hz, int | float):
+        return [float(shaft_hz)] * n
+    if len(speeds := [float(v) for v in shaft_hz]) != n:
+        raise InputError("calibration", "shaft_hz", f"{len(speeds)} speeds for {n} windows")
+    return speeds
+
+
 def window_strengths(
     windows: np.ndarray,
     fs_hz: float,
-    shaft_hz: float,
+    shaft_hz: float | Sequence[float],
     orders: Mapping[str, float],
     parts: tuple[str, ...] | None = None,
 ) -> np.ndarray:
     """(N, parts x C x lines) strength of every defect line in every channel, part-major (NaN where a line
-    does not fit the band). ``parts`` None: :func:`parts_for` the windows' length."""
+    does not fit the band). ``shaft_hz``: the speed, or each window's. ``parts`` None: :func:`parts_for`
+    the windows' length at the lowest speed (the hardest to resolve)."""
     windows = np.asarray(windows)
+    speeds = _speeds(shaft_hz, len(windows))
     if parts is None:
-        parts = parts_for(windows.shape[1], fs_hz, shaft_hz, orders)
-    width = len(parts) * windows.shape[2] * max(len(defect_lines_hz(shaft_hz, orders)), 1)
+        parts = parts_for(windows.shape[1], fs_hz, min(speeds, default=0.0), orders)
+    width = len(parts) * windows.shape[2] * max(len(defect_lines_hz(max(speeds, default=0.0), orders)), 1)
     out = []
-    for w in windows:
-        got = strengths(w, fs_hz, shaft_hz, orders, parts)
+    for w, speed in zip(windows, speeds, strict=True):
+        got = strengths(w, fs_hz, speed, orders, parts)
         out.append(np.full(width, np.nan) if got is None else got[1].reshape(-1))
     return np.stack(out) if out else np.zeros((0, width))
 
@@ -261,24 +272,29 @@ def calibrate_orders(
 def fit_order_calibration(
     windows: np.ndarray,
     fs_hz: float,
-    shaft_hz: float,
+    shaft_hz: float | Sequence[float],
     orders: Mapping[str, float],
     target_far: float,
     model_threshold: float | None = None,
 ) -> OrderCalibration | None:
-    """:func:`calibrate_orders` on healthy ``windows`` (N, n, C) at a steady ``shaft_hz``, with its lines named."""
-    lines = defect_lines_hz(shaft_hz, orders)
+    """:func:`calibrate_orders` on healthy ``windows`` (N, n, C), with its lines named.
+
+    ``shaft_hz``: the recording's steady speed, or each window's (windows resampled to constant speed,
+    ``core.order_track``, from a commissioning recording with the speed topic); ``shaft_hz`` is recorded
+    as their median."""
+    speeds = _speeds(shaft_hz, len(windows))
+    lines = defect_lines_hz(max(speeds, default=0.0), orders)
     if not lines:
         return None
-    parts = parts_for(np.asarray(windows).shape[1], fs_hz, shaft_hz, orders)
-    oc = calibrate_orders(window_strengths(windows, fs_hz, shaft_hz, orders, parts), target_far)
+    parts = parts_for(np.asarray(windows).shape[1], fs_hz, min(speeds), orders)
+    oc = calibrate_orders(window_strengths(windows, fs_hz, speeds, orders, parts), target_far)
     if oc is None:
         return None
     oc.parts = parts
     oc.lines = tuple(lines)
     oc.orders = {k: float(v) for k, v in orders.items() if k in lines}
     oc.model_threshold = model_threshold
-    oc.shaft_hz = float(shaft_hz)
+    oc.shaft_hz = float(np.median(speeds))
     return oc
 
 

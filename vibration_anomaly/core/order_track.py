@@ -86,3 +86,22 @@ def track(x: np.ndarray, fs_hz: float, t0: float, stamps: np.ndarray, hz: np.nda
     up = np.fft.irfft(np.fft.rfft(xd - line, axis=0), 2 * n, axis=0) * 2.0
     y = (_cubic(up, 2.0 * u) + ends[0] + u[:, None] * ends[1]).astype(x.dtype, copy=False)
     return Tracked(y, hz_mean, spread, True)
+
+
+def track_window(
+    x: np.ndarray, fs_hz: float, t0: float, t1: float, stamps: np.ndarray, hz: np.ndarray
+) -> Tracked | None:
+    """``x`` (n, C), sampled over [t0, t1], at constant speed from the readings ``hz`` (NaN: unknown) at ``stamps``.
+
+    The readings used are those stamped within one window's span of it (as fresh as ``ShaftSpeed.at``
+    asks). None when none of them is known, or one stamped inside the window is unknown (a standstill,
+    a NaN velocity): no one speed or angle describes such a window. The runtime (``ShaftSpeed.track``)
+    and the commissioning (``vibration-anomaly calibrate --speed-joint``) share this rule.
+    """
+    stamps, hz = np.asarray(stamps, dtype=np.float64), np.asarray(hz, dtype=np.float64)
+    span = max(t1 - t0, 0.0)
+    near = (stamps >= t0 - span) & (stamps <= t1 + span)
+    known = near & np.isfinite(hz)
+    if not known.any() or (near & ~np.isfinite(hz) & (stamps >= t0) & (stamps <= t1)).any():
+        return None
+    return track(x, fs_hz, t0, stamps[known], hz[known])

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from vibration_anomaly.core.order_track import Tracked, track
+from vibration_anomaly.core.order_track import Tracked, track_window
 
 MIN_SHAFT_HZ = 0.5
 """Below half a turn per second no defect frequency can be resolved in a 5 s window: a standstill."""
@@ -52,6 +52,15 @@ def joint_speed_hz(names: Sequence[str], velocities: Sequence[float], joint: str
     return abs(v) / (2 * math.pi), ""
 
 
+def usable_speed(hz: float) -> tuple[float | None, str]:
+    """``(hz, "")``, or ``(None, why)`` for a standstill or a value no shaft turns at (a unit error)."""
+    if hz < MIN_SHAFT_HZ:
+        return None, f"{hz:.3g} Hz is a standstill (< {MIN_SHAFT_HZ:g} Hz)"
+    if hz > MAX_SHAFT_HZ:
+        return None, f"{hz:.4g} Hz is above {MAX_SHAFT_HZ:g} Hz (a unit error?)"
+    return hz, ""
+
+
 class ShaftSpeed:
     """The fixed speed, the latest topic reading (one tuple, replaced whole) and the recent ones (behind a lock)."""
 
@@ -67,13 +76,8 @@ class ShaftSpeed:
 
     def report(self, hz: float | None, stamp: float, why: str = "") -> str | None:
         """Record a reading (None: unknown, ``why`` says so). Returns a log line when the state changed."""
-        if hz is not None and not MIN_SHAFT_HZ <= hz <= MAX_SHAFT_HZ:
-            why = (
-                f"{hz:.3g} Hz is a standstill (< {MIN_SHAFT_HZ:g} Hz)"
-                if hz < MIN_SHAFT_HZ
-                else f"{hz:.4g} Hz is above {MAX_SHAFT_HZ:g} Hz (a unit error?)"
-            )
-            hz = None
+        if hz is not None:
+            hz, why = usable_speed(hz)
         self._latest = (hz, float(stamp), why)
         with self._lock:
             self._history.append((float(stamp), hz, why))
@@ -117,20 +121,26 @@ class ShaftSpeed:
 
         ``(None, why)`` when the speed is unknown (as :meth:`at`), or was unknown for part of the window
         (a standstill, a NaN reading): no one speed or angle describes such a window. With two or more
-        fresh readings that differ, the window is resampled to their mean speed (``core.order_track``);
-        otherwise it is returned as it is, at :meth:`at`'s speed.
+        fresh readings that differ, the window is resampled to their mean speed (``core.order_track``,
+        ``track_window``); otherwise it is returned as it is, at that (steady) speed.
         """
         hz, source = self.at(t0, t1)
         if hz is None or source != self.topic:  # unknown, or the fixed shaft_hz
             return (None if hz is None else Tracked(window, hz, 0.0, False)), source
-        span = max(t1 - t0, 0.0)
+        oldest = t0 - 2.0 * max(t1 - t0, 0.0)  # the freshness span, and one more for readings that came late
+        readings: list[tuple[float, float | None, str]] = []
         with self._lock:
-            fresh = [r for r in self._history if t0 - span <= r[0] <= t1 + span]
-        gone = [r for r in fresh if r[1] is None and t0 <= r[0] <= t1]
-        if gone:
-            return None, f"speed on {self.topic} unknown during the window: {gone[-1][2]}"
-        known = [(stamp, v) for stamp, v, _ in fresh if v is not None]
-        if len(known) < 2:
-            return Tracked(window, hz, 0.0, False), source
-        stamps, values = np.array(known).T
-        return track(window, fs_hz, t0, stamps, values), source
+            for r in reversed(self._history):  # newest first: they arrive in about stamp order
+                if r[0] < oldest:
+                    break
+                readings.append(r)
+        stamps = np.array([r[0] for r in readings])
+        values = np.array([np.nan if r[1] is None else r[1] for r in readings])
+        got = track_window(window, fs_hz, t0, t1, stamps, values)
+        if got is None:
+            inside = [r for r in readings if r[1] is None and t0 <= r[0] <= t1]
+            return (
+                None,
+                f"speed on {self.topic} unknown during the window: {inside[-1][2] if inside else '?'}",
+            )
+        return got, source

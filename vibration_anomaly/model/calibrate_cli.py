@@ -82,6 +82,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             args.input, "length", f"{len(w)} windows of {args.window_s} s; need at least 4 healthy windows"
         )
     shaft_hz, orders = _speed_and_orders(args, fs)
+    tracked = readings = None
+    if args.speed_joint:
+        tracked, readings = _windows_at_their_speed(args, rec, w, n, fs)
     if len(w) < ADVISED_WINDOWS:
         print(
             f"warning: {args.input}: {len(w)} windows of {args.window_s:g} s; at least {ADVISED_WINDOWS} "
@@ -96,9 +99,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         fs,
         target_far=args.target_far,
         machine=args.machine or "",
-        shaft_hz=shaft_hz,
+        shaft_hz=tracked.speeds_hz if tracked is not None else shaft_hz,
         orders=orders,
         segments=args.segments,
+        order_windows=None if tracked is None else tracked.windows,
     )
     if not (math.isfinite(cal.threshold) and cal.threshold > 0):
         raise RuntimeError(f"calibration produced threshold {cal.threshold!r}; nothing written to {args.out}")
@@ -112,7 +116,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                 "windows": cal.n_windows,
                 "method": cal.method,
                 "segments": cal.segments,
-                "speed_aware": _speed_aware_summary(cal, shaft_hz, orders),
+                "speed_aware": _speed_aware_summary(cal, shaft_hz, orders, tracked, readings),
             },
             indent=1,
         )
@@ -155,7 +159,7 @@ def register(subparsers: Any) -> None:
     c.add_argument(
         "--bearing",
         help="speed-aware scoring: the defect orders the robot's bundle states, a preset (cwru-6205, femto) "
-        "or 'bpfo=..,bpfi=..,bsf=..' (with --shaft-hz). The calibration then holds an order reference and "
+        "or 'bpfo=..,bpfi=..,bsf=..' (with --shaft-hz or --speed-joint). The calibration then holds an order reference and "
         "the model and the orders each get half the target; the detector uses it while the shaft speed is "
         "known (shaft_hz or speed_topic) and the bundle's bearing is the same",
     )
@@ -170,6 +174,17 @@ def register(subparsers: Any) -> None:
         "--shaft-hz",
         type=number(0, 1000, lo_open=True, unit="Hz"),
         help="the shaft speed during the healthy recording (steady), for --bearing",
+    )
+    c.add_argument(
+        "--speed-joint",
+        help="for --bearing, instead of --shaft-hz: the joint of the bag's sensor_msgs/JointState topic whose "
+        "velocity (rad/s) is the shaft's (the detector's speed_joint); the recording may then change speed: "
+        "each window is resampled to its mean speed, as the detector does, and windows with an unknown "
+        "speed are left out of the order part (rosbag2 input only)",
+    )
+    c.add_argument(
+        "--speed-topic",
+        help="with --speed-joint: the JointState topic (default: the bag's only one)",
     )
     c.add_argument(
         "--reference",
@@ -189,9 +204,17 @@ def _speed_and_orders(args: argparse.Namespace, fs: float) -> tuple[float | None
     shaft_hz = args.shaft_hz if args.shaft_hz is not None else (rpm / 60.0 if rpm else None)
     if args.shaft_hz is not None and rpm and abs(args.shaft_hz - rpm / 60.0) > 1e-3 * args.shaft_hz:
         raise InputError("--shaft-hz", f"{args.shaft_hz:g}", f"disagrees with --bearing's rpm={rpm:g}")
-    if bool(shaft_hz) != bool(bearing):
+    if args.speed_topic and not args.speed_joint:
+        raise InputError("--speed-topic", args.speed_topic, "needs --speed-joint (the joint on it)")
+    if args.speed_joint and shaft_hz:
+        raise InputError(
+            "--speed-joint", args.speed_joint, "or a steady speed (--shaft-hz, rpm= in --bearing), not both"
+        )
+    if bool(shaft_hz or args.speed_joint) != bool(bearing):
         missing = (
-            "--bearing (the bundle's defect orders)" if shaft_hz else "--shaft-hz (the recording's speed)"
+            "--bearing (the bundle's defect orders)"
+            if shaft_hz or args.speed_joint
+            else "--shaft-hz or --speed-joint (the recording's speed)"
         )
         raise InputError(
             "calibrate", "speed-aware scoring", f"needs both the speed and the orders; give {missing}"
@@ -201,9 +224,47 @@ def _speed_and_orders(args: argparse.Namespace, fs: float) -> tuple[float | None
     return shaft_hz, bearing
 
 
-def _speed_aware_summary(cal: Any, shaft_hz: float | None, orders: dict[str, float] | None) -> Any:
+def _windows_at_their_speed(args: argparse.Namespace, rec: Any, w: Any, n: int, fs: float) -> tuple[Any, Any]:
+    """The windows with a known speed, each at constant speed (``model.speed_record``), and the readings."""
+    import numpy as np
+
+    from vibration_anomaly.model.speed_record import load_joint_speed, track_windows
+
+    if rec.timestamps is None:
+        raise InputError(
+            "--speed-joint",
+            args.speed_joint,
+            f"needs a rosbag2 recording with its JointState; {args.input} has no stamps",
+        )
+    readings = load_joint_speed(Path(args.input), args.speed_joint, args.speed_topic)
+    tracked = track_windows(np.asarray(w), rec.timestamps[np.arange(len(w)) * n], fs, readings)
+    if len(tracked.speeds_hz) < 4:
+        raise InputError(
+            args.input,
+            f"{readings.topic} {args.speed_joint}",
+            f"a known speed through only {len(tracked.speeds_hz)} of {len(w)} windows; need at least 4"
+            + (f" (unknown: {readings.why_unknown})" if readings.why_unknown else ""),
+        )
+    if tracked.left_out:
+        print(
+            f"warning: {args.input}: {tracked.left_out} of {len(w)} windows left out of the order part: "
+            f"the speed was unknown for part of them ({readings.why_unknown or 'no reading near them'})",
+            file=sys.stderr,
+        )
+    return tracked, readings
+
+
+def _speed_aware_summary(
+    cal: Any,
+    shaft_hz: float | None,
+    orders: dict[str, float] | None,
+    tracked: Any = None,
+    readings: Any = None,
+) -> Any:
     from vibration_anomaly.core.order_calibration import EXTRA_KEY
 
+    if tracked is not None:
+        shaft_hz = float(cal.extra.get(EXTRA_KEY, {}).get("shaft_hz") or 0.0) or min(tracked.speeds_hz)
     if not shaft_hz:
         return None
     rec = cal.extra.get(EXTRA_KEY)
@@ -213,13 +274,16 @@ def _speed_aware_summary(cal: Any, shaft_hz: float | None, orders: dict[str, flo
             file=sys.stderr,
         )
         return {"shaft_hz": shaft_hz, "orders": orders, "lines": []}
-    return {
+    out = {
         "shaft_hz": shaft_hz,
         "lines": rec["lines"],
         "order_threshold": rec["threshold"],
         "model_threshold": rec["model_threshold"],
         "each_at_target_far": rec["target_far"],
     }
+    if tracked is not None:
+        out["speed"] = tracked.summary(readings)
+    return out
 
 
 def _refuse_a_loose_mount(reference: Path, recording: str, sig: Any) -> None:

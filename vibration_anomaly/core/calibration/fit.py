@@ -234,9 +234,10 @@ def calibrate(
     machine: str = "",
     model_id: str = "",
     drift_std: np.ndarray | None = None,
-    shaft_hz: float | None = None,
+    shaft_hz: float | Sequence[float] | None = None,
     orders: Mapping[str, float] | None = None,
     segments: int | None = 1,
+    order_windows: np.ndarray | None = None,
 ) -> Calibration:
     """Calibrate a machine from its healthy windows (each (n_samples, n_channels)), in time order.
 
@@ -247,11 +248,16 @@ def calibrate(
     of the recording (``shaft_hz``) and the bearing's defect ``orders``, the order score is calibrated too
     and recorded as ``extra.orders`` (``core.order_calibration``: model and orders each at half the target);
     where no defect line fits the sensor's band at that speed, nothing is recorded and the model alone
-    decides.
+    decides. A recording whose speed changed: ``order_windows`` (M, n, C), its windows with a known speed
+    resampled to constant speed (``core.order_track``), and ``shaft_hz`` one speed each; the model is
+    still calibrated on ``windows`` as they are (what it scores on the robot).
     """
     if len(windows) == 0:
         raise InputError("calibration", "windows", "no healthy windows given")
-    with_orders = bool(shaft_hz and orders)
+    if shaft_hz is None or isinstance(shaft_hz, int | float):
+        with_orders = bool(shaft_hz and orders)
+    else:  # one speed per order window
+        with_orders = bool(orders) and len(shaft_hz) > 0
     n_samples = int(np.asarray(windows[0]).shape[0])
     segments = segments_for(n_samples, fs_hz) if segments is None else segments
     if (segments > 1 or with_orders) and any(
@@ -285,7 +291,7 @@ def calibrate(
         assert shaft_hz is not None and orders is not None and stacked is not None
         half = cal.extra.pop("threshold_at")
         oc = fit_order_calibration(
-            stacked,
+            stacked if order_windows is None else np.asarray(order_windows),
             fs_hz,
             shaft_hz,
             orders,

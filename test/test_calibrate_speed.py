@@ -1,0 +1,160 @@
+"""``calibrate --speed-joint``: commissioning speed-aware scoring on a rosbag2 in which the speed changes.
+
+The simulated robot at 1 kHz, its shaft swinging +-10 % around 24 Hz over 23 s, recorded as a real
+bag (sensor_msgs/Imu and sensor_msgs/JointState, rosbags' writer). The order part is calibrated on
+the windows resampled to their mean speed and then, on the same swinging robot, sees an outer-race
+defect through the speed readings and stays under its threshold on healthy windows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vibration_anomaly.cli import main
+from vibration_anomaly.core.calibration import Calibration
+from vibration_anomaly.core.order_calibration import EXTRA_KEY, OrderCalibration, OrderCheck
+from vibration_anomaly.core.speed import ShaftSpeed
+from vibration_anomaly.core.window import batch_samples
+from vibration_anomaly.sim.robot import FaultSpec, RobotConfig, SimulatedRobot
+
+pytest.importorskip("rosbags", reason="reading and writing rosbag2 needs the rosbags package ([eval] extra)")
+
+RATE = 1000.0
+STANDSTILL_AT = 127.0  # one JointState at a standstill, inside the third 5 s window
+
+
+def _robot() -> SimulatedRobot:
+    fault = FaultSpec(start_s=2000.0, initial_peak=0.3, final_peak=0.3, growth_s=1.0)
+    return SimulatedRobot(RobotConfig(rate_hz=RATE, seed=5, fault=fault, speed_swing=0.1, speed_swing_s=23.0))
+
+
+def _write_bag(path: Path, robot: SimulatedRobot, t0: float, t1: float) -> None:
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    ts = get_typestore(Stores.ROS2_JAZZY)
+    imu_t, joint_t = ts.types["sensor_msgs/msg/Imu"], ts.types["sensor_msgs/msg/JointState"]
+    header, time_t = ts.types["std_msgs/msg/Header"], ts.types["builtin_interfaces/msg/Time"]
+    quat, vec = ts.types["geometry_msgs/msg/Quaternion"], ts.types["geometry_msgs/msg/Vector3"]
+    cov = np.zeros(9)
+
+    def stamp(t: float) -> object:
+        return time_t(sec=int(t), nanosec=int(round((t - int(t)) * 1e9)))
+
+    t, x = robot.frames(t0, t1)
+    speeds = np.arange(t0, t1, 0.02)  # a 50 Hz JointState
+    msgs: list[tuple[float, str, bytes]] = []
+    for ti, xi in zip(t, x, strict=True):
+        m = imu_t(
+            header(stamp(ti), "imu"),
+            quat(0.0, 0.0, 0.0, 1.0),
+            cov,
+            vec(0.0, 0.0, 0.0),
+            cov,
+            vec(*map(float, xi)),
+            cov,
+        )
+        msgs.append((float(ti), "imu", ts.serialize_cdr(m, imu_t.__msgtype__)))
+    for s in speeds:
+        v = 0.0 if abs(s - STANDSTILL_AT) < 0.01 else 2 * math.pi * float(robot.shaft_hz_at(s))
+        m = joint_t(
+            header(stamp(s), "base"), ["left", "wheel"], np.array([0.0, 0.0]), np.array([0.3, v]), np.zeros(0)
+        )
+        msgs.append((float(s), "js", ts.serialize_cdr(m, joint_t.__msgtype__)))
+    with Writer(path, version=9, storage_plugin=StoragePlugin.SQLITE3) as w:
+        conns = {
+            "imu": w.add_connection("/imu/data", imu_t.__msgtype__, typestore=ts),
+            "js": w.add_connection("/joint_states", joint_t.__msgtype__, typestore=ts),
+        }
+        for ti, which, raw in sorted(msgs, key=lambda m: m[0]):
+            w.write(conns[which], int(ti * 1e9), raw)
+
+
+@pytest.fixture(scope="module")
+def bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("bag") / "commissioning"
+    _write_bag(path, _robot(), 110.0, 170.0)  # a healthy minute, driving
+    return path
+
+
+def _calibrate(*args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "vibration_anomaly", "calibrate", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+def test_a_recording_that_changes_speed_commissions_the_order_part(bag: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cal.json"
+    proc = _calibrate(
+        "--input", str(bag), "--out", str(out), "--bearing", "cwru-6205", "--speed-joint", "wheel"
+    )
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)["speed_aware"]
+    speed = summary["speed"]
+    assert speed["topic"] == "/joint_states" and speed["joint"] == "wheel"
+    assert speed["windows_with_speed"] == 11 and speed["windows_left_out"] == 1, speed  # the standstill's
+    assert "standstill" in speed["unknown_because"] and "1 of 12 windows left out" in proc.stderr
+    assert 21.0 < speed["min_hz"] < speed["max_hz"] < 27.0 and speed["largest_change_in_a_window"] > 0.05
+    oc = OrderCalibration.from_dict(Calibration.load(out).extra[EXTRA_KEY])
+    assert oc.shaft_hz == pytest.approx(summary["shaft_hz"]) and 21.6 < oc.shaft_hz < 26.4
+    assert oc.parts == ("envelope", "spectrum")
+
+    robot, n = _robot(), batch_samples(RATE, 5.0)
+
+    def ratio(t0: float) -> float:
+        t, x = robot.frames(t0, t0 + n / RATE)
+        topic = ShaftSpeed(topic="/joint_states")
+        for s in np.arange(t[0] - 0.05, t[-1] + 0.05, 0.02):
+            topic.report(float(robot.shaft_hz_at(s)), float(s))
+        r = OrderCheck(oc, topic).read(x, RATE, float(t[0]), float(t[-1]))
+        assert r.ratio is not None and r.speed_spread > 0.01, r
+        return r.ratio
+
+    healthy = [ratio(400.0 + 37 * k) for k in range(8)]
+    faulty = [ratio(2100.0 + 37 * k) for k in range(8)]
+    assert max(healthy) < 1.0, healthy
+    assert sum(r > 1.0 for r in faulty) >= 6, faulty
+
+
+def test_speed_joint_refusals_name_what_is_wrong(
+    bag: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = str(tmp_path / "c.json")
+    base = ["calibrate", "--input", str(bag), "--out", out, "--bearing", "cwru-6205"]
+    cases = [
+        (["--speed-joint", "nope"], "'nope' not in the JointState (has left, wheel)"),
+        (["--speed-joint", "wheel", "--speed-topic", "/odom"], "/odom: no such"),
+        (["--speed-joint", "wheel", "--shaft-hz", "24"], "not both"),
+        (["--speed-topic", "/joint_states", "--shaft-hz", "24"], "needs --speed-joint"),
+    ]
+    for extra, said in cases:
+        assert main([*base, *extra]) == 2, extra
+        err = capsys.readouterr().err
+        assert said in err, (extra, err)
+        assert not Path(out).exists()
+    npz = tmp_path / "rec.npz"
+    t, x = _robot().frames(110.0, 140.0)
+    np.savez(npz, data=x, fs=RATE)
+    assert (
+        main(
+            [
+                "calibrate",
+                "--input",
+                str(npz),
+                "--out",
+                out,
+                "--bearing",
+                "cwru-6205",
+                "--speed-joint",
+                "wheel",
+            ]
+        )
+        == 2
+    )
+    assert "needs a rosbag2 recording" in capsys.readouterr().err
