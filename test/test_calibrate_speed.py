@@ -35,7 +35,7 @@ def _robot() -> SimulatedRobot:
     return SimulatedRobot(RobotConfig(rate_hz=RATE, seed=5, fault=fault, speed_swing=0.1, speed_swing_s=23.0))
 
 
-def _write_bag(path: Path, robot: SimulatedRobot, t0: float, t1: float) -> None:
+def _write_bag(path: Path, robot: SimulatedRobot, t0: float, t1: float, speed_clock: float = 0.0) -> None:
     from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import Stores, get_typestore
 
@@ -67,6 +67,8 @@ def _write_bag(path: Path, robot: SimulatedRobot, t0: float, t1: float) -> None:
         m = joint_t(
             header(stamp(s), "base"), ["left", "wheel"], np.array([0.0, 0.0]), np.array([0.3, v]), np.zeros(0)
         )
+        if speed_clock:  # the speed stamped by another clock
+            m.header.stamp = stamp(s + speed_clock)
         msgs.append((float(s), "js", ts.serialize_cdr(m, joint_t.__msgtype__)))
     with Writer(path, version=9, storage_plugin=StoragePlugin.SQLITE3) as w:
         conns = {
@@ -158,3 +160,42 @@ def test_speed_joint_refusals_name_what_is_wrong(
         == 2
     )
     assert "needs a rosbag2 recording" in capsys.readouterr().err
+    csv = tmp_path / "rec.csv"  # stamped, but no JointState can be beside it
+    np.savetxt(csv, np.column_stack([t, x]), delimiter=",", header="t,x,y,z", comments="")
+    assert (
+        main(
+            [
+                "calibrate",
+                "--input",
+                str(csv),
+                "--out",
+                out,
+                "--bearing",
+                "cwru-6205",
+                "--speed-joint",
+                "wheel",
+            ]
+        )
+        == 2
+    )
+    assert "is not one" in capsys.readouterr().err
+    other = tmp_path / "other_clock"
+    _write_bag(other, _robot(), 110.0, 131.0, speed_clock=-100.0)
+    assert (
+        main(
+            [
+                "calibrate",
+                "--input",
+                str(other),
+                "--out",
+                out,
+                "--bearing",
+                "cwru-6205",
+                "--speed-joint",
+                "wheel",
+            ]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "do not overlap the IMU's" in err and "another clock?" in err, err

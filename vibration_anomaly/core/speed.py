@@ -141,6 +141,6 @@ class ShaftSpeed:
             inside = [r for r in readings if r[1] is None and t0 <= r[0] <= t1]
             return (
                 None,
-                f"speed on {self.topic} unknown during the window: {inside[-1][2] if inside else '?'}",
+                f"speed on {self.topic} unknown during the window: {inside[0][2] if inside else '?'}",
             )
         return got, source

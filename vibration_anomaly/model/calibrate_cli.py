@@ -230,14 +230,22 @@ def _windows_at_their_speed(args: argparse.Namespace, rec: Any, w: Any, n: int, 
 
     from vibration_anomaly.model.speed_record import load_joint_speed, track_windows
 
-    if rec.timestamps is None:
+    path = Path(args.input)
+    if rec.timestamps is None or not (path.is_dir() or path.suffix.lower() in (".db3", ".mcap")):
         raise InputError(
             "--speed-joint",
             args.speed_joint,
-            f"needs a rosbag2 recording with its JointState; {args.input} has no stamps",
+            f"needs a rosbag2 recording (the IMU and the JointState beside it); {args.input} is not one",
         )
-    readings = load_joint_speed(Path(args.input), args.speed_joint, args.speed_topic)
+    readings = load_joint_speed(path, args.speed_joint, args.speed_topic)
     tracked = track_windows(np.asarray(w), rec.timestamps[np.arange(len(w)) * n], fs, readings)
+    imu, js = rec.timestamps, readings.stamps
+    if js[-1] < imu[0] or js[0] > imu[-1]:
+        raise InputError(
+            args.input,
+            f"{readings.topic} stamps",
+            f"{js[0]:.3f}-{js[-1]:.3f} s do not overlap the IMU's {imu[0]:.3f}-{imu[-1]:.3f} s: another clock?",
+        )
     if len(tracked.speeds_hz) < 4:
         raise InputError(
             args.input,
