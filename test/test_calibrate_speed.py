@@ -8,6 +8,7 @@ defect through the speed readings and stays under its threshold on healthy windo
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import subprocess
@@ -24,7 +25,10 @@ from vibration_anomaly.core.speed import ShaftSpeed
 from vibration_anomaly.core.window import batch_samples
 from vibration_anomaly.sim.robot import FaultSpec, RobotConfig, SimulatedRobot
 
-pytest.importorskip("rosbags", reason="reading and writing rosbag2 needs the rosbags package ([eval] extra)")
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("rosbags") is None,
+    reason="reading and writing rosbag2 needs the rosbags package ([eval] extra)",
+)
 
 RATE = 1000.0
 STANDSTILL_AT = 127.0  # one JointState at a standstill, inside the third 5 s window
