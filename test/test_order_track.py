@@ -7,7 +7,7 @@ import pytest
 
 from vibration_anomaly.bundle.bearing import orders_from_geometry
 from vibration_anomaly.core.diagnosis import Diagnoser
-from vibration_anomaly.core.order_track import _cubic, track
+from vibration_anomaly.core.order_track import _cubic, speed_at_samples, track
 from vibration_anomaly.core.speed import ShaftSpeed
 from vibration_anomaly.model.synth import impact_train
 
@@ -110,3 +110,28 @@ def test_the_diagnosis_names_the_race_of_a_defect_on_a_speeding_shaft() -> None:
     assert d.location == "outer_race", d
     assert "order-tracked through a 2" in d.speed_source  # a 6 Hz change over a 23 Hz mean: 26 %
     assert d.shaft_hz == pytest.approx(23.0, rel=0.01)
+
+
+def test_jittery_readings_are_smoothed_and_a_sudden_change_is_followed() -> None:
+    """Encoder velocities jitter from one message to the next; the angle integrated from them would drift
+    by the sum of it. A cubic through the readings stands for a smooth speed change; a sudden one (a
+    cubic cannot follow it) is interpolated reading to reading."""
+    t = np.arange(N) / FS
+    stamps = np.arange(-0.05, 4.95, 0.02)  # a 50 Hz JointState
+    rng = np.random.default_rng(4)
+    smooth = 22.0 + 2.0 * np.sin(2 * np.pi * t / 23.0)
+    x = np.sin(2 * np.pi * 3 * 5.4 * turns(smooth))[:, None]  # the 3rd harmonic of a 5.4-order line
+    noisy = (22.0 + 2.0 * np.sin(2 * np.pi * stamps / 23.0)) * (1 + 0.01 * rng.standard_normal(len(stamps)))
+    got = track(x, FS, 0.0, stamps, noisy)
+    f = 3 * 5.4 * got.shaft_hz
+    plain = np.interp(t, stamps, noisy)  # what reading-to-reading interpolation would integrate
+    u = np.interp(np.arange(N) * got.shaft_hz / FS, turns(plain), np.arange(N, dtype=float))
+    interpolated = np.interp(u, np.arange(N), x[:, 0])
+    assert line_share(got.window[:, 0], f) > max(0.25, 3 * line_share(interpolated, f))
+
+    step = np.where(stamps < 2.4, 20.0, np.where(stamps > 2.9, 26.0, 20.0 + 12.0 * (stamps - 2.4)))
+    true = np.interp(t, stamps, step)
+    x = np.sin(2 * np.pi * 6 * 5.4 * turns(true))[:, None]
+    assert np.abs(speed_at_samples(N, FS, 0.0, stamps, step) - true).max() < 0.01  # reading to reading
+    got = track(x, FS, 0.0, stamps, step)
+    assert line_share(got.window[:, 0], 6 * 5.4 * got.shaft_hz) > 0.25

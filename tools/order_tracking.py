@@ -8,8 +8,9 @@ order part at a steady shaft on 20 windows (``model.calibrate(..., shaft_hz, ord
 +-``--swing`` over ``--period`` s (``RobotConfig.speed_swing``) and each window's order ratio
 (``core.order_calibration``: over 1 is over the order part's threshold) is read three ways:
 
-* ``tracked``: with the speed readings during the window (a JointState at ``--reading-hz``), as the
-  robot does with ``speed_topic`` (``ShaftSpeed.track``: the window resampled to its mean speed);
+* ``tracked``: with the speed readings during the window (a JointState at ``--reading-hz``, each off
+  by ``--reading-jitter`` of white noise), as the robot does with ``speed_topic`` (``ShaftSpeed.track``:
+  the window resampled to its mean speed);
 * ``mean_speed``: one speed for the whole window, its true mean (a fixed ``shaft_hz``, or tracking off);
 * ``steady``: the same windows of the robot with a steady shaft (the best the order part can do).
 
@@ -50,6 +51,12 @@ def main() -> int:
     ap.add_argument("--windows", type=int, default=48, help="windows per condition (default 48)")
     ap.add_argument("--reading-hz", type=float, default=50.0, help="speed readings per s (default 50)")
     ap.add_argument("--shaft-hz", type=float, default=24.0, help="mean shaft speed (default 24)")
+    ap.add_argument(
+        "--reading-jitter",
+        type=float,
+        default=0.0,
+        help="relative white jitter on each speed reading, as an encoder velocity has (default 0)",
+    )
     ap.add_argument("--seed", type=int, default=5)
     args = ap.parse_args()
     if not 0 <= args.swing < 0.9 or args.windows < 1 or args.reading_hz <= 0 or args.period <= 0:
@@ -84,6 +91,7 @@ def main() -> int:
 
     out: dict[str, object] = {"args": vars(args), "order_threshold": oc.threshold, "parts": list(oc.parts)}
     cost: list[float] = []
+    rng = np.random.default_rng(args.seed)
     for label, first in (("healthy", 100.0), ("faulty", FAULT_AT + 100.0)):
         ratios: dict[str, list[float]] = {"tracked": [], "mean_speed": [], "steady": []}
         spreads: list[float] = []
@@ -92,7 +100,8 @@ def main() -> int:
             t, x = swinging.frames(t0, t0 + n / args.rate)
             topic = ShaftSpeed(topic="/joint_states")
             for s in np.arange(t[0] - 0.05, t[-1] + 0.05, 1.0 / args.reading_hz):
-                topic.report(float(swinging.shaft_hz_at(s)), float(s))
+                jitter = 1.0 + args.reading_jitter * float(rng.standard_normal())
+                topic.report(float(swinging.shaft_hz_at(s)) * jitter, float(s))
             c = time.process_time()
             r = OrderCheck(oc, topic).read(x, args.rate, float(t[0]), float(t[-1]))
             cost.append(time.process_time() - c)
