@@ -58,8 +58,8 @@ def speed_at_samples(n: int, fs_hz: float, t0: float, stamps: np.ndarray, hz: np
     st, v = np.asarray(stamps, float)[order], np.asarray(hz, float)[order]
     margin = 0.1 * (t[-1] - t[0])
     inside = (st >= t[0] - margin) & (st <= t[-1] + margin)
-    if inside.sum() >= FIT_MIN_READINGS:
-        si, vi = st[inside], v[inside]
+    si, vi = st[inside], v[inside]
+    if len(si) >= FIT_MIN_READINGS and si[-1] - si[0] >= 0.5 * (t[-1] - t[0]):  # spread over the window
         cubic = np.polynomial.Polynomial.fit(si, vi, FIT_DEGREE)
         resid = float(np.sqrt(np.mean((vi - cubic(si)) ** 2)))
         jitter = float(np.std(np.diff(vi))) / np.sqrt(2.0)
