@@ -41,7 +41,8 @@ FIT_DEGREE = 3
 FIT_MIN_READINGS = 16
 FIT_JITTER = 1.5
 """A cubic through the window's readings is used when its residual is within this many times the readings'
-jitter (the spread of one reading to the next): then what it leaves out is noise."""
+jitter (estimated from their second differences, which a smooth speed change hardly moves): then what
+it leaves out is noise. Exact readings have no jitter, and are interpolated."""
 
 
 def speed_at_samples(n: int, fs_hz: float, t0: float, stamps: np.ndarray, hz: np.ndarray) -> np.ndarray:
@@ -62,7 +63,7 @@ def speed_at_samples(n: int, fs_hz: float, t0: float, stamps: np.ndarray, hz: np
     if len(si) >= FIT_MIN_READINGS and si[-1] - si[0] >= 0.5 * (t[-1] - t[0]):  # spread over the window
         cubic = np.polynomial.Polynomial.fit(si, vi, FIT_DEGREE)
         resid = float(np.sqrt(np.mean((vi - cubic(si)) ** 2)))
-        jitter = float(np.std(np.diff(vi))) / np.sqrt(2.0)
+        jitter = float(np.std(np.diff(vi, 2))) / np.sqrt(6.0)  # white noise's std; ~0 on a smooth speed
         if resid <= FIT_JITTER * jitter:
             return np.asarray(cubic(np.clip(t, si[0], si[-1])))
     return np.interp(t, st, v)
