@@ -85,9 +85,10 @@ def strengths(
 
 def _speeds(shaft_hz: float | Sequence[float], n: int) -> list[float]:
     """One shaft speed per window: ``shaft_hz`` for all (a steady recording), or one each."""
-    if isinstance(shaft_hz, int | float):
-        return [float(shaft_hz)] * n
-    if len(speeds := [float(v) for v in shaft_hz]) != n:
+    speeds = [float(v) for v in np.atleast_1d(np.asarray(shaft_hz, dtype=np.float64))]
+    if np.ndim(shaft_hz) == 0:  # a number (numpy's too): every window's
+        speeds *= n
+    elif len(speeds) != n:
         raise InputError("calibration", "shaft_hz", f"{len(speeds)} speeds for {n} windows")
     return speeds
 
@@ -357,11 +358,8 @@ class OrderCheck:
             return OrderReading(None, shaft_hz, "no defect line at this speed")
         names, s = got
         if tuple(names) != cal.lines or s.size != cal.ref.size:
-            return OrderReading(
-                None,
-                shaft_hz,
-                f"window has {s.shape[1]} channels x {names}, calibrated {cal.ref.size} columns",
-            )
+            why = f"window has {s.shape[1]} channels x {names}, calibrated {cal.ref.size} columns"
+            return OrderReading(None, shaft_hz, why)
         per = s.reshape(-1) / cal.ref
         if not np.isfinite(per).any():
             return OrderReading(

@@ -254,10 +254,10 @@ def calibrate(
     """
     if len(windows) == 0:
         raise InputError("calibration", "windows", "no healthy windows given")
-    if shaft_hz is None or isinstance(shaft_hz, int | float):
+    if shaft_hz is None or np.ndim(shaft_hz) == 0:
         with_orders = bool(shaft_hz and orders)
     else:  # one speed per order window
-        with_orders = bool(orders) and len(shaft_hz) > 0
+        with_orders = bool(orders) and len(shaft_hz) > 0  # type: ignore[arg-type]
     n_samples = int(np.asarray(windows[0]).shape[0])
     segments = segments_for(n_samples, fs_hz) if segments is None else segments
     if (segments > 1 or with_orders) and any(
