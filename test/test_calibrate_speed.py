@@ -132,7 +132,14 @@ def test_speed_joint_refusals_name_what_is_wrong(
     bag: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = str(tmp_path / "c.json")
-    base = ["calibrate", "--input", str(bag), "--out", out, "--bearing", "cwru-6205"]
+
+    def refused(recording: Path, *extra: str) -> str:
+        """What ``calibrate`` said refusing ``recording`` with ``extra``; exit 2 and nothing written."""
+        args = ["calibrate", "--input", str(recording), "--out", out, "--bearing", "cwru-6205", *extra]
+        assert main(args) == 2, extra
+        assert not Path(out).exists()
+        return capsys.readouterr().err
+
     cases = [
         (["--speed-joint", "nope"], "'nope' not in the JointState (has left, wheel)"),
         (["--speed-joint", "wheel", "--speed-topic", "/odom"], "/odom: no such"),
@@ -140,66 +147,16 @@ def test_speed_joint_refusals_name_what_is_wrong(
         (["--speed-topic", "/joint_states", "--shaft-hz", "24"], "needs --speed-joint"),
     ]
     for extra, said in cases:
-        assert main([*base, *extra]) == 2, extra
-        err = capsys.readouterr().err
+        err = refused(bag, *extra)
         assert said in err, (extra, err)
-        assert not Path(out).exists()
     npz = tmp_path / "rec.npz"
     t, x = _robot().frames(110.0, 140.0)
     np.savez(npz, data=x, fs=RATE)
-    assert (
-        main(
-            [
-                "calibrate",
-                "--input",
-                str(npz),
-                "--out",
-                out,
-                "--bearing",
-                "cwru-6205",
-                "--speed-joint",
-                "wheel",
-            ]
-        )
-        == 2
-    )
-    assert "needs a rosbag2 recording" in capsys.readouterr().err
+    assert "needs a rosbag2 recording" in refused(npz, "--speed-joint", "wheel")
     csv = tmp_path / "rec.csv"  # stamped, but no JointState can be beside it
     np.savetxt(csv, np.column_stack([t, x]), delimiter=",", header="t,x,y,z", comments="")
-    assert (
-        main(
-            [
-                "calibrate",
-                "--input",
-                str(csv),
-                "--out",
-                out,
-                "--bearing",
-                "cwru-6205",
-                "--speed-joint",
-                "wheel",
-            ]
-        )
-        == 2
-    )
-    assert "is not one" in capsys.readouterr().err
+    assert "is not one" in refused(csv, "--speed-joint", "wheel")
     other = tmp_path / "other_clock"
     _write_bag(other, _robot(), 110.0, 131.0, speed_clock=-100.0)
-    assert (
-        main(
-            [
-                "calibrate",
-                "--input",
-                str(other),
-                "--out",
-                out,
-                "--bearing",
-                "cwru-6205",
-                "--speed-joint",
-                "wheel",
-            ]
-        )
-        == 2
-    )
-    err = capsys.readouterr().err
+    err = refused(other, "--speed-joint", "wheel")
     assert "do not overlap the IMU's" in err and "another clock?" in err, err
