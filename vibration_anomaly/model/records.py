@@ -24,6 +24,8 @@ import os
 import stat
 import warnings
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -217,44 +219,51 @@ def load_rosbag(path: Path) -> tuple[np.ndarray, float | None]:
     return loaded.signal, loaded.fs_hz
 
 
-def _load_rosbag(path: Path) -> LoadedSignal:
-    """linear_acceleration of the first Imu topic; every rosbags failure becomes a named refusal."""
+@contextmanager
+def open_bag(path: Path) -> Iterator[Any]:
+    """A ``rosbags`` reader on the bag at ``path`` (its folder, or a .db3 / .mcap in it); every failure
+    inside the ``with`` that is not already an :class:`InputError` becomes a named refusal."""
     try:
         from rosbags.highlevel import AnyReader
     except ImportError:  # pragma: no cover - depends on the [eval] extra
         raise InputError(
             str(path), "rosbag2", "reading rosbag2 needs the 'rosbags' package (pip install .[eval])"
         ) from None
-    bag = path if path.is_dir() else path.parent
-    src = str(path)
     try:
-        with AnyReader([bag]) as reader:
-            conns = [c for c in reader.connections if c.msgtype == "sensor_msgs/msg/Imu"]
-            if not conns:
-                raise InputError(src, "topics", "no sensor_msgs/msg/Imu topic in the bag")
-            topic = sorted(c.topic for c in conns)[0]
-            conns = [c for c in conns if c.topic == topic]
-            count = int(sum(c.msgcount for c in conns))
-            if count * 4 * 8 > MAX_RECORD_BYTES:
-                raise InputError(
-                    src,
-                    topic,
-                    f"{count} Imu messages; the limit is {MAX_RECORD_BYTES // 32} "
-                    "(checked before reading); split the bag",
-                )
-            vals = np.empty((count, 5), dtype=np.float64)
-            n = 0
-            for conn, ts, raw in reader.messages(connections=conns):
-                if n >= count:
-                    raise InputError(src, topic, f"more messages than the bag's metadata states ({count})")
-                m: Any = reader.deserialize(raw, conn.msgtype)
-                a = m.linear_acceleration
-                vals[n] = (m.header.stamp.sec + m.header.stamp.nanosec * 1e-9, ts * 1e-9, a.x, a.y, a.z)
-                n += 1
+        with AnyReader([path if path.is_dir() else path.parent]) as reader:
+            yield reader
     except InputError:
         raise
     except Exception as e:  # rosbags raises its own types for every damaged-bag case; all are refusals here
-        raise InputError(src, "rosbag2", f"cannot read the bag ({type(e).__name__}: {e})") from None
+        raise InputError(str(path), "rosbag2", f"cannot read the bag ({type(e).__name__}: {e})") from None
+
+
+def _load_rosbag(path: Path) -> LoadedSignal:
+    """linear_acceleration of the first Imu topic; every rosbags failure becomes a named refusal."""
+    src = str(path)
+    with open_bag(path) as reader:
+        conns = [c for c in reader.connections if c.msgtype == "sensor_msgs/msg/Imu"]
+        if not conns:
+            raise InputError(src, "topics", "no sensor_msgs/msg/Imu topic in the bag")
+        topic = sorted(c.topic for c in conns)[0]
+        conns = [c for c in conns if c.topic == topic]
+        count = int(sum(c.msgcount for c in conns))
+        if count * 4 * 8 > MAX_RECORD_BYTES:
+            raise InputError(
+                src,
+                topic,
+                f"{count} Imu messages; the limit is {MAX_RECORD_BYTES // 32} "
+                "(checked before reading); split the bag",
+            )
+        vals = np.empty((count, 5), dtype=np.float64)
+        n = 0
+        for conn, ts, raw in reader.messages(connections=conns):
+            if n >= count:
+                raise InputError(src, topic, f"more messages than the bag's metadata states ({count})")
+            m: Any = reader.deserialize(raw, conn.msgtype)
+            a = m.linear_acceleration
+            vals[n] = (m.header.stamp.sec + m.header.stamp.nanosec * 1e-9, ts * 1e-9, a.x, a.y, a.z)
+            n += 1
     if n == 0:
         raise InputError(src, "messages", f"no Imu messages on {topic}")
     vals = vals[:n]

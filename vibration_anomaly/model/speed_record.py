@@ -19,6 +19,7 @@ import numpy as np
 
 from vibration_anomaly.core.speed import joint_speed_hz, usable_speed
 from vibration_anomaly.errors import InputError
+from vibration_anomaly.model.records import open_bag
 
 JOINT_STATE = "sensor_msgs/msg/JointState"
 MAX_READINGS = 10_000_000
@@ -37,50 +38,36 @@ class SpeedReadings:
 
 def load_joint_speed(path: Path, joint: str, topic: str | None = None) -> SpeedReadings:
     """``joint``'s speed from the bag at ``path`` (its folder, or a .db3 / .mcap in it), refused by name."""
-    try:
-        from rosbags.highlevel import AnyReader
-    except ImportError:  # pragma: no cover - depends on the [eval] extra
-        raise InputError(
-            str(path), "rosbag2", "reading rosbag2 needs the 'rosbags' package (pip install .[eval])"
-        ) from None
     path = Path(path)
-    bag = path if path.is_dir() else path.parent
     src = str(path)
     rows: list[tuple[float, float]] = []
     why = ""
-    try:
-        with AnyReader([bag]) as reader:
-            conns = [c for c in reader.connections if c.msgtype == JOINT_STATE]
-            topics = sorted({c.topic for c in conns})
-            if topic is None:
-                if len(topics) != 1:
-                    found = ", ".join(topics) if topics else "none"
-                    raise InputError(
-                        src, "--speed-topic", f"name the {JOINT_STATE} topic (the bag has: {found})"
-                    )
-                topic = topics[0]
-            if topic not in topics:
-                raise InputError(
-                    src,
-                    "--speed-topic",
-                    f"{topic}: no such {JOINT_STATE} topic (has: {', '.join(topics) or 'none'})",
-                )
-            conns = [c for c in conns if c.topic == topic]
-            if sum(c.msgcount for c in conns) > MAX_READINGS:
-                raise InputError(src, topic, f"more than {MAX_READINGS} messages; split the bag")
-            for conn, ts, raw in reader.messages(connections=conns):
-                m: Any = reader.deserialize(raw, conn.msgtype)
-                stamp = m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 or ts * 1e-9
-                hz, reason = joint_speed_hz(list(m.name), list(m.velocity), joint)
-                if hz is not None:
-                    hz, reason = usable_speed(hz)
-                if hz is None:
-                    why = reason
-                rows.append((float(stamp), math.nan if hz is None else float(hz)))
-    except InputError:
-        raise
-    except Exception as e:  # rosbags raises its own types for every damaged-bag case; all are refusals here
-        raise InputError(src, "rosbag2", f"cannot read the bag ({type(e).__name__}: {e})") from None
+    with open_bag(path) as reader:
+        conns = [c for c in reader.connections if c.msgtype == JOINT_STATE]
+        topics = sorted({c.topic for c in conns})
+        if topic is None:
+            if len(topics) != 1:
+                found = ", ".join(topics) if topics else "none"
+                raise InputError(src, "--speed-topic", f"name the {JOINT_STATE} topic (the bag has: {found})")
+            topic = topics[0]
+        if topic not in topics:
+            raise InputError(
+                src,
+                "--speed-topic",
+                f"{topic}: no such {JOINT_STATE} topic (has: {', '.join(topics) or 'none'})",
+            )
+        conns = [c for c in conns if c.topic == topic]
+        if sum(c.msgcount for c in conns) > MAX_READINGS:
+            raise InputError(src, topic, f"more than {MAX_READINGS} messages; split the bag")
+        for conn, ts, raw in reader.messages(connections=conns):
+            m: Any = reader.deserialize(raw, conn.msgtype)
+            stamp = m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 or ts * 1e-9
+            hz, reason = joint_speed_hz(list(m.name), list(m.velocity), joint)
+            if hz is not None:
+                hz, reason = usable_speed(hz)
+            if hz is None:
+                why = reason
+            rows.append((float(stamp), math.nan if hz is None else float(hz)))
     if not rows:
         raise InputError(src, topic or "--speed-topic", "no JointState messages")
     arr = np.array(rows)
