@@ -9,6 +9,10 @@ of them has windows over its threshold.
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -165,3 +169,44 @@ def test_evaluate_reports_false_alarms_per_machine(
     out = capsys.readouterr().out
     line = next(ln for ln in out.splitlines() if ln.startswith("Bearing1_2"))
     assert f"{over}/40" in line and "at window" in line and "1-of-1 vote" in out
+
+
+def test_machine_drift_names_what_lifted_the_windows_evaluate_counts(
+    femto_two: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """tools/machine_drift.py calibrates as evaluate does: the same windows over, each with its cell named."""
+    argv = ["--data", str(femto_two), "--bearing", "femto", "--window-s", "0.1", "--json"]
+    assert run_cli(["evaluate", *argv]) == 0
+    counted = json.loads(capsys.readouterr().out)["false_alarms"]["machines"]["Bearing1_2"]
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(root / "tools" / "machine_drift.py"),
+            *argv[:2],
+            "--machine",
+            "Bearing1_2",
+            *argv[4:],
+        ],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["held_out_over_threshold"] == f"{counted['over_threshold']}/{counted['windows']}"
+    assert len(out["windows_over"]) == counted["over_threshold"]
+    assert all(w["ratio"] > 1 for w in out["windows_over"])
+    cell = re.compile(r"channel \d, \d+-\d+ Hz, log_\w+")
+    assert all(cell.fullmatch(w["where"]) for w in out["windows_over"])
+    assert len(out["most_raised_cells"]) == 4
+    for c in out["most_raised_cells"]:
+        assert cell.fullmatch(c["where"]) and set(c["median_z"]) == {
+            "calibration",
+            "held-out",
+            "degraded record",
+        }
+    # every cell's median on the degraded record is above calibration's: end of life raises the machine
+    assert out["every_cell_median_z"]["degraded record"] > out["every_cell_median_z"]["calibration"]
