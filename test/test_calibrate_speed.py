@@ -68,8 +68,13 @@ def _write_bag(path: Path, robot: SimulatedRobot, t0: float, t1: float, speed_cl
         msgs.append((float(ti), "imu", ts.serialize_cdr(m, imu_t.__msgtype__)))
     for s in speeds:
         v = 0.0 if abs(s - STANDSTILL_AT) < 0.01 else 2 * math.pi * float(robot.shaft_hz_at(s))
+        angle = 2 * math.pi * float(robot.shaft_turns(np.float64(s)))  # the wheel's encoder, unwrapped
         m = joint_t(
-            header(stamp(s), "base"), ["left", "wheel"], np.array([0.0, 0.0]), np.array([0.3, v]), np.zeros(0)
+            header(stamp(s), "base"),
+            ["left", "wheel"],
+            np.array([0.0, angle]),
+            np.array([0.3, v]),
+            np.zeros(0),
         )
         if speed_clock:  # the speed stamped by another clock
             m.header.stamp = stamp(s + speed_clock)
@@ -107,6 +112,7 @@ def test_a_recording_that_changes_speed_commissions_the_order_part(bag: Path, tm
     assert speed["windows_with_speed"] == 11 and speed["windows_left_out"] == 1, speed  # the standstill's
     assert "standstill" in speed["unknown_because"] and "1 of 12 windows left out" in proc.stderr
     assert 21.0 < speed["min_hz"] < speed["max_hz"] < 27.0 and speed["largest_change_in_a_window"] > 0.05
+    assert speed["resampled_at_the_joint_position"] == 11  # every window: the position is the shaft's angle
     oc = OrderCalibration.from_dict(Calibration.load(out).extra[EXTRA_KEY])
     assert oc.shaft_hz == pytest.approx(summary["shaft_hz"]) and 21.6 < oc.shaft_hz < 26.4
     assert oc.parts == ("envelope", "spectrum")

@@ -24,11 +24,14 @@ except ImportError:  # pragma: no cover - where the wheels are absent (NO_ROS sa
 pytestmark = [pytest.mark.ros, pytest.mark.skipif(bool(NO_ROS), reason=NO_ROS or "-")]
 
 
-def _joint_state(names: list[str], velocities: list[float], stamp: float) -> JointState:
+def _joint_state(
+    names: list[str], velocities: list[float], stamp: float, positions: list[float] | None = None
+) -> JointState:
     m = JointState()
     m.header.stamp.sec, m.header.stamp.nanosec = int(stamp), int((stamp % 1) * 1e9)
     m.name = names
     m.velocity = velocities
+    m.position = positions or []
     return m
 
 
@@ -67,15 +70,24 @@ def test_a_joint_state_on_the_speed_topic_reaches_the_runtime(
     assert speed_now()[0] is None
 
     # A shaft speeding up while the node samples: the readings are kept, and the window is followed
-    # through them (ShaftSpeed.track: resampled to the mean speed, core.order_track).
+    # through them (ShaftSpeed.track: resampled to the mean speed, core.order_track), at the joint's
+    # position where the message has one that turns with the velocity (here: 20 s + s^2 turns, from 3).
     t1 = det.now_s() + 10.0  # a window clear of the unknown readings above (those would void it)
     for k in range(5):
         sent = det.speed.received
-        pub.publish(_joint_state(["wheel"], [2 * math.pi * (20.0 + k)], t1 - 2.0 + 0.5 * k))
+        s = 0.5 * k  # seconds into the ramp
+        msg = _joint_state(
+            ["left", "wheel"],
+            [0.0, 2 * math.pi * (20.0 + k)],
+            t1 - 2.0 + s,
+            [0.0, 2 * math.pi * (3 + 20 * s + s * s)],
+        )
+        pub.publish(msg)
         wait_for(lambda sent=sent: det.speed.received > sent, 5.0, "each reading of the ramp to arrive")
     x = np.random.default_rng(0).standard_normal((2001, 3))
     tracked, source = det.runtime.speed.track(x, 1000.0, t1 - 2.0, t1)
     assert source == "wheel_states" and tracked is not None and tracked.resampled
+    assert tracked.by == "position"
     assert tracked.shaft_hz == pytest.approx(22.0, rel=1e-3) and tracked.spread == pytest.approx(
         4 / 22, rel=0.01
     )

@@ -7,7 +7,7 @@ import pytest
 
 from vibration_anomaly.bundle.bearing import orders_from_geometry
 from vibration_anomaly.core.diagnosis import Diagnoser
-from vibration_anomaly.core.order_track import _cubic, speed_at_samples, track
+from vibration_anomaly.core.order_track import _cubic, speed_at_samples, track, track_window
 from vibration_anomaly.core.speed import ShaftSpeed
 from vibration_anomaly.model.synth import impact_train
 
@@ -108,7 +108,9 @@ def test_the_diagnosis_names_the_race_of_a_defect_on_a_speeding_shaft() -> None:
         speed.report(float(ramp(np.array(s), 20.0, 26.0)), float(s))
     d = Diagnoser(ORDERS, speed).diagnose(50.0, x, FS, 0.0, (N - 1) / FS, channel=0)
     assert d.location == "outer_race", d
-    assert "order-tracked through a 2" in d.speed_source  # a 6 Hz change over a 23 Hz mean: 26 %
+    assert (
+        "order-tracked at its velocity through a 2" in d.speed_source
+    )  # a 6 Hz change over a 23 Hz mean: 26 %
     assert d.shaft_hz == pytest.approx(23.0, rel=0.01)
 
 
@@ -135,3 +137,41 @@ def test_jittery_readings_are_smoothed_and_a_sudden_change_is_followed() -> None
     assert np.abs(speed_at_samples(N, FS, 0.0, stamps, step) - true).max() < 0.01  # reading to reading
     got = track(x, FS, 0.0, stamps, step)
     assert line_share(got.window[:, 0], 6 * 5.4 * got.shaft_hz) > 0.25
+
+
+def test_the_joints_position_gives_the_angle_where_its_velocity_jitters() -> None:
+    """3 % of jitter on each velocity reading: the angle integrated from them drifts, the joint's position
+    (an encoder of 4096 counts per turn) does not; a position that is not the shaft's angle is not used."""
+    t = np.arange(N) / FS
+    stamps = np.arange(-0.05, 5.0, 0.02)  # a 50 Hz JointState
+
+    def angle(s: np.ndarray) -> np.ndarray:  # turns of a shaft at 22 +- 2 Hz over 23 s (integrated exactly)
+        return 22.0 * s + 2.0 * 23.0 / (2 * np.pi) * (1 - np.cos(2 * np.pi * s / 23.0))
+
+    x = np.sin(2 * np.pi * 3 * 5.4 * angle(t))[:, None]  # the 3rd harmonic of a 5.4-order line
+    speed = (22.0 + 2.0 * np.sin(2 * np.pi * stamps / 23.0)) * (
+        1 + 0.03 * np.random.default_rng(7).standard_normal(len(stamps))
+    )
+    counts = np.floor(angle(stamps) * 4096) / 4096
+    t1 = float(t[-1])
+    by_velocity = track_window(x, FS, 0.0, t1, stamps, speed)
+    by_position = track_window(x, FS, 0.0, t1, stamps, speed, counts)
+    backwards = track_window(x, FS, 0.0, t1, stamps, speed, -counts)  # a wheel turning the other way
+    assert by_velocity is not None and by_position is not None and backwards is not None
+    assert (by_velocity.by, by_position.by, backwards.by) == ("velocity", "position", "position")
+    assert by_position.shaft_hz == pytest.approx(float(angle(np.array([t1]))[0]) / t1, rel=1e-3)
+    share = {
+        how: line_share(got.window[:, 0], 3 * 5.4 * got.shaft_hz)
+        for how, got in (("velocity", by_velocity), ("position", by_position), ("backwards", backwards))
+    }
+    assert share["position"] > max(0.3, 1.5 * share["velocity"]) and share["backwards"] == share["position"]
+    for label, position in (
+        ("wrapped to [-pi, pi)", ((counts + 0.5) % 1.0) - 0.5),
+        ("in degrees", counts * 360.0 / (2 * np.pi)),
+        ("another joint's", counts * 1.1),
+        ("for half the window", np.where(stamps < 2.4, counts, np.nan)),
+        ("never moving (a driver that leaves it 0)", np.zeros_like(counts)),
+    ):
+        got = track_window(x, FS, 0.0, t1, stamps, speed, position)
+        assert got is not None and got.by == "velocity", label
+        assert got.shaft_hz == by_velocity.shaft_hz, label  # exactly the velocity's tracking

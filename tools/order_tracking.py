@@ -10,7 +10,8 @@ order part at a steady shaft on 20 windows (``model.calibrate(..., shaft_hz, ord
 
 * ``tracked``: with the speed readings during the window (a JointState at ``--reading-hz``, each off
   by ``--reading-jitter`` of white noise), as the robot does with ``speed_topic`` (``ShaftSpeed.track``:
-  the window resampled to its mean speed);
+  the window resampled to its mean speed); with ``--positions COUNTS`` each reading carries the joint's
+  position too, from an encoder of that many counts per turn, and the angle is read from it;
 * ``mean_speed``: one speed for the whole window, its true mean (a fixed ``shaft_hz``, or tracking off);
 * ``steady``: the same windows of the robot with a steady shaft (the best the order part can do).
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -56,6 +58,13 @@ def main() -> int:
         type=float,
         default=0.0,
         help="relative white jitter on each speed reading, as an encoder velocity has (default 0)",
+    )
+    ap.add_argument(
+        "--positions",
+        type=int,
+        default=0,
+        metavar="COUNTS",
+        help="readings carry the joint's position, quantized to COUNTS per turn (default 0: velocity only)",
     )
     ap.add_argument("--seed", type=int, default=5)
     args = ap.parse_args()
@@ -101,7 +110,13 @@ def main() -> int:
             topic = ShaftSpeed(topic="/joint_states")
             for s in np.arange(t[0] - 0.05, t[-1] + 0.05, 1.0 / args.reading_hz):
                 jitter = 1.0 + args.reading_jitter * float(rng.standard_normal())
-                topic.report(float(swinging.shaft_hz_at(s)) * jitter, float(s))
+                turns = math.nan
+                if args.positions > 0:  # what the encoder counted, in turns
+                    turns = (
+                        math.floor(float(swinging.shaft_turns(np.float64(s))) * args.positions)
+                        / args.positions
+                    )
+                topic.report(float(swinging.shaft_hz_at(s)) * jitter, float(s), turns=turns)
             c = time.process_time()
             r = OrderCheck(oc, topic).read(x, args.rate, float(t[0]), float(t[-1]))
             cost.append(time.process_time() - c)
@@ -116,6 +131,9 @@ def main() -> int:
                 float(still.read(xs, args.rate, float(ts[0]), float(ts[-1])).ratio or 0.0)
             )
             spreads.append(r.speed_spread)
+            if args.positions > 0:  # the angle came from the positions, not the velocity
+                got, _ = topic.track(x, args.rate, float(t[0]), float(t[-1]))
+                assert got is not None and (not got.resampled or got.by == "position"), "positions not used"
         print(f"{label}: {args.windows} windows read", file=sys.stderr)
         out[label] = {
             "speed_change_in_window": {"median": float(np.median(spreads)), "max": float(np.max(spreads))},

@@ -298,7 +298,8 @@ class Diagnoser:
         shaft_hz = None if tracked is None else tracked.shaft_hz
         if tracked is not None and tracked.resampled:  # the shaft changed speed while it was sampled
             x = tracked.window
-            source += f" (order-tracked through a {tracked.spread:.1%} speed change)"
+            at = "the joint's position" if tracked.by == "position" else "its velocity"
+            source += f" (order-tracked at {at} through a {tracked.spread:.1%} speed change)"
         d = locate(x[:, channel], fs_hz, shaft_hz, self.orders)
         if shaft_hz is None and self.orders:
             d = _with(d, note=f"shaft speed unknown: {source}")

@@ -35,6 +35,7 @@ class Tracked:
     shaft_hz: float
     spread: float  # (max - min) / mean of the speed over the window; 0 when it was steady
     resampled: bool
+    by: str = "velocity"  # where the angle came from: the integrated "velocity" or the joint's "position"
 
 
 FIT_DEGREE = 3
@@ -87,10 +88,60 @@ def _cubic(x: np.ndarray, u: np.ndarray) -> np.ndarray:
     return out
 
 
-def track(x: np.ndarray, fs_hz: float, t0: float, stamps: np.ndarray, hz: np.ndarray) -> Tracked:
+ANGLE_RATE_TOLERANCE = 0.02
+"""The joint's positions stand for the shaft's angle only when they move steadily one way at the velocity
+readings' mean rate, within this (relative). A position some driver wraps to [-pi, pi), or one that does
+not move with the velocity (other units, another joint's), fails that, and the velocity is used."""
+
+
+def angle_readings(
+    stamps: np.ndarray, hz: np.ndarray, turns: np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(stamps, increasing turns) of the readings whose position is the shaft's angle; None: not usable.
+
+    An angle read from the joint's position is exact where one integrated from its velocity drifts by the
+    sum of the velocity's jitter (:func:`speed_at_samples`). Readings need both a position and a speed.
+    """
+    ok = np.isfinite(turns) & np.isfinite(hz)
+    order = np.argsort(stamps[ok], kind="stable")
+    st, tu, v = stamps[ok][order], turns[ok][order], hz[ok][order]
+    if len(st) < 2 or np.any(np.diff(st) <= 0):
+        return None
+    step = np.diff(tu)
+    way = 1.0 if step.sum() >= 0 else -1.0  # a wheel turning backwards has the same defect lines
+    if not np.all(way * step > 0):
+        return None  # wrapped, reversing or standing: not one steady turn
+    rate = abs(float(tu[-1] - tu[0])) / float(st[-1] - st[0])
+    mean_hz = float(np.sum(0.5 * (v[1:] + v[:-1]) * np.diff(st))) / float(st[-1] - st[0])
+    if not abs(rate / mean_hz - 1.0) <= ANGLE_RATE_TOLERANCE:
+        return None
+    return st, way * tu
+
+
+def _angle_at_samples(n: int, fs_hz: float, t0: float, stamps: np.ndarray, turns: np.ndarray) -> np.ndarray:
+    """The shaft's angle (turns, from 0) at each of ``n`` samples from ``t0``, linear between the readings and
+    beyond them at the rate of the nearest two."""
+    t = t0 + np.arange(n) / fs_hz
+    a = np.interp(t, stamps, turns)
+    for outside, i, j in ((t < stamps[0], 0, 1), (t > stamps[-1], -1, -2)):
+        rate = (turns[i] - turns[j]) / (stamps[i] - stamps[j])
+        a[outside] = turns[i] + (t[outside] - stamps[i]) * rate
+    return a - a[0]
+
+
+def track(
+    x: np.ndarray,
+    fs_hz: float,
+    t0: float,
+    stamps: np.ndarray,
+    hz: np.ndarray,
+    angle: tuple[np.ndarray, np.ndarray] | None = None,
+) -> Tracked:
     """``x`` (n, C), its first sample at ``t0``, resampled to the mean speed of the readings ``hz`` at ``stamps``.
 
     The readings must be > 0 (a standstill has no angle to resample at: the caller refuses it first).
+    ``angle``: (stamps, turns) from :func:`angle_readings`, the shaft's angle itself; without it the angle
+    is the speed integrated. Whether to resample at all is decided by the speed readings either way.
     """
     x = np.asarray(x)
     n = x.shape[0]
@@ -99,7 +150,10 @@ def track(x: np.ndarray, fs_hz: float, t0: float, stamps: np.ndarray, hz: np.nda
     spread = float((f.max() - f.min()) / mean) if mean > 0 else 0.0
     if n < 4 or spread < STEADY:
         return Tracked(x, mean, spread, False)
-    turns = np.concatenate(([0.0], np.cumsum(0.5 * (f[1:] + f[:-1]) / fs_hz)))  # shaft angle, in turns
+    if angle is not None:
+        turns = _angle_at_samples(n, fs_hz, t0, *angle)
+    else:
+        turns = np.concatenate(([0.0], np.cumsum(0.5 * (f[1:] + f[:-1]) / fs_hz)))  # shaft angle, in turns
     hz_mean = float(turns[-1] * fs_hz / (n - 1))
     grid = np.arange(n) * (hz_mean / fs_hz)  # equal steps of angle, at the mean speed
     u = np.interp(grid, turns, np.arange(n, dtype=float))
@@ -110,18 +164,26 @@ def track(x: np.ndarray, fs_hz: float, t0: float, stamps: np.ndarray, hz: np.nda
     line = ends[0] + np.arange(n)[:, None] * ends[1]
     up = np.fft.irfft(np.fft.rfft(xd - line, axis=0), 2 * n, axis=0) * 2.0
     y = (_cubic(up, 2.0 * u) + ends[0] + u[:, None] * ends[1]).astype(x.dtype, copy=False)
-    return Tracked(y, hz_mean, spread, True)
+    return Tracked(y, hz_mean, spread, True, "velocity" if angle is None else "position")
 
 
 def track_window(
-    x: np.ndarray, fs_hz: float, t0: float, t1: float, stamps: np.ndarray, hz: np.ndarray
+    x: np.ndarray,
+    fs_hz: float,
+    t0: float,
+    t1: float,
+    stamps: np.ndarray,
+    hz: np.ndarray,
+    turns: np.ndarray | None = None,
 ) -> Tracked | None:
     """``x`` (n, C), sampled over [t0, t1], at constant speed from the readings ``hz`` (NaN: unknown) at ``stamps``.
 
     The readings used are those stamped within one window's span of it (as fresh as ``ShaftSpeed.at``
     asks). None when none of them is known, or one stamped inside the window is unknown (a standstill,
-    a NaN velocity): no one speed or angle describes such a window. The runtime (``ShaftSpeed.track``)
-    and the commissioning (``vibration-anomaly calibrate --speed-joint``) share this rule.
+    a NaN velocity): no one speed or angle describes such a window. ``turns``: the joint's position at
+    each reading, in turns (NaN: none); where it is the shaft's angle (:func:`angle_readings`) it is read
+    instead of the integrated speed. The runtime (``ShaftSpeed.track``) and the commissioning
+    (``vibration-anomaly calibrate --speed-joint``) share this rule.
     """
     stamps, hz = np.asarray(stamps, dtype=np.float64), np.asarray(hz, dtype=np.float64)
     span = max(t1 - t0, 0.0)
@@ -129,4 +191,9 @@ def track_window(
     known = near & np.isfinite(hz)
     if not known.any() or (near & ~np.isfinite(hz) & (stamps >= t0) & (stamps <= t1)).any():
         return None
-    return track(x, fs_hz, t0, stamps[known], hz[known])
+    angle = None
+    if turns is not None:
+        angle = angle_readings(stamps[known], hz[known], np.asarray(turns, dtype=np.float64)[known])
+        if angle is not None and not (angle[0][0] <= t0 + 0.1 * span and angle[0][-1] >= t1 - 0.1 * span):
+            angle = None  # positions for only part of the window: the rest would be a guess
+    return track(x, fs_hz, t0, stamps[known], hz[known], angle)

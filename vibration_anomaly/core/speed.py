@@ -52,6 +52,19 @@ def joint_speed_hz(names: Sequence[str], velocities: Sequence[float], joint: str
     return abs(v) / (2 * math.pi), ""
 
 
+def joint_angle_turns(names: Sequence[str], positions: Sequence[float], joint: str) -> float:
+    """``joint``'s position (rad) in a JointState, in turns; NaN where it has none (position is optional).
+
+    Used for the shaft's angle by :meth:`ShaftSpeed.track` where it moves with the velocity
+    (``core.order_track.angle_readings``); the speed itself always comes from the velocity.
+    """
+    names = list(names)
+    if joint not in names or names.index(joint) >= len(positions):
+        return math.nan
+    v = float(positions[names.index(joint)])
+    return v / (2 * math.pi) if math.isfinite(v) else math.nan
+
+
 def usable_speed(hz: float) -> tuple[float | None, str]:
     """``(hz, "")``, or ``(None, why)`` for a standstill or a value no shaft turns at (a unit error)."""
     if hz < MIN_SHAFT_HZ:
@@ -70,17 +83,19 @@ class ShaftSpeed:
         self.fixed_hz = float(fixed_hz)
         self.topic = topic
         self._latest: tuple[float | None, float, str] | None = None  # (Hz or None, stamp, why unknown)
-        self._history: deque[tuple[float, float | None, str]] = deque(maxlen=HISTORY)  # (stamp, Hz, why)
+        # (stamp, Hz or None, why unknown, the joint's position in turns or NaN)
+        self._history: deque[tuple[float, float | None, str, float]] = deque(maxlen=HISTORY)
         self._lock = threading.Lock()  # the node's callback appends while the inference thread reads
         self._state = ""
 
-    def report(self, hz: float | None, stamp: float, why: str = "") -> str | None:
-        """Record a reading (None: unknown, ``why`` says so). Returns a log line when the state changed."""
+    def report(self, hz: float | None, stamp: float, why: str = "", turns: float = math.nan) -> str | None:
+        """Record a reading (None: unknown, ``why`` says so), with the joint's position in turns where the
+        message has one (:func:`joint_angle_turns`). Returns a log line when the state changed."""
         if hz is not None:
             hz, why = usable_speed(hz)
         self._latest = (hz, float(stamp), why)
         with self._lock:
-            self._history.append((float(stamp), hz, why))
+            self._history.append((float(stamp), hz, why, float(turns)))
         state = "known" if hz is not None else why
         if state == self._state:
             return None
@@ -122,13 +137,14 @@ class ShaftSpeed:
         ``(None, why)`` when the speed is unknown (as :meth:`at`), or was unknown for part of the window
         (a standstill, a NaN reading): no one speed or angle describes such a window. With two or more
         fresh readings that differ, the window is resampled to their mean speed (``core.order_track``,
-        ``track_window``); otherwise it is returned as it is, at that (steady) speed.
+        ``track_window``: at the joint's angle where its positions give it, else the speed integrated);
+        otherwise it is returned as it is, at that (steady) speed.
         """
         hz, source = self.at(t0, t1)
         if hz is None or source != self.topic:  # unknown, or the fixed shaft_hz
             return (None if hz is None else Tracked(window, hz, 0.0, False)), source
         oldest = t0 - 2.0 * max(t1 - t0, 0.0)  # the freshness span, and one more for readings that came late
-        readings: list[tuple[float, float | None, str]] = []
+        readings: list[tuple[float, float | None, str, float]] = []
         with self._lock:
             for r in reversed(self._history):  # newest first: they arrive in about stamp order
                 if r[0] < oldest:
@@ -136,7 +152,7 @@ class ShaftSpeed:
                 readings.append(r)
         stamps = np.array([r[0] for r in readings])
         values = np.array([np.nan if r[1] is None else r[1] for r in readings])
-        got = track_window(window, fs_hz, t0, t1, stamps, values)
+        got = track_window(window, fs_hz, t0, t1, stamps, values, np.array([r[3] for r in readings]))
         if got is None:
             inside = [r for r in readings if r[1] is None and t0 <= r[0] <= t1]
             return (

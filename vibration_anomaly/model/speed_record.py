@@ -4,7 +4,8 @@
 the robot drove as it does (its speed changing), not only at one steady speed: each window is resampled
 to its mean speed from these readings (``core.order_track``), as the detector does with ``speed_topic``.
 Each message is translated as the node translates it (``core.speed.joint_speed_hz``, the magnitude in
-Hz); a missing joint, a NaN, a standstill or an out-of-range value is an unknown reading (NaN), so a
+Hz, and ``joint_angle_turns``, the position the window is resampled at where it is the shaft's angle); a
+missing joint, a NaN, a standstill or an out-of-range value is an unknown reading (NaN), so a
 window that holds one is left out of the order part's calibration (never out of the model's).
 """
 
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from vibration_anomaly.core.speed import joint_speed_hz, usable_speed
+from vibration_anomaly.core.speed import joint_angle_turns, joint_speed_hz, usable_speed
 from vibration_anomaly.errors import InputError
 from vibration_anomaly.model.records import open_bag
 
@@ -34,13 +35,14 @@ class SpeedReadings:
     stamps: np.ndarray
     hz: np.ndarray
     why_unknown: str  # the last reason a reading was unknown ("" when none was)
+    turns: np.ndarray | None = None  # the joint's position at each reading, in turns (NaN: none)
 
 
 def load_joint_speed(path: Path, joint: str, topic: str | None = None) -> SpeedReadings:
     """``joint``'s speed from the bag at ``path`` (its folder, or a .db3 / .mcap in it), refused by name."""
     path = Path(path)
     src = str(path)
-    rows: list[tuple[float, float]] = []
+    rows: list[tuple[float, float, float]] = []
     why = ""
     with open_bag(path) as reader:
         conns = [c for c in reader.connections if c.msgtype == JOINT_STATE]
@@ -67,14 +69,15 @@ def load_joint_speed(path: Path, joint: str, topic: str | None = None) -> SpeedR
                 hz, reason = usable_speed(hz)
             if hz is None:
                 why = reason
-            rows.append((float(stamp), math.nan if hz is None else float(hz)))
+            turns = joint_angle_turns(list(m.name), list(m.position), joint)
+            rows.append((float(stamp), math.nan if hz is None else float(hz), turns))
     if not rows:
         raise InputError(src, topic or "--speed-topic", "no JointState messages")
     arr = np.array(rows)
     arr = arr[np.argsort(arr[:, 0], kind="stable")]
     if not np.isfinite(arr[:, 1]).any():
         raise InputError(src, "--speed-joint", f"{joint}: no known speed in {len(arr)} messages ({why})")
-    return SpeedReadings(topic, joint, arr[:, 0], arr[:, 1], why)
+    return SpeedReadings(topic, joint, arr[:, 0], arr[:, 1], why, arr[:, 2])
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ class TrackedWindows:
     speeds_hz: list[float]
     changes: list[float]  # each window's relative speed change (0: steady)
     left_out: int  # windows whose speed was unknown for part of them (or throughout)
+    by_position: int = 0  # resampled at the joint's position (the other resampled ones: its velocity)
 
     def summary(self, readings: SpeedReadings) -> dict[str, Any]:
         """What ``calibrate`` prints about the speed it commissioned with."""
@@ -96,6 +100,7 @@ class TrackedWindows:
             "min_hz": round(min(self.speeds_hz), 3),
             "max_hz": round(max(self.speeds_hz), 3),
             "largest_change_in_a_window": round(max(self.changes), 4),
+            "resampled_at_the_joint_position": self.by_position,
         }
         if self.left_out and readings.why_unknown:
             out["unknown_because"] = readings.why_unknown
@@ -108,13 +113,15 @@ def track_windows(
     """Each window (N, n, C), its first sample stamped ``starts[i]``, at constant speed (``track_window``)."""
     from vibration_anomaly.core.order_track import track_window
 
-    kept, speeds, changes = [], [], []
+    kept, speeds, changes, by_position = [], [], [], 0
     n = windows.shape[1]
     for w, t0 in zip(windows, starts, strict=True):
-        got = track_window(w, fs_hz, float(t0), float(t0) + (n - 1) / fs_hz, readings.stamps, readings.hz)
+        t1 = float(t0) + (n - 1) / fs_hz
+        got = track_window(w, fs_hz, float(t0), t1, readings.stamps, readings.hz, readings.turns)
         if got is not None:
             kept.append(got.window)
             speeds.append(got.shaft_hz)
             changes.append(got.spread)
+            by_position += int(got.resampled and got.by == "position")
     stacked = np.stack(kept) if kept else np.zeros((0, *windows.shape[1:]))
-    return TrackedWindows(stacked, speeds, changes, len(windows) - len(kept))
+    return TrackedWindows(stacked, speeds, changes, len(windows) - len(kept), by_position)

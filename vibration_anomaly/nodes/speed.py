@@ -2,8 +2,9 @@
 
 Open only while IMU frames are sampled (the duty-cycle window, or while a supervisor holds the node
 active), like the IMU subscription: a Python subscriber costs CPU for every message. Each message is
-translated by ``core.speed.joint_speed_hz`` and handed, with its stamp (the receive time when the
-header has none), to the runtime's ``ShaftSpeed``; a change between known and unknown (NaN, a missing
+translated by ``core.speed.joint_speed_hz`` (and its position, where it has one, by
+``joint_angle_turns``: the shaft's angle for order tracking) and handed, with its stamp (the receive
+time when the header has none), to the runtime's ``ShaftSpeed``; a change between known and unknown (NaN, a missing
 joint, a standstill) is logged once, never raised.
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 
-from vibration_anomaly.core.speed import joint_speed_hz
+from vibration_anomaly.core.speed import joint_angle_turns, joint_speed_hz
 
 
 class SpeedSubscription:
@@ -39,8 +40,11 @@ class SpeedSubscription:
         self.received += 1
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9 or self.node.now_s()
         try:
-            hz, why = joint_speed_hz(list(msg.name), list(msg.velocity), self.runtime.params.speed_joint)
-            line = self.runtime.speed.report(hz, stamp, why)
+            names, joint = list(msg.name), self.runtime.params.speed_joint
+            hz, why = joint_speed_hz(names, list(msg.velocity), joint)
+            line = self.runtime.speed.report(
+                hz, stamp, why, joint_angle_turns(names, list(msg.position), joint)
+            )
         except Exception as exc:  # noqa: BLE001 - a bad message never takes the node down
             line = (
                 f"speed on {self.runtime.params.speed_topic}: dropped a message ({type(exc).__name__}: {exc})"
