@@ -175,3 +175,16 @@ def test_the_joints_position_gives_the_angle_where_its_velocity_jitters() -> Non
         got = track_window(x, FS, 0.0, t1, stamps, speed, position)
         assert got is not None and got.by == "velocity", label
         assert got.shaft_hz == by_velocity.shaft_hz, label  # exactly the velocity's tracking
+
+
+def test_positions_read_twice_a_second_follow_a_ramp() -> None:
+    """Sparse readings (a 2 Hz JointState): between them the angle is a cubic at the rates the neighbouring
+    positions give, exact for a constant acceleration, so the 6th harmonic of a line is one line again."""
+    t = np.arange(N) / FS
+    x = np.sin(2 * np.pi * 6 * 5.4 * turns(ramp(t)))[:, None]
+    stamps = np.arange(-0.5, 5.5, 0.5)
+    slope = 4.0 / (N / FS)  # Hz per s
+    angle = 20.0 * stamps + 0.5 * slope * stamps**2  # the ramp's turns, from t = 0
+    got = track_window(x, FS, 0.0, float(t[-1]), stamps, ramp(stamps), angle)
+    assert got is not None and got.by == "position" and got.spread == pytest.approx(4 / 22, rel=0.01)
+    assert line_share(got.window[:, 0], 6 * 5.4 * got.shaft_hz) > 0.5

@@ -113,19 +113,43 @@ def angle_readings(
         return None  # wrapped, reversing or standing: not one steady turn
     rate = abs(float(tu[-1] - tu[0])) / float(st[-1] - st[0])
     mean_hz = float(np.sum(0.5 * (v[1:] + v[:-1]) * np.diff(st))) / float(st[-1] - st[0])
-    if not abs(rate / mean_hz - 1.0) <= ANGLE_RATE_TOLERANCE:
+    if not (mean_hz > 0 and abs(rate / mean_hz - 1.0) <= ANGLE_RATE_TOLERANCE):
         return None
     return st, way * tu
 
 
+def _slopes(st: np.ndarray, tu: np.ndarray) -> np.ndarray:
+    """The angle's rate at each reading from its neighbours' positions: exact for a constant acceleration
+    (the parabola through each three readings), so a ramp read every 0.5 s is followed as well as one
+    read every 20 ms, and free of the velocity's jitter."""
+    h, d = np.diff(st), np.diff(tu) / np.diff(st)  # gaps and secant rates
+    if len(st) == 2:
+        return np.full(2, d[0])
+    m = np.empty(len(st))
+    m[1:-1] = (h[1:] * d[:-1] + h[:-1] * d[1:]) / (h[:-1] + h[1:])
+    m[0] = d[0] - h[0] * (d[1] - d[0]) / (h[0] + h[1])
+    m[-1] = d[-1] + h[-1] * (d[-1] - d[-2]) / (h[-2] + h[-1])
+    return m
+
+
 def _angle_at_samples(n: int, fs_hz: float, t0: float, stamps: np.ndarray, turns: np.ndarray) -> np.ndarray:
-    """The shaft's angle (turns, from 0) at each of ``n`` samples from ``t0``, linear between the readings and
-    beyond them at the rate of the nearest two."""
+    """The shaft's angle (turns, from 0) at each of ``n`` samples from ``t0``: a cubic between each two
+    readings through their positions at the rates :func:`_slopes` gives (Hermite), and beyond the readings
+    on at the end one's rate."""
     t = t0 + np.arange(n) / fs_hz
-    a = np.interp(t, stamps, turns)
-    for outside, i, j in ((t < stamps[0], 0, 1), (t > stamps[-1], -1, -2)):
-        rate = (turns[i] - turns[j]) / (stamps[i] - stamps[j])
-        a[outside] = turns[i] + (t[outside] - stamps[i]) * rate
+    m = _slopes(stamps, turns)
+    k = np.clip(np.searchsorted(stamps, t, side="right") - 1, 0, len(stamps) - 2)
+    h = stamps[k + 1] - stamps[k]
+    s = np.clip((t - stamps[k]) / h, 0.0, 1.0)
+    s2, s3 = s * s, s * s * s
+    a = (
+        (2 * s3 - 3 * s2 + 1) * turns[k]
+        + (s3 - 2 * s2 + s) * h * m[k]
+        + (3 * s2 - 2 * s3) * turns[k + 1]
+        + (s3 - s2) * h * m[k + 1]
+    )
+    for outside, i in ((t < stamps[0], 0), (t > stamps[-1], -1)):
+        a[outside] = turns[i] + (t[outside] - stamps[i]) * m[i]
     return a - a[0]
 
 
@@ -152,6 +176,8 @@ def track(
         return Tracked(x, mean, spread, False)
     if angle is not None:
         turns = _angle_at_samples(n, fs_hz, t0, *angle)
+        rates = np.diff(turns)  # the speed as the positions give it, free of the velocity's jitter
+        spread = float((rates.max() - rates.min()) / rates.mean())
     else:
         turns = np.concatenate(([0.0], np.cumsum(0.5 * (f[1:] + f[:-1]) / fs_hz)))  # shaft angle, in turns
     hz_mean = float(turns[-1] * fs_hz / (n - 1))
