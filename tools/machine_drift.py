@@ -20,6 +20,7 @@ import sys
 import numpy as np
 
 from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
+from vibration_anomaly.errors import VibrationAnomalyError
 from vibration_anomaly.model import load_default_model
 from vibration_anomaly.model.data import load_dataset
 from vibration_anomaly.model.evaluate import ModelMethod, split_machines
@@ -27,6 +28,14 @@ from vibration_anomaly.model.frontend_config import FEATURE_NAMES, band_edges
 
 
 def main() -> int:
+    try:
+        return run()
+    except VibrationAnomalyError as e:  # a missing folder, a bad manifest: named, no traceback
+        print(f"machine_drift: {e}", file=sys.stderr)
+        return 2
+
+
+def run() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True, help="dataset folder with manifest.csv (as evaluate reads)")
     ap.add_argument("--machine", required=True, help="machine name, or a unique part of it (Bearing3_2)")
@@ -48,6 +57,7 @@ def main() -> int:
     machines = [
         m for m in split_machines(records, a.window_s, 0.5, set(), min_samples) if a.machine in m.name
     ]
+    machines = [m for m in machines if m.name == a.machine] or machines  # an exact name wins
     if len(machines) != 1:
         print(
             f"--machine {a.machine!r}: matches {[m.name for m in machines] or 'no machine'}", file=sys.stderr
