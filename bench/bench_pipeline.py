@@ -21,6 +21,9 @@ run on the same data, and the ratio, so a reader can judge it on any machine:
 
 ``infer`` and ``awake_cycle`` run in a fresh process each (``--fresh``), started before anything
 else allocates, so they show what a robot's process pays, not what a warmed allocator pays.
+``--rounds R`` runs every awake-cycle variant R times, interleaved (shipped, before, torch, ..., then
+again), and reports each figure's median over the rounds: on a shared machine whose speed drifts
+within a run, the ratios then compare variants measured side by side, not minutes apart.
 The output is one line of compact JSON.
 
 Run: ``.venv/bin/python bench/bench_pipeline.py [--repeats 30]`` (pin to one core
@@ -96,7 +99,7 @@ def bench_push_many(n: int, chunk: int = 5000) -> dict[str, float]:
     }
 
 
-def bench_infer(repeats: int) -> dict[str, float]:
+def bench_infer(repeats: int) -> dict[str, object]:
     from vibration_anomaly.core.scoring import Scorer
     from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
     from vibration_anomaly.model import load_default_model
@@ -274,7 +277,7 @@ def bench_awake_cycle(repeats: int, variant: str = "shipped") -> dict[str, objec
     }
 
 
-def _fresh(what: str, repeats: int, variant: str = "shipped") -> object:
+def _fresh(what: str, repeats: int, variant: str = "shipped") -> dict[str, Any]:
     """Run one measurement in a new interpreter: nothing warmed, as on a robot's first wake."""
     import subprocess
     import sys
@@ -288,11 +291,26 @@ def _fresh(what: str, repeats: int, variant: str = "shipped") -> object:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def awake_cycle(repeats: int) -> dict[str, object]:
+def _median_of(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each numeric figure's median over the rounds of one variant (the rest from the first round)."""
+    out = dict(rounds[0])
+    for k, v in out.items():
+        if isinstance(v, (int, float)) and k != "cycles":
+            out[k] = round(statistics.median(float(r[k]) for r in rounds), 2)
+    if len(rounds) > 1:
+        out["rounds"] = len(rounds)
+    return out
+
+
+def awake_cycle(repeats: int, rounds: int = 1) -> dict[str, object]:
     """The shipped awake cycle beside the v3 one and PyTorch eager, each in a fresh process, with ratios."""
-    runs = {v: _fresh("awake_cycle", repeats, v) for v in AWAKE_VARIANTS}
-    ours = runs["shipped"]["median_cpu_ms"]  # type: ignore[index]
-    out: dict[str, object] = dict(runs["shipped"])  # type: ignore[arg-type]
+    got: dict[str, list[dict[str, Any]]] = {v: [] for v in AWAKE_VARIANTS}
+    for _ in range(rounds):  # interleaved: every variant once per round
+        for v in AWAKE_VARIANTS:
+            got[v].append(_fresh("awake_cycle", repeats, v))
+    runs = {v: _median_of(r) for v, r in got.items()}
+    ours = runs["shipped"]["median_cpu_ms"]
+    out: dict[str, object] = dict(runs["shipped"])
     out["what"] = (
         "wake + sensor check + frontend + engine + vote + events + sleep, DetectorRuntime, one thread"
     )
@@ -300,12 +318,17 @@ def awake_cycle(repeats: int) -> dict[str, object]:
     out["meets_target"] = ours <= 10.0
     for v in ("before", "torch"):
         out[f"baseline_{v}"] = runs[v]
-        out[f"ratio_to_{v}"] = round(ours / runs[v]["median_cpu_ms"], 3)  # type: ignore[index]
+        out[f"ratio_to_{v}"] = round(ours / runs[v]["median_cpu_ms"], 3)
+        if rounds > 1:  # side by side in each round: the machine's drift between rounds cancels
+            out[f"ratio_to_{v}_per_round"] = [
+                round(a["median_cpu_ms"] / b["median_cpu_ms"], 3)
+                for a, b in zip(got["shipped"], got[v], strict=True)
+            ]
     # Not baselines: what speed-aware scoring (calibrate --bearing --shaft-hz) and segments (--segments auto)
     # add, and what the shipped knock gate costs (shipped / no_knock_gate).
     for v in ("speed_aware", "speed_tracked", "segments", "no_knock_gate"):
         out[v] = runs[v]
-        out[f"{v}_ratio_to_shipped"] = round(runs[v]["median_cpu_ms"] / ours, 3)  # type: ignore[index]
+        out[f"{v}_ratio_to_shipped"] = round(runs[v]["median_cpu_ms"] / ours, 3)
     return out
 
 
@@ -313,6 +336,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--samples", type=int, default=1_000_000, help="samples per throughput run (default 1e6)")
     ap.add_argument("--repeats", type=int, default=50, help="inference repeats (default 50)")
+    ap.add_argument(
+        "--rounds", type=int, default=1, help="awake-cycle rounds, variants interleaved (default 1)"
+    )
     ap.add_argument("--fresh", choices=("infer", "awake_cycle"), help=argparse.SUPPRESS)
     ap.add_argument("--variant", choices=AWAKE_VARIANTS, default="shipped", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -326,7 +352,7 @@ def main() -> None:
         return
     out = {
         "infer": _fresh("infer", args.repeats),
-        "awake_cycle": awake_cycle(args.repeats),
+        "awake_cycle": awake_cycle(args.repeats, max(1, args.rounds)),
         "push_one": bench_push_one(args.samples // 2),
         "push_many": bench_push_many(args.samples * 5),
     }
