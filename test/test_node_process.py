@@ -325,3 +325,38 @@ def test_ctrl_c_at_any_moment_of_start_up_is_quiet(tmp_path: Path, calibration: 
         p.kill()
     assert rc == 0, p.output
     assert "Traceback" not in p.output and "context is not valid" not in p.output, p.output
+
+
+def test_the_speed_topic_from_the_site_file_reaches_the_process_and_ctrl_c_exits_0(
+    tmp_path: Path, calibration: Path, probe: Probe
+) -> None:
+    """speed_topic / speed_joint in the robot's own parameter file (a ``detector:`` section: they are not
+    launch arguments): the started process subscribes while active, takes a JointState with velocity and
+    position (the shaft's angle for order tracking) without an error, logs the speed it now knows, and
+    exits 0 on Ctrl-C."""
+    import math
+
+    from sensor_msgs.msg import JointState
+
+    launch_args, site = deployment(tmp_path, calibration)
+    site = {**site, "speed_topic": "wheel_states", "speed_joint": "wheel"}
+    p = NodeProcess(tmp_path, {**launch_args, "use_duty_cycle_driver": False}, site)
+    try:
+        probe.wait_state("active")
+        assert probe.param("speed_topic") == "wheel_states" and probe.param("speed_joint") == "wheel"
+        pub = probe.node.create_publisher(JointState, "wheel_states", 10)
+        probe.spin_until(lambda: pub.get_subscription_count() >= 1, 30.0, "the process's speed subscription")
+        msg = JointState()
+        msg.name = ["left", "wheel"]
+        msg.velocity = [0.0, 2 * math.pi * 24.0]
+        msg.position = [0.0, 2 * math.pi * 1000.25]
+        deadline = time.monotonic() + 30.0
+        while not any("speed on wheel_states: 24.00 Hz" in ln for ln in p.lines):
+            assert time.monotonic() < deadline, f"no speed log line:\n{p.output}"
+            pub.publish(msg)  # best effort: resent until the process says it has it
+            probe.executor.spin_once(timeout_sec=0.2)
+        rc = p.interrupt()
+    finally:
+        p.kill()
+    assert rc == 0, p.output
+    assert_clean(p)
