@@ -6,7 +6,9 @@ import argparse
 import csv
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from vibration_anomaly.model.cli import register
@@ -44,3 +46,22 @@ def femto_subset(directory: Path, bearings: Sequence[str], blank: Sequence[str] 
     with (directory / "manifest.csv").open("w", newline="") as fh:
         csv.writer(fh).writerows([header, *keep])
     return directory
+
+
+def imu_cdr(ts: Any, sec: int, nanosec: int, accel: Sequence[float], frame: str = "imu") -> bytes:
+    """One ``sensor_msgs/Imu`` as a rosbag2 stores it (``ts``: a rosbags typestore): stamped, with
+    ``accel`` as its linear acceleration, the identity orientation and everything else zero."""
+    types = ts.types
+    imu, vec = types["sensor_msgs/msg/Imu"], types["geometry_msgs/msg/Vector3"]
+    stamp = types["builtin_interfaces/msg/Time"](sec=int(sec), nanosec=int(nanosec))
+    cov = np.zeros(9)
+    msg = imu(
+        types["std_msgs/msg/Header"](stamp, frame),
+        types["geometry_msgs/msg/Quaternion"](0.0, 0.0, 0.0, 1.0),
+        cov,
+        vec(0.0, 0.0, 0.0),
+        cov,
+        vec(*map(float, accel)),
+        cov,
+    )
+    return bytes(ts.serialize_cdr(msg, imu.__msgtype__))

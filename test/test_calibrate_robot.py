@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from eval_testkit import imu_cdr
 
 from vibration_anomaly.core.calibration import Calibration
 from vibration_anomaly.core.scoring import Scorer
@@ -31,27 +32,12 @@ def _write_imu_bag(path: Path, t: np.ndarray, x: np.ndarray) -> None:
     from rosbags.typesys import Stores, get_typestore
 
     ts = get_typestore(Stores.ROS2_JAZZY)
-    Imu = ts.types["sensor_msgs/msg/Imu"]
-    Header = ts.types["std_msgs/msg/Header"]
-    Time = ts.types["builtin_interfaces/msg/Time"]
-    Quat = ts.types["geometry_msgs/msg/Quaternion"]
-    Vec = ts.types["geometry_msgs/msg/Vector3"]
-    cov = np.zeros(9)
     with Writer(path, version=9, storage_plugin=StoragePlugin.SQLITE3) as w:
-        conn = w.add_connection("/imu/data", Imu.__msgtype__, typestore=ts)
+        conn = w.add_connection("/imu/data", "sensor_msgs/msg/Imu", typestore=ts)
         for ti, xi in zip(t, x, strict=True):
             sec = int(ti)
-            stamp = Time(sec=sec, nanosec=int(round((ti - sec) * 1e9)))
-            msg = Imu(
-                Header(stamp, "imu_link"),
-                Quat(0.0, 0.0, 0.0, 1.0),
-                cov,
-                Vec(0.0, 0.0, 0.0),
-                cov,
-                Vec(*map(float, xi)),
-                cov,
-            )
-            w.write(conn, int(ti * 1e9), ts.serialize_cdr(msg, Imu.__msgtype__))
+            raw = imu_cdr(ts, sec, int(round((ti - sec) * 1e9)), xi, "imu_link")
+            w.write(conn, int(ti * 1e9), raw)
 
 
 def test_bag_calibration_fits_the_detector_batches(tmp_path: Path) -> None:

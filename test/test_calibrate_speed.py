@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from eval_testkit import imu_cdr
 
 from vibration_anomaly.cli import main
 from vibration_anomaly.core.calibration import Calibration
@@ -44,28 +45,21 @@ def _write_bag(path: Path, robot: SimulatedRobot, t0: float, t1: float, speed_cl
     from rosbags.typesys import Stores, get_typestore
 
     ts = get_typestore(Stores.ROS2_JAZZY)
-    imu_t, joint_t = ts.types["sensor_msgs/msg/Imu"], ts.types["sensor_msgs/msg/JointState"]
+    joint_t = ts.types["sensor_msgs/msg/JointState"]
     header, time_t = ts.types["std_msgs/msg/Header"], ts.types["builtin_interfaces/msg/Time"]
-    quat, vec = ts.types["geometry_msgs/msg/Quaternion"], ts.types["geometry_msgs/msg/Vector3"]
-    cov = np.zeros(9)
+
+    def sec_ns(t: float) -> tuple[int, int]:
+        return int(t), int(round((t - int(t)) * 1e9))
 
     def stamp(t: float) -> object:
-        return time_t(sec=int(t), nanosec=int(round((t - int(t)) * 1e9)))
+        sec, ns = sec_ns(t)
+        return time_t(sec=sec, nanosec=ns)
 
     t, x = robot.frames(t0, t1)
     speeds = np.arange(t0, t1, 0.02)  # a 50 Hz JointState
     msgs: list[tuple[float, str, bytes]] = []
     for ti, xi in zip(t, x, strict=True):
-        m = imu_t(
-            header(stamp(ti), "imu"),
-            quat(0.0, 0.0, 0.0, 1.0),
-            cov,
-            vec(0.0, 0.0, 0.0),
-            cov,
-            vec(*map(float, xi)),
-            cov,
-        )
-        msgs.append((float(ti), "imu", ts.serialize_cdr(m, imu_t.__msgtype__)))
+        msgs.append((float(ti), "imu", imu_cdr(ts, *sec_ns(float(ti)), xi)))
     for s in speeds:
         v = 0.0 if abs(s - STANDSTILL_AT) < 0.01 else 2 * math.pi * float(robot.shaft_hz_at(s))
         angle = 2 * math.pi * float(robot.shaft_turns(np.float64(s)))  # the wheel's encoder, unwrapped
@@ -81,7 +75,7 @@ def _write_bag(path: Path, robot: SimulatedRobot, t0: float, t1: float, speed_cl
         msgs.append((float(s), "js", ts.serialize_cdr(m, joint_t.__msgtype__)))
     with Writer(path, version=9, storage_plugin=StoragePlugin.SQLITE3) as w:
         conns = {
-            "imu": w.add_connection("/imu/data", imu_t.__msgtype__, typestore=ts),
+            "imu": w.add_connection("/imu/data", "sensor_msgs/msg/Imu", typestore=ts),
             "js": w.add_connection("/joint_states", joint_t.__msgtype__, typestore=ts),
         }
         for ti, which, raw in sorted(msgs, key=lambda m: m[0]):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from eval_testkit import run_cli
+from eval_testkit import imu_cdr, run_cli
 
 from vibration_anomaly.model.synth import defect_impacts, healthy_signal, random_machine
 
@@ -22,24 +22,11 @@ def _bag(path: Path, x: np.ndarray, plugin: str) -> None:
     from rosbags.typesys import Stores, get_typestore
 
     ts = get_typestore(Stores.ROS2_JAZZY)
-    imu_t = ts.types["sensor_msgs/msg/Imu"]
-    hdr_t, time_t = ts.types["std_msgs/msg/Header"], ts.types["builtin_interfaces/msg/Time"]
-    q_t, v_t = ts.types["geometry_msgs/msg/Quaternion"], ts.types["geometry_msgs/msg/Vector3"]
-    z9 = np.zeros(9)
     with Writer(path, version=9, storage_plugin=getattr(StoragePlugin, plugin)) as w:
-        conn = w.add_connection("/imu", imu_t.__msgtype__, typestore=ts)
+        conn = w.add_connection("/imu", "sensor_msgs/msg/Imu", typestore=ts)
         for i, row in enumerate(x):
             ns = 1_000_000_000 + i * 1_000_000
-            msg = imu_t(
-                hdr_t(time_t(ns // 10**9, ns % 10**9), "imu"),
-                q_t(0.0, 0.0, 0.0, 1.0),
-                z9,
-                v_t(0.0, 0.0, 0.0),
-                z9,
-                v_t(*map(float, row)),
-                z9,
-            )
-            w.write(conn, ns, ts.serialize_cdr(msg, imu_t.__msgtype__))
+            w.write(conn, ns, imu_cdr(ts, ns // 10**9, ns % 10**9, row))
 
 
 def _faulty(rng: np.random.Generator, spec: object, n: int, peak: float) -> np.ndarray:
