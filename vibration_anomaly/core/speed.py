@@ -59,9 +59,8 @@ def joint_angle_turns(names: Sequence[str], positions: Sequence[float], joint: s
     (``core.order_track.angle_readings``); the speed itself always comes from the velocity.
     """
     names = list(names)
-    if joint not in names or names.index(joint) >= len(positions):
-        return math.nan
-    v = float(positions[names.index(joint)])
+    i = names.index(joint) if joint in names else len(positions)  # past the end: no position
+    v = float(positions[i]) if i < len(positions) else math.nan
     return v / (2 * math.pi) if math.isfinite(v) else math.nan
 
 

@@ -238,14 +238,14 @@ def _windows_at_their_speed(args: argparse.Namespace, rec: Any, w: Any, n: int, 
             f"needs a rosbag2 recording (the IMU and the JointState beside it); {args.input} is not one",
         )
     readings = load_joint_speed(path, args.speed_joint, args.speed_topic)
-    tracked = track_windows(np.asarray(w), rec.timestamps[np.arange(len(w)) * n], fs, readings)
     imu, js = rec.timestamps, readings.stamps
-    if js[-1] < imu[0] or js[0] > imu[-1]:
+    if js[-1] < imu[0] or js[0] > imu[-1]:  # refused before any window is resampled
         raise InputError(
             args.input,
             f"{readings.topic} stamps",
             f"{js[0]:.3f}-{js[-1]:.3f} s do not overlap the IMU's {imu[0]:.3f}-{imu[-1]:.3f} s: another clock?",
         )
+    tracked = track_windows(np.asarray(w), imu[np.arange(len(w)) * n], fs, readings)
     if len(tracked.speeds_hz) < 4:
         raise InputError(
             args.input,
