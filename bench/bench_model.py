@@ -10,6 +10,10 @@ one pass over the batch with a block attention mask (see
 ``model/transformer.py``), which is what makes ONNX Runtime's per-node
 advantage show.
 
+``twin_ratio_to_pytorch_export``: wake + infer + sleep of the FP32 twin ONNX Runtime runs
+(``model/cpu_twin.py``: the network with its constants folded) over the same on PyTorch's own ONNX
+export of the same weights, interleaved cycle by cycle.
+
 Usage: .venv/bin/python bench/bench_model.py [--model DIR] [--runs 300]
 """
 
@@ -99,6 +103,33 @@ def main() -> int:
 
         res[f"duty_cycle_{name}_ms"] = _median_ms(cycle, max(30, args.runs // 5))
         eng.unload()
+
+    # The FP32 twin (model/cpu_twin.py, what ONNX Runtime runs) against PyTorch's own export of the same
+    # weights, wake + infer + sleep, the two interleaved cycle by cycle so the machine's drift hits both.
+    if files.onnx_fp32 is not None and wpath.is_file():
+        import tempfile
+
+        from vibration_anomaly.model.export import export_onnx
+
+        with tempfile.TemporaryDirectory() as tmp:
+            exported = export_onnx(tm, os.path.join(tmp, "exported.onnx"))
+            pair = {"twin": files.onnx_fp32, "export": exported}
+            times: dict[str, list[float]] = {k: [] for k in pair}
+            engs = {}
+            for k, path in pair.items():
+                engs[k] = OnnxRuntimeEngine(intra_op_threads=1)
+                engs[k].load(path)
+            for _ in range(max(60, args.runs // 2)):
+                for k, e in engs.items():
+                    t0 = time.perf_counter()
+                    e.wake()
+                    e.infer(x)
+                    e.sleep()
+                    times[k].append(time.perf_counter() - t0)
+        twin_ms, export_ms = (statistics.median(times[k][10:]) * 1e3 for k in ("twin", "export"))
+        res["duty_cycle_ort_fp32_twin_ms"] = twin_ms
+        res["duty_cycle_ort_fp32_pytorch_export_ms"] = export_ms
+        res["twin_ratio_to_pytorch_export"] = twin_ms / export_ms
 
     def naive() -> None:
         so = ort.SessionOptions()

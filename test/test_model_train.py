@@ -56,3 +56,12 @@ def test_tiny_training_is_deterministic_and_exports_qdq(tmp_path: Path) -> None:
     meta = json.loads((tmp_path / "a" / "model.json").read_text())
     assert meta["frontend"]["levels"] == 4 and len(meta["feature_prior_std"]) == 31
     assert (tmp_path / "a" / "model.onnx").read_bytes() == (tmp_path / "b" / "model.onnx").read_bytes()
+    # ONNX Runtime's file is the folded twin (model/cpu_twin.py); PyTorch's export only fed the quantizer
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
+        "model.json",
+        "model.onnx",
+        "model_fp32.onnx",
+        "weights.npz",
+    ]
+    assert onnx.load(str(tmp_path / "a" / "model_fp32.onnx")).graph.name == "band_transformer_cpu_twin"
+    assert set(meta["files"]) == {"model.onnx", "model_fp32.onnx"}

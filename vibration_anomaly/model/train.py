@@ -167,7 +167,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, progress: bool = True) -> dict[
     """Train, export FP32 and INT8 QDQ ONNX, and write model.json into ``out_dir``."""
     import torch
 
-    from vibration_anomaly.model.export import export_onnx
+    from vibration_anomaly.model.cpu_twin import build_cpu_twin
+    from vibration_anomaly.model.export import check_against_torch, export_onnx
     from vibration_anomaly.model.quantize import quantize_qdq
     from vibration_anomaly.model.transformer import BandTransformer
 
@@ -238,10 +239,17 @@ def train(cfg: TrainConfig, out_dir: str | Path, progress: bool = True) -> dict[
     # Every file goes into a temp folder beside ``out_dir`` (inside it when it exists) and is moved into
     # place only once all are complete: a failed export leaves no half model and no stray folder.
     with atomic_dir(out_dir) as out:
-        fp32 = export_onnx(model, out / "model_fp32.onnx")
+        # INT8 (TensorRT's input) is quantized from PyTorch's own export; ONNX Runtime runs the FP32 twin
+        # written from the same weights with its constant parts folded (model/cpu_twin.py).
+        exported = export_onnx(model, out / "exported_fp32.onnx")
         calib = x_all[rng.permutation(len(x_all))[:2048]]
-        int8 = quantize_qdq(fp32, out / "model.onnx", calib)
-        np.savez(out / "weights.npz", **{k: v.detach().numpy() for k, v in model.state_dict().items()})
+        int8 = quantize_qdq(exported, out / "model.onnx", calib)
+        exported.unlink()
+        weights = {k: v.detach().numpy() for k, v in model.state_dict().items()}
+        np.savez(out / "weights.npz", **weights)
+        fp32 = out / "model_fp32.onnx"
+        fp32.write_bytes(build_cpu_twin(weights, model.hparams()))
+        check_against_torch(model, fp32)
         meta = {
             "name": "band-transformer",
             "format": {

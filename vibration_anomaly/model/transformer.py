@@ -84,7 +84,9 @@ class _Block(nn.Module):
     Every shape but the batch is a Python number (``n_tokens``, ``d``, ``heads``) and keys and values
     are cut from ``kv`` by fixed slices, so the exported graph reshapes by constants instead of
     computing shapes from its input (Shape / Gather / Concat chains): 80 nodes after ONNX Runtime's
-    optimisation instead of 99, which is what a robot's every wake pays to build a session.
+    optimisation instead of 99. This export is what the INT8 model (TensorRT's input) is quantized from;
+    ONNX Runtime on the CPU runs ``model/cpu_twin.py``'s folded graph of the same weights (54 nodes),
+    because a robot's every wake pays for each node when it builds a session.
     """
 
     def __init__(self, d: int, heads: int, ff: int, n_tokens: int) -> None:
