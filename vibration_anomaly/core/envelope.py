@@ -31,15 +31,20 @@ def tone_free_spectrum(x: np.ndarray, factor: float | None = None, block: int = 
 
 
 def clip_tones(spec: np.ndarray, factor: float | None = None, block: int = TONE_BLOCK) -> np.ndarray:
-    """A one-sided spectrum (1-D) with every line above ``factor`` x the local median magnitude (medians of
-    ``block`` bins) clipped to it: :func:`tone_free_spectrum`'s rule, for a caller that has the spectrum."""
+    """A one-sided spectrum with every line above ``factor`` x the local median magnitude (medians of
+    ``block`` bins) clipped to it: :func:`tone_free_spectrum`'s rule, for a caller that has the spectrum.
+
+    Along the last axis: a 2-D ``spec`` is one spectrum per row, each clipped as on its own.
+    """
     factor = TONE_FACTOR if factor is None else factor
-    nb = len(spec) // block
+    n = spec.shape[-1]
+    nb = n // block
     if nb < 2 or not math.isfinite(factor):
         return spec
     mag = np.abs(spec)
-    med = np.median(mag[: nb * block].reshape(nb, block), axis=1)
-    floor = np.interp(np.arange(len(mag)), np.arange(nb) * block + block / 2, med)
+    med = np.median(mag[..., : nb * block].reshape(*mag.shape[:-1], nb, block), axis=-1)
+    at, centres = np.arange(n), np.arange(nb) * block + block / 2
+    floor = np.stack([np.interp(at, centres, row) for row in med.reshape(-1, nb)]).reshape(mag.shape)
     return spec * np.minimum(1.0, factor * floor / np.maximum(mag, 1e-300))
 
 

@@ -68,14 +68,12 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
 
 
 def _tones(y: np.ndarray, keep: np.ndarray) -> np.ndarray:
-    """The tones of each column of ``y`` (n, k), estimated where ``keep`` is 1 (the rest muted), over the whole length."""
-    kept = keep.mean(axis=0)
-    spec = np.fft.rfft(y * keep, axis=0)
-    lines = np.stack(
-        [spec[:, j] - envelope.clip_tones(spec[:, j], TONE_FACTOR) for j in range(y.shape[1])], axis=1
-    )
-    tones = np.fft.irfft(lines, y.shape[0], axis=0) / np.maximum(kept, 1e-12)
-    tones[:, kept <= 0.5] = 0.0  # too little left to tell a tone from the knock
+    """The tones of each row of ``y`` (k, n), estimated where ``keep`` is 1 (the rest muted), over the whole length."""
+    kept = keep.mean(axis=1)
+    spec = np.fft.rfft(y * keep, axis=1)
+    tones = np.fft.irfft(spec - envelope.clip_tones(spec, TONE_FACTOR), y.shape[1], axis=1)
+    tones /= np.maximum(kept, 1e-12)[:, None]
+    tones[kept <= 0.5] = 0.0  # too little left to tell a tone from the knock
     return tones
 
 
@@ -101,10 +99,11 @@ def knock_runs(
     hit = np.flatnonzero(seed.any(axis=0))
     if not len(hit):
         return [], None
-    spec = np.fft.rfft(x[:, hit], axis=0)
-    spec[np.fft.rfftfreq(n, 1.0 / fs_hz) >= cut_hz] = 0
+    rows = np.ascontiguousarray(x[:, hit].T)  # (k, n): each FFT along contiguous memory
+    spec = np.fft.rfft(rows, axis=1)
+    spec[:, int(np.searchsorted(np.fft.rfftfreq(n, 1.0 / fs_hz), cut_hz)) :] = 0  # bins >= cut_hz
     high = np.zeros_like(x, dtype=np.float64)
-    high[:, hit] = x[:, hit] - np.fft.irfft(spec, n, axis=0)
+    high[:, hit] = (rows - np.fft.irfft(spec, n, axis=1)).T
     eh = _frame_energy(high[:, hit], frame, frames)
     ringing = seed[:, hit] | (eh > HOLD * _quantile_rows(eh, 0.5))
     out: list[GatedRun] = []
@@ -135,17 +134,17 @@ def gate_knocks(
     n = x.shape[0]
     chans = sorted({r.channel for r in runs})
     col = {c: j for j, c in enumerate(chans)}
-    keep = np.ones((n, len(chans)))
+    keep = np.ones((len(chans), n))
     for r in runs:
-        keep[r.start : r.stop, col[r.channel]] = 0.0
+        keep[col[r.channel], r.start : r.stop] = 0.0
     rest = high[:, chans]
-    rest -= _tones(rest, keep)
+    rest -= _tones(np.ascontiguousarray(rest.T), keep).T
     new = rest.copy()
     ramp_len = max(2, int(round(RAMP_S * fs_hz)))
     for r in runs:
         j, length = col[r.channel], r.stop - r.start
         src = r.start - length if r.start >= length else r.stop
-        clear = src + length <= n and bool(keep[src : src + length, j].all())
+        clear = src + length <= n and bool(keep[j, src : src + length].all())
         fill = rest[src : src + length, j] if clear else 0.0
         k = min(ramp_len, length // 2)
         w = np.zeros(length)  # weight of what was there
