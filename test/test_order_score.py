@@ -136,3 +136,24 @@ def test_the_raw_spectrum_reads_a_low_mode_rung_at_the_defect_rate_on_a_long_win
     bpfo = list(lines).index("bpfo")
     assert min(f[bpfo] for f in faulty) > noise_max
     assert sum(int(np.argmax(f)) == bpfo for f in faulty) >= 5  # one tie with 2 x BSF's line in seed 0
+
+
+def test_channels_scored_together_are_each_channel_scored_alone() -> None:
+    """order_strengths and spectrum_strengths take every channel's spectra in one call; a channel's strengths
+    must not depend on the others beside it (a defect on axis 0, noise on axes 1 and 2)."""
+    from vibration_anomaly.core.order_score import line_strengths, spectrum_line_strengths, spectrum_strengths
+
+    rng = np.random.default_rng(7)
+    w = _window(rng, SHAFT * ORDERS["bpfo"], 3.0, channels=3)
+    lines = defect_lines_hz(SHAFT, ORDERS)
+    for together, alone in ((order_strengths, line_strengths), (spectrum_strengths, spectrum_line_strengths)):
+        got = together(w, FS, SHAFT, ORDERS)
+        assert got is not None
+        names, s = got
+        each = np.array([[alone(w[:, c], FS, lines)[k] for k in names] for c in range(3)])
+        np.testing.assert_array_equal(s, each)
+        assert s.shape == (3, len(lines)) and np.isfinite(s[0]).any()
+    assert (
+        order_strengths(w, FS, SHAFT, ORDERS)[1][0, names.index("bpfo")]
+        > 3 * order_strengths(w, FS, SHAFT, ORDERS)[1][1:, names.index("bpfo")].max()
+    )

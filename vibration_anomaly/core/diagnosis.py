@@ -43,7 +43,7 @@ from vibration_anomaly.core.envelope import (  # noqa: F401 - re-exported: the o
     TONE_BLOCK,
     TONE_FACTOR,
     _analytic_band,
-    _median,
+    _median_rows,
     band_envelope_spectrum,
     envelope_spectrum,
     remove_tones,
@@ -122,6 +122,16 @@ def defect_lines(
     freqs: np.ndarray, power: np.ndarray, f0: float, width_hz: float, harmonics: int = HARMONICS
 ) -> list[Line]:
     """The first ``harmonics`` harmonics of ``f0`` that fit in the envelope band ``width_hz``."""
+    peaks, ratios = harmonic_peaks(freqs, np.asarray(power)[None], f0, width_hz, harmonics)
+    return [Line(k + 1, float(freqs[peaks[0, k]]), float(ratios[0, k])) for k in range(peaks.shape[1])]
+
+
+def harmonic_peaks(
+    freqs: np.ndarray, power: np.ndarray, f0: float, width_hz: float, harmonics: int = HARMONICS
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`defect_lines` for every row of ``power`` (rows, bins) at once: (rows, k) bin of each
+    harmonic's strongest bin and its ratio to the median around it, for the first k harmonics that fit
+    (the same k for every row: which fit depends on the bins only)."""
     df = float(freqs[1] - freqs[0])
     top = min(0.9 * width_hz, float(freqs[-1]))
     fh = f0 * np.arange(1, harmonics + 1)
@@ -131,18 +141,25 @@ def defect_lines(
     hi = np.searchsorted(freqs, fh + tol, side="right").tolist()
     a_lo = np.searchsorted(freqs, 0.5 * fh, side="left").tolist()
     a_hi = np.searchsorted(freqs, 1.5 * fh, side="right").tolist()
-    out: list[Line] = []
+    rows = power.shape[0]
+    peaks: list[np.ndarray] = []
+    ratios: list[np.ndarray] = []
     for k in range(harmonics):
         if fh[k] + tol[k] > top:
             break
-        near = power[lo[k] : hi[k]]
-        around = np.concatenate((power[a_lo[k] : lo[k]], power[hi[k] : a_hi[k]]))
-        if len(near) == 0 or len(around) < 4:
+        near = power[:, lo[k] : hi[k]]
+        around = np.concatenate((power[:, a_lo[k] : lo[k]], power[:, hi[k] : a_hi[k]]), axis=1)
+        if near.shape[1] == 0 or around.shape[1] < 4:
             break
-        i = lo[k] + int(np.argmax(near))
-        floor = _median(around)
-        out.append(Line(k + 1, float(freqs[i]), float(power[i]) / floor if floor > 0 else math.inf))
-    return out
+        i = lo[k] + np.argmax(near, axis=1)
+        floor = _median_rows(around)
+        peak = power[np.arange(rows), i]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratios.append(np.where(floor > 0, peak / np.where(floor > 0, floor, 1.0), math.inf))
+        peaks.append(i)
+    if not peaks:
+        return np.zeros((rows, 0), dtype=np.intp), np.zeros((rows, 0))
+    return np.stack(peaks, axis=1), np.stack(ratios, axis=1)
 
 
 def stands_out(lines: Sequence[Line]) -> bool:

@@ -17,8 +17,8 @@ TONE_BLOCK = 64
 
 
 def tone_free_spectrum(x: np.ndarray, factor: float | None = None, block: int = TONE_BLOCK) -> np.ndarray:
-    """The rfft of ``x`` (1-D, mean removed) with every spectral line above ``factor`` x the local median
-    magnitude (medians of ``block`` bins) clipped to it; :func:`remove_tones` is its inverse transform.
+    """The rfft of ``x`` (1-D, mean removed; 2-D: each row) with every spectral line above ``factor`` x the
+    local median magnitude (medians of ``block`` bins) clipped to it; :func:`remove_tones` is its inverse.
 
     Shaft, gear and electrical tones are discrete lines; two of them in one band beat, and the beat is a
     line in the envelope that can sit near a defect order. Impacts ringing a kHz resonance are spread
@@ -27,7 +27,7 @@ def tone_free_spectrum(x: np.ndarray, factor: float | None = None, block: int = 
     resonance the impacts ring; tried here, it left most CWRU windows at 1 and 3.2 kHz unnamed.)
     """
     x = np.asarray(x, dtype=np.float64)
-    return clip_tones(np.fft.rfft(x - x.mean()), factor, block)
+    return clip_tones(np.fft.rfft(x - x.mean(axis=-1, keepdims=True), axis=-1), factor, block)
 
 
 def clip_tones(spec: np.ndarray, factor: float | None = None, block: int = TONE_BLOCK) -> np.ndarray:
@@ -85,20 +85,21 @@ def _hann(m: int) -> np.ndarray:
     return w
 
 
-def _median(x: np.ndarray) -> float:
-    """np.median of a 1-D array without its wrapper's overhead (called for every harmonic of every band)."""
-    k = len(x) // 2
-    if len(x) % 2:
-        return float(np.partition(x, k)[k])
-    part = np.partition(x, (k - 1, k))
-    return float(0.5 * (part[k - 1] + part[k]))
+def _median_rows(x: np.ndarray) -> np.ndarray:
+    """np.median of each row of a 2-D array without its wrapper's overhead (every harmonic of every band)."""
+    k = x.shape[1] // 2
+    if x.shape[1] % 2:
+        return np.partition(x, k, axis=1)[:, k]
+    part = np.partition(x, (k - 1, k), axis=1)
+    return 0.5 * (part[:, k - 1] + part[:, k])
 
 
 def band_envelope_spectrum(
     spec: np.ndarray, n: int, fs_hz: float, band: tuple[float, float], max_hz: float | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Frequencies and power of the squared envelope of the band ``[band[0], band[1])`` of a signal of
-    ``n`` samples whose rfft is ``spec``, up to ``max_hz`` (default: fs / 2).
+    ``n`` samples whose rfft is ``spec`` (along the last axis: one spectrum per row of a 2-D ``spec``), up
+    to ``max_hz`` (default: fs / 2).
 
     The analytic band signal is formed at base band, on just enough points that the squared envelope
     (as wide as the band) times the periodic Hann window (3 bins) does not fold onto any bin up to
@@ -108,12 +109,16 @@ def band_envelope_spectrum(
     df = fs_hz / n
     freqs = np.fft.rfftfreq(n, 1 / fs_hz)  # as the full-length mask had them (a band's edges: same bins)
     i0, i1 = (int(i) for i in np.searchsorted(freqs, band, side="left"))
-    kmax = len(spec) - 1 if max_hz is None else min(len(spec) - 1, int(math.ceil(max_hz / df)) + 1)
+    nf = spec.shape[-1]
+    kmax = nf - 1 if max_hz is None else min(nf - 1, int(math.ceil(max_hz / df)) + 1)
     m = _fast_len(max(i1 - i0 + kmax + 3, 2 * kmax + 2))
-    z = np.fft.ifft(2 * spec[i0:i1], m) * (m / n) if i1 > i0 else np.zeros(m, dtype=complex)
+    if i1 > i0:
+        z = np.fft.ifft(2 * spec[..., i0:i1], m, axis=-1) * (m / n)
+    else:
+        z = np.zeros((*spec.shape[:-1], m), dtype=complex)
     env = z.real**2 + z.imag**2
-    env = (env - env.mean()) * _hann(m)
-    power = np.abs(np.fft.rfft(env)[: kmax + 1]) ** 2 * (n / m) ** 2
+    env = (env - env.mean(axis=-1, keepdims=True)) * _hann(m)
+    power = np.abs(np.fft.rfft(env, axis=-1)[..., : kmax + 1]) ** 2 * (n / m) ** 2
     return freqs[: kmax + 1], power
 
 

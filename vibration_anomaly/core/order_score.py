@@ -12,7 +12,7 @@ location and this score read the same lines:
 3. For each defect order the caller states (outer race ``bpfo``, inner race ``bpfi``, ball 2 x ``bsf``,
    cage ``ftf``, each times the shaft speed): the strongest bin within +-2 % (slip) of each of its
    first three harmonics that fit the band, over the median of the spectrum around it
-   (:func:`core.diagnosis.defect_lines`). The order's strength is the geometric mean of those
+   (:func:`core.diagnosis.harmonic_peaks`, every channel at once). The order's strength is the geometric mean of those
    ratios (``exp`` of the mean log ratio): scale-free, about 3-6 for noise, large for a periodic
    impact train.
 4. Per line, the largest over the bands (:func:`order_strengths`, (channels, lines)); the channel's
@@ -36,7 +36,7 @@ from vibration_anomaly.core.diagnosis import (
     ORDER_LOCATIONS,
     SLIP,
     bands,
-    defect_lines,
+    harmonic_peaks,
 )
 from vibration_anomaly.core.diagnosis import LEVELS as DIAGNOSIS_LEVELS
 from vibration_anomaly.core.envelope import _hann, band_envelope_spectrum, tone_free_spectrum
@@ -66,30 +66,48 @@ def defect_lines_hz(
     }
 
 
-def line_strengths(x: np.ndarray, fs_hz: float, lines_hz: Mapping[str, float]) -> dict[str, float]:
-    """One channel (1-D): per defect line, its largest geometric-mean ratio over the bands (NaN: no fit)."""
+def _geometric_mean(ratios: np.ndarray) -> float:
+    return math.exp(float(np.mean([math.log(max(r, 1e-12)) for r in ratios.tolist()])))
+
+
+def _strongest(out: np.ndarray, col: int, ratios: np.ndarray) -> None:
+    """Each row's geometric mean of ``ratios`` (rows, harmonics) into ``out[:, col]`` where it is larger."""
+    if ratios.shape[1] == 0:
+        return
+    for c, row in enumerate(ratios):
+        s = _geometric_mean(row)
+        if not out[c, col] >= s:  # NaN (none yet) or weaker
+            out[c, col] = s
+
+
+def _envelope_rows(x: np.ndarray, fs_hz: float, lines_hz: Mapping[str, float]) -> np.ndarray:
+    """(C, lines) per channel (a row of ``x`` (C, n)) and defect line, its largest geometric-mean ratio
+    over the bands (NaN: no fit); every channel's spectra in one call per step."""
     top = min(fs_hz / 2, MAX_ANALYSIS_HZ)
     fits = {k: f for k, f in lines_hz.items() if 2.2 * f < 0.9 * top}
-    out = dict.fromkeys(lines_hz, math.nan)
+    out = np.full((x.shape[0], len(lines_hz)), math.nan)
     if not fits:
         return out
-    x = np.asarray(x, dtype=np.float64)
+    n = x.shape[1]
     spec = tone_free_spectrum(x)
     need = 2.2 * max(fits.values())
     # defect_lines reads up to 1.5 x the highest harmonic (+ slip): no bin above that is computed
-    max_hz = 1.5 * HARMONICS * (1 + SLIP) * max(fits.values()) + 2 * fs_hz / len(x)
+    max_hz = 1.5 * HARMONICS * (1 + SLIP) * max(fits.values()) + 2 * fs_hz / n
     for band in bands(fs_hz, LEVELS):
         width = band[1] - band[0]
         if width < need:
             continue
-        freqs, power = band_envelope_spectrum(spec, len(x), fs_hz, band, max_hz)
-        for name, f0 in fits.items():
-            lines = defect_lines(freqs, power, f0, width)
-            if lines:
-                s = math.exp(float(np.mean([math.log(max(ln.ratio, 1e-12)) for ln in lines])))
-                if not out[name] >= s:  # NaN (none yet) or weaker
-                    out[name] = s
+        freqs, power = band_envelope_spectrum(spec, n, fs_hz, band, max_hz)
+        for col, name in enumerate(lines_hz):
+            if name in fits:
+                _strongest(out, col, harmonic_peaks(freqs, power, fits[name], width)[1])
     return out
+
+
+def line_strengths(x: np.ndarray, fs_hz: float, lines_hz: Mapping[str, float]) -> dict[str, float]:
+    """One channel (1-D): per defect line, its largest geometric-mean ratio over the bands (NaN: no fit)."""
+    row = _envelope_rows(np.asarray(x, dtype=np.float64)[None], fs_hz, lines_hz)[0]
+    return dict(zip(lines_hz, row.tolist(), strict=True))
 
 
 def order_strengths(
@@ -99,25 +117,23 @@ def order_strengths(
     orders: Mapping[str, float] | None,
 ) -> tuple[list[str], np.ndarray] | None:
     """(line names, (C, lines) strengths) of ``window`` (n, C) or (n,); None without speed or orders."""
-    return _per_channel(line_strengths, window, fs_hz, shaft_hz, orders)
+    return _per_channel(_envelope_rows, window, fs_hz, shaft_hz, orders)
 
 
 def _per_channel(
-    channel_strengths: Callable[[np.ndarray, float, Mapping[str, float]], dict[str, float]],
+    rows_strengths: Callable[[np.ndarray, float, Mapping[str, float]], np.ndarray],
     window: np.ndarray,
     fs_hz: float,
     shaft_hz: float | None,
     orders: Mapping[str, float] | None,
 ) -> tuple[list[str], np.ndarray] | None:
-    """``channel_strengths`` of every channel of ``window``: (line names, (C, lines)); None without lines."""
+    """``rows_strengths`` of every channel of ``window`` (n, C): (line names, (C, lines)); None without lines."""
     lines = defect_lines_hz(shaft_hz, orders)
     if not lines:
         return None
     w = np.asarray(window, dtype=np.float64)
-    w = w.reshape(len(w), -1)
-    per = [channel_strengths(w[:, c], fs_hz, lines) for c in range(w.shape[1])]
-    names = list(lines)
-    return names, np.array([[p[k] for k in names] for p in per])
+    rows = np.ascontiguousarray(w.reshape(len(w), -1).T)  # (C, n): each channel's FFTs along a row
+    return list(lines), rows_strengths(rows, fs_hz, lines)
 
 
 SPECTRUM_HARMONICS = 6
@@ -133,6 +149,18 @@ def spectrum_resolves(n_samples: int, fs_hz: float, lines_hz: Mapping[str, float
     return bool(lines_hz) and SLIP * min(lines_hz.values()) * n_samples / fs_hz >= SPECTRUM_MIN_BINS
 
 
+def _spectrum_rows(x: np.ndarray, fs_hz: float, lines_hz: Mapping[str, float]) -> np.ndarray:
+    """(C, lines) :func:`spectrum_line_strengths` of every row of ``x`` (C, n) at once."""
+    n = x.shape[1]
+    power = np.abs(np.fft.rfft((x - x.mean(axis=1, keepdims=True)) * _hann(n), axis=1)) ** 2
+    freqs = np.fft.rfftfreq(n, 1 / fs_hz)
+    out = np.full((x.shape[0], len(lines_hz)), math.nan)
+    for col, f0 in enumerate(lines_hz.values()):
+        ratios = harmonic_peaks(freqs, power, f0, float(freqs[-1]) / 1.35, SPECTRUM_HARMONICS)[1]
+        _strongest(out, col, ratios)
+    return out
+
+
 def spectrum_line_strengths(x: np.ndarray, fs_hz: float, lines_hz: Mapping[str, float]) -> dict[str, float]:
     """One channel (1-D): per defect line, the geometric mean over its first ``SPECTRUM_HARMONICS``
     harmonics of the strongest *raw* spectrum bin within +-SLIP over the median around it (NaN: none fits).
@@ -141,23 +169,15 @@ def spectrum_line_strengths(x: np.ndarray, fs_hz: float, lines_hz: Mapping[str, 
     mode rung periodically is a comb of lines at the line's harmonics in the raw spectrum, which survives a
     sensor that cuts off the kHz resonance the envelope reads (docs/MODEL.md "Speed-aware fusion").
     """
-    x = np.asarray(x, dtype=np.float64)
-    n = len(x)
-    power = np.abs(np.fft.rfft((x - x.mean()) * _hann(n))) ** 2
-    freqs = np.fft.rfftfreq(n, 1 / fs_hz)
-    out = dict.fromkeys(lines_hz, math.nan)
-    for name, f0 in lines_hz.items():
-        lines = defect_lines(freqs, power, f0, float(freqs[-1]) / 1.35, SPECTRUM_HARMONICS)
-        if lines:
-            out[name] = math.exp(float(np.mean([math.log(max(ln.ratio, 1e-12)) for ln in lines])))
-    return out
+    row = _spectrum_rows(np.asarray(x, dtype=np.float64)[None], fs_hz, lines_hz)[0]
+    return dict(zip(lines_hz, row.tolist(), strict=True))
 
 
 def spectrum_strengths(
     window: np.ndarray, fs_hz: float, shaft_hz: float | None, orders: Mapping[str, float] | None
 ) -> tuple[list[str], np.ndarray] | None:
     """As :func:`order_strengths`, from the raw spectrum (:func:`spectrum_line_strengths`)."""
-    return _per_channel(spectrum_line_strengths, window, fs_hz, shaft_hz, orders)
+    return _per_channel(_spectrum_rows, window, fs_hz, shaft_hz, orders)
 
 
 def order_score(
