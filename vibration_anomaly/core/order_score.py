@@ -12,9 +12,9 @@ location and this score read the same lines:
 3. For each defect order the caller states (outer race ``bpfo``, inner race ``bpfi``, ball 2 x ``bsf``,
    cage ``ftf``, each times the shaft speed): the strongest bin within +-2 % (slip) of each of its
    first three harmonics that fit the band, over the median of the spectrum around it
-   (:func:`core.diagnosis.harmonic_peaks`, every channel at once). The order's strength is the geometric mean of those
-   ratios (``exp`` of the mean log ratio): scale-free, about 3-6 for noise, large for a periodic
-   impact train.
+   (:func:`core.diagnosis.harmonic_peaks`, every channel at once). The order's strength is the
+   geometric mean of those ratios (``exp`` of the mean log ratio): scale-free, about 3-6 for noise,
+   large for a periodic impact train.
 4. Per line, the largest over the bands (:func:`order_strengths`, (channels, lines)); the channel's
    score (:func:`order_score`) is the largest over the lines. ``model.fused`` normalises each line of
    each channel by its own healthy median before taking the largest, so a line with a strong healthy
