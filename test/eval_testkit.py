@@ -1,4 +1,5 @@
-"""Shared pieces of the evaluate tests: the model commands run in-process, and small real FEMTO subsets."""
+"""Shared pieces of the evaluate and model tests: the model commands run in-process, small real FEMTO
+subsets, scores of an ONNX model as the robot's CPU backend gives them."""
 
 from __future__ import annotations
 
@@ -65,3 +66,19 @@ def imu_cdr(ts: Any, sec: int, nanosec: int, accel: Sequence[float], frame: str 
         cov,
     )
     return bytes(ts.serialize_cdr(msg, imu.__msgtype__))
+
+
+def onnx_scores(model: Path | bytes, x: np.ndarray) -> np.ndarray:
+    """``x`` (B, T, F) scored by ``model`` (a file or its bytes) on the ONNX Runtime backend, one thread."""
+    from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
+
+    eng = OnnxRuntimeEngine(intra_op_threads=1)
+    if isinstance(model, bytes):
+        eng.load_bytes(model)
+    else:
+        eng.load(model)
+    eng.wake()
+    try:
+        return eng.infer(x)
+    finally:
+        eng.unload()

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from eval_testkit import onnx_scores
 
-from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
 from vibration_anomaly.model import load_default_model
 
 # Skip marks, never a module-level importorskip (test_suite_collects.py says why).
@@ -20,31 +20,6 @@ needs_torch = pytest.mark.skipif(
     importlib.util.find_spec("torch") is None or importlib.util.find_spec("onnx") is None,
     reason="needs torch and onnx (the [train] extra)",
 )
-
-
-def _scores(model: bytes | Path, x: np.ndarray) -> np.ndarray:
-    eng = OnnxRuntimeEngine(intra_op_threads=1)
-    if isinstance(model, bytes):
-        eng.load_bytes(model)
-    else:
-        eng.load(model)
-    eng.wake()
-    try:
-        return eng.infer(x)
-    finally:
-        eng.unload()
-
-
-def _optimised_nodes(model: bytes) -> int:
-    import onnx
-    import onnxruntime as ort
-
-    with tempfile.TemporaryDirectory() as tmp:
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        opts.optimized_model_filepath = str(Path(tmp) / "o.onnx")
-        ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
-        return len(onnx.load(opts.optimized_model_filepath).graph.node)
 
 
 def _inputs(t: int, f: int) -> np.ndarray:
@@ -65,8 +40,8 @@ def test_shipped_twin_is_what_cpu_twin_writes_from_the_shipped_weights() -> None
         built = build_cpu_twin({k: wz[k] for k in wz.files}, files.meta["model"])
     hp = files.meta["model"]
     x = _inputs(hp["n_tokens"], hp["n_features"])
-    shipped = _scores(files.onnx_fp32, x)
-    np.testing.assert_allclose(_scores(built, x), shipped, rtol=1e-6, atol=1e-6)
+    shipped = onnx_scores(files.onnx_fp32, x)
+    np.testing.assert_allclose(onnx_scores(built, x), shipped, rtol=1e-6, atol=1e-6)
     assert shipped[-1] == pytest.approx(0.0, abs=1e-6)  # all-zero features: a calibrated-healthy window
     proto = onnx.load(str(files.onnx_fp32))
     assert proto.graph.name == "band_transformer_cpu_twin"
@@ -109,13 +84,14 @@ def test_twin_computes_the_torch_score(residual: str, arch: dict[str, object]) -
         m.res_std.uniform_(0.3, 2.0)
         x = _inputs(m.n_tokens, m.n_features)
         ref = m(torch.from_numpy(x)).numpy()
-    got = _scores(build_cpu_twin({k: v.numpy() for k, v in m.state_dict().items()}, m.hparams()), x)
+    got = onnx_scores(build_cpu_twin({k: v.numpy() for k, v in m.state_dict().items()}, m.hparams()), x)
     assert ref.max() > 1.0
     np.testing.assert_allclose(got, ref, rtol=2e-6, atol=1e-5)
 
 
 @needs_torch
 def test_twin_has_a_quarter_fewer_nodes_than_the_pytorch_export() -> None:
+    from vibration_anomaly.model.cpu_twin import optimised_node_count
     from vibration_anomaly.model.export import export_onnx
     from vibration_anomaly.model.transformer import load_trained
 
@@ -123,7 +99,7 @@ def test_twin_has_a_quarter_fewer_nodes_than_the_pytorch_export() -> None:
     assert files.onnx_fp32 is not None
     with tempfile.TemporaryDirectory() as tmp:
         exported = export_onnx(load_trained(files), Path(tmp) / "e.onnx").read_bytes()
-    twin, baseline = _optimised_nodes(files.onnx_fp32.read_bytes()), _optimised_nodes(exported)
+    twin, baseline = optimised_node_count(files.onnx_fp32.read_bytes()), optimised_node_count(exported)
     assert twin <= 0.75 * baseline, (twin, baseline)
 
 

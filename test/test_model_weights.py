@@ -4,19 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from eval_testkit import onnx_scores
 
-from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
 from vibration_anomaly.model import load_default_model
-
-
-def _ort(path: object, x: np.ndarray) -> np.ndarray:
-    eng = OnnxRuntimeEngine(intra_op_threads=1)
-    eng.load(path)
-    eng.wake()
-    try:
-        return eng.infer(x)
-    finally:
-        eng.unload()
 
 
 def test_weights_npz_reproduces_onnx_fp32() -> None:
@@ -32,7 +22,7 @@ def test_weights_npz_reproduces_onnx_fp32() -> None:
     x[0] += 5.0
     with torch.inference_mode():
         ref = m(torch.from_numpy(x)).numpy()
-    got = _ort(files.onnx_fp32, x)
+    got = onnx_scores(files.onnx_fp32, x)
     np.testing.assert_allclose(got, ref, rtol=1e-3, atol=1e-4)
-    q = _ort(files.onnx, x)
+    q = onnx_scores(files.onnx, x)
     assert np.argmax(q) == 0 and np.corrcoef(q, got)[0, 1] > 0.99

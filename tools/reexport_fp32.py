@@ -42,19 +42,6 @@ def _scores(model_bytes: bytes, x: np.ndarray) -> np.ndarray:
     return np.asarray(sess.run(["score"], {"features": x})[0])
 
 
-def _optimized_nodes(model_bytes: bytes) -> int:
-    """Nodes left after ONNX Runtime's own optimisation (what the robot's session is built from)."""
-    import onnx
-    import onnxruntime as ort
-
-    with tempfile.TemporaryDirectory() as tmp:
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        opts.optimized_model_filepath = str(Path(tmp) / "o.onnx")
-        ort.InferenceSession(model_bytes, sess_options=opts, providers=["CPUExecutionProvider"])
-        return len(onnx.load(opts.optimized_model_filepath).graph.node)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
@@ -63,7 +50,7 @@ def main() -> int:
     ap.add_argument("--check", action="store_true", help="compare only; write nothing")
     a = ap.parse_args()
 
-    from vibration_anomaly.model.cpu_twin import build_cpu_twin
+    from vibration_anomaly.model.cpu_twin import build_cpu_twin, optimised_node_count
     from vibration_anomaly.model.export import check_against_torch
     from vibration_anomaly.model.transformer import load_trained
 
@@ -82,12 +69,12 @@ def main() -> int:
     t, f = model.n_tokens, model.n_features
     x = np.concatenate([rng.standard_normal((64, t, f)) * s for s in (0.5, 1.0, 3.0)] + [np.zeros((1, t, f))])
     x = x.astype(np.float32)
-    nodes = {"new": _optimized_nodes(new)}
+    nodes = {"new": optimised_node_count(new)}
     report: dict[str, object] = {"nodes_after_optimisation": nodes, "max_difference_to_torch": torch_diff}
     if old is not None:
         ref = _scores(old, x)
         diff = float(np.max(np.abs(_scores(new, x) - ref) / (1 + np.abs(ref))))
-        nodes["previous"] = _optimized_nodes(old)
+        nodes["previous"] = optimised_node_count(old)
         report["max_score_difference"] = diff
         if diff > MAX_DIFF:
             print(json.dumps(report), file=sys.stderr)

@@ -206,3 +206,19 @@ def build_cpu_twin(weights: Mapping[str, np.ndarray], hparams: Mapping[str, Any]
     model.ir_version = IR_VERSION
     onnx.checker.check_model(model)
     return bytes(model.SerializeToString())
+
+
+def optimised_node_count(model: bytes) -> int:
+    """Nodes left after ONNX Runtime's own optimisation: what a robot's every wake builds a session from."""
+    import tempfile
+    from pathlib import Path
+
+    import onnx
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        opts.optimized_model_filepath = str(Path(tmp) / "o.onnx")
+        ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
+        return len(onnx.load(opts.optimized_model_filepath).graph.node)
