@@ -59,9 +59,8 @@ def main() -> int:
         print(f"{files.directory}: no weights.npz to export from", file=sys.stderr)
         return 2
     old = files.onnx_fp32.read_bytes() if files.onnx_fp32 is not None else None
-    model = load_trained(files)
-    with np.load(files.directory / "weights.npz") as wz:
-        new = build_cpu_twin({k: wz[k] for k in wz.files}, files.meta["model"])
+    model = load_trained(files)  # weights.npz, read once: the twin is written from the same state dict
+    new = build_cpu_twin({k: v.numpy() for k, v in model.state_dict().items()}, model.hparams())
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "model_fp32.onnx").write_bytes(new)
         torch_diff = check_against_torch(model, Path(tmp) / "model_fp32.onnx", atol=MAX_DIFF)

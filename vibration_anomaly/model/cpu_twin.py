@@ -134,13 +134,12 @@ def build_cpu_twin(weights: Mapping[str, np.ndarray], hparams: Mapping[str, Any]
         wp, bp = lin(p + ".proj")
         value_out = per_head(wkv[:, d:], wp)  # (1, H, D, D): Wv_h Wp_h
         bias_out = bkv[d:] @ wp + bp  # sum over heads of bv_h Wp_h, and the projection's bias
+        wq, bq = lin(p + ".q")
         if h is None:  # the first block's queries are band positions and the mask token: constants
             h0 = (sd["qpos"] + sd["mask_token"])[None, None]  # (1, 1, T, D)
-            wq, bq = lin(p + ".q")
             q0 = _layer_norm(h0[0, 0], sd[p + ".ln_q.weight"], sd[p + ".ln_q.bias"]) @ wq + bq
             scores_in = g.const(p + ".qk", per_head(q0, wk_t) * scale)  # (1, H, T, D)
         else:
-            wq, bq = lin(p + ".q")
             lq = g.layer_norm(h, sd[p + ".ln_q.weight"], sd[p + ".ln_q.bias"], p + ".ln_q")
             scores_in = g.linear(
                 lq, per_head(wq, wk_t) * scale, per_head(bq, wk_t)[:, :, None] * scale, p + ".qk"
