@@ -162,3 +162,38 @@ def test_knocked_windows_are_counted_for_the_fleet(parts: tuple) -> None:
     expected = sum(bool(e.get("knocked_axes")) for e in infers)
     assert expected >= 2  # the two knocked batches, and the robot's own knocks where the gate found any
     assert reg.get_sample_value("vibration_anomaly_knocked_windows_total") == expected
+
+
+def test_a_knock_the_gate_cannot_cut_is_a_skip_not_a_vote(parts: tuple) -> None:
+    """A knock ringing 1.5 s (over a third of the window: the gate leaves it) dominates its window: the batch
+    is a ``skip`` with reason ``knock``, the vote does not count it, and the fleet sees it counted."""
+    from prometheus_client import CollectorRegistry
+
+    from vibration_anomaly.model.synth import accel_ring
+    from vibration_anomaly.telemetry.metrics import RobotMetrics
+
+    events: list[dict] = []
+    det = make(parts, events)
+    det.activate()
+    ring, onset = accel_ring(1000.0, 150.0, 0.002)
+    b = good_batch(parts[2], 7000.0)
+    i0 = 1500 - onset
+    k = ring[: N - i0]
+    b.data[i0 : i0 + len(k), 1] += (k * 30.0 * float(b.data[:, 1].std()) / np.abs(k).max()).astype(
+        b.data.dtype
+    )
+    det.queue.put(b)
+    before = det.voter.updates
+    assert det.infer_latest(fresh_after=0.0) is None
+    assert det.voter.updates == before and det.inferences == 0 and det.errors == 0
+    skip = events[-1]
+    assert skip["event"] == "skip" and skip["reason"] == "knock", events
+    assert "axis 1" in skip["message"] and skip["batch_t0"] == pytest.approx(b.t0)
+    det.queue.put(good_batch(parts[2], 7060.0))  # the next clean batch is scored as usual
+    v = det.infer_latest(fresh_after=0.0)
+    assert v is not None and np.isfinite(v.score) and det.voter.updates == before + 1
+    reg = CollectorRegistry()
+    metrics = RobotMetrics(reg)
+    for e in events:
+        metrics.observe_event(e)
+    assert reg.get_sample_value("vibration_anomaly_knock_unscored_windows_total") == 1

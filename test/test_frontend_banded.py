@@ -22,6 +22,7 @@ from vibration_anomaly.errors import InputError
 from vibration_anomaly.model import load_default_model
 from vibration_anomaly.model.data import BEARING_PRESETS, load_dataset
 from vibration_anomaly.model.evaluate import ModelMethod, _auroc, split_machines
+from vibration_anomaly.model.false_alarms import scored_or_zero
 from vibration_anomaly.model.frontend import Frontend
 from vibration_anomaly.model.frontend_full import FullRateFrontend
 from vibration_anomaly.sim.robot import RobotConfig, SimulatedRobot
@@ -79,10 +80,17 @@ def test_same_decisions_on_a_held_out_femto_bearing() -> None:
             cal = method.calibrate(md, method.feats(md.cal, md.fs_hz))
             healthy = method.ratio(cal, method.feats(md.held, md.fs_hz))
             faulty = method.ratio(cal, method.feats(np.concatenate(list(md.faulty.values()))[::4], md.fs_hz))
-            results[frontend.method] = (healthy, faulty, _auroc(healthy, faulty))
+            results[frontend.method] = (
+                healthy,
+                faulty,
+                _auroc(scored_or_zero(healthy), scored_or_zero(faulty)),
+            )
     finally:
         eng.unload()
     (hb, fb, ab), (hf, ff, af) = results["banded"], results["full"]
+    # the windows not scored (a knock-like event left in: core.knock_gate.uncut_knock) are the same ones
+    assert np.array_equal(np.isnan(hb), np.isnan(hf)) and np.array_equal(np.isnan(fb), np.isnan(ff))
+    hb, fb, hf, ff = (v[~np.isnan(v)] for v in (hb, fb, hf, ff))
     assert abs(ab - af) <= 0.01, (ab, af)
     over_b, over_f = np.concatenate([hb, fb]) > 1, np.concatenate([hf, ff]) > 1
     assert np.mean(over_b != over_f) <= 0.03  # verdicts at the threshold

@@ -150,7 +150,10 @@ def test_evaluate_reports_false_alarms_per_machine(
     fa = res["false_alarms"]
     assert set(fa["machines"]) == {"Bearing1_2", "Bearing3_2"}
     assert (fa["vote"]["k"], fa["vote"]["n"]) == (1, 1) and str(files.bundle) in fa["vote"]["source"]
-    assert sum(m["windows"] for m in fa["machines"].values()) == res["setup"]["heldout_healthy_windows"]
+    assert (
+        sum(m["windows"] + m["not_scored"] for m in fa["machines"].values())
+        == res["setup"]["heldout_healthy_windows"]
+    )
     for m in [*fa["machines"].values(), fa["pooled"]]:
         assert m["voted_alarms"] == m["over_threshold"] == len(m["alarms"]) <= m["windows"]
         rate = m["over_threshold"] / m["windows"]
@@ -159,7 +162,7 @@ def test_evaluate_reports_false_alarms_per_machine(
         assert m["within_target_95"] == (m["target_p_value"] >= 0.05)
     for m in fa["machines"].values():
         assert [a["window"] for a in m["alarms"]] == sorted({a["window"] for a in m["alarms"]})
-        assert all(0 <= a["window"] < m["windows"] for a in m["alarms"])
+        assert all(0 <= a["window"] < m["windows"] + m["not_scored"] for a in m["alarms"])
     pool = fa["pooled"]
     assert pool["over_threshold"] == sum(m["over_threshold"] for m in fa["machines"].values())
     assert pool["over_threshold"] / pool["windows"] == pytest.approx(res["false_alarm_rate"], abs=1e-4)
@@ -168,7 +171,9 @@ def test_evaluate_reports_false_alarms_per_machine(
     _print_table(res)
     out = capsys.readouterr().out
     line = next(ln for ln in out.splitlines() if ln.startswith("Bearing1_2"))
-    assert f"{over}/40" in line and "at window" in line and "1-of-1 vote" in out
+    scored = fa["machines"]["Bearing1_2"]["windows"]
+    assert scored + fa["machines"]["Bearing1_2"]["not_scored"] == 40
+    assert f"{over}/{scored}" in line and "at window" in line and "1-of-1 vote" in out
 
 
 def test_machine_drift_names_what_lifted_the_windows_evaluate_counts(

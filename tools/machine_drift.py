@@ -92,7 +92,7 @@ def run() -> int:
         for i in over
     ]
     # The cells most raised on the held-out windows (median over them), followed through every set.
-    med = np.median(held_z, axis=0)
+    med = np.nanmedian(held_z, axis=0)
     top = np.argsort(med.ravel())[::-1][: a.cells]
     cells = []
     for flat in top:
@@ -100,19 +100,20 @@ def run() -> int:
         cells.append(
             {
                 "where": where(cell),
-                "median_z": {k: round(float(np.median(v[(slice(None), *cell)])), 2) for k, v in z.items()},
+                "median_z": {k: round(float(np.nanmedian(v[(slice(None), *cell)])), 2) for k, v in z.items()},
             }
         )
     out = {
         "machine": md.name,
         "fs_hz": md.fs_hz,
         "window_samples": md.window,
-        "held_out_over_threshold": f"{len(over)}/{len(held_r)}",
-        "median_ratio": {k: round(float(np.median(v)), 2) for k, v in ratios.items() if len(v)},
+        "held_out_over_threshold": f"{len(over)}/{int((~np.isnan(held_r)).sum())}",
+        "held_out_not_scored": int(np.isnan(held_r).sum()),  # a knock-like event left in (knock_gate)
+        "median_ratio": {k: round(float(np.nanmedian(v)), 2) for k, v in ratios.items() if len(v)},
         "windows_over": windows,
         "most_raised_cells": cells,
         # what a cell's climb is to be read against: at end of life most cells are raised
-        "every_cell_median_z": {k: round(float(np.median(v)), 2) for k, v in z.items()},
+        "every_cell_median_z": {k: round(float(np.nanmedian(v)), 2) for k, v in z.items()},
     }
     if a.json:
         print(json.dumps(out))

@@ -181,6 +181,10 @@ class Detector:
                 t, "error", message=f"{type(exc).__name__}: {exc}", batch_t0=batch.t0, batch_t1=batch.t1
             )
             return None
+        why = getattr(scored, "not_scored", "")
+        if why:  # a knock left in the window (core.knock_gate.uncut_knock): not voted, nothing raised
+            self.bus.emit(t, SKIP, reason="knock", message=why, batch_t0=batch.t0, batch_t1=batch.t1)
+            return None
         score = float(scored.score)
         if not math.isfinite(score):
             # A NaN score compares False against any threshold: counted as healthy it would

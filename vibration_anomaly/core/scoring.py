@@ -65,6 +65,7 @@ class WindowScore:
     above: bool
     channel_scores: tuple[float, ...] = ()
     knocked_axes: tuple[int, ...] = ()  # axes a knock was cut out of before scoring (core.knock_gate)
+    not_scored: str = ""  # why it was not scored (a knock left in: knock_gate.uncut_knock); score NaN
 
     @property
     def ratio(self) -> float:
@@ -88,9 +89,13 @@ class Scorer:
         self.frontend = frontend
         self.calibration = calibration
 
-    def _segment_z(self, window: np.ndarray, fs_hz: float, source: str) -> tuple[np.ndarray, tuple[int, ...]]:
+    def _segment_z(
+        self, window: np.ndarray, fs_hz: float, source: str
+    ) -> tuple[np.ndarray, tuple[int, ...], str]:
         """(segments, channels, T, F) normalised features of one window (``core.calibration.segments``),
-        and the axes the frontend cut a knock out of (``core.knock_gate``)."""
+        the axes the frontend cut a knock out of (``core.knock_gate``), and why the window is not to be
+        scored ("" when it is): a whole window with a knock left in (``knock_gate.uncut_knock``). Scored
+        as segments, the segments' quantile already keeps one knock out of the score."""
         self.calibration.check_window(int(np.asarray(window).shape[0]), fs_hz, source)
         k = self.calibration.segments
         segs = split_segments(np.asarray(window)[None], k)  # (k, n // k, C)
@@ -103,25 +108,28 @@ class Scorer:
         for i in range(0, k, per_call):
             parts.append(self.frontend(np.concatenate(list(segs[i : i + per_call]), axis=1), fs_hz, source))
             knocked.update(j % c for j in getattr(self.frontend, "knocked_channels", ()))
+        left = getattr(self.frontend, "uncut_knock", None) if k == 1 else None
         feats = np.concatenate(parts)
-        return self.calibration.normalise(feats.reshape(k, c, *feats.shape[1:]), source), tuple(
-            sorted(knocked)
-        )
+        z = self.calibration.normalise(feats.reshape(k, c, *feats.shape[1:]), source)
+        return z, tuple(sorted(knocked)), "" if left is None else left.describe(fs_hz)
 
     def _segment_scores(
         self, window: np.ndarray, fs_hz: float, source: str
-    ) -> tuple[np.ndarray, tuple[int, ...]]:
-        z, knocked = self._segment_z(window, fs_hz, source)
+    ) -> tuple[np.ndarray, tuple[int, ...], str]:
+        z, knocked, skip = self._segment_z(window, fs_hz, source)
         k, c = z.shape[:2]
+        if skip:
+            return np.full((k, c), np.nan), knocked, skip
         out = np.asarray(
             self.engine.infer(np.ascontiguousarray(z.reshape(k * c, *z.shape[2:]))), dtype=np.float64
         ).reshape(-1)
         if out.shape[0] != k * c:
             raise InputError(source, "engine output", f"expected {k * c} scores, got shape {out.shape}")
-        return out.reshape(k, c), knocked
+        return out.reshape(k, c), knocked, ""
 
     def segment_scores(self, window: np.ndarray, fs_hz: float, source: str = "window") -> np.ndarray:
-        """(segments, channels) scores of one window (``core.calibration.segments``; 1 segment: the whole)."""
+        """(segments, channels) scores of one window (``core.calibration.segments``; 1 segment: the whole);
+        NaN for a window not to be scored (``WindowScore.not_scored``)."""
         return self._segment_scores(window, fs_hz, source)[0]
 
     def channel_scores(self, window: np.ndarray, fs_hz: float, source: str = "window") -> np.ndarray:
@@ -130,7 +138,8 @@ class Scorer:
         return np.asarray(reduce_segments(seg, self.calibration.segments)).reshape(-1)
 
     def score(self, window: np.ndarray, fs_hz: float, source: str = "window") -> float:
-        """Model score of one window (n_samples, n_channels): the segments' quantile of their worst channel."""
+        """Model score of one window (n_samples, n_channels): the segments' quantile of their worst channel
+        (NaN: not to be scored, ``WindowScore.not_scored``)."""
         s = self.segment_scores(window, fs_hz, source)
         return float(reduce_segments(s.max(axis=1), self.calibration.segments)[0])
 
@@ -140,12 +149,13 @@ class Scorer:
             return np.zeros(0)
         k = self.calibration.segments
         zz = np.concatenate([self._segment_z(w, fs_hz, f"window {i}")[0] for i, w in enumerate(windows)])
+        # every window scored, a knock left in or not: for tools that compare whole sets (not the robot)
         n, c = zz.shape[:2]
         out = np.asarray(self.engine.infer(np.ascontiguousarray(zz.reshape(n * c, *zz.shape[2:]))))
         return np.asarray(reduce_segments(out.astype(np.float64).reshape(n, c).max(axis=1), k))
 
     def score_window(self, window: np.ndarray, fs_hz: float, source: str = "window") -> WindowScore:
-        seg, knocked = self._segment_scores(window, fs_hz, source)
+        seg, knocked, skip = self._segment_scores(window, fs_hz, source)
         k = self.calibration.segments
         s = float(reduce_segments(seg.max(axis=1), k)[0])
         cs = np.asarray(reduce_segments(seg, k)).reshape(-1)
@@ -156,6 +166,7 @@ class Scorer:
             above=s > thr,
             channel_scores=tuple(float(v) for v in cs),
             knocked_axes=knocked,
+            not_scored=skip,
         )
 
 

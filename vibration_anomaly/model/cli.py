@@ -167,11 +167,13 @@ def _print_table(res: dict[str, Any]) -> None:
             lad = " ".join(
                 f"{a}x:{_f(d['auroc'], '.3f')}/{_f(d['recall'], '.2f')}" for a, d in m["ladder"].items()
             )
+            unscored = m.get("knock_windows_not_scored")
             print(
                 f"{name:14s} {lad}  smallest={m['smallest_detected_amplitude']} "
                 f"knock-exceed={_f(m['knock_window_exceedance_rate'], '.3f')} "
                 f"knock-alarms={m['knock_alarms_after_voting']} "
-                f"FA/month={_f(m['false_alarms_per_month_clean'], '.3g')}"
+                + (f"knock-not-scored={_f(unscored, '.3f')} " if unscored else "")
+                + f"FA/month={_f(m['false_alarms_per_month_clean'], '.3g')}"
             )
     fa = res.get("false_alarms")
     if fa:
@@ -193,6 +195,7 @@ def _print_table(res: dict[str, Any]) -> None:
                 f"{'yes' if m['within_target_95'] else 'NO':>7s} {m['voted_alarms']:6d}  "
                 f"{_f(m['alarms_per_month'], '.3g')} ({_f(m['alarms_per_month_upper95'], '.3g')})"
                 + (f"  at window {at}" if at and name != "pooled" else "")
+                + (f"  ({m['not_scored']} not scored: a knock left in)" if m.get("not_scored") else "")
             )
         if "model+orders" in res:
             p = res["model+orders"]["false_alarms"]["pooled"]

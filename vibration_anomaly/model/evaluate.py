@@ -34,7 +34,13 @@ from vibration_anomaly.core.calibration.segments import reduce_segments, segment
 from vibration_anomaly.errors import InputError
 from vibration_anomaly.model import ModelFiles
 from vibration_anomaly.model.data import Record, cut_windows, load_dataset
-from vibration_anomaly.model.false_alarms import Vote, bundle_vote, healthy_false_alarms
+from vibration_anomaly.model.false_alarms import (
+    Vote,
+    bundle_vote,
+    healthy_false_alarms,
+    scored_or_zero,
+    unscored,
+)
 
 log = logging.getLogger(__name__)
 
@@ -183,9 +189,17 @@ class ModelMethod:
         self._feat_cache: dict[int, np.ndarray] = {}
 
     def feats(self, windows: np.ndarray, fs: float) -> np.ndarray:
-        """Features of each window's segments, window-major (``core.calibration.segments``: as the robot)."""
+        """Features of each window's segments, window-major (``core.calibration.segments``: as the robot).
+
+        A whole window the robot would not score (a knock the gate could not cut out,
+        ``core.knock_gate.uncut_knock``) has NaN features: ``ratio`` gives it NaN, ``calibrate`` leaves it out.
+        """
         w = np.asarray(windows)
-        return self.frontend.batch(split_segments(w, self.segments_of(w.shape[1], fs)), fs)
+        k = self.segments_of(w.shape[1], fs)
+        f = self.frontend.batch(split_segments(w, k), fs)
+        if k == 1 and len(f):
+            f[[u is not None for u in self.frontend.batch_uncut]] = np.nan
+        return f
 
     def segments_of(self, window_samples: int, fs: float) -> int:
         return segments_for(window_samples, fs) if self.segments is None else self.segments
@@ -196,7 +210,7 @@ class ModelMethod:
     def calibrate(self, md: MachineData, cal_feats: np.ndarray) -> Any:
         return calibrate_features(
             self._score_z,
-            cal_feats,
+            cal_feats[~unscored(cal_feats)],
             fs_hz=md.fs_hz,
             window_samples=md.window,
             target_far=self.target_far,
@@ -210,10 +224,17 @@ class ModelMethod:
     def ratio(self, cal: Any, feats: np.ndarray) -> np.ndarray:
         if len(feats) == 0:
             return np.zeros(0)
-        z = cal.normalise(feats)
+        skip = unscored(feats)  # only whole windows are marked (feats): one row per window here
+        out = np.full(len(feats) // cal.segments, np.nan)
+        if skip.all():
+            return out
+        z = cal.normalise(feats[~skip])
         n, c = z.shape[:2]
         worst = self._score_z(z.reshape(n * c, *z.shape[2:])).reshape(n, c).max(axis=1)
-        return np.asarray(reduce_segments(worst, cal.segments)) / cal.threshold
+        out[~skip if cal.segments == 1 else slice(None)] = (
+            np.asarray(reduce_segments(worst, cal.segments)) / cal.threshold
+        )
+        return out
 
 
 def baseline_ratios(
@@ -232,15 +253,23 @@ def baseline_ratios(
     return {k: fitted.score(v, fs) / thr if len(v) else np.zeros(0) for k, v in sets.items()}
 
 
-def summarize(h: np.ndarray, f: np.ndarray) -> dict[str, float]:
-    tp = float((f > 1).sum())
-    fp = float((h > 1).sum())
-    return {
-        "auroc": round(_auroc(h, f), 4),
+def summarize(h: np.ndarray, f: np.ndarray) -> dict[str, Any]:
+    """AUROC, precision, recall, false-alarm rate of healthy ``h`` and faulty ``f`` ratios. A window the
+    robot would not score (NaN: a knock left in) is outside the AUROC (it separates the scored windows) and
+    the false-alarm rate (as in ``false_alarms``); where faulty it is missed in the recall."""
+    nh, nf = np.isnan(np.asarray(h, dtype=np.float64)), np.isnan(np.asarray(f, dtype=np.float64))
+    auroc = _auroc(np.asarray(h)[~nh], np.asarray(f)[~nf])
+    h, f = scored_or_zero(h), scored_or_zero(f)
+    tp, fp, n_h = float((f > 1).sum()), float((h > 1).sum()), int((~nh).sum())
+    out: dict[str, Any] = {
+        "auroc": round(auroc, 4),
         "precision": round(tp / (tp + fp), 4) if tp + fp > 0 else float("nan"),
         "recall": round(tp / len(f), 4) if len(f) else float("nan"),
-        "false_alarm_rate": round(fp / len(h), 4) if len(h) else float("nan"),
+        "false_alarm_rate": round(fp / n_h, 4) if n_h else float("nan"),
     }
+    if nh.any() or nf.any():
+        out["not_scored"] = {"healthy": int(nh.sum()), "faulty": int(nf.sum())}
+    return out
 
 
 def _progress(i: int, n: int, label: str) -> None:

@@ -180,6 +180,8 @@ def healthy_false_alarms(
     ``machines`` maps a machine name to (ratios score / threshold in time
     order, window length in seconds). Pooled: exceedances over all windows;
     voted alarms are the sum of each machine's own voter (one robot each).
+    A NaN ratio is a window the robot would not score (``core.knock_gate.uncut_knock``): counted in
+    ``not_scored``, neither in the windows nor in the vote.
     """
     out: dict[str, Any] = {
         "vote": {"k": vote.k, "n": vote.n, "source": vote.source},
@@ -192,17 +194,30 @@ def healthy_false_alarms(
     pooled_alarms = []
     for name, (ratios, window_s) in machines.items():
         r = np.asarray(ratios, dtype=np.float64)
-        above = r > 1.0
-        idx = voted_alarms(above, vote.k, vote.n)
-        block = _rates(int(above.sum()), len(r), target_far, vote)
+        kept = np.flatnonzero(~np.isnan(r))  # NaN: a window the robot would not score (a knock left in)
+        above = r[kept] > 1.0
+        idx = kept[voted_alarms(above, vote.k, vote.n)].tolist()  # the voter skips what is not scored
+        block = _rates(int(above.sum()), len(kept), target_far, vote)
+        block["not_scored"] = len(r) - len(kept)
         block["voted_alarms"] = len(idx)
         block["alarms"] = [{"window": i, "t_s": round((i + 1) * window_s, 3)} for i in idx]
         out["machines"][name] = block
         tot_over += int(above.sum())
-        tot_n += len(r)
+        tot_n += len(kept)
         pooled_alarms += [{"machine": name, **a} for a in block["alarms"]]
     pooled = _rates(tot_over, tot_n, target_far, vote)
+    pooled["not_scored"] = sum(m["not_scored"] for m in out["machines"].values())
     pooled["voted_alarms"] = len(pooled_alarms)
     pooled["alarms"] = pooled_alarms
     out["pooled"] = pooled
     return out
+
+
+def unscored(feats: np.ndarray) -> np.ndarray:
+    """(N,) True for the rows ``evaluate.ModelMethod.feats`` marked as not scored (NaN features)."""
+    return np.isnan(feats.reshape(len(feats), -1)[:, 0]) if len(feats) else np.zeros(0, dtype=bool)
+
+
+def scored_or_zero(ratios: np.ndarray) -> np.ndarray:
+    """Ratios with the windows the robot would not score as 0: below threshold, no alarm, no detection."""
+    return np.nan_to_num(np.asarray(ratios, dtype=np.float64), nan=0.0)

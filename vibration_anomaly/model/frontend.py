@@ -73,7 +73,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from vibration_anomaly.core.knock_gate import gate_knocks
+from vibration_anomaly.core.knock_gate import UncutKnock, gate_knocks, uncut_knock
 from vibration_anomaly.errors import InputError
 from vibration_anomaly.model.frontend_config import (
     FEATURE_NAMES,
@@ -96,14 +96,15 @@ __all__ = [
 
 def read_window(
     window: Any, fs_hz: Any, cfg: FrontendConfig, source: str = "window"
-) -> tuple[np.ndarray, tuple[int, ...]]:
+) -> tuple[np.ndarray, tuple[int, ...], UncutKnock | None]:
     """``validate_window``, then knocks replaced (``core.knock_gate``) when ``cfg.knock_gate`` is on;
-    with the channels that had one."""
+    with the channels that had one, and a knock left in that makes the window unfit to score."""
     x = validate_window(window, fs_hz, cfg, source)
     if cfg.knock_gate <= 0:
-        return x, ()
-    x, runs = gate_knocks(x, float(fs_hz), analysis_band(cfg, float(fs_hz))[0], cfg.knock_gate)
-    return x, tuple(sorted({r.channel for r in runs}))
+        return x, (), None
+    gated, runs = gate_knocks(x, float(fs_hz), analysis_band(cfg, float(fs_hz))[0], cfg.knock_gate)
+    left = uncut_knock(x, float(fs_hz), runs, 2 * (x.shape[0] // cfg.subframes))
+    return gated, tuple(sorted({r.channel for r in runs})), left
 
 
 @dataclass(frozen=True)
@@ -247,6 +248,17 @@ class Frontend:
         return getattr(self._last, "channels", ())
 
     @property
+    def uncut_knock(self) -> UncutKnock | None:
+        """The knock this thread's last call found and could not cut out (``core.knock_gate.uncut_knock``):
+        the window is not to be scored. None when there was none (or the gate is off)."""
+        return getattr(self._last, "uncut", None)
+
+    @property
+    def batch_uncut(self) -> tuple[UncutKnock | None, ...]:
+        """:attr:`uncut_knock` of each window of this thread's last :meth:`batch`."""
+        return getattr(self._last, "batch_uncut", ())
+
+    @property
     def n_tokens(self) -> int:
         return self.config.n_tokens
 
@@ -268,7 +280,7 @@ class Frontend:
 
     def __call__(self, window: Any, fs_hz: Any, source: str = "window") -> np.ndarray:
         cfg = self.config
-        x, self._last.channels = read_window(window, fs_hz, cfg, source)
+        x, self._last.channels, self._last.uncut = read_window(window, fs_hz, cfg, source)
         n, c = x.shape
         plan = self._plan(n, float(fs_hz))
         spec = np.zeros((c, plan.spectrum_bins + 1), dtype=np.complex64)  # last column: the sentinel zero
@@ -351,8 +363,13 @@ class Frontend:
             arr = arr[:, :, None]
         if arr.ndim != 3:
             raise InputError(source, "windows.shape", f"expected (N, n_samples, n_channels), got {arr.shape}")
+        feats, uncut = [], []
+        for w in arr:
+            feats.append(self(w, fs_hz, source))
+            uncut.append(self.uncut_knock)
+        self._last.batch_uncut = tuple(uncut)
         return (
-            np.stack([self(w, fs_hz, source) for w in arr])
+            np.stack(feats)
             if len(arr)
             else np.zeros((0, arr.shape[2], self.n_tokens, self.n_features), dtype=np.float32)
         )

@@ -50,7 +50,7 @@ class FullRateFrontend(Frontend):
 
     def __call__(self, window: Any, fs_hz: Any, source: str = "window") -> np.ndarray:
         cfg = self.config
-        x, self._last.channels = read_window(window, fs_hz, cfg, source)
+        x, self._last.channels, self._last.uncut = read_window(window, fs_hz, cfg, source)
         fs = float(fs_hz)
         n, c = x.shape
         x = x - x.mean(axis=0, keepdims=True)

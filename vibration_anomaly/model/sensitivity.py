@@ -63,7 +63,7 @@ from vibration_anomaly.model.evaluate import (
     split_machines,
     window_samples,
 )
-from vibration_anomaly.model.false_alarms import Vote, bundle_vote
+from vibration_anomaly.model.false_alarms import Vote, bundle_vote, scored_or_zero
 from vibration_anomaly.model.sensor_model import SOURCE, SensorModel, sensor_for
 from vibration_anomaly.model.synth import (
     DEFAULT_PHYSICS,
@@ -237,7 +237,8 @@ def sensitivity(
                 raw.setdefault(bname, {}).setdefault(key, []).append(v)
         for mname in raw:
             voter = AlarmVoter(k, n)
-            for above in raw[mname]["knock"][-1] > 1:
+            kr = raw[mname]["knock"][-1]
+            for above in kr[~np.isnan(kr)] > 1:  # a window the robot would not score is not voted
                 if voter.update(bool(above)):
                     alarms[mname] = alarms.get(mname, 0) + 1
                     voter.reset()
@@ -246,29 +247,35 @@ def sensitivity(
         del raw[FUSED]
     out: dict[str, Any] = {"methods": {}}
     for mname, d in raw.items():
-        clean = np.concatenate(d["clean"])
+        clean_all = np.concatenate(d["clean"])
         ladder = {}
         smallest = None
         for a in amplitudes:
-            inj = np.concatenate(d[f"{a:g}"])
-            au = _auroc(clean, inj)
+            raw_inj = np.concatenate(d[f"{a:g}"])
+            inj = scored_or_zero(raw_inj)  # recall: a window the robot would not score is not detected
+            au = _auroc(clean_all[~np.isnan(clean_all)], raw_inj[~np.isnan(raw_inj)])  # the scored ones
             ladder[f"{a:g}"] = {"auroc": round(au, 4), "recall": round(float((inj > 1).mean()), 4)}
+            if np.isnan(raw_inj).any():
+                ladder[f"{a:g}"]["not_scored"] = round(float(np.isnan(raw_inj).mean()), 4)
             if smallest is None and au >= DETECT_AUROC:
                 smallest = a
         kn = np.concatenate(d["knock"])
-        p_clean = float((clean > 1).mean())
-        p_knock = float((kn > 1).mean())
+        kn_scored = kn[~np.isnan(kn)]
+        p_clean = float((clean_all[~np.isnan(clean_all)] > 1).mean())
+        p_knock = float((kn_scored > 1).mean()) if len(kn_scored) else 0.0
+        scored_frac = len(kn_scored) / max(len(kn), 1)
         out["methods"][mname] = {
             "ladder": ladder,
             "smallest_detected_amplitude": smallest,
             "heldout_false_alarm_rate": round(p_clean, 4),
-            "knock_window_exceedance_rate": round(p_knock, 4),
+            "knock_window_exceedance_rate": round(float((np.nan_to_num(kn) > 1).mean()), 4),
+            "knock_windows_not_scored": round(1.0 - scored_frac, 4),
             "knock_alarms_after_voting": alarms.get(mname, 0),
             "false_alarms_per_month_clean": round(
                 false_alarms_per_month(p_clean, k, n, inferences_per_hour), 4
             ),
             "false_alarms_per_month_every_window_knocked": round(
-                false_alarms_per_month(p_knock, k, n, inferences_per_hour), 4
+                false_alarms_per_month(p_knock, k, n, inferences_per_hour * scored_frac), 4
             ),
         }
     res_f = [f for f, _ in drawn]

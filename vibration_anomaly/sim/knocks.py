@@ -77,6 +77,8 @@ def knock_trial(
     finally:
         engine.unload()
     k_of, n_of = al.votes_required, al.votes_window
+    clean = [r for r in clean if r == r]  # NaN: a knock left in, not scored (core.knock_gate.uncut_knock)
+    kept = [r for r in knocked if r == r]
     return {
         "rate_hz": rate_hz,
         "window_s": n / rate_hz,
@@ -89,8 +91,10 @@ def knock_trial(
         "vote": f"{k_of} of {n_of}",
         "clean_over_threshold": int(sum(r > 1 for r in clean)),
         "clean_voted_alarms": len(voted_alarms([r > 1 for r in clean], k_of, n_of)),
-        "knocked_over_threshold": int(sum(r > 1 for r in knocked)),
-        "knocked_voted_alarms": len(voted_alarms([r > 1 for r in knocked], k_of, n_of)),
-        "knocked_ratio_median": round(float(np.median(knocked)), 3),
+        "clean_not_scored": windows - len(clean),
+        "knocked_over_threshold": int(sum(r > 1 for r in kept)),
+        "knocked_not_scored": len(knocked) - len(kept),
+        "knocked_voted_alarms": len(voted_alarms([r > 1 for r in kept], k_of, n_of)),
+        "knocked_ratio_median": round(float(np.median(kept)), 3) if kept else None,
         "clean_ratio_median": round(float(np.median(clean)), 3),
     }

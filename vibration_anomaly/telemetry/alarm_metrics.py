@@ -1,6 +1,7 @@
 """The alarm's diagnosis as metrics: where the latest alarm places the fault, its line, its growth; and
 the latest batch's order ratio (speed-aware scoring, ``core.order_calibration``); and how many scored
-batches had a knock cut out first (``core.knock_gate``: a floor that knocks the robot often shows here).
+batches had a knock cut out first (``core.knock_gate``: a floor that knocks the robot often shows here),
+and how many were not scored because a knock dominated them and could not be cut out.
 
 ``location`` is the only label, from the fixed set of ``core.events.LOCATIONS`` (anything else is
 ``unknown``): a frequency is a gauge's value, never a label, so an alarm cannot add a series.
@@ -49,7 +50,18 @@ class AlarmDiagnosisMetrics:
             namespace=NAMESPACE,
             registry=registry,
         )
+        self.knock_unscored = Counter(
+            "knock_unscored_windows",
+            "Batches not scored because a knock dominated them and could not be cut out "
+            "(core.knock_gate.uncut_knock; a skip event with reason knock): not voted.",
+            namespace=NAMESPACE,
+            registry=registry,
+        )
         self._on_alarm_reset(0.0, {})
+
+    def _on_skip(self, t: float, event: Mapping[str, Any]) -> None:
+        if event.get("reason") == "knock":
+            self.knock_unscored.inc()
 
     def _on_infer(self, t: float, event: Mapping[str, Any]) -> None:
         r = event.get("order_ratio")

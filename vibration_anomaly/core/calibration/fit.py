@@ -250,7 +250,9 @@ def calibrate(
     where no defect line fits the sensor's band at that speed, nothing is recorded and the model alone
     decides. A recording whose speed changed: ``order_windows`` (M, n, C), its windows with a known speed
     resampled to constant speed (``core.order_track``), and ``shaft_hz`` one speed each; the model is
-    still calibrated on ``windows`` as they are (what it scores on the robot).
+    still calibrated on ``windows`` as they are (what it scores on the robot). A whole window holding a
+    knock the gate cannot cut (``core.knock_gate.uncut_knock``) is left out, as the robot will not score
+    one; ``extra.windows_not_fitted`` counts them.
     """
     if len(windows) == 0:
         raise InputError("calibration", "windows", "no healthy windows given")
@@ -268,9 +270,21 @@ def calibrate(
         )
     stacked = np.stack([np.asarray(w) for w in windows]) if segments > 1 or with_orders else None
     pieces = split_segments(stacked, segments) if stacked is not None and segments > 1 else windows
-    feats = np.stack(
-        [frontend(s, fs_hz, f"calibration window {i // segments}") for i, s in enumerate(pieces)]
-    )
+    feats_list, left_out = [], 0
+    for i, s in enumerate(pieces):
+        f = frontend(s, fs_hz, f"calibration window {i // segments}")
+        if segments == 1 and getattr(frontend, "uncut_knock", None) is not None:
+            left_out += 1  # a knock left in (core.knock_gate.uncut_knock): the robot will not score it
+            continue
+        feats_list.append(f)
+    if not feats_list:
+        raise InputError(
+            "calibration",
+            "windows",
+            f"all {left_out} windows hold a knock the gate cannot cut out (core.knock_gate.uncut_knock); "
+            "record the machine where it is not knocked",
+        )
+    feats = np.stack(feats_list)
     cal = calibrate_features(
         lambda z: engine.infer(np.ascontiguousarray(z, dtype=np.float32)),
         feats,
@@ -300,6 +314,8 @@ def calibrate(
         )
         if oc is not None:
             cal.extra[EXTRA_KEY] = oc.to_dict()
+    if left_out:
+        cal.extra["windows_not_fitted"] = left_out  # a knock left in: not what the robot scores
     method = getattr(frontend, "method", None)
     if isinstance(method, str):
         cal.extra["frontend"] = method  # so it is scored with the same features (``Calibration.frontend``)
