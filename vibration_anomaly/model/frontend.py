@@ -102,8 +102,9 @@ def read_window(
     x = validate_window(window, fs_hz, cfg, source)
     if cfg.knock_gate <= 0:
         return x, (), None
-    gated, runs = gate_knocks(x, float(fs_hz), analysis_band(cfg, float(fs_hz))[0], cfg.knock_gate)
-    left = uncut_knock(x, float(fs_hz), runs, 2 * (x.shape[0] // cfg.subframes))
+    cut_hz = analysis_band(cfg, float(fs_hz))[0]
+    gated, runs = gate_knocks(x, float(fs_hz), cut_hz, cfg.knock_gate)
+    left = uncut_knock(x, float(fs_hz), runs, 2 * (x.shape[0] // cfg.subframes), cut_hz)
     return gated, tuple(sorted({r.channel for r in runs})), left
 
 
