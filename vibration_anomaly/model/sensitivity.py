@@ -261,7 +261,8 @@ def sensitivity(
                 smallest = a
         kn = np.concatenate(d["knock"])
         kn_scored = kn[~np.isnan(kn)]
-        p_clean = float((clean_all[~np.isnan(clean_all)] > 1).mean())
+        clean_scored = clean_all[~np.isnan(clean_all)]
+        p_clean = float((clean_scored > 1).mean()) if len(clean_scored) else 0.0
         p_knock = float((kn_scored > 1).mean()) if len(kn_scored) else 0.0
         scored_frac = len(kn_scored) / max(len(kn), 1)
         out["methods"][mname] = {

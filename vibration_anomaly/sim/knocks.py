@@ -96,5 +96,5 @@ def knock_trial(
         "knocked_not_scored": len(knocked) - len(kept),
         "knocked_voted_alarms": len(voted_alarms([r > 1 for r in kept], k_of, n_of)),
         "knocked_ratio_median": round(float(np.median(kept)), 3) if kept else None,
-        "clean_ratio_median": round(float(np.median(clean)), 3),
+        "clean_ratio_median": round(float(np.median(clean)), 3) if clean else None,
     }
