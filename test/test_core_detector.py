@@ -186,12 +186,14 @@ def test_a_knock_the_gate_cannot_cut_is_a_skip_not_a_vote(parts: tuple) -> None:
     before = det.voter.updates
     assert det.infer_latest(fresh_after=0.0) is None
     assert det.voter.updates == before and det.inferences == 0 and det.errors == 0
+    assert det.knock_unscored == det.knock_streak == 1 and "axis 1" in det.last_knock
     skip = events[-1]
     assert skip["event"] == "skip" and skip["reason"] == "knock", events
     assert "axis 1" in skip["message"] and skip["batch_t0"] == pytest.approx(b.t0)
     det.queue.put(good_batch(parts[2], 7060.0))  # the next clean batch is scored as usual
     v = det.infer_latest(fresh_after=0.0)
     assert v is not None and np.isfinite(v.score) and det.voter.updates == before + 1
+    assert det.knock_unscored == 1 and det.knock_streak == 0  # watched again: the streak ends
     reg = CollectorRegistry()
     metrics = RobotMetrics(reg)
     for e in events:

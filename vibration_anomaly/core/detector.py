@@ -103,6 +103,9 @@ class Detector:
             voter.restore()  # raised before a restart or reconfigure: still raised until reset
         self.inferences = 0
         self.errors = 0
+        self.knock_unscored = 0  # batches not scored: a knock left in (core.knock_gate.uncut_knock)
+        self.knock_streak = 0  # of them, in a row since the last scored batch (the model diagnostic)
+        self.last_knock = ""
 
     @property
     def awake(self) -> bool:
@@ -183,6 +186,9 @@ class Detector:
             return None
         why = getattr(scored, "not_scored", "")
         if why:  # a knock left in the window (core.knock_gate.uncut_knock): not voted, nothing raised
+            self.knock_unscored += 1
+            self.knock_streak += 1
+            self.last_knock = why
             self.bus.emit(t, SKIP, reason="knock", message=why, batch_t0=batch.t0, batch_t1=batch.t1)
             return None
         score = float(scored.score)
@@ -201,6 +207,7 @@ class Detector:
         order = self._read_orders(t, batch)
         infer_s = time.perf_counter() - start
         self.inferences += 1
+        self.knock_streak = 0
         threshold = float(
             self.threshold_override if self.threshold_override is not None else scored.threshold
         )

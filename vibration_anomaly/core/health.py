@@ -181,6 +181,10 @@ class BacklogHealth:
 # ----------------------------------------------------------------------- model/engine
 
 
+KNOCK_STREAK_WARN = 3
+"""Batches in a row left unscored for a knock before the model diagnostic warns (3 duty periods unwatched)."""
+
+
 def model_health(
     *,
     lifecycle_state: str,
@@ -192,8 +196,13 @@ def model_health(
     errors: int = 0,
     last_error: str | None = None,
     backend_reason: str | None = None,
+    knock_unscored: int = 0,
+    knock_streak: int = 0,
+    last_knock: str = "",
 ) -> Health:
-    """ERROR when the node is unconfigured or failed (no model loaded); WARN after inference errors."""
+    """ERROR when the node is unconfigured or failed (no model loaded); WARN after inference errors, or
+    when the last :data:`KNOCK_STREAK_WARN` batches or more were all left unscored for a knock (the
+    bearing is not being watched; ``core.knock_gate.uncut_knock``)."""
     values = {
         "lifecycle state": lifecycle_state,
         "backend": backend or "none",
@@ -203,6 +212,7 @@ def model_health(
         "engine holds": ", ".join(held) or "nothing",
         "inferences": inferences,
         "inference errors": errors,
+        "not scored (knock)": knock_unscored,
     }
     if last_error:
         values["last error"] = last_error
@@ -210,6 +220,8 @@ def model_health(
         return Health(ERROR, f"no model loaded (lifecycle {lifecycle_state})", values)
     if errors:
         return Health(WARN, f"{errors} inference errors; last: {last_error or '?'}", values)
+    if knock_streak >= KNOCK_STREAK_WARN:
+        return Health(WARN, f"last {knock_streak} batches not scored: {last_knock or 'knock'}", values)
     return Health(OK, f"{backend} {engine_state}", values)
 
 

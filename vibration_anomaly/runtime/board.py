@@ -109,6 +109,9 @@ def model(rt: DetectorRuntime) -> Health:
         errors=d.errors if d else 0,
         last_error=rt.last_error,
         backend_reason=pl.backend_reason if pl else None,
+        knock_unscored=d.knock_unscored if d else 0,
+        knock_streak=d.knock_streak if d else 0,
+        last_knock=d.last_knock if d else "",
     )
 
 
