@@ -105,6 +105,14 @@ def _tones(y: np.ndarray, keep: np.ndarray) -> np.ndarray:
     return tones
 
 
+def _above(rows: np.ndarray, fs_hz: float, cut_hz: float) -> np.ndarray:
+    """Each row of ``rows`` (k, n) less its content below ``cut_hz`` (the analysis band's lower edge)."""
+    n = rows.shape[-1]
+    spec = np.fft.rfft(rows, axis=-1)
+    spec[..., int(np.searchsorted(np.fft.rfftfreq(n, 1.0 / fs_hz), cut_hz)) :] = 0  # bins >= cut_hz
+    return rows - np.fft.irfft(spec, n, axis=-1)
+
+
 def _quantile_rows(e: np.ndarray, q: float) -> np.ndarray:
     """Per column, the value at rank ``int(q * (rows - 1))`` (no interpolation: a partition, not a sort)."""
     k = int(q * (e.shape[0] - 1))
@@ -127,11 +135,8 @@ def knock_runs(
     hit = np.flatnonzero(seed.any(axis=0))
     if not len(hit):
         return [], None
-    rows = np.ascontiguousarray(x[:, hit].T)  # (k, n): each FFT along contiguous memory
-    spec = np.fft.rfft(rows, axis=1)
-    spec[:, int(np.searchsorted(np.fft.rfftfreq(n, 1.0 / fs_hz), cut_hz)) :] = 0  # bins >= cut_hz
     high = np.zeros_like(x, dtype=np.float64)
-    high[:, hit] = (rows - np.fft.irfft(spec, n, axis=1)).T
+    high[:, hit] = _above(np.ascontiguousarray(x[:, hit].T), fs_hz, cut_hz).T  # FFTs along contiguous rows
     eh = _frame_energy(high[:, hit], frame, frames)
     ringing = seed[:, hit] | (eh > HOLD * _quantile_rows(eh, 0.5))
     out: list[GatedRun] = []
@@ -202,10 +207,10 @@ class UncutKnock:
         )
 
 
-def _one_event(ec: np.ndarray) -> tuple[int, int, int, float] | None:
+def _one_event(ec: np.ndarray, med: float | None = None) -> tuple[int, int, int, float] | None:
     """(first frame, stop frame, loudest frame, its level over the median) of the one event that dominates
-    the frame energies ``ec`` (module doc); None when none does."""
-    med = float(_quantile_rows(ec[:, None], 0.5)[0])
+    the frame energies ``ec`` (module doc); None when none does. ``med``: their median, when known."""
+    med = float(_quantile_rows(ec[:, None], 0.5)[0]) if med is None else med
     p = int(ec.argmax())
     if not (med > 0 and ec[p] > UNCUT_LEVEL * med):
         return None
@@ -251,11 +256,10 @@ def uncut_knock(
     med, top = part[mid], part[-1]
     worst: UncutKnock | None = None
     for c in np.flatnonzero((med > 0) & (top > UNCUT_LEVEL * med)).tolist():
-        ev = _one_event(e[:, c])
+        ev = _one_event(e[:, c], float(med[c]))
         if ev is None and band_hz > 0:
-            spec = np.fft.rfft(x[:, c])
-            spec[: int(np.searchsorted(np.fft.rfftfreq(n, 1.0 / fs_hz), band_hz))] = 0
-            ev = _one_event(_frame_energy(np.fft.irfft(spec, n)[:used, None], frame, frames)[:, 0])
+            high = _above(np.ascontiguousarray(x[:, c])[None], fs_hz, band_hz)[0]
+            ev = _one_event(_frame_energy(high[:used, None], frame, frames)[:, 0])
         if ev is None:
             continue
         a, b, p, level = ev

@@ -224,17 +224,15 @@ class ModelMethod:
     def ratio(self, cal: Any, feats: np.ndarray) -> np.ndarray:
         if len(feats) == 0:
             return np.zeros(0)
-        skip = unscored(feats)  # only whole windows are marked (feats): one row per window here
-        out = np.full(len(feats) // cal.segments, np.nan)
-        if skip.all():
+        skip = unscored(feats)  # marked only where windows are scored whole (feats): a row per window
+        if skip.any():
+            out = np.full(len(feats), np.nan)
+            out[~skip] = self.ratio(cal, feats[~skip])
             return out
-        z = cal.normalise(feats[~skip])
+        z = cal.normalise(feats)
         n, c = z.shape[:2]
         worst = self._score_z(z.reshape(n * c, *z.shape[2:])).reshape(n, c).max(axis=1)
-        out[~skip if cal.segments == 1 else slice(None)] = (
-            np.asarray(reduce_segments(worst, cal.segments)) / cal.threshold
-        )
-        return out
+        return np.asarray(reduce_segments(worst, cal.segments)) / cal.threshold
 
 
 def baseline_ratios(

@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from vibration_anomaly.core.scoring import AlarmVoter, false_alarms_per_month
+from vibration_anomaly.core.scoring import false_alarms_per_month
 from vibration_anomaly.errors import InputError
 from vibration_anomaly.model import ModelFiles
 from vibration_anomaly.model.data import Record, load_dataset
@@ -63,7 +63,7 @@ from vibration_anomaly.model.evaluate import (
     split_machines,
     window_samples,
 )
-from vibration_anomaly.model.false_alarms import Vote, bundle_vote, scored_or_zero
+from vibration_anomaly.model.false_alarms import Vote, bundle_vote, scored_or_zero, voted_alarms
 from vibration_anomaly.model.sensor_model import SOURCE, SensorModel, sensor_for
 from vibration_anomaly.model.synth import (
     DEFAULT_PHYSICS,
@@ -236,12 +236,8 @@ def sensitivity(
             for key, v in baseline_ratios(bname, bl, md, sets, target_far).items():
                 raw.setdefault(bname, {}).setdefault(key, []).append(v)
         for mname in raw:
-            voter = AlarmVoter(k, n)
-            kr = raw[mname]["knock"][-1]
-            for above in kr[~np.isnan(kr)] > 1:  # a window the robot would not score is not voted
-                if voter.update(bool(above)):
-                    alarms[mname] = alarms.get(mname, 0) + 1
-                    voter.reset()
+            kr = raw[mname]["knock"][-1]  # a window the robot would not score (NaN) is not voted
+            alarms[mname] = alarms.get(mname, 0) + len(voted_alarms(kr[~np.isnan(kr)] > 1, k, n))
     sys.stderr.write(f"\rsensitivity: machine {len(machines)}/{len(machines)}\n")
     if not fused.machines_with_orders:
         del raw[FUSED]
