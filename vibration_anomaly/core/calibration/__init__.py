@@ -24,8 +24,10 @@ from vibration_anomaly.core.calibration.record import (
     MAX_CALIBRATION_BYTES,
     MAX_FS_HZ,
     MAX_WINDOW_S,
+    QUIET_GATE,
     Z_CLIP,
     Calibration,
+    zscores,
 )
 
 __all__ = [
@@ -33,10 +35,12 @@ __all__ = [
     "MAX_CALIBRATION_BYTES",
     "MAX_FS_HZ",
     "MAX_WINDOW_S",
+    "QUIET_GATE",
     "Z_CLIP",
     "Calibration",
     "calibrate",
     "calibrate_features",
     "fit_normalisation",
     "threshold_from_scores",
+    "zscores",
 ]

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from vibration_anomaly.core.calibration.record import Z_CLIP, Calibration
+from vibration_anomaly.core.calibration.record import QUIET_GATE, Calibration, zscores
 from vibration_anomaly.core.calibration.segments import reduce_segments, segments_for, split_segments
 from vibration_anomaly.errors import InputError
 
@@ -179,16 +179,17 @@ def calibrate_features(
         rows = (blk[:, None] * segments + np.arange(segments)).ravel()
         rest_rows = (rest[:, None] * segments + np.arange(segments)).ravel()
         mu, sd = fit_normalisation(f[rest_rows], prior_std, prior_weight, drift_std=drift_std)
-        z = np.clip((f[rows] - mu) / sd, -Z_CLIP, Z_CLIP).astype(np.float32)
+        z = zscores(f[rows], mu, sd, QUIET_GATE)
         held[blk] = reduce_segments(_window_scores(score_fn, z), segments)
     mean, std = fit_normalisation(f, prior_std, prior_weight, drift_std=drift_std)
     thr, how = threshold_from_scores(held, target_far)
     extra: dict[str, Any] = {
+        "quiet_gate": QUIET_GATE,
         "held_out_scores_p50_p90_max": [
             float(np.median(held)),
             float(np.quantile(held, 0.9)),
             float(held.max()),
-        ]
+        ],
     }
     if segments > 1:
         extra["segments"] = segments
