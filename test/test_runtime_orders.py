@@ -197,6 +197,9 @@ def test_a_shaft_changing_speed_in_the_window_is_followed_by_the_speed_topic(
     with the topic's readings the order part resamples each window to constant speed (core.order_track)
     and sees the defect; one speed for the whole window (even the right mean) smears its lines away."""
     model, cal, _ = calibrated
+    # The speeds a commissioning recording across the swing records (core.speed.SpeedGuard would otherwise
+    # leave every window more than 3 % off 24 Hz unscored: test_runtime_speed_guard.py).
+    cal = replace(cal, extra={**cal.extra, "speed_hz": [SHAFT * 0.9, SHAFT * 1.1]})
     fault = FaultSpec(start_s=FAULT_AT, resonance_hz=1200.0, initial_peak=0.2, final_peak=0.2, growth_s=1.0)
     robot = SimulatedRobot(
         RobotConfig(rate_hz=RATE, seed=5, shaft_hz=SHAFT, fault=fault, speed_swing=0.1, speed_swing_s=23.0)
@@ -293,9 +296,21 @@ def test_calibrate_cli_records_the_order_part_and_refuses_half_of_it(tmp_path: P
     cal = Calibration.load(out)
     assert OrderCalibration.from_dict(cal.extra[EXTRA_KEY]).same_orders(ORDERS)
     assert not OrderCalibration.from_dict(cal.extra[EXTRA_KEY]).same_orders(dict(ORDERS, bpfo=3.0))
+    assert cal.extra["speed_hz"] == [SHAFT, SHAFT] == json.loads(run.stdout)["speeds_hz"]
+    alone = subprocess.run(  # a speed without orders: only the speeds the calibration was made at
+        [*cmd, "--out", str(tmp_path / "speed.json"), "--shaft-hz", "24"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert alone.returncode == 0, alone.stderr
+    assert json.loads(alone.stdout)["speed_aware"] is None and json.loads(alone.stdout)["speeds_hz"] == [
+        24.0,
+        24.0,
+    ]
+    assert EXTRA_KEY not in Calibration.load(tmp_path / "speed.json").extra
     for args, named in (
         (["--bearing", bearing], "--shaft-hz"),
-        (["--shaft-hz", "24"], "--bearing"),
         (["--bearing", "ftf=0.4", "--shaft-hz", "24"], "cage"),
         (["--bearing", f"{bearing},rpm=1500", "--shaft-hz", "24"], "disagrees"),
         (["--segments", "0"], "--segments"),

@@ -43,6 +43,12 @@ class ScorerLike(Protocol):
     def score_window(self, window: np.ndarray, fs_hz: float, source: str = ...) -> ScoredLike: ...
 
 
+class SpeedGuardLike(Protocol):
+    """``core.speed.SpeedGuard``: why a window at a speed the calibration never saw is not scored ("" if it is)."""
+
+    def check(self, t0: float, t1: float) -> str: ...
+
+
 class VoterLike(Protocol):
     """``core.scoring.AlarmVoter``: k-of-n vote, latched."""
 
@@ -86,8 +92,10 @@ class Detector:
         latch: AlarmLatch | None = None,
         diagnoser: Diagnoser | None = None,
         orders: OrderCheck | None = None,
+        speed_guard: SpeedGuardLike | None = None,
     ) -> None:
         self.engine = engine
+        self.speed_guard = speed_guard  # None: the calibration records no speeds (or none is known)
         self.diagnoser = diagnoser
         self.orders = orders  # speed- and bearing-aware scoring (core.order_calibration); None: model alone
         self.threshold_override = threshold_override
@@ -106,6 +114,9 @@ class Detector:
         self.knock_unscored = 0  # batches not scored: a knock left in (core.knock_gate.uncut_knock)
         self.knock_streak = 0  # of them, in a row since the last scored batch (the model diagnostic)
         self.last_knock = ""
+        self.speed_unscored = 0  # batches not scored: a shaft speed the calibration never saw (SpeedGuard)
+        self.speed_streak = 0
+        self.last_speed = ""
 
     @property
     def awake(self) -> bool:
@@ -175,6 +186,8 @@ class Detector:
             return None
         if self.sensor is not None and not self._sensor_ok(t, batch):
             return None
+        if self._off_speed(t, batch):
+            return None
         start = time.perf_counter()
         try:
             scored = self.scorer.score_window(batch.data, batch.fs_hz, f"batch {batch.t0:.3f}-{batch.t1:.3f}")
@@ -207,7 +220,7 @@ class Detector:
         order = self._read_orders(t, batch)
         infer_s = time.perf_counter() - start
         self.inferences += 1
-        self.knock_streak = 0
+        self.knock_streak = self.speed_streak = 0
         threshold = float(
             self.threshold_override if self.threshold_override is not None else scored.threshold
         )
@@ -245,6 +258,16 @@ class Detector:
                 t, ALARM, score=round(score, 6), threshold=round(threshold, 6), **extra, **diagnosis
             )
         return v
+
+    def _off_speed(self, t: float, batch: Batch) -> bool:
+        """A shaft speed the calibration never saw (``core.speed.SpeedGuard``): a ``skip``, not voted."""
+        why = "" if self.speed_guard is None else self.speed_guard.check(batch.t0, batch.t1)
+        if why:
+            self.speed_unscored += 1
+            self.speed_streak += 1
+            self.last_speed = why
+            self.bus.emit(t, SKIP, reason="speed", message=why, batch_t0=batch.t0, batch_t1=batch.t1)
+        return bool(why)
 
     def _read_orders(self, t: float, batch: Batch) -> OrderReading | None:
         """The order part's reading of ``batch``; a failure is an ``error`` event and the model alone decides."""

@@ -182,7 +182,7 @@ class BacklogHealth:
 
 
 KNOCK_STREAK_WARN = 3
-"""Batches in a row left unscored for a knock before the model diagnostic warns (3 duty periods unwatched)."""
+"""Batches in a row left unscored for a knock (or a speed) before the model diagnostic warns (3 duty periods unwatched)."""
 
 
 def model_health(
@@ -199,10 +199,14 @@ def model_health(
     knock_unscored: int = 0,
     knock_streak: int = 0,
     last_knock: str = "",
+    speed_unscored: int = 0,
+    speed_streak: int = 0,
+    last_speed: str = "",
 ) -> Health:
     """ERROR when the node is unconfigured or failed (no model loaded); WARN after inference errors, or
     when the last :data:`KNOCK_STREAK_WARN` batches or more were all left unscored for a knock (the
-    bearing is not being watched; ``core.knock_gate.uncut_knock``)."""
+    bearing is not being watched; ``core.knock_gate.uncut_knock``) or for a shaft speed the calibration
+    never saw (``core.speed.SpeedGuard``)."""
     values = {
         "lifecycle state": lifecycle_state,
         "backend": backend or "none",
@@ -213,6 +217,7 @@ def model_health(
         "inferences": inferences,
         "inference errors": errors,
         "not scored (knock)": knock_unscored,
+        "not scored (speed)": speed_unscored,
     }
     if last_error:
         values["last error"] = last_error
@@ -222,6 +227,8 @@ def model_health(
         return Health(WARN, f"{errors} inference errors; last: {last_error or '?'}", values)
     if knock_streak >= KNOCK_STREAK_WARN:
         return Health(WARN, f"last {knock_streak} batches not scored: {last_knock or 'knock'}", values)
+    if speed_streak >= KNOCK_STREAK_WARN:
+        return Health(WARN, f"last {speed_streak} batches not scored: {last_speed or 'speed'}", values)
     return Health(OK, f"{backend} {engine_state}", values)
 
 

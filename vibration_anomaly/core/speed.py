@@ -18,15 +18,24 @@ import math
 import threading
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from vibration_anomaly.core.order_track import Tracked, track_window
+from vibration_anomaly.errors import InputError
 
 MIN_SHAFT_HZ = 0.5
 """Below half a turn per second no defect frequency can be resolved in a 5 s window: a standstill."""
 MAX_SHAFT_HZ = 1000.0
 """60 000 rpm; above that a reading is a unit error (rpm given as rad/s, ...)."""
+SPEED_MARGIN = 0.03
+"""How far outside the speeds its calibration was made at (a fraction of them) a window is still scored.
+
+Small on purpose, no safe margin exists: the simulated robot calibrated at a steady 24 Hz put every window
+over its threshold at 25.2 Hz (+5 %, 1 kHz IMU), where its motor's second harmonic crossed a band edge
+(docs/MODEL.md, "Speeds the calibration never saw"); 3 % lets a speed controller's jitter through."""
 HISTORY = 8192
 """Topic readings kept for :meth:`ShaftSpeed.track`: over 5 s of a 1 kHz JointState, a minute of a 100 Hz one."""
 
@@ -159,3 +168,48 @@ class ShaftSpeed:
                 f"speed on {self.topic} unknown during the window: {inside[0][2] if inside else '?'}",
             )
         return got, source
+
+
+def speed_range(extra: Any, source: str = "calibration") -> tuple[float, float] | None:
+    """A calibration's ``extra.speed_hz``, ``[lowest, highest]`` shaft speed of its windows, checked; None
+    where it has none (made without a speed, or before speeds were recorded)."""
+    got = extra.get("speed_hz") if isinstance(extra, dict) else None
+    if got is None:
+        return None
+    ok = isinstance(got, list) and len(got) == 2
+    ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in got)
+    if not ok or not MIN_SHAFT_HZ <= got[0] <= got[1] <= MAX_SHAFT_HZ:
+        raise InputError(
+            source,
+            "extra.speed_hz",
+            f"expected [lowest, highest] shaft Hz within {MIN_SHAFT_HZ:g}-{MAX_SHAFT_HZ:g}, got {got!r}",
+        )
+    return float(got[0]), float(got[1])
+
+
+@dataclass(frozen=True)
+class SpeedGuard:
+    """Windows at a shaft speed the calibration never saw are not scored (``Detector``: a ``skip``, reason
+    ``speed``). A healthy machine at another speed is another machine to the model: its motor and mesh
+    lines move across band edges, and it scores like a fault. Where the speed is unknown the window is
+    scored as without the guard (a missing topic must not blind the detector; ``ShaftSpeed.at`` says)."""
+
+    low_hz: float
+    high_hz: float
+    speed: ShaftSpeed
+    margin: float = SPEED_MARGIN
+
+    def check(self, t0: float, t1: float) -> str:
+        """Why the window [t0, t1] is not to be scored ("" when it is)."""
+        hz, _source = self.speed.at(t0, t1)
+        if hz is None or self.low_hz * (1 - self.margin) <= hz <= self.high_hz * (1 + self.margin):
+            return ""
+        made = (
+            f"{self.low_hz:.2f} Hz"
+            if self.high_hz == self.low_hz
+            else f"{self.low_hz:.2f}-{self.high_hz:.2f} Hz"
+        )
+        return (
+            f"shaft at {hz:.2f} Hz, outside the {made} the calibration was made at (+-{self.margin:.0%}): "
+            "recalibrate on a recording across the robot's speeds"
+        )

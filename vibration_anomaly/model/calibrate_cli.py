@@ -116,6 +116,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                 "windows": cal.n_windows,
                 "method": cal.method,
                 "segments": cal.segments,
+                "speeds_hz": cal.extra.get("speed_hz"),
                 "speed_aware": _speed_aware_summary(cal, shaft_hz, orders, tracked, readings),
             },
             indent=1,
@@ -173,12 +174,14 @@ def register(subparsers: Any) -> None:
     c.add_argument(
         "--shaft-hz",
         type=number(0, 1000, lo_open=True, unit="Hz"),
-        help="the shaft speed during the healthy recording (steady), for --bearing",
+        help="the shaft speed during the healthy recording (steady): recorded, so the robot does not score "
+        "windows at speeds the calibration never saw (with speed_topic or shaft_hz); needed by --bearing",
     )
     c.add_argument(
         "--speed-joint",
-        help="for --bearing, instead of --shaft-hz: the joint of the bag's sensor_msgs/JointState topic whose "
-        "velocity (rad/s) is the shaft's (the detector's speed_joint); the recording may then change speed: "
+        help="instead of --shaft-hz: the joint of the bag's sensor_msgs/JointState topic whose "
+        "velocity (rad/s) is the shaft's (the detector's speed_joint); the recording may then change speed "
+        "(the speeds it covers are recorded: record across the robot's speeds); with --bearing "
         "each window is resampled to its mean speed, as the detector does, and windows with an unknown "
         "speed are left out of the order part (rosbag2 input only)",
     )
@@ -196,7 +199,8 @@ def register(subparsers: Any) -> None:
 
 
 def _speed_and_orders(args: argparse.Namespace, fs: float) -> tuple[float | None, dict[str, float] | None]:
-    """``--shaft-hz`` (or ``rpm=`` in ``--bearing``) and the defect orders; both or neither."""
+    """``--shaft-hz`` (or ``rpm=`` in ``--bearing``) and the defect orders; orders need a speed, a speed alone
+    records the speeds the calibration was made at (``extra.speed_hz``, ``core.speed.SpeedGuard``)."""
     from vibration_anomaly.core.order_score import defect_lines_hz
 
     bearing = parse_bearing(args.bearing)
@@ -210,16 +214,13 @@ def _speed_and_orders(args: argparse.Namespace, fs: float) -> tuple[float | None
         raise InputError(
             "--speed-joint", args.speed_joint, "or a steady speed (--shaft-hz, rpm= in --bearing), not both"
         )
-    if bool(shaft_hz or args.speed_joint) != bool(bearing):
-        missing = (
-            "--bearing (the bundle's defect orders)"
-            if shaft_hz or args.speed_joint
-            else "--shaft-hz or --speed-joint (the recording's speed)"
-        )
+    if bearing and not (shaft_hz or args.speed_joint):
         raise InputError(
-            "calibrate", "speed-aware scoring", f"needs both the speed and the orders; give {missing}"
+            "calibrate",
+            "speed-aware scoring",
+            "needs both the speed and the orders; give --shaft-hz or --speed-joint (the recording's speed)",
         )
-    if shaft_hz and not defect_lines_hz(shaft_hz, bearing):
+    if bearing and shaft_hz and not defect_lines_hz(shaft_hz, bearing):
         raise InputError("--bearing", args.bearing, "states no defect order but the cage's (ftf)")
     return shaft_hz, bearing
 
@@ -271,6 +272,8 @@ def _speed_aware_summary(
 ) -> Any:
     from vibration_anomaly.core.order_calibration import EXTRA_KEY
 
+    if not orders:
+        return None  # a speed alone: recorded as extra.speed_hz, no order part
     if tracked is not None:
         shaft_hz = float(cal.extra.get(EXTRA_KEY, {}).get("shaft_hz") or 0.0) or min(tracked.speeds_hz)
     if not shaft_hz:

@@ -209,7 +209,29 @@ def detector_aids(rt: DetectorRuntime, bundle: VerifiedBundle, pipeline: Pipelin
 
     p = rt.params
     rt.speed = ShaftSpeed(p.shaft_hz, p.speed_topic)
-    return {"diagnoser": diagnoser(rt, bundle), "orders": order_check(rt, bundle, pipeline)}
+    return {
+        "diagnoser": diagnoser(rt, bundle),
+        "orders": order_check(rt, bundle, pipeline),
+        "speed_guard": speed_guard(rt, pipeline),
+    }
+
+
+def speed_guard(rt: DetectorRuntime, pipeline: Pipeline) -> Any:
+    """Windows at a speed outside the calibration's ``extra.speed_hz`` are not scored (``core.speed.SpeedGuard``);
+    None where the calibration records no speeds or no speed can be known (said in the log)."""
+    from vibration_anomaly.core.speed import SpeedGuard, speed_range
+
+    cal = getattr(pipeline.scorer, "calibration", None)
+    made = None if cal is None else speed_range(cal.extra, rt.params.calibration or "calibration")
+    if made is None:
+        return None
+    if not rt.speed.topic and not rt.speed.fixed_hz:
+        rt.log.warning(
+            f"the calibration was made at {made[0]:g}-{made[1]:g} Hz but no shaft speed is known (shaft_hz 0, "
+            "no speed_topic): windows at other speeds cannot be told apart and may false-alarm"
+        )
+        return None
+    return SpeedGuard(made[0], made[1], rt.speed)
 
 
 def diagnoser(rt: DetectorRuntime, bundle: VerifiedBundle) -> Any:

@@ -1,7 +1,8 @@
 """The alarm's diagnosis as metrics: where the latest alarm places the fault, its line, its growth; and
 the latest batch's order ratio (speed-aware scoring, ``core.order_calibration``); and how many scored
 batches had a knock cut out first (``core.knock_gate``: a floor that knocks the robot often shows here),
-and how many were not scored because a knock dominated them and could not be cut out.
+and how many were not scored because a knock dominated them and could not be cut out, or because the
+shaft ran at a speed the calibration was not made at (``core.speed.SpeedGuard``).
 
 ``location`` is the only label, from the fixed set of ``core.events.LOCATIONS`` (anything else is
 ``unknown``): a frequency is a gauge's value, never a label, so an alarm cannot add a series.
@@ -57,11 +58,20 @@ class AlarmDiagnosisMetrics:
             namespace=NAMESPACE,
             registry=registry,
         )
+        self.speed_unscored = Counter(
+            "speed_unscored_windows",
+            "Batches not scored because the shaft ran at a speed the calibration was not made at "
+            "(core.speed.SpeedGuard; a skip event with reason speed): not voted.",
+            namespace=NAMESPACE,
+            registry=registry,
+        )
         self._on_alarm_reset(0.0, {})
 
     def _on_skip(self, t: float, event: Mapping[str, Any]) -> None:
         if event.get("reason") == "knock":
             self.knock_unscored.inc()
+        elif event.get("reason") == "speed":
+            self.speed_unscored.inc()
 
     def _on_infer(self, t: float, event: Mapping[str, Any]) -> None:
         r = event.get("order_ratio")

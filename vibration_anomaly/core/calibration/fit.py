@@ -251,7 +251,9 @@ def calibrate(
     where no defect line fits the sensor's band at that speed, nothing is recorded and the model alone
     decides. A recording whose speed changed: ``order_windows`` (M, n, C), its windows with a known speed
     resampled to constant speed (``core.order_track``), and ``shaft_hz`` one speed each; the model is
-    still calibrated on ``windows`` as they are (what it scores on the robot). A whole window holding a
+    still calibrated on ``windows`` as they are (what it scores on the robot). With ``shaft_hz`` (with
+    or without ``orders``) the lowest and highest speed are recorded as ``extra.speed_hz``: the robot
+    does not score a window at a speed outside them (``core.speed.SpeedGuard``). A whole window holding a
     knock the gate cannot cut (``core.knock_gate.uncut_knock``) is left out, as the robot will not score
     one; ``extra.windows_not_fitted`` counts them.
     """
@@ -315,6 +317,9 @@ def calibrate(
         )
         if oc is not None:
             cal.extra[EXTRA_KEY] = oc.to_dict()
+    speeds = np.atleast_1d(np.asarray(0.0 if shaft_hz is None else shaft_hz, dtype=np.float64))
+    if len(speeds) and np.all(speeds > 0):
+        cal.extra["speed_hz"] = [float(speeds.min()), float(speeds.max())]  # core.speed.SpeedGuard
     if left_out:
         cal.extra["windows_not_fitted"] = left_out  # a knock left in: not what the robot scores
     method = getattr(frontend, "method", None)

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from vibration_anomaly.core.speed import speed_range
 from vibration_anomaly.errors import InputError
 from vibration_anomaly.fileio import json_safe, read_regular_file, write_text_atomic
 
@@ -220,6 +221,7 @@ class Calibration:
             raise InputError(
                 source, "extra.quiet_gate", f"expected a number of std from 0 (off) to 100, got {gate!r}"
             )
+        speed_range(extra, source)  # extra.speed_hz, where recorded: refused by name when malformed
         for key in ("method", "machine", "model_id"):
             if not isinstance(d.get(key, ""), str):
                 raise InputError(source, key, f"expected a string, got {type(d[key]).__name__}")
