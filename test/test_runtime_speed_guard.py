@@ -70,12 +70,15 @@ def _run(tmp_path: Path, model: Any, cal: Calibration, shaft_hz: float) -> tuple
     files = write_test_bundle(tmp_path, alarm={"votes_required": 4, "votes_window": 6})
     bundle = load_verified_bundle(files.bundle, files.trust_dir, firmware_path=files.firmware)
     clock = Clock()
-    rt = DetectorRuntime(clock, pipeline_factory=factory, threaded=False, logger=Log())
+    log = Log()
+    rt = DetectorRuntime(clock, pipeline_factory=factory, threaded=False, logger=log)
     events: list[dict[str, Any]] = []
     rt.sinks.append(events.append)
     rt.configure(
         RuntimeParams(require_firmware=False, speed_topic="/joint_states", speed_joint="wheel"), bundle=bundle
     )
+    guarded = any(ln.startswith("speed guard on: ") and "24-24 Hz" in ln for ln in log.lines)
+    assert guarded == ("speed_hz" in cal.extra), log.lines  # the configure log says whether it is on
     robot = SimulatedRobot(RobotConfig(rate_hz=RATE, seed=7, shaft_hz=shaft_hz))
     for k in range(8):
         t, x = _window(robot, 1210.0 + 60 * k)

@@ -231,7 +231,12 @@ def speed_guard(rt: DetectorRuntime, pipeline: Pipeline) -> Any:
             "no speed_topic): windows at other speeds cannot be told apart and may false-alarm"
         )
         return None
-    return SpeedGuard(made[0], made[1], rt.speed)
+    guard = SpeedGuard(made[0], made[1], rt.speed)
+    rt.log.info(
+        f"speed guard on: windows at a shaft speed outside {made[0]:g}-{made[1]:g} Hz "
+        f"(+-{guard.margin:.0%}, the calibration's) are not scored"
+    )
+    return guard
 
 
 def diagnoser(rt: DetectorRuntime, bundle: VerifiedBundle) -> Any:
