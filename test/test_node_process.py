@@ -10,6 +10,7 @@ log free of ERROR lines, and the exit status and the absence of a traceback afte
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import signal
@@ -355,6 +356,30 @@ def test_the_speed_topic_from_the_site_file_reaches_the_process_and_ctrl_c_exits
             assert time.monotonic() < deadline, f"no speed log line:\n{p.output}"
             pub.publish(msg)  # best effort: resent until the process says it has it
             probe.executor.spin_once(timeout_sec=0.2)
+        rc = p.interrupt()
+    finally:
+        p.kill()
+    assert rc == 0, p.output
+    assert_clean(p)
+
+
+def test_a_calibration_made_at_one_speed_guards_the_started_process(
+    tmp_path: Path, calibration: Path, probe: Probe
+) -> None:
+    """A calibration that records the speeds it was made at (``calibrate --shaft-hz``) and the robot's
+    ``shaft_hz`` in its site file: the process started through its entry point turns the speed guard on
+    (docs/MODEL.md "Speeds the calibration never saw"), says so, stays OK and exits 0 on Ctrl-C."""
+    made = json.loads(calibration.read_text())
+    made["extra"]["speed_hz"] = [24.0, 24.0]
+    guarded = tmp_path / "calibration_24hz.json"
+    guarded.write_text(json.dumps(made))
+    launch_args, site = deployment(tmp_path, guarded)
+    p = NodeProcess(tmp_path, {**launch_args, "use_duty_cycle_driver": False}, {**site, "shaft_hz": 24.0})
+    try:
+        probe.wait_state("active")
+        assert probe.param("shaft_hz") == 24.0
+        p.wait_for_line("speed guard on: windows at a shaft speed outside 24-24 Hz (+-3%", 10.0)
+        assert probe.full_diagnostics()["model"] == b"\x00"
         rc = p.interrupt()
     finally:
         p.kill()
