@@ -128,6 +128,19 @@ def test_a_recording_that_changes_speed_commissions_the_order_part(bag: Path, tm
     assert sum(r > 1.0 for r in faulty) >= 6, faulty
 
 
+def test_a_recording_across_speeds_records_them_without_a_bearing(bag: Path, tmp_path: Path) -> None:
+    """``--speed-joint`` alone: no order part, only the speeds the calibration was made at (the speed guard's
+    ``extra.speed_hz``, docs/MODEL.md "Speeds the calibration never saw"): the swing's, standstill left out."""
+    out = tmp_path / "cal.json"
+    proc = _calibrate("--input", str(bag), "--out", str(out), "--speed-joint", "wheel")
+    assert proc.returncode == 0, proc.stderr
+    printed = json.loads(proc.stdout)
+    assert printed["speed_aware"] is None
+    lo, hi = Calibration.load(out).extra["speed_hz"]
+    assert printed["speeds_hz"] == [lo, hi] and 21.0 < lo < 23.5 < hi < 27.0  # the robot swings +-10 %
+    assert EXTRA_KEY not in Calibration.load(out).extra
+
+
 def test_speed_joint_refusals_name_what_is_wrong(
     bag: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
