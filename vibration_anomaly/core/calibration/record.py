@@ -38,8 +38,8 @@ def zscores(features: np.ndarray, mean: np.ndarray, std: np.ndarray, quiet_gate:
     3.2 kHz sensor: a 140 Hz line, 23-29x its band's median power while the machine was calibrated,
     fades to 8-9x; the four bands holding it went to energy z -3 to -8 and kurtosis z +2 to +3.5, and 10
     of 20 held-out healthy windows crossed the 1 % threshold (0 with the gate). A bearing's impacts add
-    energy to the band they ring in; a band well below its healthy energy is not where they are. Feature 0 is the band's log energy, 1 and 2 its log envelope kurtosis
-    (``model.frontend``)."""
+    energy to the band they ring in; a band well below its healthy energy is not where they are.
+    Feature 0 is the band's log energy, 1 and 2 its log envelope kurtosis (``model.frontend``)."""
     z = np.clip((np.asarray(features, dtype=np.float64) - mean) / std, -Z_CLIP, Z_CLIP)
     if quiet_gate > 0 and z.shape[-1] >= 3:
         quiet = z[..., 0] < -quiet_gate
