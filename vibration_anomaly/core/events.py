@@ -11,7 +11,8 @@ carries. The core, the nodes, the demo and the metrics use these names, so one
 cause is never counted under two names.
 
 ``wake`` (``period``, ``what``), ``infer`` (``score``, ``threshold``, ``batch_t0``,
-``batch_t1``, ``above``, ``alarm``), ``skip`` (``reason``: no fresh batch),
+``batch_t1``, ``above``, ``alarm``), ``skip`` (``reason``: no fresh batch; ``sensor``, the sensor looks
+broken; ``knock``, a knock the gate could not cut; ``speed``, a shaft speed the calibration never saw),
 ``sleep`` (``awake_s``, ``held``), ``drop`` (``frames``, ``reason``: frames that
 never reached the engine), ``reject`` (``count``, ``reason``: frames refused as
 bad input), ``alarm`` (``score``, ``threshold``, and the diagnosis of ``core.diagnosis``: ``location``
