@@ -56,8 +56,9 @@ def calibrated() -> tuple[Any, Calibration]:
     return model, cal
 
 
-def _run(tmp_path: Path, model: Any, cal: Calibration, shaft_hz: float) -> tuple[DetectorRuntime, list[dict]]:
-    """Eight duty periods of the healthy robot at ``shaft_hz``, its speed from a 50 Hz JointState topic."""
+def _configured(
+    tmp_path: Path, model: Any, cal: Calibration, **params: Any
+) -> tuple[DetectorRuntime, Clock, Log]:
     from vibration_anomaly.core.scoring import AlarmVoter, Scorer
     from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
 
@@ -72,11 +73,15 @@ def _run(tmp_path: Path, model: Any, cal: Calibration, shaft_hz: float) -> tuple
     clock = Clock()
     log = Log()
     rt = DetectorRuntime(clock, pipeline_factory=factory, threaded=False, logger=log)
+    rt.configure(RuntimeParams(require_firmware=False, **params), bundle=bundle)
+    return rt, clock, log
+
+
+def _run(tmp_path: Path, model: Any, cal: Calibration, shaft_hz: float) -> tuple[DetectorRuntime, list[dict]]:
+    """Eight duty periods of the healthy robot at ``shaft_hz``, its speed from a 50 Hz JointState topic."""
+    rt, clock, log = _configured(tmp_path, model, cal, speed_topic="/joint_states", speed_joint="wheel")
     events: list[dict[str, Any]] = []
     rt.sinks.append(events.append)
-    rt.configure(
-        RuntimeParams(require_firmware=False, speed_topic="/joint_states", speed_joint="wheel"), bundle=bundle
-    )
     guarded = any(ln.startswith("speed guard on: ") and "24-24 Hz" in ln for ln in log.lines)
     assert guarded == ("speed_hz" in cal.extra), log.lines  # the configure log says whether it is on
     robot = SimulatedRobot(RobotConfig(rate_hz=RATE, seed=7, shaft_hz=shaft_hz))
@@ -188,3 +193,15 @@ def test_a_bad_speed_record_is_refused_by_name(calibrated: Any, bad: object) -> 
     with pytest.raises(InputError) as ei:
         Calibration.from_dict(d, "robot.json")
     assert ei.value.field == "extra.speed_hz"
+
+
+def test_a_calibration_made_at_a_speed_on_a_robot_that_knows_none_says_so(
+    tmp_path: Path, calibrated: Any
+) -> None:
+    model, cal = calibrated
+    rt, _clock, log = _configured(tmp_path, model, cal)  # shaft_hz 0, no speed_topic
+    try:
+        assert rt.detector is not None and rt.detector.speed_guard is None
+        assert any("made at 24-24 Hz but no shaft speed is known" in ln for ln in log.lines), log.lines
+    finally:
+        rt.close()
