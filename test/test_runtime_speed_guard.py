@@ -57,8 +57,9 @@ def calibrated() -> tuple[Any, Calibration]:
 
 
 def _configured(
-    tmp_path: Path, model: Any, cal: Calibration, **params: Any
+    tmp_path: Path, model: Any, cal: Calibration, events: list[dict[str, Any]], **params: Any
 ) -> tuple[DetectorRuntime, Clock, Log]:
+    """The runtime configured with ``cal`` and ``params``, its events into ``events`` (a sink is taken at configure)."""
     from vibration_anomaly.core.scoring import AlarmVoter, Scorer
     from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
 
@@ -73,15 +74,17 @@ def _configured(
     clock = Clock()
     log = Log()
     rt = DetectorRuntime(clock, pipeline_factory=factory, threaded=False, logger=log)
+    rt.sinks.append(events.append)
     rt.configure(RuntimeParams(require_firmware=False, **params), bundle=bundle)
     return rt, clock, log
 
 
 def _run(tmp_path: Path, model: Any, cal: Calibration, shaft_hz: float) -> tuple[DetectorRuntime, list[dict]]:
     """Eight duty periods of the healthy robot at ``shaft_hz``, its speed from a 50 Hz JointState topic."""
-    rt, clock, log = _configured(tmp_path, model, cal, speed_topic="/joint_states", speed_joint="wheel")
     events: list[dict[str, Any]] = []
-    rt.sinks.append(events.append)
+    rt, clock, log = _configured(
+        tmp_path, model, cal, events, speed_topic="/joint_states", speed_joint="wheel"
+    )
     guarded = any(ln.startswith("speed guard on: ") and "24-24 Hz" in ln for ln in log.lines)
     assert guarded == ("speed_hz" in cal.extra), log.lines  # the configure log says whether it is on
     robot = SimulatedRobot(RobotConfig(rate_hz=RATE, seed=7, shaft_hz=shaft_hz))
@@ -199,7 +202,7 @@ def test_a_calibration_made_at_a_speed_on_a_robot_that_knows_none_says_so(
     tmp_path: Path, calibrated: Any
 ) -> None:
     model, cal = calibrated
-    rt, _clock, log = _configured(tmp_path, model, cal)  # shaft_hz 0, no speed_topic
+    rt, _clock, log = _configured(tmp_path, model, cal, [])  # shaft_hz 0, no speed_topic
     try:
         assert rt.detector is not None and rt.detector.speed_guard is None
         assert any("made at 24-24 Hz but no shaft speed is known" in ln for ln in log.lines), log.lines
