@@ -116,7 +116,9 @@ def _runtime(
         engine.load(model.cpu_onnx)  # what ONNX Runtime runs on a robot (runtime.build_pipeline)
         engine.wake()
         windows = _commissioning_windows(robot, opts.commissioning_windows, dc.sample_s, dc.period_s)
-        cal = model.calibrate(engine, windows, opts.rate_hz, machine=f"sim-robot-{opts.seed}")
+        cal = model.calibrate(  # told the speed it is commissioned at: the speed guard is on (core.speed)
+            engine, windows, opts.rate_hz, machine=f"sim-robot-{opts.seed}", shaft_hz=robot.cfg.shaft_hz
+        )
         engine.sleep()
         voter = AlarmVoter(b.alarm.votes_required, b.alarm.votes_window)
         return Pipeline(
