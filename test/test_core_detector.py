@@ -186,16 +186,64 @@ def test_a_knock_the_gate_cannot_cut_is_a_skip_not_a_vote(parts: tuple) -> None:
     before = det.voter.updates
     assert det.infer_latest(fresh_after=0.0) is None
     assert det.voter.updates == before and det.inferences == 0 and det.errors == 0
-    assert det.knock_unscored == det.knock_streak == 1 and "axis 1" in det.last_knock
+    assert det.knock_unscored == det.unwatched_streak == 1 and "axis 1" in det.last_unscored
     skip = events[-1]
     assert skip["event"] == "skip" and skip["reason"] == "knock", events
     assert "axis 1" in skip["message"] and skip["batch_t0"] == pytest.approx(b.t0)
     det.queue.put(good_batch(parts[2], 7060.0))  # the next clean batch is scored as usual
     v = det.infer_latest(fresh_after=0.0)
     assert v is not None and np.isfinite(v.score) and det.voter.updates == before + 1
-    assert det.knock_unscored == 1 and det.knock_streak == 0  # watched again: the streak ends
+    assert det.knock_unscored == 1 and det.unwatched_streak == 0  # watched again: the streak ends
     reg = CollectorRegistry()
     metrics = RobotMetrics(reg)
     for e in events:
         metrics.observe_event(e)
     assert reg.get_sample_value("vibration_anomaly_knock_unscored_windows_total") == 1
+
+
+def test_knock_and_speed_skips_in_a_row_are_one_unwatched_streak(parts: tuple) -> None:
+    """The model diagnostic warns after 3 batches in a row left unscored, whatever mix of reasons: a knock the
+    gate cannot cut, then two at a shaft speed the calibration never saw (``core.speed.SpeedGuard``)."""
+    from vibration_anomaly.core.health import OK, WARN, model_health
+    from vibration_anomaly.core.speed import ShaftSpeed, SpeedGuard
+    from vibration_anomaly.model.synth import accel_ring
+
+    events: list[dict] = []
+    det = make(parts, events)
+    speed = ShaftSpeed(24.0)
+    det.speed_guard = SpeedGuard(24.0, 24.0, speed)
+    det.activate()
+    ring, onset = accel_ring(1000.0, 150.0, 0.002)
+
+    def health() -> object:
+        return model_health(
+            lifecycle_state="active",
+            backend="onnxruntime",
+            model="m",
+            engine_state="awake",
+            knock_unscored=det.knock_unscored,
+            speed_unscored=det.speed_unscored,
+            unwatched_streak=det.unwatched_streak,
+            last_unscored=det.last_unscored,
+        )
+
+    b = good_batch(parts[2], 8000.0)  # a knock ringing 1.5 s on axis 1: not scored
+    k = ring[: N - (1500 - onset)]
+    b.data[1500 - onset : 1500 - onset + len(k), 1] += (
+        k * 30.0 * float(b.data[:, 1].std()) / np.abs(k).max()
+    ).astype(b.data.dtype)
+    det.queue.put(b)
+    assert det.infer_latest(fresh_after=0.0) is None
+    speed.fixed_hz = 30.0  # the robot drives faster than it was commissioned at
+    for t0 in (8060.0, 8120.0):
+        det.queue.put(good_batch(parts[2], t0))
+        assert det.infer_latest(fresh_after=0.0) is None
+    assert [e["reason"] for e in events if e["event"] == "skip"] == ["knock", "speed", "speed"]
+    assert (det.knock_unscored, det.speed_unscored, det.unwatched_streak) == (1, 2, 3)
+    h = health()
+    assert h.level == WARN and "last 3 batches not scored" in h.message and "30.00 Hz" in h.message
+    assert h.values["not scored (knock)"] == 1 and h.values["not scored (speed)"] == 2
+    speed.fixed_hz = 24.0  # back at its speed: scored, watched again
+    det.queue.put(good_batch(parts[2], 8180.0))
+    assert det.infer_latest(fresh_after=0.0) is not None
+    assert det.unwatched_streak == 0 and health().level == OK

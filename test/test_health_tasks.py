@@ -125,9 +125,9 @@ def test_model_and_bundle_levels() -> None:
     assert bad.level == WARN and "InputError" in bad.message
     running = {"lifecycle_state": "active", "backend": "onnxruntime", "model": "m", "engine_state": "awake"}
     knock = "knock on axis 1 not cut out (...): not scored"
-    two = model_health(**running, knock_unscored=5, knock_streak=2, last_knock=knock)
+    two = model_health(**running, knock_unscored=5, unwatched_streak=2, last_unscored=knock)
     assert two.level == OK and two.values["not scored (knock)"] == 5  # scored in between: still watched
-    three = model_health(**running, knock_unscored=5, knock_streak=3, last_knock=knock)
+    three = model_health(**running, knock_unscored=5, unwatched_streak=3, last_unscored=knock)
     assert three.level == WARN and "last 3 batches not scored" in three.message and "axis 1" in three.message
     assert bundle_health(version=None, key_id=None, source=None).level == STALE
     r = bundle_health(

@@ -128,7 +128,7 @@ def test_a_speed_the_calibration_never_saw_is_not_scored_instead_of_false_alarmi
         assert len(skips) == 8 and all(e["reason"] == "speed" for e in skips), skips
         assert "30.00 Hz" in skips[0]["message"] and "24.00 Hz" in skips[0]["message"]
         assert not [e for e in events if e["event"] in ("infer", "alarm")]
-        assert rt.detector.speed_unscored == rt.detector.speed_streak == 8
+        assert rt.detector.speed_unscored == rt.detector.unwatched_streak == 8
         diag = _model_diagnostic(rt)
         assert diag.level == WARN and "30.00 Hz" in diag.message and "recalibrate" in diag.message
         reg = CollectorRegistry()

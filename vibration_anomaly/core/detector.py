@@ -112,11 +112,9 @@ class Detector:
         self.inferences = 0
         self.errors = 0
         self.knock_unscored = 0  # batches not scored: a knock left in (core.knock_gate.uncut_knock)
-        self.knock_streak = 0  # of them, in a row since the last scored batch (the model diagnostic)
-        self.last_knock = ""
         self.speed_unscored = 0  # batches not scored: a shaft speed the calibration never saw (SpeedGuard)
-        self.speed_streak = 0
-        self.last_speed = ""
+        self.unwatched_streak = 0  # batches in a row not scored, for either reason (the model diagnostic)
+        self.last_unscored = ""  # why the latest of them was not
 
     @property
     def awake(self) -> bool:
@@ -200,9 +198,7 @@ class Detector:
         why = getattr(scored, "not_scored", "")
         if why:  # a knock left in the window (core.knock_gate.uncut_knock): not voted, nothing raised
             self.knock_unscored += 1
-            self.knock_streak += 1
-            self.last_knock = why
-            self.bus.emit(t, SKIP, reason="knock", message=why, batch_t0=batch.t0, batch_t1=batch.t1)
+            self._unscored(t, batch, "knock", why)
             return None
         score = float(scored.score)
         if not math.isfinite(score):
@@ -220,7 +216,7 @@ class Detector:
         order = self._read_orders(t, batch)
         infer_s = time.perf_counter() - start
         self.inferences += 1
-        self.knock_streak = self.speed_streak = 0
+        self.unwatched_streak = 0
         threshold = float(
             self.threshold_override if self.threshold_override is not None else scored.threshold
         )
@@ -264,10 +260,14 @@ class Detector:
         why = "" if self.speed_guard is None else self.speed_guard.check(batch.t0, batch.t1)
         if why:
             self.speed_unscored += 1
-            self.speed_streak += 1
-            self.last_speed = why
-            self.bus.emit(t, SKIP, reason="speed", message=why, batch_t0=batch.t0, batch_t1=batch.t1)
+            self._unscored(t, batch, "speed", why)
         return bool(why)
+
+    def _unscored(self, t: float, batch: Batch, reason: str, why: str) -> None:
+        """A batch left unscored (a knock, a speed): a ``skip`` event, and one more in the unwatched streak."""
+        self.unwatched_streak += 1
+        self.last_unscored = why
+        self.bus.emit(t, SKIP, reason=reason, message=why, batch_t0=batch.t0, batch_t1=batch.t1)
 
     def _read_orders(self, t: float, batch: Batch) -> OrderReading | None:
         """The order part's reading of ``batch``; a failure is an ``error`` event and the model alone decides."""

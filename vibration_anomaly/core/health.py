@@ -197,16 +197,14 @@ def model_health(
     last_error: str | None = None,
     backend_reason: str | None = None,
     knock_unscored: int = 0,
-    knock_streak: int = 0,
-    last_knock: str = "",
     speed_unscored: int = 0,
-    speed_streak: int = 0,
-    last_speed: str = "",
+    unwatched_streak: int = 0,
+    last_unscored: str = "",
 ) -> Health:
     """ERROR when the node is unconfigured or failed (no model loaded); WARN after inference errors, or
-    when the last :data:`KNOCK_STREAK_WARN` batches or more were all left unscored for a knock (the
-    bearing is not being watched; ``core.knock_gate.uncut_knock``) or for a shaft speed the calibration
-    never saw (``core.speed.SpeedGuard``)."""
+    when the last :data:`KNOCK_STREAK_WARN` batches or more were all left unscored (``unwatched_streak``:
+    the bearing is not being watched), for a knock (``core.knock_gate.uncut_knock``) or a shaft speed the
+    calibration never saw (``core.speed.SpeedGuard``), in any mix; ``last_unscored`` says why the latest was."""
     values = {
         "lifecycle state": lifecycle_state,
         "backend": backend or "none",
@@ -225,10 +223,8 @@ def model_health(
         return Health(ERROR, f"no model loaded (lifecycle {lifecycle_state})", values)
     if errors:
         return Health(WARN, f"{errors} inference errors; last: {last_error or '?'}", values)
-    if knock_streak >= KNOCK_STREAK_WARN:
-        return Health(WARN, f"last {knock_streak} batches not scored: {last_knock or 'knock'}", values)
-    if speed_streak >= KNOCK_STREAK_WARN:
-        return Health(WARN, f"last {speed_streak} batches not scored: {last_speed or 'speed'}", values)
+    if unwatched_streak >= KNOCK_STREAK_WARN:
+        return Health(WARN, f"last {unwatched_streak} batches not scored: {last_unscored or '?'}", values)
     return Health(OK, f"{backend} {engine_state}", values)
 
 

@@ -110,11 +110,9 @@ def model(rt: DetectorRuntime) -> Health:
         last_error=rt.last_error,
         backend_reason=pl.backend_reason if pl else None,
         knock_unscored=d.knock_unscored if d else 0,
-        knock_streak=d.knock_streak if d else 0,
-        last_knock=d.last_knock if d else "",
         speed_unscored=d.speed_unscored if d else 0,
-        speed_streak=d.speed_streak if d else 0,
-        last_speed=d.last_speed if d else "",
+        unwatched_streak=d.unwatched_streak if d else 0,
+        last_unscored=d.last_unscored if d else "",
     )
 
 
