@@ -571,7 +571,9 @@ def test_alarm_is_published_after_the_fault_starts(ros: Ros, tmp_path: Path, sco
     wait_for(lambda: pub.pub.get_subscription_count() == 1, 5.0, "the subscription to match")
     pub.t0 = time.time()
     pub.start()
-    wait_for(lambda: any(a for _, a in alarms), 15.0, "an alarm")
+    # About 4 s here (fault at 3 s); the deadline is generous because a loaded CI machine drops stale batches (by
+    # design) and the vote then needs more of them. A passing run returns as soon as the alarm lands.
+    wait_for(lambda: any(a for _, a in alarms), 40.0, "an alarm")
     pub.stop()
     first = min(t for t, a in alarms if a)
     assert all(not a for t, a in alarms if t < pub.t0 + fault_at), "alarm before the fault"
