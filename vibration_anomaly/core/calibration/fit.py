@@ -109,6 +109,17 @@ def fit_normalisation(
     return mean, std
 
 
+def _t_ppf(p: float, df: int) -> float:
+    """Student's t quantile from the normal one (Cornish-Fisher, Abramowitz & Stegun 26.7.5; numpy-only
+    runtime): within 0.1 % of scipy's from 5 degrees of freedom, 2-4 % low at 2 (p = 0.99-0.995)."""
+    z = _norm_ppf(p)
+    g1 = (z**3 + z) / 4
+    g2 = (5 * z**5 + 16 * z**3 + 3 * z) / 96
+    g3 = (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / 384
+    g4 = (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / 92160
+    return z + g1 / df + g2 / df**2 + g3 / df**3 + g4 / df**4
+
+
 def threshold_from_scores(scores: np.ndarray, target_far: float) -> tuple[float, str]:
     """Score threshold with a per-window false-alarm rate of ``target_far`` on healthy data.
 
@@ -116,14 +127,20 @@ def threshold_from_scores(scores: np.ndarray, target_far: float) -> tuple[float,
     the empirical quantile; otherwise the log-scores are treated as Gaussian and
     the quantile is extrapolated. The larger of the two is used, so a short
     calibration errs towards fewer false alarms.
+
+    The extrapolation is the *prediction* bound for the next window, not the quantile of the fitted
+    Gaussian: ``mean + t(n-1) * sd * sqrt(1 + 1/n)``. With the mean and sd estimated from n = 20 windows
+    the plain ``mean + z * sd`` is exceeded by 1.7 % of new healthy windows at a 1 % target, and the
+    fewer the windows the worse (a robot's 20 commissioning windows, 12-19 per machine at sensor rates).
     """
     s = np.asarray(scores, dtype=np.float64)
     s = s[np.isfinite(s)]
     if len(s) < 3:
         raise InputError("calibration", "windows", f"need at least 3 healthy windows, got {len(s)}")
     ls = np.log(np.maximum(s, 1e-9))
-    z = _norm_ppf(1.0 - target_far)
-    para = float(np.exp(ls.mean() + z * ls.std(ddof=1)))
+    n = len(ls)
+    k = _t_ppf(1.0 - target_far, n - 1) * math.sqrt(1.0 + 1.0 / n)
+    para = float(np.exp(ls.mean() + k * ls.std(ddof=1)))
     if len(s) * target_far >= 5:
         emp = float(np.quantile(s, 1.0 - target_far))
         return max(emp, para) if len(s) * target_far < 20 else emp, "empirical quantile"
