@@ -181,8 +181,8 @@ class BacklogHealth:
 # ----------------------------------------------------------------------- model/engine
 
 
-KNOCK_STREAK_WARN = 3
-"""Batches in a row left unscored for a knock (or a speed) before the model diagnostic warns (3 duty periods unwatched)."""
+UNWATCHED_STREAK_WARN = 3
+"""Batches in a row left unscored, for a knock or a shaft speed, before the model diagnostic warns (3 duty periods unwatched)."""
 
 
 def model_health(
@@ -202,7 +202,7 @@ def model_health(
     last_unscored: str = "",
 ) -> Health:
     """ERROR when the node is unconfigured or failed (no model loaded); WARN after inference errors, or
-    when the last :data:`KNOCK_STREAK_WARN` batches or more were all left unscored (``unwatched_streak``:
+    when the last :data:`UNWATCHED_STREAK_WARN` batches or more were all left unscored (``unwatched_streak``:
     the bearing is not being watched), for a knock (``core.knock_gate.uncut_knock``) or a shaft speed the
     calibration never saw (``core.speed.SpeedGuard``), in any mix; ``last_unscored`` says why the latest was."""
     values = {
@@ -223,7 +223,7 @@ def model_health(
         return Health(ERROR, f"no model loaded (lifecycle {lifecycle_state})", values)
     if errors:
         return Health(WARN, f"{errors} inference errors; last: {last_error or '?'}", values)
-    if unwatched_streak >= KNOCK_STREAK_WARN:
+    if unwatched_streak >= UNWATCHED_STREAK_WARN:
         return Health(WARN, f"last {unwatched_streak} batches not scored: {last_unscored or '?'}", values)
     return Health(OK, f"{backend} {engine_state}", values)
 
