@@ -107,7 +107,11 @@ def test_run_in_does_not_alarm_but_impacts_on_top_do(
 
 
 def test_two_sided_head_on_the_same_weights_would_alarm() -> None:
-    """The same trained predictor with the v2 two-sided residual exceeds on the quieter machines: the head is the fix."""
+    """The same trained predictor with the v2 two-sided residual exceeds on the quieter machines: the head is the fix.
+
+    At least 6 of 36 quieter windows over with the i.i.d. threshold (asserted until then), 4 since the
+    model's calibration adds the score drift term (``SCORE_DRIFT_LOG_SD``, thresholds about 10 % higher);
+    the one-sided head: 0 either way."""
     torch = pytest.importorskip("torch")
     from vibration_anomaly.model.transformer import load_trained
 
@@ -128,4 +132,4 @@ def test_two_sided_head_on_the_same_weights_would_alarm() -> None:
             (q,) = _ratios(_Torch(residual), fs, cal_w, quiet)
             above[residual] += int((q > 1).sum())
     assert above["excess"] <= len(CASES)
-    assert above["two-sided"] >= above["excess"] + 6
+    assert above["two-sided"] >= above["excess"] + 3

@@ -143,6 +143,42 @@ def test_a_short_calibration_holds_its_target_on_new_healthy_windows() -> None:
     assert abs(_t_ppf(0.99, 19) - 2.5395) < 1e-3 and abs(_t_ppf(0.995, 5) - 4.0321) < 5e-3
 
 
+def test_a_calibration_holds_its_target_when_the_healthy_level_moves_between_periods() -> None:
+    """The healthy log-score level of the period after a calibration sits sd 0.2 from the calibration's, as
+    on FEMTO's bearings (docs/MODEL.md "Thresholds from few windows"). The prediction bound for i.i.d.
+    windows is exceeded more often than its target there; with the drift term it holds the target."""
+    import math
+
+    rng = np.random.default_rng(11)
+    n, target, drift, within = 20, 0.01, 0.2, 0.4
+    iid, with_drift = [], []
+    for _ in range(4000):
+        ls = rng.normal(0.0, within, n)  # the calibration period, its level at 0
+        later = rng.normal(0.0, drift)  # the next period's level
+        for thr_list, d in ((iid, 0.0), (with_drift, drift)):
+            thr, _ = threshold_from_scores(np.exp(ls), target, drift_log_sd=d)
+            thr_list.append(0.5 * math.erfc((math.log(thr) - later) / (within * math.sqrt(2))))
+    assert float(np.mean(iid)) > 1.5 * target, np.mean(iid)  # what the drift term is for
+    assert 0.7 * target <= float(np.mean(with_drift)) <= 1.1 * target, np.mean(with_drift)
+
+
+def test_the_model_calibration_adds_the_drift_term_and_records_it() -> None:
+    """``calibrate_features`` (the model's calibration, on the robot and in evaluate) fits its threshold
+    with ``SCORE_DRIFT_LOG_SD`` by default: the same windows with the term off give a lower one."""
+    from vibration_anomaly.core.calibration import calibrate_features
+    from vibration_anomaly.core.calibration.fit import SCORE_DRIFT_LOG_SD
+
+    f = np.random.default_rng(2).standard_normal((24, 1, 3, 4))
+
+    def score(z: np.ndarray) -> np.ndarray:
+        return np.exp(0.5 * z.reshape(len(z), -1).mean(axis=1))
+
+    shipped = calibrate_features(score, f, fs_hz=1000.0, window_samples=256)
+    iid = calibrate_features(score, f, fs_hz=1000.0, window_samples=256, drift_log_sd=0.0)
+    assert SCORE_DRIFT_LOG_SD > 0 and shipped.extra["score_drift_log_sd"] == SCORE_DRIFT_LOG_SD
+    assert shipped.threshold > 1.05 * iid.threshold, (shipped.threshold, iid.threshold)
+
+
 def test_drift_prior_widens_the_std_in_quadrature() -> None:
     from vibration_anomaly.core.calibration import fit_normalisation
 
