@@ -125,9 +125,10 @@ SCORE_DRIFT_LOG_SD = 0.2
 the spread of the model's calibration scores (``calibrate_features``). The feature drift prior widens each
 feature's std but leaves the window score's level free to move: over FEMTO's nine training bearings the
 median of the next 20 healthy windows' log-scores sat rms 0.19 from the calibration's median, at the lab
-rate (without Bearing2_1, which moved 1.78) and through a 6.6 kHz sensor; the i.i.d. bound alone was
-exceeded by 16 of 655 later healthy windows (2.4 %, target 1 %) over all 16 others at those two rates, and
-with this term by 8 (docs/MODEL.md "Thresholds from few windows")."""
+rate (without Bearing2_1, which moved 1.78) and through a 6.6 kHz sensor. Over FEMTO's bearings at those
+two rates (Bearing2_1 left out at the lab rate) the i.i.d. bound alone was exceeded by 16 of 655 later
+healthy windows (2.4 %, target 1 %), and with this term by 8 (docs/MODEL.md "Thresholds from few
+windows"). It errs high: about 0.15 of that rms is the noise of two 20-window medians."""
 
 
 def threshold_from_scores(
