@@ -128,7 +128,8 @@ median of the next 20 healthy windows' log-scores sat rms 0.19 from the calibrat
 rate (without Bearing2_1, which moved 1.78) and through a 6.6 kHz sensor. Over FEMTO's bearings at those
 two rates (Bearing2_1 left out at the lab rate) the i.i.d. bound alone was exceeded by 16 of 655 later
 healthy windows (2.4 %, target 1 %), and with this term by 8 (docs/MODEL.md "Thresholds from few
-windows"). It errs high: about 0.15 of that rms is the noise of two 20-window medians."""
+windows"). It errs high: two 20-window medians differ by about 0.15 from noise alone at these
+spreads, so the machines' own drift is about 0.12-0.16."""
 
 
 def threshold_from_scores(
