@@ -176,6 +176,7 @@ def test_the_model_calibration_adds_the_drift_term_and_records_it() -> None:
     shipped = calibrate_features(score, f, fs_hz=1000.0, window_samples=256)
     iid = calibrate_features(score, f, fs_hz=1000.0, window_samples=256, drift_log_sd=0.0)
     assert SCORE_DRIFT_LOG_SD > 0 and shipped.extra["score_drift_log_sd"] == SCORE_DRIFT_LOG_SD
+    assert f"score drift {SCORE_DRIFT_LOG_SD:g}" in shipped.method and "score drift" not in iid.method
     assert shipped.threshold > 1.05 * iid.threshold, (shipped.threshold, iid.threshold)
 
 

@@ -243,7 +243,9 @@ def calibrate_features(
         fs_hz=float(fs_hz),
         window_samples=int(window_samples),
         n_windows=n,
-        method=f"{k}-fold held-out healthy scores, {how}; std shrunk to prior (n0={prior_weight:g})"
+        method=f"{k}-fold held-out healthy scores, {how}"
+        + (f" with score drift {drift_log_sd:g}" if drift_log_sd else "")
+        + f"; std shrunk to prior (n0={prior_weight:g})"
         + ("; drift prior added" if drift_std is not None else ""),
         machine=machine,
         model_id=model_id,
