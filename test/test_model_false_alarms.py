@@ -9,6 +9,7 @@ of them has windows over its threshold.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -133,7 +134,7 @@ def test_vote_comes_from_a_verified_bundle(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def femto_two(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two held-out FEMTO bearings: 1_2 (3 of its 40 held-out 0.1 s windows over) and 3_2 (run-in)."""
+    """Two held-out FEMTO bearings: 1_2 (2 of its 33 scored held-out 0.1 s windows over, of 40) and 3_2 (run-in)."""
     return femto_subset(tmp_path_factory.mktemp("femto2"), ("Bearing1_2", "Bearing3_2"))
 
 
@@ -183,22 +184,7 @@ def test_machine_drift_names_what_lifted_the_windows_evaluate_counts(
     argv = ["--data", str(femto_two), "--bearing", "femto", "--window-s", "0.1", "--json"]
     assert run_cli(["evaluate", *argv]) == 0
     counted = json.loads(capsys.readouterr().out)["false_alarms"]["machines"]["Bearing1_2"]
-    root = Path(__file__).resolve().parents[1]
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(root / "tools" / "machine_drift.py"),
-            *argv[:2],
-            "--machine",
-            "Bearing1_2",
-            *argv[4:],
-        ],
-        capture_output=True,
-        text=True,
-        cwd=root,
-        env={**os.environ, "PYTHONPATH": str(root)},
-        check=False,
-    )
+    proc = _tool("machine_drift.py", *argv[:2], "--machine", "Bearing1_2", *argv[4:])
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["held_out_over_threshold"] == f"{counted['over_threshold']}/{counted['windows']}"
@@ -215,3 +201,44 @@ def test_machine_drift_names_what_lifted_the_windows_evaluate_counts(
         }
     # every cell's median on the degraded record is above calibration's: end of life raises the machine
     assert out["every_cell_median_z"]["degraded record"] > out["every_cell_median_z"]["calibration"]
+
+
+def _tool(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.run(
+        [sys.executable, str(root / "tools" / name), *args],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        check=False,
+    )
+
+
+def test_score_drift_counts_what_evaluate_counts_and_what_the_term_buys(
+    femto_two: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """tools/score_drift.py calibrates as evaluate does: at the shipped drift term its held-out windows over
+    are evaluate's, with no term its thresholds are lower and at least as many windows are over."""
+    from vibration_anomaly.core.calibration.fit import SCORE_DRIFT_LOG_SD
+
+    assert run_cli(["evaluate", "--data", str(femto_two), "--window-s", "0.1", "--json"]) == 0
+    counted = json.loads(capsys.readouterr().out)["false_alarms"]["machines"]
+    proc = _tool(
+        "score_drift.py", "--data", str(femto_two), "--window-s", "0.1", "--drift", "0,0.2", "--json"
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    shipped, iid = f"{SCORE_DRIFT_LOG_SD:g}", "0"
+    assert shipped == "0.2" and set(out["machines"]) == set(counted) == {"Bearing1_2", "Bearing3_2"}
+    for name, m in out["machines"].items():
+        at, without = m["by_drift"][shipped], m["by_drift"][iid]
+        assert (at["over"], at["windows"]) == (counted[name]["over_threshold"], counted[name]["windows"])
+        assert without["threshold"] < at["threshold"] and without["over"] >= at["over"]
+        assert not m["training"] and math.isfinite(m["shift"])
+    group = out["groups"]["other machines"]
+    assert group["machines"] == 2 and "training machines" not in out["groups"]
+    shifts = np.array([m["shift"] for m in out["machines"].values()])
+    assert group["rms_shift"] == pytest.approx(float(np.sqrt(np.mean(shifts**2))), abs=1e-3)
+    bad = _tool("score_drift.py", "--data", str(femto_two), "--drift", "-1")
+    assert bad.returncode == 2 and "--drift" in bad.stderr

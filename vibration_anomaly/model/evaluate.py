@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from vibration_anomaly.core.calibration import calibrate_features, threshold_from_scores
+from vibration_anomaly.core.calibration.fit import SCORE_DRIFT_LOG_SD
 from vibration_anomaly.core.calibration.segments import reduce_segments, segments_for, split_segments
 from vibration_anomaly.errors import InputError
 from vibration_anomaly.model import ModelFiles
@@ -180,6 +181,8 @@ def _auroc(neg: np.ndarray, pos: np.ndarray) -> float:
 class ModelMethod:
     """The model behind an engine-like ``infer``: per-machine calibration and ratio scores."""
 
+    score_drift = SCORE_DRIFT_LOG_SD  # the calibration's drift term (tools/score_drift.py varies it)
+
     def __init__(self, files: ModelFiles, infer: Any, target_far: float, segments: int | None = 1) -> None:
         self.files = files
         self.infer = infer
@@ -219,6 +222,7 @@ class ModelMethod:
             machine=md.name,
             drift_std=self.files.drift_std,
             segments=self.segments_of(md.window, md.fs_hz),
+            drift_log_sd=self.score_drift,
         )
 
     def ratio(self, cal: Any, feats: np.ndarray) -> np.ndarray:
