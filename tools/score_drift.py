@@ -67,9 +67,8 @@ def run() -> int:
     a = ap.parse_args()
 
     files = model_files(a.model)
-    dname = (
-        Path(a.data).resolve().name
-    )  # the model's training machines are named "<dataset folder>/<machine>"
+    # the model's training machines are named "<dataset folder>/<machine>"
+    dname = Path(a.data).resolve().name
     trained = {
         m.split("@")[0].split("/", 1)[1]
         for m in files.meta.get("training", {}).get("real_machines", [])
@@ -97,8 +96,11 @@ def run() -> int:
             ratio = method.ratio(cal, held_feats)
             scored = ratio[~np.isnan(ratio)]
             cal_median = float(cal.extra["held_out_scores_p50_p90_max"][0])
-            held_median = float(np.median(scored)) * cal.threshold
-            row["shift"] = round(math.log(held_median / cal_median), 3)  # the same for every drift term
+            held_median = float(np.median(scored)) * cal.threshold if len(scored) else 0.0
+            # the same for every drift term; none where a median is 0 (the one-sided score of a machine
+            # at or below its calibration everywhere) or every held-out window was left unscored
+            ok = cal_median > 0 and held_median > 0
+            row["shift"] = round(math.log(held_median / cal_median), 3) if ok else None
             row["by_drift"][f"{d:g}"] = {
                 "threshold": round(cal.threshold, 4),
                 "over": int((scored > 1).sum()),
@@ -120,10 +122,12 @@ def run() -> int:
             f"drift {d}: thr {v['threshold']:.3g} over {v['over']}/{v['windows']}"
             for d, v in r["by_drift"].items()
         )
-        print(f"{name:<14} {'trained' if r['training'] else 'held-out':<8} shift {r['shift']:+.2f}  {cells}")
+        shift = "  n/a" if r["shift"] is None else f"{r['shift']:+.2f}"
+        print(f"{name:<14} {'trained' if r['training'] else 'held-out':<8} shift {shift}  {cells}")
     for g, v in out["groups"].items():
         over = "  ".join(f"drift {d}: {c}" for d, c in v["over"].items())
-        print(f"{g:<23} rms shift {v['rms_shift']:.3f} (robust {v['robust_shift']:.3f})  over  {over}")
+        rms = "n/a" if v["rms_shift"] is None else f"{v['rms_shift']:.3f} (robust {v['robust_shift']:.3f})"
+        print(f"{g:<23} rms shift {rms}  over  {over}")
     return 0
 
 
@@ -134,11 +138,11 @@ def _groups(rows: dict[str, dict[str, Any]], drifts: list[float]) -> dict[str, A
         sel = [r for r in rows.values() if r["training"] == is_trained]
         if not sel:
             continue
-        sh = np.array([r["shift"] for r in sel])
+        sh = np.array([r["shift"] for r in sel if r["shift"] is not None])
         out[g] = {
             "machines": len(sel),
-            "rms_shift": round(float(np.sqrt(np.mean(sh**2))), 3),
-            "robust_shift": round(float(1.4826 * np.median(np.abs(sh))), 3),
+            "rms_shift": round(float(np.sqrt(np.mean(sh**2))), 3) if len(sh) else None,
+            "robust_shift": round(float(1.4826 * np.median(np.abs(sh))), 3) if len(sh) else None,
             "over": {
                 f"{d:g}": f"{sum(r['by_drift'][f'{d:g}']['over'] for r in sel)}/"
                 f"{sum(r['by_drift'][f'{d:g}']['windows'] for r in sel)}"
