@@ -19,8 +19,8 @@ import sys
 
 import numpy as np
 
+from vibration_anomaly.clikit import guarded
 from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
-from vibration_anomaly.errors import VibrationAnomalyError
 from vibration_anomaly.model import load_default_model
 from vibration_anomaly.model.data import load_dataset
 from vibration_anomaly.model.evaluate import ModelMethod, split_machines
@@ -28,14 +28,6 @@ from vibration_anomaly.model.frontend_config import FEATURE_NAMES, band_edges
 
 
 def main() -> int:
-    try:
-        return run()
-    except VibrationAnomalyError as e:  # a missing folder, a bad manifest: named, no traceback
-        print(f"machine_drift: {e}", file=sys.stderr)
-        return 2
-
-
-def run() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True, help="dataset folder with manifest.csv (as evaluate reads)")
     ap.add_argument("--machine", required=True, help="machine name, or a unique part of it (Bearing3_2)")
@@ -45,8 +37,11 @@ def run() -> int:
     ap.add_argument("--window-s", type=float, default=None, help="window length (default: evaluate's)")
     ap.add_argument("--cells", type=int, default=4, help="cells to follow from calibration to degraded")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    a = ap.parse_args()
+    # a missing folder or a bad manifest: one line naming it, exit 2 (as the package's commands)
+    return guarded(run, "tools/machine_drift.py")(ap.parse_args())
 
+
+def run(a: argparse.Namespace) -> int:
     files = load_default_model()
     min_samples = int(files.meta.get("frontend", {}).get("min_samples", 256))
     records = [r for r in load_dataset(a.data) if any(a.machine in m for m in r.machines)]

@@ -23,49 +23,34 @@ from typing import Any
 
 import numpy as np
 
+from vibration_anomaly.clikit import guarded, number_list
 from vibration_anomaly.core.calibration.fit import SCORE_DRIFT_LOG_SD
 from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
-from vibration_anomaly.errors import VibrationAnomalyError
 from vibration_anomaly.model.cli_support import model_files
 from vibration_anomaly.model.data import load_dataset
 from vibration_anomaly.model.evaluate import MIN_MACHINE_WINDOWS, ModelMethod, split_machines
 
 
 def main() -> int:
-    try:
-        return run()
-    except VibrationAnomalyError as e:  # a missing folder, a bad manifest: named, no traceback
-        print(f"score_drift: {e}", file=sys.stderr)
-        return 2
-
-
-def _drifts(text: str) -> list[float]:
-    try:
-        out = [float(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--drift: comma-separated numbers, got {text!r}") from None
-    if not out or any(not math.isfinite(v) or v < 0 for v in out):
-        raise argparse.ArgumentTypeError(f"--drift: finite values >= 0, got {text!r}")
-    return out
-
-
-def run() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True, help="dataset folder with manifest.csv (as evaluate reads)")
+    ap.add_argument("--model", default=None, help="model directory (default: the shipped model)")
     ap.add_argument(
         "--sensor-rate", type=float, default=None, help="pass the records through the sensor model"
     )
-    ap.add_argument("--model", default=None, help="model directory (default: the shipped model)")
     ap.add_argument("--window-s", type=float, default=None, help="window length (default: evaluate's)")
     ap.add_argument(
         "--drift",
-        type=_drifts,
-        default=[0.0, SCORE_DRIFT_LOG_SD],
+        type=number_list(0.0, 5.0, lo_open=False),
+        default=(0.0, SCORE_DRIFT_LOG_SD),
         help=f"drift terms to compare, comma-separated (default: 0,{SCORE_DRIFT_LOG_SD:g}, the shipped one)",
     )
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    a = ap.parse_args()
+    # a missing folder or a bad manifest: one line naming it, exit 2 (as the package's commands)
+    return guarded(run, "tools/score_drift.py")(ap.parse_args())
 
+
+def run(a: argparse.Namespace) -> int:
     files = model_files(a.model)
     # the model's training machines are named "<dataset folder>/<machine>"
     dname = Path(a.data).resolve().name
@@ -131,7 +116,7 @@ def run() -> int:
     return 0
 
 
-def _groups(rows: dict[str, dict[str, Any]], drifts: list[float]) -> dict[str, Any]:
+def _groups(rows: dict[str, dict[str, Any]], drifts: tuple[float, ...]) -> dict[str, Any]:
     """Per group (training machines, the others): rms and robust (1.4826 x median |shift|) shift, over counts."""
     out: dict[str, Any] = {}
     for g, is_trained in (("training machines", True), ("other machines", False)):

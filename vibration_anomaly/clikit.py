@@ -182,9 +182,11 @@ def number(
     return parse
 
 
-def number_list(lo: float, hi: float, *, unit: str = "") -> Callable[[str], tuple[float, ...]]:
-    """Comma-separated finite numbers in (lo, hi], at least one, no repeats."""
-    one = number(lo, hi, unit=unit)
+def number_list(
+    lo: float, hi: float, *, unit: str = "", lo_open: bool = True
+) -> Callable[[str], tuple[float, ...]]:
+    """Comma-separated finite numbers in (lo, hi] ([lo, hi] with ``lo_open=False``), at least one, no repeats."""
+    one = number(lo, hi, unit=unit, lo_open=lo_open)
 
     def parse(text: str) -> tuple[float, ...]:
         parts = [p.strip() for p in text.split(",")]
