@@ -175,30 +175,42 @@ class ImuSubscriberNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    """Standalone: sample continuously and log a line per batch (checks a sensor's rate, stamps and frame id)."""
-    rclpy.init(args=args)
-    node = ImuSubscriberNode()
-    window_s = float(node.declare_parameter("window_s", 5.0).value)
+    """Standalone: sample continuously and log a line per batch (checks a sensor's rate, stamps and frame id).
 
-    def report(b: Batch) -> None:
-        s = node.sampler
-        assert s is not None
-        node.get_logger().info(
-            f"batch {b.t0:.3f}-{b.t1:.3f} ({b.n_samples} frames); received {s.stats.received}, "
-            f"refused {dict(s.rejected) | dict(s.windower.rejected)}; dropped by queue {queue.stats.dropped_frames}"
-        )
+    Ends like the main process (``nodes.main.teardown``): exit 0 on Ctrl-C or SIGTERM at any moment after
+    the imports, quietly."""
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
-    queue = LatestBatchQueue(3)
-    node.attach(queue, window_s, on_batch=report)
-    node.start_sampling(node.get_clock().now().nanoseconds * 1e-9 - 1.0, continuous=True)
+    from vibration_anomaly.nodes.main import teardown
+
     try:
-        rclpy.spin(node)
+        rclpy.init(args=args)
     except KeyboardInterrupt:
+        return 0
+    ex = SingleThreadedExecutor()
+    nodes: tuple[ImuSubscriberNode, ...] = ()
+    try:
+        node = ImuSubscriberNode()
+        nodes = (node,)
+        window_s = float(node.declare_parameter("window_s", 5.0).value)
+        queue = LatestBatchQueue(3)
+
+        def report(b: Batch) -> None:
+            s = node.sampler
+            assert s is not None
+            node.get_logger().info(
+                f"batch {b.t0:.3f}-{b.t1:.3f} ({b.n_samples} frames); received {s.stats.received}, "
+                f"refused {dict(s.rejected) | dict(s.windower.rejected)}; dropped by queue {queue.stats.dropped_frames}"
+            )
+
+        node.attach(queue, window_s, on_batch=report)
+        node.start_sampling(node.get_clock().now().nanoseconds * 1e-9 - 1.0, continuous=True)
+        ex.add_node(node)
+        ex.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+        teardown(rclpy, ex, nodes)
     return 0
 
 

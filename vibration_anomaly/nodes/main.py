@@ -105,16 +105,20 @@ def _run(rclpy: Any) -> int:
         if rclpy.ok():
             raise
     finally:
-        _shutdown(rclpy, ex, nodes)
+        teardown(rclpy, ex, nodes)
     return rc
 
 
-def _shutdown(rclpy: Any, ex: Any, nodes: tuple[Any, ...]) -> None:
-    """Tear down in order, each step on its own: a second Ctrl-C or an invalid context must not skip the rest."""
+def teardown(rclpy: Any, ex: Any, nodes: tuple[Any, ...]) -> None:
+    """Tear down in order, each step on its own: a second signal or an invalid context must not skip the rest.
+
+    Every process of this package that spins nodes ends through here (this one, ``imu_subscriber``).
+    """
     import gc
 
     from rclpy.executors import ExternalShutdownException
 
+    _quiesce_signals()
     # No garbage collection while the nodes come apart: a collection running on the engine thread
     # (which is still unloading the model) could finalize an rclpy handle there after the context
     # is gone; seen as a segfault on about one Ctrl-C in four. Collected here, on this thread, at the end.
@@ -130,6 +134,41 @@ def _shutdown(rclpy: Any, ex: Any, nodes: tuple[Any, ...]) -> None:
             print(f"vibration_anomaly: during shutdown: {type(exc).__name__}: {exc}", file=sys.stderr)
     gc.enable()
     gc.collect()
+
+
+def _quiesce_signals() -> None:
+    """Let rclpy's signal thread finish before anything is torn down; later signals wait for the teardown.
+
+    rclpy's SIGINT/SIGTERM handler wakes a C++ thread of its own, which triggers every executor's
+    signal guard condition and then shuts every context down (``rcl_shutdown``), while this thread,
+    woken by that very trigger, already tears down: ``ex.shutdown`` unregisters and frees that guard
+    condition (and rclpy's list of them), then the nodes' services go. When the signal thread lost
+    the CPU between the two, it went on with freed memory: the process ended in a segfault (exit -11)
+    instead of 0, seen in CI on two Ctrl-Cs out of six, and in 12 of 17 runs with that thread held
+    for a second (docs/ROS.md "Exit status"). ``uninstall_signal_handlers`` joins that thread,
+    which first finishes the signal in hand, so the teardown below runs alone.
+
+    Python's handlers go in first, so no signal meets a default action meanwhile: a second Ctrl-C, or
+    the SIGTERM ``ros2 launch`` sends 5 s after its SIGINT, would otherwise kill the process halfway
+    (SIGTERM's default) or abandon a step (KeyboardInterrupt). Every step is bounded (engine calls,
+    the last push), so they wait instead, and one line says so; SIGKILL still ends it at once.
+    """
+    import signal
+    import threading
+
+    from rclpy.signals import uninstall_signal_handlers
+
+    def wait_for_teardown(signum: int, frame: object) -> None:
+        print(
+            f"vibration_anomaly: {signal.Signals(signum).name} during shutdown: finishing the teardown "
+            "first (every step bounded; the engine sleeps and unloads); SIGKILL ends it now",
+            file=sys.stderr,
+        )
+
+    if threading.current_thread() is threading.main_thread():  # only the main thread may set handlers
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, wait_for_teardown)
+    uninstall_signal_handlers()
 
 
 if __name__ == "__main__":
