@@ -22,6 +22,7 @@ import numpy as np
 from vibration_anomaly.clikit import guarded
 from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
 from vibration_anomaly.model import load_default_model
+from vibration_anomaly.model.cli_support import add_dataset_options
 from vibration_anomaly.model.data import load_dataset
 from vibration_anomaly.model.evaluate import ModelMethod, split_machines
 from vibration_anomaly.model.frontend_config import FEATURE_NAMES, band_edges
@@ -29,12 +30,8 @@ from vibration_anomaly.model.frontend_config import FEATURE_NAMES, band_edges
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", required=True, help="dataset folder with manifest.csv (as evaluate reads)")
+    add_dataset_options(ap)
     ap.add_argument("--machine", required=True, help="machine name, or a unique part of it (Bearing3_2)")
-    ap.add_argument(
-        "--sensor-rate", type=float, default=None, help="pass the records through the sensor model"
-    )
-    ap.add_argument("--window-s", type=float, default=None, help="window length (default: evaluate's)")
     ap.add_argument("--cells", type=int, default=4, help="cells to follow from calibration to degraded")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     # a missing folder or a bad manifest: one line naming it, exit 2 (as the package's commands)

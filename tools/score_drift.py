@@ -26,19 +26,15 @@ import numpy as np
 from vibration_anomaly.clikit import guarded, number_list
 from vibration_anomaly.core.calibration.fit import SCORE_DRIFT_LOG_SD
 from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
-from vibration_anomaly.model.cli_support import model_files
+from vibration_anomaly.model.cli_support import add_dataset_options, model_files
 from vibration_anomaly.model.data import load_dataset
 from vibration_anomaly.model.evaluate import MIN_MACHINE_WINDOWS, ModelMethod, split_machines
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", required=True, help="dataset folder with manifest.csv (as evaluate reads)")
+    add_dataset_options(ap)
     ap.add_argument("--model", default=None, help="model directory (default: the shipped model)")
-    ap.add_argument(
-        "--sensor-rate", type=float, default=None, help="pass the records through the sensor model"
-    )
-    ap.add_argument("--window-s", type=float, default=None, help="window length (default: evaluate's)")
     ap.add_argument(
         "--drift",
         type=number_list(0.0, 5.0, lo_open=False),

@@ -7,13 +7,28 @@ never at import time.
 
 from __future__ import annotations
 
+import argparse
 import math
 from pathlib import Path
 from typing import Any
 
-from vibration_anomaly.clikit import guarded
+from vibration_anomaly.clikit import guarded, number
 from vibration_anomaly.errors import InputError, VibrationAnomalyError
 from vibration_anomaly.fileio import json_safe  # noqa: F401 - re-exported for the model commands
+
+
+def add_dataset_options(ap: argparse.ArgumentParser) -> None:
+    """``--data``, ``--sensor-rate``, ``--window-s`` as ``evaluate`` reads them (the dataset tools in tools/)."""
+    ap.add_argument("--data", required=True, help="dataset folder with manifest.csv (as evaluate reads)")
+    ap.add_argument(
+        "--sensor-rate",
+        type=number(0, 1_000_000, unit="Hz"),
+        default=None,
+        help="pass the records through the sensor model (evaluate's --sensor-rate)",
+    )
+    ap.add_argument(
+        "--window-s", type=number(0, 600, unit="s"), default=None, help="window length (default: evaluate's)"
+    )
 
 
 def model_files(path: str | None) -> Any:
