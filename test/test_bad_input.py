@@ -569,6 +569,21 @@ CASES: list[Case] = [
     Case(
         "engine info on a directory", lambda ws: ["engine", "info", str(ws / "ds")], ("ENGINE", "a directory")
     ),
+    Case(
+        "bearing resonance reversed",
+        ev("--bearing-resonance-hz", "4500,2500"),
+        ("--bearing-resonance-hz", "0 < LO < HI"),
+    ),
+    Case(
+        "bearing resonance one number",
+        ev("--bearing-resonance-hz", "3000"),
+        ("--bearing-resonance-hz", "LO,HI"),
+    ),
+    Case(
+        "bearing resonance without a bearing",
+        cal("--shaft-hz", "24", "--bearing-resonance-hz", "2500,4500"),
+        ("--bearing-resonance-hz", "needs --bearing"),
+    ),
 ]
 
 

@@ -51,6 +51,16 @@ def test_orders_are_taken_as_stated(tmp_path: Path, signer: Signer) -> None:
     assert only_outer.bearing is not None and only_outer.bearing.orders() == {"bpfo": 3.5848}
 
 
+def test_a_stated_resonance_is_kept_beside_the_orders(tmp_path: Path, signer: Signer) -> None:
+    b = _load(tmp_path, signer, bearing={**CWRU_6205, "resonance_hz": [2500, 4500.5]})
+    assert b.bearing is not None and b.bearing.resonance_hz == (2500.0, 4500.5)
+    assert b.as_dict()["bearing"]["resonance_hz"] == [2500.0, 4500.5]
+    assert set(b.bearing.orders()) == {"bpfo", "bpfi", "bsf", "ftf"}  # the orders as without it
+    plain = _load(tmp_path, signer, bearing=CWRU_6205)
+    assert plain.bearing is not None and plain.bearing.resonance_hz is None
+    assert "resonance_hz" not in plain.as_dict()["bearing"]
+
+
 def test_geometry_gives_the_published_orders(tmp_path: Path, signer: Signer) -> None:
     b = _load(tmp_path, signer, bearing={**CWRU_6205, "contact_angle_deg": 0})
     assert b.bearing is not None
@@ -89,6 +99,13 @@ def test_geometry_gives_the_published_orders(tmp_path: Path, signer: Signer) -> 
         ({**CWRU_6205, "ball_diameter": 2.0}, "bearing.ball_diameter", "pitch_diameter"),
         ({**CWRU_6205, "contact_angle_deg": 95}, "bearing.contact_angle_deg", "<= 60"),
         ({"bpfo_typo": 3.58}, "bearing.bpfo_typo", "unknown field"),
+        ({"bpfo": 3.58, "resonance_hz": [4500, 2500]}, "bearing.resonance_hz", "0 < lo < hi"),
+        ({"bpfo": 3.58, "resonance_hz": [0, 2500]}, "bearing.resonance_hz", "0 < lo < hi"),
+        ({"bpfo": 3.58, "resonance_hz": 3000}, "bearing.resonance_hz", "[lo, hi]"),
+        ({"bpfo": 3.58, "resonance_hz": [1000, 2000, 3000]}, "bearing.resonance_hz", "[lo, hi]"),
+        ({"bpfo": 3.58, "resonance_hz": [1000, "2k"]}, "bearing.resonance_hz[1]", "number"),
+        ({"bpfo": 3.58, "resonance_hz": [1000, float("inf")]}, "bearing.resonance_hz[1]", "finite"),
+        ({"resonance_hz": [2500, 4500]}, "bearing.bpfo", "expected some of"),
         ([3.58, 5.41], "bearing", "mapping"),
     ],
 )

@@ -21,7 +21,8 @@ from eval_testkit import imu_cdr
 
 from vibration_anomaly.cli import main
 from vibration_anomaly.core.calibration import Calibration
-from vibration_anomaly.core.order_calibration import EXTRA_KEY, OrderCalibration, OrderCheck
+from vibration_anomaly.core.order_calibration import EXTRA_KEY, OrderCalibration
+from vibration_anomaly.core.order_check import OrderCheck
 from vibration_anomaly.core.speed import ShaftSpeed
 from vibration_anomaly.core.window import batch_samples
 from vibration_anomaly.sim.robot import FaultSpec, RobotConfig, SimulatedRobot

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -83,18 +84,24 @@ def test_fused_only_with_speed_and_orders(setup: tuple[Path, object, object], tm
     assert has_orders(replace(md, orders={"bpfo": 5.611}))
 
 
-def test_fused_in_the_sensitivity_ladder_through_a_sensor(setup: tuple[Path, object, object]) -> None:
+def _ladder_at_3200(setup: tuple[Path, object, object], **told: Any) -> dict[str, Any]:
+    """evaluate's sensitivity of the fixture's bearing through a 3.2 kHz sensor, at 5x only."""
     from vibration_anomaly.model.sensitivity import sensitivity
 
     data, files, eng = setup
-    s = sensitivity(
+    return sensitivity(
         str(data),
         files,  # type: ignore[arg-type]
         eng.infer,  # type: ignore[attr-defined]
         amplitudes=(5.0,),
         bearing=BEARING_PRESETS["femto"],
         sensor_rate_hz=3200.0,
+        **told,
     )
+
+
+def test_fused_in_the_sensitivity_ladder_through_a_sensor(setup: tuple[Path, object, object]) -> None:
+    s = _ladder_at_3200(setup)
     fu, model = s["methods"][FUSED], s["methods"]["model"]
     fusion = s["setup"]["fusion"]
     assert fusion["machines_with_orders"] == ["Bearing1_2"] and fusion["target_far"] == 0.01
@@ -129,3 +136,27 @@ def test_order_calibration_is_cross_fitted_and_skips_lines_without_a_score() -> 
     step = np.exp(0.1 * rng.standard_normal((40, 1))) * np.where(np.arange(40) < 20, 1.0, 3.0)[:, None]
     crossed = calibrate_orders(step, 0.005)
     assert crossed is not None and crossed.threshold > 1.5 * float(np.max(step / np.median(step)))
+
+
+def test_a_resonance_the_sensor_cannot_pass_leaves_the_model_alone(
+    setup: tuple[Path, object, object],
+) -> None:
+    """Told a 2.5-4.5 kHz resonance, a 3.2 kHz sensor has no band for the envelope and FEMTO's 0.2 s
+    windows are too short for the raw spectrum's lines: model+orders is the model at the full target,
+    window for window, and says so; at the lab rate it reads the bands that hold the resonance."""
+    data, files, eng = setup
+    told = (2500.0, 4500.0)
+    s = _ladder_at_3200(setup, bearing_resonance_hz=told)
+    fusion = s["setup"]["fusion"]
+    assert fusion["bearing_resonance_hz"] == [2500.0, 4500.0]
+    assert fusion["machines_model_only"] == ["Bearing1_2"] and fusion["machines_with_orders"] == []
+    assert s["methods"][FUSED]["ladder"] == s["methods"]["model"]["ladder"]
+    res, raw = evaluate(data, files, eng.infer, bearing=BEARING_PRESETS["femto"], bearing_resonance_hz=told)  # type: ignore[attr-defined]
+    th = res[FUSED]["fusion"]["per_machine"]["Bearing1_2"]
+    (md,) = raw["machines"]
+    assert md.shaft_hz is not None and md.orders is not None
+    stated = order_scores(md.cal, md.fs_hz, md.shaft_hz, md.orders, resonance_hz=told)
+    every = order_scores(md.cal, md.fs_hz, md.shaft_hz, md.orders)
+    oc = calibrate_orders(stated, 0.005)
+    assert oc is not None and th["order_threshold"] == pytest.approx(oc.threshold, rel=1e-5)
+    assert np.isfinite(stated).all() and not np.allclose(stated, every)

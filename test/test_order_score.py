@@ -157,3 +157,39 @@ def test_channels_scored_together_are_each_channel_scored_alone() -> None:
         order_strengths(w, FS, SHAFT, ORDERS)[1][0, names.index("bpfo")]
         > 3 * order_strengths(w, FS, SHAFT, ORDERS)[1][1:, names.index("bpfo")].max()
     )
+
+
+def test_a_stated_resonance_reads_only_the_bands_that_hold_it() -> None:
+    from vibration_anomaly.core.diagnosis import bands
+    from vibration_anomaly.core.order_score import envelope_bands
+
+    assert envelope_bands(FS) == bands(FS)  # not stated: every band, as before
+    chosen = envelope_bands(FS, (2500.0, 4500.0))
+    assert chosen and all(lo < 4500.0 and hi > 2500.0 for lo, hi in chosen)
+    assert len(chosen) < len(bands(FS)) and (6656.0, 12800.0) not in chosen
+    # A 3.2 kHz sensor passes nothing of a 2.5-4.5 kHz resonance: no band, so no envelope line.
+    assert envelope_bands(3200.0, (2500.0, 4500.0)) == []
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((640, 2))
+    names, s = order_strengths(w, 3200.0, SHAFT, ORDERS, (2500.0, 4500.0)) or ([], np.zeros(0))
+    assert names and s.shape == (2, len(names)) and np.isnan(s).all()
+    names, s = order_strengths(w, 3200.0, SHAFT, ORDERS) or ([], np.zeros(0))
+    assert np.isfinite(s).all()  # not stated: the whole band is read
+
+
+def test_a_stated_resonance_lowers_the_noise_floor_and_keeps_the_defect() -> None:
+    """Fewer bands read, so the largest over them of noise is lower; impacts ringing in the stated
+    resonance are read as strongly as before (their best band holds it)."""
+    res = (2500.0, 4500.0)
+    rng = np.random.default_rng(6)
+    noise = [rng.standard_normal((N, 1)) for _ in range(12)]
+    floor_every = np.median([order_strengths(w, FS, SHAFT, ORDERS)[1] for w in noise])  # type: ignore[index]
+    floor_stated = np.median([order_strengths(w, FS, SHAFT, ORDERS, res)[1] for w in noise])  # type: ignore[index]
+    assert floor_stated < floor_every, (floor_stated, floor_every)
+    w = rng.standard_normal((N, 1))
+    w[:, 0] += physical_defect(rng, FS, N, ORDERS["bpfo"] * SHAFT, 3.0)[0]  # rings 2.5-4.5 kHz
+    names, every = order_strengths(w, FS, SHAFT, ORDERS) or ([], np.zeros(0))
+    stated = order_strengths(w, FS, SHAFT, ORDERS, res)
+    assert stated is not None
+    i = names.index("bpfo")
+    assert stated[1][0, i] > 5 * floor_stated and stated[1][0, i] >= 0.8 * every[0, i], (stated, every)

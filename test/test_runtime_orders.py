@@ -43,23 +43,28 @@ def _robot() -> SimulatedRobot:
     return SimulatedRobot(RobotConfig(rate_hz=RATE, seed=5, shaft_hz=SHAFT, fault=fault))
 
 
-@pytest.fixture(scope="module")
-def calibrated() -> tuple[Any, Calibration, Calibration]:
-    """The model, and the robot's calibration with and without the order reference (same 20 windows)."""
+def _calibrate_robot(model: Any, *variants: dict[str, Any]) -> list[Calibration]:
+    """The robot's 20 healthy windows calibrated once per ``variants`` (keyword arguments of calibrate)."""
     from vibration_anomaly.engine.onnx_backend import OnnxRuntimeEngine
-    from vibration_anomaly.model import load_default_model
 
-    model = load_default_model()
     robot = _robot()
     windows = [robot.frames(20.0 + 60 * k, 20.0 + 60 * k + N / RATE)[1] for k in range(20)]
     engine = OnnxRuntimeEngine(intra_op_threads=1)
     engine.load(model.onnx)
     engine.wake()
     try:
-        with_orders = model.calibrate(engine, windows, RATE, shaft_hz=SHAFT, orders=ORDERS)
-        alone = model.calibrate(engine, windows, RATE)
+        return [model.calibrate(engine, windows, RATE, **kw) for kw in variants]
     finally:
         engine.unload()
+
+
+@pytest.fixture(scope="module")
+def calibrated() -> tuple[Any, Calibration, Calibration]:
+    """The model, and the robot's calibration with and without the order reference (same 20 windows)."""
+    from vibration_anomaly.model import load_default_model
+
+    model = load_default_model()
+    with_orders, alone = _calibrate_robot(model, {"shaft_hz": SHAFT, "orders": ORDERS}, {})
     return model, with_orders, alone
 
 
@@ -265,6 +270,8 @@ def test_a_bundle_with_another_bearing_turns_the_order_part_off(tmp_path: Path, 
         ("orders", {"bpfo": "3.5"}, "extra.orders.orders.bpfo"),
         ("target_far", 0.7, "extra.orders.target_far"),
         ("model_threshold", 0, "extra.orders.model_threshold"),
+        ("resonance_hz", [1400.0, 1000.0], "extra.orders.resonance_hz"),
+        ("resonance_hz", 1200.0, "extra.orders.resonance_hz"),
     ],
 )
 def test_a_bad_order_record_is_refused_by_name(calibrated: Any, field: str, value: Any, named: str) -> None:
@@ -309,12 +316,26 @@ def test_calibrate_cli_records_the_order_part_and_refuses_half_of_it(tmp_path: P
         24.0,
     ]
     assert EXTRA_KEY not in Calibration.load(tmp_path / "speed.json").extra
+    told = subprocess.run(  # the resonance the bundle states, recorded with the order part
+        [*cmd, "--out", str(tmp_path / "res.json"), "--bearing", bearing, "--shaft-hz", "24"]
+        + ["--bearing-resonance-hz", "1000,1400"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert told.returncode == 0, told.stderr
+    got = OrderCalibration.from_dict(Calibration.load(tmp_path / "res.json").extra[EXTRA_KEY])
+    assert got.resonance_hz == (1000.0, 1400.0)
+    assert OrderCalibration.from_dict(cal.extra[EXTRA_KEY]).resonance_hz is None
     for args, named in (
         (["--bearing", bearing], "--shaft-hz"),
         (["--bearing", "ftf=0.4", "--shaft-hz", "24"], "cage"),
         (["--bearing", f"{bearing},rpm=1500", "--shaft-hz", "24"], "disagrees"),
         (["--segments", "0"], "--segments"),
         (["--segments", "many"], "--segments"),
+        (["--bearing-resonance-hz", "1000,1400", "--shaft-hz", "24"], "needs --bearing"),
+        (["--bearing", bearing, "--shaft-hz", "24", "--bearing-resonance-hz", "1400,1000"], "0 < LO < HI"),
+        (["--bearing", bearing, "--shaft-hz", "24", "--bearing-resonance-hz", "1200"], "LO,HI"),
     ):
         bad = subprocess.run(
             [*cmd, "--out", str(tmp_path / "bad.json"), *args], capture_output=True, text=True, timeout=300
@@ -325,7 +346,8 @@ def test_calibrate_cli_records_the_order_part_and_refuses_half_of_it(tmp_path: P
 
 def test_evaluate_and_the_robot_compute_the_same_order_ratio(calibrated: Any) -> None:
     """``model.fused`` (evaluate's model+orders) is the runtime's code: same reference, same ratio."""
-    from vibration_anomaly.core.order_calibration import OrderCheck, calibrate_orders
+    from vibration_anomaly.core.order_calibration import calibrate_orders
+    from vibration_anomaly.core.order_check import OrderCheck
     from vibration_anomaly.core.speed import ShaftSpeed
     from vibration_anomaly.model.fused import calibrate_orders as fused_calibrate
     from vibration_anomaly.model.fused import order_scores
@@ -345,7 +367,7 @@ def test_evaluate_and_the_robot_compute_the_same_order_ratio(calibrated: Any) ->
 
 def test_the_order_line_names_the_location_only_where_the_envelope_rule_named_none() -> None:
     from vibration_anomaly.core.diagnosis import Diagnosis
-    from vibration_anomaly.core.order_calibration import OrderCheck, OrderReading
+    from vibration_anomaly.core.order_check import OrderCheck, OrderReading
 
     over = OrderReading(1.4, SHAFT, "", "bpfi", "inner_race", 2, ORDERS["bpfi"] * SHAFT, "spectrum")
     unknown = Diagnosis("unknown", note="no defect order stands out 12x in the envelope spectrum")
@@ -384,5 +406,60 @@ def test_the_order_ratio_reaches_the_fleet_as_a_gauge(tmp_path: Path, calibrated
         _periods(rt, clock, FAULTY[1:2])  # stale speed: not scored by the order part
         metrics.observe_event(_infers(events)[-1])
         assert math.isnan(reg.get_sample_value("vibration_anomaly_order_ratio"))
+    finally:
+        rt.close()
+
+
+RESONANCE = (1000.0, 1400.0)  # where the robot's defect rings (1.2 kHz), as a tap test would state it
+
+
+@pytest.fixture(scope="module")
+def calibrated_at_resonance(calibrated: Any) -> tuple[Calibration, Calibration]:
+    """The robot calibrated with the resonance stated: the defect's (1.0-1.4 kHz), and one above the
+    3.2 kHz sensor's band (2.5-4.5 kHz)."""
+    told = [{"shaft_hz": SHAFT, "orders": ORDERS, "resonance_hz": r} for r in (RESONANCE, (2500.0, 4500.0))]
+    at_defect, above = _calibrate_robot(calibrated[0], *told)
+    return at_defect, above
+
+
+def test_a_stated_resonance_is_recorded_and_the_robot_reads_the_envelope_there(
+    tmp_path: Path, calibrated: Any, calibrated_at_resonance: Any
+) -> None:
+    model = calibrated[0]
+    cal, above = calibrated_at_resonance
+    oc = OrderCalibration.from_dict(json.loads(json.dumps(cal.extra[EXTRA_KEY])))
+    assert oc.resonance_hz == RESONANCE and oc.parts == ("envelope", "spectrum")
+    # Beyond the sensor's band: no envelope column is read, the raw spectrum's lines still are.
+    high = OrderCalibration.from_dict(above.extra[EXTRA_KEY])
+    env, spec = np.split(high.ref, 2)
+    assert high.resonance_hz == (2500.0, 4500.0) and np.isnan(env).all() and np.isfinite(spec).all()
+    stated = dict(CWRU_6205, resonance_hz=list(RESONANCE))
+    rt, clock, events, log = _runtime(tmp_path / "on", model, cal, stated, shaft_hz=SHAFT)
+    try:
+        assert "speed-aware scoring on" in rt.describe()
+        _periods(rt, clock, HEALTHY + FAULTY)
+        infers = _infers(events)
+        assert not any(e["above"] for e in infers[: len(HEALTHY)])
+        faulty = infers[len(HEALTHY) :]
+        assert sum(e["order_ratio"] > 1.0 for e in faulty) >= 5, faulty
+        assert [e for e in events if e["event"] == "alarm"]
+    finally:
+        rt.close()
+
+
+@pytest.mark.parametrize("bundle_resonance", [None, [900.0, 1400.0]])
+def test_a_resonance_other_than_the_calibrations_turns_the_order_part_off(
+    tmp_path: Path, calibrated: Any, calibrated_at_resonance: Any, bundle_resonance: Any
+) -> None:
+    model = calibrated[0]
+    cal = calibrated_at_resonance[0]
+    bearing = dict(CWRU_6205) if bundle_resonance is None else dict(CWRU_6205, resonance_hz=bundle_resonance)
+    rt, clock, events, log = _runtime(tmp_path, model, cal, bearing, shaft_hz=SHAFT)
+    try:
+        assert rt.detector is not None and rt.detector.orders is None
+        off = [ln for ln in log.lines if "speed-aware scoring off" in ln]
+        assert off and "1000-1400 Hz" in off[0] and "--bearing-resonance-hz" in off[0], log.lines
+        _periods(rt, clock, FAULTY[:1])
+        assert "order_ratio" not in _infers(events)[0]
     finally:
         rt.close()

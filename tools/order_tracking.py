@@ -35,7 +35,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from vibration_anomaly.bundle.bearing import orders_from_geometry  # noqa: E402
-from vibration_anomaly.core.order_calibration import EXTRA_KEY, OrderCalibration, OrderCheck  # noqa: E402
+from vibration_anomaly.core.order_calibration import EXTRA_KEY, OrderCalibration  # noqa: E402
+from vibration_anomaly.core.order_check import OrderCheck  # noqa: E402
 from vibration_anomaly.core.speed import ShaftSpeed  # noqa: E402
 from vibration_anomaly.core.window import batch_samples  # noqa: E402
 from vibration_anomaly.sim.robot import FaultSpec, RobotConfig, SimulatedRobot  # noqa: E402

@@ -17,6 +17,10 @@ The bundle's ``bearing`` section states either some of the four orders or the ge
 ``ball_diameter``, ``pitch_diameter``, ``contact_angle_deg``), never both. Orders that cannot belong to a
 real bearing are refused, naming the field: ``bpfo + bpfi`` is the number of rolling elements (an
 integer), ``ftf`` is below 1 (the cage turns slower than the shaft) and ``bpfo = n x ftf``.
+
+It may also state ``resonance_hz: [lo, hi]``, the structural resonance the bearing's impacts ring (a tap
+test, or the band a recorded defect rang): speed-aware scoring then reads the envelope only in bands that
+overlap it (``core.order_score.envelope_bands``), and not at all where the sensor cannot pass it.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ MAX_ORDER = 100.0
 MAX_BALLS = 100
 MAX_CONTACT_ANGLE_DEG = 60.0
 """Angular-contact bearings go to about 40 degrees; above 60 the formulas (and the bearing) make no sense."""
+MAX_RESONANCE_HZ = 100_000.0
+"""A structural resonance is stated below this (no vibration sensor on a robot reaches it)."""
 BALLS_TOLERANCE = 0.02
 """``bpfo + bpfi`` must be within this of a whole number of rolling elements (the stated orders are rounded)."""
 
@@ -75,8 +81,10 @@ class BearingSettings:
     ball_diameter: float | None = None
     pitch_diameter: float | None = None
     contact_angle_deg: float | None = None
+    resonance_hz: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
+        self._check_resonance()
         stated = [n for n in ORDER_NAMES if getattr(self, n) is not None]
         geometry = [n for n in GEOMETRY_NAMES if getattr(self, n) is not None]
         if stated and geometry:
@@ -93,6 +101,20 @@ class BearingSettings:
             self._check_geometry()
         else:
             self._check_orders()
+
+    def _check_resonance(self) -> None:
+        r = self.resonance_hz
+        if r is None:
+            return
+        ok = isinstance(r, tuple | list) and len(r) == 2
+        ok = ok and all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in r
+        )
+        if not ok or not 0 < r[0] < r[1] <= MAX_RESONANCE_HZ:
+            raise _bad(
+                "resonance_hz",
+                f"expected [lo, hi] in Hz with 0 < lo < hi <= {MAX_RESONANCE_HZ:g}, got {list(r) if ok else r!r}",
+            )
 
     def _check_geometry(self) -> None:
         for name in ("balls", "ball_diameter", "pitch_diameter"):
@@ -152,6 +174,11 @@ class BearingSettings:
             )
         return {n: float(v) for n in ORDER_NAMES if (v := getattr(self, n)) is not None}
 
-    def as_dict(self) -> dict[str, float | int]:
+    def as_dict(self) -> dict[str, float | int | list[float]]:
         """The fields the payload stated (the effective values the firmware check and ``as_dict`` show)."""
-        return {n: v for n in (*ORDER_NAMES, *GEOMETRY_NAMES) if (v := getattr(self, n)) is not None}
+        out: dict[str, float | int | list[float]] = {
+            n: v for n in (*ORDER_NAMES, *GEOMETRY_NAMES) if (v := getattr(self, n)) is not None
+        }
+        if self.resonance_hz is not None:
+            out["resonance_hz"] = [float(v) for v in self.resonance_hz]
+        return out

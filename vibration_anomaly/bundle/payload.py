@@ -60,7 +60,7 @@ _SECTION_FIELDS = {
     "alarm": {"votes_required", "votes_window", "score_threshold"},
     "telemetry": {"pushgateway_url", "job", "push_interval_s", "pushgateway_shards", "import_url"},
     "health": {"period_tolerance_s", "awake_fraction_max", "asleep_power_max_w"},
-    "bearing": {*ORDER_NAMES, *GEOMETRY_NAMES},
+    "bearing": {*ORDER_NAMES, *GEOMETRY_NAMES, "resonance_hz"},
 }
 _REQUIRED = ("version", "issued_at", "key_id", "duty_cycle", "model_sha256")
 
@@ -147,6 +147,12 @@ def _bearing(section: dict[str, Any]) -> BearingSettings | None:
             continue
         if name == "balls":
             kwargs[name] = _integer("bearing.balls", value, 3, MAX_BALLS)
+        elif name == "resonance_hz":
+            if not isinstance(value, list) or len(value) != 2:
+                raise _field_error(
+                    "bearing.resonance_hz", f"expected [lo, hi] in Hz, got {format_value(value)}"
+                )
+            kwargs[name] = tuple(_number(f"bearing.resonance_hz[{i}]", v) for i, v in enumerate(value))
         else:
             kwargs[name] = _number(f"bearing.{name}", value)
     return _build(BearingSettings, **kwargs) if kwargs else None

@@ -20,7 +20,7 @@ import numpy as np
 from vibration_anomaly.core.diagnosis import Diagnoser
 from vibration_anomaly.core.events import ALARM, ALARM_RESET, ERROR, LOCATION_UNKNOWN, SENSOR, SKIP, EventBus
 from vibration_anomaly.core.latch import AlarmLatch
-from vibration_anomaly.core.order_calibration import OrderCheck, OrderReading
+from vibration_anomaly.core.order_check import OrderCheck, OrderReading
 from vibration_anomaly.core.queue import LatestBatchQueue
 from vibration_anomaly.core.sensor_health import ERROR as SENSOR_ERROR
 from vibration_anomaly.core.sensor_health import LEVEL_NAMES, OK, SensorReport

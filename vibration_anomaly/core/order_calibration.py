@@ -13,7 +13,7 @@ states (``bundle.bearing``) is scored twice per window:
 
 The window is above when either part is (ratio > 1): by the union bound the per-window false-alarm rate
 stays at or below ``target_far``. ``calibrate`` records this as the calibration's ``extra.orders``
-(:meth:`OrderCalibration.to_dict`); the detector uses it through :class:`OrderCheck` only for a window
+(:meth:`OrderCalibration.to_dict`); the detector uses it through ``core.order_check.OrderCheck`` only for a window
 whose speed is known and whose lines fit the sensor's band, and otherwise scores with the model alone
 against the calibration's own ``threshold`` (fitted at the full target), as without orders.
 
@@ -26,21 +26,19 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from vibration_anomaly.core.calibration.fit import threshold_from_scores
-from vibration_anomaly.core.diagnosis import ORDER_LOCATIONS, Diagnosis
-from vibration_anomaly.core.events import LOCATION_UNKNOWN
 from vibration_anomaly.core.order_score import (
+    Resonance,
     defect_lines_hz,
     order_strengths,
     spectrum_resolves,
     spectrum_strengths,
 )
-from vibration_anomaly.core.speed import ShaftSpeed
 from vibration_anomaly.errors import InputError
 
 FOLDS = 4
@@ -69,9 +67,11 @@ def strengths(
     shaft_hz: float | None,
     orders: Mapping[str, float] | None,
     parts: tuple[str, ...] = (ENVELOPE,),
+    resonance_hz: Resonance | None = None,
 ) -> tuple[list[str], np.ndarray] | None:
-    """(line names, (parts, C, lines) strengths) of ``window`` (n, C); None without speed or orders."""
-    got = order_strengths(window, fs_hz, shaft_hz, orders)
+    """(line names, (parts, C, lines) strengths) of ``window`` (n, C); None without speed or orders.
+    ``resonance_hz``: the bearing's stated resonance; the envelope reads only the bands overlapping it."""
+    got = order_strengths(window, fs_hz, shaft_hz, orders, resonance_hz)
     if got is None:
         return None
     names, env = got
@@ -81,6 +81,19 @@ def strengths(
         assert spec is not None
         blocks.append(spec[1])
     return names, np.stack(blocks)
+
+
+def _resonance(value: Any, source: str, field: str) -> Resonance | None:
+    """A recorded ``[lo, hi]`` resonance (Hz), checked; None when not recorded."""
+    if value is None:
+        return None
+    ok = isinstance(value, list) and len(value) == 2
+    ok = ok and all(
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in value
+    )
+    if not ok or not 0 < value[0] < value[1]:
+        raise InputError(source, field, f"expected [lo, hi] Hz with 0 < lo < hi, got {value!r}"[:200])
+    return (float(value[0]), float(value[1]))
 
 
 def _speeds(shaft_hz: float | Sequence[float], n: int) -> list[float]:
@@ -99,6 +112,7 @@ def window_strengths(
     shaft_hz: float | Sequence[float],
     orders: Mapping[str, float],
     parts: tuple[str, ...] | None = None,
+    resonance_hz: Resonance | None = None,
 ) -> np.ndarray:
     """(N, parts x C x lines) strength of every defect line in every channel, part-major (NaN where a line
     does not fit the band). ``shaft_hz``: the speed, or each window's. ``parts`` None: :func:`parts_for`
@@ -110,7 +124,7 @@ def window_strengths(
     width = len(parts) * windows.shape[2] * max(len(defect_lines_hz(max(speeds, default=0.0), orders)), 1)
     out = []
     for w, speed in zip(windows, speeds, strict=True):
-        got = strengths(w, fs_hz, speed, orders, parts)
+        got = strengths(w, fs_hz, speed, orders, parts, resonance_hz)
         out.append(np.full(width, np.nan) if got is None else got[1].reshape(-1))
     return np.stack(out) if out else np.zeros((0, width))
 
@@ -149,6 +163,7 @@ class OrderCalibration:
     model_threshold: float | None = None
     shaft_hz: float | None = None
     parts: tuple[str, ...] = (ENVELOPE,)
+    resonance_hz: Resonance | None = None
 
     def ratio(self, scores: np.ndarray) -> np.ndarray:
         """(N,) largest strength / reference over channels and lines, over the threshold; 0 where none has one."""
@@ -175,6 +190,7 @@ class OrderCalibration:
             "target_far": float(self.target_far),
             "model_threshold": None if self.model_threshold is None else float(self.model_threshold),
             "shaft_hz": None if self.shaft_hz is None else float(self.shaft_hz),
+            "resonance_hz": None if self.resonance_hz is None else [float(v) for v in self.resonance_hz],
             "rule": "above when model score > model_threshold or order ratio > 1; each at target_far",
         }
 
@@ -243,6 +259,7 @@ class OrderCalibration:
             model_threshold=positive("model_threshold", d.get("model_threshold"), optional=True),
             shaft_hz=positive("shaft_hz", d.get("shaft_hz"), optional=True),
             parts=tuple(parts),
+            resonance_hz=_resonance(d.get("resonance_hz"), source, f"{where}.resonance_hz"),
         )
 
 
@@ -277,8 +294,10 @@ def fit_order_calibration(
     orders: Mapping[str, float],
     target_far: float,
     model_threshold: float | None = None,
+    resonance_hz: Resonance | None = None,
 ) -> OrderCalibration | None:
-    """:func:`calibrate_orders` on healthy ``windows`` (N, n, C), with its lines named.
+    """:func:`calibrate_orders` on healthy ``windows`` (N, n, C), with its lines named (and the resonance
+    the envelope was read at, ``resonance_hz``, which the robot then reads it at too).
 
     ``shaft_hz``: the recording's steady speed, or each window's (windows resampled to constant speed,
     ``core.order_track``, from a commissioning recording with the speed topic); ``shaft_hz`` is recorded
@@ -288,7 +307,7 @@ def fit_order_calibration(
     if not lines:
         return None
     parts = parts_for(np.asarray(windows).shape[1], fs_hz, min(speeds), orders)
-    oc = calibrate_orders(window_strengths(windows, fs_hz, speeds, orders, parts), target_far)
+    oc = calibrate_orders(window_strengths(windows, fs_hz, speeds, orders, parts, resonance_hz), target_far)
     if oc is None:
         return None
     oc.parts = parts
@@ -296,103 +315,5 @@ def fit_order_calibration(
     oc.orders = {k: float(v) for k, v in orders.items() if k in lines}
     oc.model_threshold = model_threshold
     oc.shaft_hz = float(np.median(speeds))
+    oc.resonance_hz = resonance_hz
     return oc
-
-
-@dataclass(frozen=True)
-class OrderReading:
-    """One window's order ratio (None: not scored, ``why`` says so) and the speed it was read at."""
-
-    ratio: float | None
-    shaft_hz: float | None
-    why: str = ""
-    line: str = ""  # the defect line with the largest ratio (bpfo, bpfi, bsf), its location below
-    location: str = ""
-    channel: int | None = None
-    frequency_hz: float | None = None  # that line's defect frequency at this speed
-    part: str = ""  # where it was read: the envelope or the raw spectrum (PARTS)
-    speed_spread: float = 0.0  # the speed's relative change the window was order-tracked through (0: steady)
-
-    def fields(self) -> dict[str, Any]:
-        """The ``infer`` / ``alarm`` event's fields for this reading."""
-        out: dict[str, Any] = {"order_ratio": None if self.ratio is None else round(self.ratio, 6)}
-        if self.why:
-            out["order_note"] = self.why
-        if self.speed_spread:
-            out["order_tracked_spread"] = round(self.speed_spread, 4)
-        if self.line:
-            out.update(
-                order_line=self.line,
-                order_location=self.location,
-                order_channel=self.channel,
-                order_part=self.part,
-            )
-        return out
-
-
-class OrderCheck:
-    """The detector's order part: the machine's :class:`OrderCalibration`, the bundle's orders, the speed."""
-
-    def __init__(self, calibration: OrderCalibration, speed: ShaftSpeed) -> None:
-        if calibration.model_threshold is None:
-            raise InputError("calibration", f"extra.{EXTRA_KEY}.model_threshold", "missing: recalibrate")
-        self.calibration = calibration
-        self.model_threshold = float(calibration.model_threshold)
-        self.speed = speed
-
-    def read(self, window: np.ndarray, fs_hz: float, t0: float, t1: float) -> OrderReading:
-        """The order ratio of ``window`` (n, C) at the speed during [t0, t1]; None when that is unknown."""
-        tracked, source = self.speed.track(window, fs_hz, t0, t1)
-        if tracked is None:
-            return OrderReading(None, None, source)
-        shaft_hz, spread = tracked.shaft_hz, tracked.spread if tracked.resampled else 0.0
-        cal = self.calibration
-        got = strengths(
-            tracked.window,
-            fs_hz,
-            shaft_hz,
-            {k: cal.orders[k] for k in cal.lines} if cal.orders else None,
-            cal.parts,
-        )
-        if got is None:
-            return OrderReading(None, shaft_hz, "no defect line at this speed")
-        names, s = got
-        if tuple(names) != cal.lines or s.size != cal.ref.size:
-            why = f"window has {s.shape[1]} channels x {names}, calibrated {cal.ref.size} columns"
-            return OrderReading(None, shaft_hz, why)
-        per = s.reshape(-1) / cal.ref
-        if not np.isfinite(per).any():
-            return OrderReading(
-                None, shaft_hz, f"no defect line fits the {fs_hz / 2:g} Hz band at {shaft_hz:.1f} Hz"
-            )
-        best = int(np.nanargmax(per))
-        part, channel, line = (int(i) for i in np.unravel_index(best, s.shape))
-        name = cal.lines[line]
-        ratio = float(per[best]) / cal.threshold
-        f = defect_lines_hz(shaft_hz, {name: cal.orders[name]})[name] if cal.orders else None
-        return OrderReading(
-            ratio, shaft_hz, "", name, ORDER_LOCATIONS[name][0], channel, f, cal.parts[part], spread
-        )
-
-    @staticmethod
-    def name_location(diagnosis: Diagnosis, reading: OrderReading | None) -> Diagnosis:
-        """The alarm's diagnosis, with the location of the order line that was over its threshold when the
-        envelope rule (``core.diagnosis``, 12x the spectrum) named none: that line stood out against this
-        machine's own healthy level, at the calibrated false-alarm rate."""
-        r = reading
-        if r is None or r.ratio is None or r.ratio <= 1.0 or not r.location:
-            return diagnosis
-        if diagnosis.location != LOCATION_UNKNOWN:
-            return diagnosis
-        before = f" ({diagnosis.note})" if diagnosis.note else ""
-        return replace(
-            diagnosis,
-            location=r.location,
-            frequency_hz=r.frequency_hz,
-            order=r.frequency_hz / r.shaft_hz if r.frequency_hz and r.shaft_hz else None,
-            shaft_hz=r.shaft_hz,
-            channel=r.channel,
-            note=f"{r.line} line {r.ratio:.2f} x its calibrated threshold (order score, {r.part}, channel "
-            f"{r.channel}); "
-            f"the envelope rule named no location{before}",
-        )

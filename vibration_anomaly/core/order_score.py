@@ -9,6 +9,8 @@ location and this score read the same lines:
 2. For each band of the frontend's dyadic tree (levels 0-:data:`LEVELS`, 3) wide enough to show the 2nd
    harmonic of every defect line: the **squared-envelope spectrum**
    (:func:`core.envelope.band_envelope_spectrum`, at base band and only up to the highest bin read).
+   Where the bundle states the structural resonance the impacts ring (``bearing.resonance_hz``), only
+   the bands overlapping it (:func:`envelope_bands`); none when the sensor cannot pass it.
 3. For each defect order the caller states (outer race ``bpfo``, inner race ``bpfi``, ball 2 x ``bsf``,
    cage ``ftf``, each times the shaft speed): the strongest bin within +-2 % (slip) of each of its
    first three harmonics that fit the band, over the median of the spectrum around it
@@ -80,20 +82,38 @@ def _strongest(out: np.ndarray, col: int, ratios: np.ndarray) -> None:
             out[c, col] = s
 
 
-def _envelope_rows(x: np.ndarray, fs_hz: float, lines_hz: Mapping[str, float]) -> np.ndarray:
+Resonance = tuple[float, float]
+"""The structural resonance (lo, hi) Hz a machine's bearing impacts ring, where the bundle states it."""
+
+
+def envelope_bands(fs_hz: float, resonance_hz: Resonance | None = None) -> list[tuple[float, float]]:
+    """The bands the envelope is read in: every band of the tree, or only those overlapping the stated
+    resonance (envelope analysis demodulates the resonance the impacts ring; a band without it holds only
+    noise). Empty when the resonance is above the sensor's band: then no envelope line is read."""
+    tree = bands(fs_hz, LEVELS)
+    if resonance_hz is None:
+        return tree
+    lo, hi = resonance_hz
+    return [b for b in tree if b[1] > lo and b[0] < hi]
+
+
+def _envelope_rows(
+    x: np.ndarray, fs_hz: float, lines_hz: Mapping[str, float], resonance_hz: Resonance | None = None
+) -> np.ndarray:
     """(C, lines) per channel (a row of ``x`` (C, n)) and defect line, its largest geometric-mean ratio
-    over the bands (NaN: no fit); every channel's spectra in one call per step."""
+    over the :func:`envelope_bands` (NaN: no fit); every channel's spectra in one call per step."""
     top = min(fs_hz / 2, MAX_ANALYSIS_HZ)
     fits = {k: f for k, f in lines_hz.items() if 2.2 * f < 0.9 * top}
     out = np.full((x.shape[0], len(lines_hz)), math.nan)
-    if not fits:
+    chosen = envelope_bands(fs_hz, resonance_hz)
+    if not fits or not chosen:
         return out
     n = x.shape[1]
     spec = tone_free_spectrum(x)
     need = 2.2 * max(fits.values())
     # defect_lines reads up to 1.5 x the highest harmonic (+ slip): no bin above that is computed
     max_hz = 1.5 * HARMONICS * (1 + SLIP) * max(fits.values()) + 2 * fs_hz / n
-    for band in bands(fs_hz, LEVELS):
+    for band in chosen:
         width = band[1] - band[0]
         if width < need:
             continue
@@ -104,9 +124,11 @@ def _envelope_rows(x: np.ndarray, fs_hz: float, lines_hz: Mapping[str, float]) -
     return out
 
 
-def line_strengths(x: np.ndarray, fs_hz: float, lines_hz: Mapping[str, float]) -> dict[str, float]:
+def line_strengths(
+    x: np.ndarray, fs_hz: float, lines_hz: Mapping[str, float], resonance_hz: Resonance | None = None
+) -> dict[str, float]:
     """One channel (1-D): per defect line, its largest geometric-mean ratio over the bands (NaN: no fit)."""
-    row = _envelope_rows(np.asarray(x, dtype=np.float64)[None], fs_hz, lines_hz)[0]
+    row = _envelope_rows(np.asarray(x, dtype=np.float64)[None], fs_hz, lines_hz, resonance_hz)[0]
     return dict(zip(lines_hz, row.tolist(), strict=True))
 
 
@@ -115,9 +137,15 @@ def order_strengths(
     fs_hz: float,
     shaft_hz: float | None,
     orders: Mapping[str, float] | None,
+    resonance_hz: Resonance | None = None,
 ) -> tuple[list[str], np.ndarray] | None:
-    """(line names, (C, lines) strengths) of ``window`` (n, C) or (n,); None without speed or orders."""
-    return _per_channel(_envelope_rows, window, fs_hz, shaft_hz, orders)
+    """(line names, (C, lines) strengths) of ``window`` (n, C) or (n,); None without speed or orders.
+    With ``resonance_hz`` only the bands overlapping it are read (:func:`envelope_bands`)."""
+
+    def rows(x: np.ndarray, fs: float, lines: Mapping[str, float]) -> np.ndarray:
+        return _envelope_rows(x, fs, lines, resonance_hz)
+
+    return _per_channel(rows, window, fs_hz, shaft_hz, orders)
 
 
 def _per_channel(

@@ -18,6 +18,7 @@ from vibration_anomaly.bundle import defaults
 from vibration_anomaly.clikit import check_output_file, number, write_text_atomic
 from vibration_anomaly.errors import InputError
 from vibration_anomaly.model.cli_support import (
+    hz_range,
     json_safe,
     model_files,
     open_engine,
@@ -82,6 +83,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             args.input, "length", f"{len(w)} windows of {args.window_s} s; need at least 4 healthy windows"
         )
     shaft_hz, orders = _speed_and_orders(args, fs)
+    if args.bearing_resonance_hz and not orders:
+        lo, hi = args.bearing_resonance_hz
+        raise InputError(
+            "--bearing-resonance-hz", f"{lo:g},{hi:g}", "needs --bearing: the resonance of which bearing?"
+        )
     tracked = readings = None
     if args.speed_joint:
         tracked, readings = _windows_at_their_speed(args, rec, w, n, fs)
@@ -101,6 +107,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         machine=args.machine or "",
         shaft_hz=tracked.speeds_hz if tracked is not None else shaft_hz,
         orders=orders,
+        resonance_hz=args.bearing_resonance_hz if orders else None,
         segments=args.segments,
         order_windows=None if tracked is None else tracked.windows,
     )
@@ -163,6 +170,14 @@ def register(subparsers: Any) -> None:
         "or 'bpfo=..,bpfi=..,bsf=..' (with --shaft-hz or --speed-joint). The calibration then holds an order reference and "
         "the model and the orders each get half the target; the detector uses it while the shaft speed is "
         "known (shaft_hz or speed_topic) and the bundle's bearing is the same",
+    )
+    c.add_argument(
+        "--bearing-resonance-hz",
+        type=hz_range,
+        metavar="LO,HI",
+        help="with --bearing: the structural resonance the bearing's impacts ring, as the bundle's "
+        "bearing.resonance_hz states it (the two must match on the robot); the envelope is then read only in "
+        "bands that overlap it, and not at all where the sensor cannot pass it (default: every band)",
     )
     c.add_argument(
         "--segments",

@@ -23,7 +23,14 @@ from vibration_anomaly.clikit import (
 )
 from vibration_anomaly.errors import InputError
 from vibration_anomaly.model import calibrate_cli
-from vibration_anomaly.model.cli_support import json_safe, model_files, open_engine, segments_arg, wrap
+from vibration_anomaly.model.cli_support import (
+    hz_range,
+    json_safe,
+    model_files,
+    open_engine,
+    segments_arg,
+    wrap,
+)
 from vibration_anomaly.model.cli_support import parse_bearing as _bearing
 
 
@@ -104,6 +111,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         vote=vote,
         sensor_rate_hz=args.sensor_rate,
         segments=args.segments,
+        bearing_resonance_hz=args.bearing_resonance_hz,
     )
     sens = None
     if args.sensitivity:
@@ -126,6 +134,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             seed=args.seed,
             vote=vote,
             segments=args.segments,
+            bearing_resonance_hz=args.bearing_resonance_hz,
         )
         res["sensitivity"] = sens
     if args.report:
@@ -321,6 +330,15 @@ def register(subparsers: Any) -> None:
         type=number_list(0, 1_000_000, unit="Hz"),
         default=None,
         help="with --sensitivity: LO,HI of the low structural mode the impacts also ring (default 100,400)",
+    )
+    e.add_argument(
+        "--bearing-resonance-hz",
+        type=hz_range,
+        metavar="LO,HI",
+        default=None,
+        help="tell model+orders the structural resonance the bearing's impacts ring, as a bundle's "
+        "bearing.resonance_hz does on the robot: its envelope reads only the bands that overlap it, none "
+        "where the sensor cannot pass it (default: not told, every band). --resonance-hz is the injection's",
     )
     e.add_argument(
         "--segments",

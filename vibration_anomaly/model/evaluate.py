@@ -296,6 +296,7 @@ def evaluate(
     vote: Vote | None = None,
     sensor_rate_hz: float | None = None,
     segments: int | None = 1,
+    bearing_resonance_hz: tuple[float, float] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Return (results JSON, raw scores for the report).
 
@@ -337,7 +338,7 @@ def evaluate(
     methods: dict[str, ModelMethod] = {"model": ModelMethod(files, infer_int8, target_far, segments)}
     if infer_fp32 is not None:
         methods["model_fp32"] = ModelMethod(files, infer_fp32, target_far, segments)
-    fused = FusedMethod(files, infer_int8, target_far, segments=segments)
+    fused = FusedMethod(files, infer_int8, target_far, segments=segments, resonance_hz=bearing_resonance_hz)
     raw: dict[str, dict[str, list[np.ndarray]]] = {}
     conds = sorted({c for md in machines for c in md.faulty})
     for i, md in enumerate(machines):
@@ -357,7 +358,7 @@ def evaluate(
             for k, v in r.items():
                 raw.setdefault(bname, {}).setdefault(k, []).append(v)
     _progress(len(machines), len(machines), "evaluating machines")
-    if not fused.machines_with_orders:
+    if not fused.orders_known:
         del raw[FUSED]  # no speed or no orders anywhere: the model alone decides
     cat = {m: {k: np.concatenate(v) for k, v in d.items()} for m, d in raw.items()}
 

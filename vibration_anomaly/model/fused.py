@@ -12,8 +12,9 @@ the bearing and the shaft speed is known). Per machine whose shaft speed (manife
 * a window's ratio is ``max(model ratio, order ratio)``: it is over 1 when either is, so by the union
   bound the per-window false-alarm rate stays at or below ``target_far``.
 
-A machine without speed or orders gets the model's own ratio (calibrated at ``target_far``): the model
-alone decides, as on the robot today.
+A machine without speed or orders, or whose defect lines fit no band the order part may read (a stated
+resonance above the sensor's band, ``resonance_hz``, and a window too short for the raw spectrum's lines),
+gets the model's own ratio (calibrated at ``target_far``): the model alone decides, as on the robot.
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ class FusedMethod:
     machines_model_only: list[str] = field(default_factory=list)
     thresholds: dict[str, dict[str, Any]] = field(default_factory=dict)
     segments: int | None = 1
+    # The bearing's stated resonance (a bundle's bearing.resonance_hz): the envelope reads the bands over it.
+    resonance_hz: tuple[float, float] | None = None
+    orders_known: bool = False  # some machine had speed and orders (its lines may still fit no band)
 
     def __post_init__(self) -> None:
         self.model = ModelMethod(self.files, self.infer, self.target_far / 2, self.segments)
@@ -81,8 +85,9 @@ class FusedMethod:
         """Fused ratios of every set; ``model_alone`` (the model at the full target) where orders are unknown."""
         oc = None
         if has_orders(md):
-            assert md.shaft_hz is not None
-            oc = calibrate_orders(order_scores(md.cal, md.fs_hz, md.shaft_hz, md.orders), self.target_far / 2)
+            assert md.shaft_hz is not None and md.orders is not None
+            self.orders_known = True
+            oc = calibrate_orders(self._strengths(md, md.cal), self.target_far / 2)
         if oc is None:
             self.machines_model_only.append(md.name)
             return {k: np.asarray(v) for k, v in model_alone.items()}
@@ -99,13 +104,18 @@ class FusedMethod:
         out = {}
         for k, w in sets.items():
             mr = self.model.ratio(cal, feats[k])
-            orr = oc.ratio(order_scores(w, md.fs_hz, md.shaft_hz, md.orders))
+            orr = oc.ratio(self._strengths(md, w))
             out[k] = np.maximum(mr, orr)
         return out
+
+    def _strengths(self, md: MachineData, windows: np.ndarray) -> np.ndarray:
+        assert md.shaft_hz is not None and md.orders is not None
+        return window_strengths(windows, md.fs_hz, md.shaft_hz, md.orders, resonance_hz=self.resonance_hz)
 
     def summary(self) -> dict[str, Any]:
         return {
             "rule": "ratio = max(model ratio, order ratio), each threshold at target_far / 2",
+            "bearing_resonance_hz": None if self.resonance_hz is None else list(self.resonance_hz),
             "target_far": self.target_far,
             "machines_with_orders": list(self.machines_with_orders),
             "machines_model_only": list(self.machines_model_only),

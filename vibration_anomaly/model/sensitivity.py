@@ -178,6 +178,7 @@ def sensitivity(
     seed: int = 0,
     vote: Vote | None = None,
     segments: int | None = 1,
+    bearing_resonance_hz: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
     """``vote``: the k-of-n (and duty cycle) the knocks are voted with (``evaluate --bundle``); None: the
     shipped example bundle's (``false_alarms.bundle_vote``). ``inferences_per_hour``: None, the vote's."""
@@ -204,7 +205,7 @@ def sensitivity(
     if inferences_per_hour is None:
         inferences_per_hour = vote.inferences_per_hour
     method = ModelMethod(files, infer, target_far, segments)
-    fused = FusedMethod(files, infer, target_far, segments=segments)
+    fused = FusedMethod(files, infer, target_far, segments=segments, resonance_hz=bearing_resonance_hz)
     raw: dict[str, dict[str, list[np.ndarray]]] = {}
     alarms: dict[str, int] = {}
     drawn: list[tuple[float | None, float | None]] = []
@@ -239,7 +240,7 @@ def sensitivity(
             kr = raw[mname]["knock"][-1]  # a window the robot would not score (NaN) is not voted
             alarms[mname] = alarms.get(mname, 0) + len(voted_alarms(kr[~np.isnan(kr)] > 1, k, n))
     sys.stderr.write(f"\rsensitivity: machine {len(machines)}/{len(machines)}\n")
-    if not fused.machines_with_orders:
+    if not fused.orders_known:
         del raw[FUSED]
     out: dict[str, Any] = {"methods": {}}
     for mname, d in raw.items():

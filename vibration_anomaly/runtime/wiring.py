@@ -247,11 +247,16 @@ def diagnoser(rt: DetectorRuntime, bundle: VerifiedBundle) -> Any:
     return Diagnoser(orders, rt.speed)
 
 
+def _band(hz: tuple[float, float] | None) -> str:
+    return "none (every band)" if hz is None else f"{hz[0]:g}-{hz[1]:g} Hz"
+
+
 def order_check(rt: DetectorRuntime, bundle: VerifiedBundle, pipeline: Pipeline) -> Any:
     """Speed-aware scoring when the calibration holds an order reference (``extra.orders``) for the
     bearing the bundle states, and a speed can be known; otherwise None (the model alone), said in the log.
     """
-    from vibration_anomaly.core.order_calibration import EXTRA_KEY, OrderCalibration, OrderCheck
+    from vibration_anomaly.core.order_calibration import EXTRA_KEY, OrderCalibration
+    from vibration_anomaly.core.order_check import OrderCheck
 
     cal = getattr(pipeline.scorer, "calibration", None)
     record = None if cal is None else cal.extra.get(EXTRA_KEY)
@@ -265,6 +270,14 @@ def order_check(rt: DetectorRuntime, bundle: VerifiedBundle, pipeline: Pipeline)
             f"speed-aware scoring off: the calibration's order reference is for "
             f"{', '.join(f'{k}={v:g}' for k, v in sorted((oc.orders or {}).items()))}, the bundle states "
             f"{stated}; the model alone decides (recalibrate with this bearing)"
+        )
+        return None
+    stated_res = bundle.bearing.resonance_hz if bundle.bearing is not None else None
+    if oc.resonance_hz != stated_res:
+        rt.log.warning(
+            f"speed-aware scoring off: the calibration read the envelope at resonance "
+            f"{_band(oc.resonance_hz)}, the bundle states {_band(stated_res)}; the model alone decides "
+            f"(recalibrate with --bearing-resonance-hz as the bundle states it)"
         )
         return None
     if not rt.speed.topic and not rt.speed.fixed_hz:

@@ -278,6 +278,7 @@ def calibrate(
     orders: Mapping[str, float] | None = None,
     segments: int | None = 1,
     order_windows: np.ndarray | None = None,
+    resonance_hz: tuple[float, float] | None = None,
 ) -> Calibration:
     """Calibrate a machine from its healthy windows (each (n_samples, n_channels)), in time order.
 
@@ -288,7 +289,8 @@ def calibrate(
     of the recording (``shaft_hz``) and the bearing's defect ``orders``, the order score is calibrated too
     and recorded as ``extra.orders`` (``core.order_calibration``: model and orders each at half the target);
     where no defect line fits the sensor's band at that speed, nothing is recorded and the model alone
-    decides. A recording whose speed changed: ``order_windows`` (M, n, C), its windows with a known speed
+    decides. ``resonance_hz``: the bearing's stated resonance (the bundle's ``bearing.resonance_hz``): the
+    order part reads the envelope only in bands overlapping it, and records it. A recording whose speed changed: ``order_windows`` (M, n, C), its windows with a known speed
     resampled to constant speed (``core.order_track``), and ``shaft_hz`` one speed each; the model is
     still calibrated on ``windows`` as they are (what it scores on the robot). With ``shaft_hz`` (with
     or without ``orders``) the lowest and highest speed are recorded as ``extra.speed_hz``: the robot
@@ -353,6 +355,7 @@ def calibrate(
             orders,
             target_far / 2,
             half["threshold"],
+            resonance_hz,
         )
         if oc is not None:
             cal.extra[EXTRA_KEY] = oc.to_dict()
