@@ -326,6 +326,19 @@ def test_calibrate_cli_records_the_order_part_and_refuses_half_of_it(tmp_path: P
     assert told.returncode == 0, told.stderr
     got = OrderCalibration.from_dict(Calibration.load(tmp_path / "res.json").extra[EXTRA_KEY])
     assert got.resonance_hz == (1000.0, 1400.0)
+    assert json.loads(told.stdout)["speed_aware"]["resonance_hz"] == [1000.0, 1400.0]
+    assert "resonance" not in told.stderr
+    above = subprocess.run(  # a resonance this 3.2 kHz sensor cannot pass: said, the raw lines still read
+        [*cmd, "--out", str(tmp_path / "above.json"), "--bearing", bearing, "--shaft-hz", "24"]
+        + ["--bearing-resonance-hz", "2500,4500"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert above.returncode == 0 and "no envelope band holds the stated 2500-4500 Hz" in above.stderr, (
+        above.stderr
+    )
+    assert EXTRA_KEY in Calibration.load(tmp_path / "above.json").extra
     assert OrderCalibration.from_dict(cal.extra[EXTRA_KEY]).resonance_hz is None
     for args, named in (
         (["--bearing", bearing], "--shaft-hz"),

@@ -124,7 +124,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                 "method": cal.method,
                 "segments": cal.segments,
                 "speeds_hz": cal.extra.get("speed_hz"),
-                "speed_aware": _speed_aware_summary(cal, shaft_hz, orders, tracked, readings),
+                "speed_aware": _speed_aware_summary(
+                    cal, shaft_hz, orders, tracked, readings, args.bearing_resonance_hz
+                ),
             },
             indent=1,
         )
@@ -278,12 +280,21 @@ def _windows_at_their_speed(args: argparse.Namespace, rec: Any, w: Any, n: int, 
     return tracked, readings
 
 
+def _resonance_note(resonance_hz: tuple[float, float] | None) -> str:
+    return (
+        ""
+        if resonance_hz is None
+        else f" and the stated {resonance_hz[0]:g}-{resonance_hz[1]:g} Hz resonance"
+    )
+
+
 def _speed_aware_summary(
     cal: Any,
     shaft_hz: float | None,
     orders: dict[str, float] | None,
     tracked: Any = None,
     readings: Any = None,
+    resonance_hz: tuple[float, float] | None = None,
 ) -> Any:
     from vibration_anomaly.core.order_calibration import EXTRA_KEY
 
@@ -296,12 +307,21 @@ def _speed_aware_summary(
     rec = cal.extra.get(EXTRA_KEY)
     if rec is None:
         print(
-            f"warning: no defect line at {shaft_hz:g} Hz fits this sensor's band: the model alone decides",
+            f"warning: no defect line at {shaft_hz:g} Hz fits this sensor's band{_resonance_note(resonance_hz)}: "
+            "the model alone decides",
             file=sys.stderr,
         )
         return {"shaft_hz": shaft_hz, "orders": orders, "lines": []}
+    n_env = len(rec["reference"]) // len(rec["parts"])  # part-major: the envelope's columns come first
+    if resonance_hz is not None and all(v is None for v in rec["reference"][:n_env]):
+        print(
+            f"warning: no envelope band holds the stated {resonance_hz[0]:g}-{resonance_hz[1]:g} Hz resonance "
+            "through this sensor: only the raw spectrum's lines are read",
+            file=sys.stderr,
+        )
     out = {
         "shaft_hz": shaft_hz,
+        "resonance_hz": rec.get("resonance_hz"),
         "lines": rec["lines"],
         "order_threshold": rec["threshold"],
         "model_threshold": rec["model_threshold"],
