@@ -201,6 +201,24 @@ def number_list(
     return parse
 
 
+def number_range(lo: float, hi: float, *, unit: str = "") -> Callable[[str], tuple[float, float]]:
+    """``LO,HI``: two finite numbers in (lo, hi], LO < HI (a band such as ``2500,4500`` Hz)."""
+    one = number(lo, hi, unit=unit)
+    u = f" in {unit}" if unit else ""
+
+    def parse(text: str) -> tuple[float, float]:
+        parts = [p.strip() for p in text.split(",")]
+        if len(parts) != 2:
+            raise argparse.ArgumentTypeError(f"got {text!r}; expected LO,HI{u} (two numbers)")
+        a, b = one(parts[0]), one(parts[1])
+        if not a < b:
+            raise argparse.ArgumentTypeError(f"got {text!r}; expected LO,HI{u} with {lo:g} < LO < HI")
+        return (a, b)
+
+    parse.__name__ = "range"
+    return parse
+
+
 # ---------------------------------------------------------------- paths
 
 

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from vibration_anomaly.bundle import defaults
-from vibration_anomaly.clikit import check_output_file, number, write_text_atomic
+from vibration_anomaly.bundle.bearing import MAX_RESONANCE_HZ
+from vibration_anomaly.clikit import check_output_file, number, number_range, write_text_atomic
 from vibration_anomaly.errors import InputError
 from vibration_anomaly.model.cli_support import (
-    hz_range,
     json_safe,
     model_files,
     open_engine,
@@ -175,7 +175,7 @@ def register(subparsers: Any) -> None:
     )
     c.add_argument(
         "--bearing-resonance-hz",
-        type=hz_range,
+        type=number_range(0, MAX_RESONANCE_HZ, unit="Hz"),
         metavar="LO,HI",
         help="with --bearing: the structural resonance the bearing's impacts ring, as the bundle's "
         "bearing.resonance_hz states it (the two must match on the robot); the envelope is then read only in "

@@ -15,16 +15,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from vibration_anomaly.bundle.bearing import MAX_RESONANCE_HZ
 from vibration_anomaly.clikit import (
     check_output_dir,
     check_output_file,
     number,
     number_list,
+    number_range,
 )
 from vibration_anomaly.errors import InputError
 from vibration_anomaly.model import calibrate_cli
 from vibration_anomaly.model.cli_support import (
-    hz_range,
     json_safe,
     model_files,
     open_engine,
@@ -76,13 +77,11 @@ def _physics(args: argparse.Namespace) -> Any:
     """The injected defect's resonance and low mode (Hz) from --resonance-hz / --mode-hz."""
     from vibration_anomaly.model.synth import DEFAULT_PHYSICS
 
-    bands = {}
-    for opt, attr in (("--resonance-hz", "resonance_hz"), ("--mode-hz", "mode_hz")):
-        v = getattr(args, attr)
-        if v is not None and (len(v) != 2 or v[0] >= v[1]):
-            raise InputError(opt, ",".join(f"{x:g}" for x in v), "expected LO,HI in Hz with LO < HI")
-        bands[attr] = getattr(DEFAULT_PHYSICS, attr) if v is None else (v[0], v[1])
-    return replace(DEFAULT_PHYSICS, resonance_hz=bands["resonance_hz"], mode_hz=bands["mode_hz"])
+    return replace(
+        DEFAULT_PHYSICS,
+        resonance_hz=args.resonance_hz or DEFAULT_PHYSICS.resonance_hz,  # clikit.number_range: LO < HI
+        mode_hz=args.mode_hz or DEFAULT_PHYSICS.mode_hz,
+    )
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -321,19 +320,19 @@ def register(subparsers: Any) -> None:
     )
     e.add_argument(
         "--resonance-hz",
-        type=number_list(0, 1_000_000, unit="Hz"),
+        type=number_range(0, 1_000_000, unit="Hz"),
         default=None,
         help="with --sensitivity: LO,HI of the structural resonance the injected impacts ring (default 2500,4500)",
     )
     e.add_argument(
         "--mode-hz",
-        type=number_list(0, 1_000_000, unit="Hz"),
+        type=number_range(0, 1_000_000, unit="Hz"),
         default=None,
         help="with --sensitivity: LO,HI of the low structural mode the impacts also ring (default 100,400)",
     )
     e.add_argument(
         "--bearing-resonance-hz",
-        type=hz_range,
+        type=number_range(0, MAX_RESONANCE_HZ, unit="Hz"),
         metavar="LO,HI",
         default=None,
         help="tell model+orders the structural resonance the bearing's impacts ring, as a bundle's "

@@ -100,17 +100,3 @@ def segments_arg(text: str) -> int | None:
     if not 1 <= k <= 64:
         raise argparse.ArgumentTypeError(f"got {k}; expected 'auto' or an integer from 1 to 64")
     return k
-
-
-def hz_range(text: str) -> tuple[float, float]:
-    """``LO,HI`` in Hz with 0 < LO < HI <= 100 kHz (``--bearing-resonance-hz``), as argparse's ``type``."""
-    import argparse
-
-    parts = text.split(",")
-    try:
-        lo, hi = (float(p) for p in parts)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"got {text!r}; expected LO,HI in Hz (two numbers)") from None
-    if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo < hi <= 100_000):
-        raise argparse.ArgumentTypeError(f"got {text!r}; expected LO,HI in Hz with 0 < LO < HI <= 100000")
-    return (lo, hi)
